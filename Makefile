@@ -1,0 +1,40 @@
+# Plantroom. `make demo` runs the whole system on this machine; `make test`
+# runs every unit and integration test (a local ClickHouse is started on
+# demand by the tests; see scripts/clickhouse.sh).
+GO      ?= go
+BIN     := bin
+PKGS    := ./...
+TESTFLAGS ?= -race -timeout 12m
+
+.PHONY: all build test bench demo drills lint clean fuzz
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/edge-agent ./edge/cmd/edge-agent
+	$(GO) build -o $(BIN)/cloud ./cloud/cmd/cloud
+	$(GO) build -o $(BIN)/devsim ./devices/cmd/devsim
+
+test: build
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+bench: build
+	bash scripts/bench.sh
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 60s ./protocol/
+
+demo: build
+	bash scripts/demo.sh
+
+drills: build
+	bash scripts/drills.sh
+
+lint:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf $(BIN)

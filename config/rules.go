@@ -1,0 +1,161 @@
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+// Alarm rule kinds.
+const (
+	RuleThreshold      = "threshold"       // value above/below a limit for a duration, with hysteresis
+	RuleState          = "state"           // value in (or not in) a set of codes
+	RuleRate           = "rate"            // change per minute above a limit
+	RuleStale          = "stale"           // device sent nothing for a while
+	RuleGatewayOffline = "gateway_offline" // gateway status offline (last will) for a while
+	RuleQueueOverflow  = "queue_overflow"  // gateway dropped readings
+)
+
+// RuleKinds lists every rule kind.
+var RuleKinds = []string{RuleThreshold, RuleState, RuleRate, RuleStale, RuleGatewayOffline, RuleQueueOverflow}
+
+// Severities, most severe first.
+var Severities = []string{"critical", "major", "minor", "warning"}
+
+// RuleFile is the alarm rules file.
+type RuleFile struct {
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule is an alarm rule.
+type Rule struct {
+	ID        string    `yaml:"id"`
+	Name      string    `yaml:"name"`
+	Kind      string    `yaml:"kind"`
+	Severity  string    `yaml:"severity"`
+	AppliesTo AppliesTo `yaml:"applies_to"`
+	Metric    string    `yaml:"metric"`
+	// threshold
+	Above      *float64 `yaml:"above"`
+	Below      *float64 `yaml:"below"`
+	For        Duration `yaml:"for"`        // condition must hold this long before raising
+	Hysteresis float64  `yaml:"hysteresis"` // clear only this far back inside the limit
+	// state
+	In    []float64 `yaml:"in"`     // raise while the value is one of these
+	NotIn []float64 `yaml:"not_in"` // raise while the value is none of these
+	// rate: absolute change per minute
+	RatePerMinute *float64 `yaml:"rate_per_minute"`
+	// stale: no reading for this long (default 3 poll intervals)
+	After Duration `yaml:"after"`
+	// MinHold keeps a raised alarm active at least this long (flapping guard).
+	MinHold   Duration       `yaml:"min_hold"`
+	WorkOrder *WorkOrderSpec `yaml:"work_order"`
+}
+
+// AppliesTo selects devices by kind or template; empty selects every device.
+type AppliesTo struct {
+	Kinds     []string `yaml:"kinds"`
+	Templates []string `yaml:"templates"`
+}
+
+// WorkOrderSpec makes a rule open a work order when its alarm raises.
+type WorkOrderSpec struct {
+	SLA           Duration `yaml:"sla"`                  // time to be on site
+	SLAWorkingDay bool     `yaml:"sla_next_working_day"` // due at the start of the next working day instead
+	Skill         string   `yaml:"skill"`                // technician skill wanted
+	ReopenWithin  Duration `yaml:"reopen_within"`        // a re-raise within this window reopens the same order
+}
+
+// Validate checks every rule.
+func (f *RuleFile) Validate(p *Problems) {
+	ids := map[string]bool{}
+	for i := range f.Rules {
+		r := &f.Rules[i]
+		rp := Join("rules", i)
+		checkID(p, Join(rp, "id"), r.ID)
+		if ids[r.ID] {
+			p.Addf(Join(rp, "id"), "duplicate rule id %q", r.ID)
+		}
+		ids[r.ID] = true
+		if !contains(RuleKinds, r.Kind) {
+			p.Addf(Join(rp, "kind"), "unknown kind %q (want one of %s)", r.Kind, strings.Join(RuleKinds, ", "))
+		}
+		if !contains(Severities, r.Severity) {
+			p.Addf(Join(rp, "severity"), "unknown severity %q (want one of %s)", r.Severity, strings.Join(Severities, ", "))
+		}
+		for ki, k := range r.AppliesTo.Kinds {
+			if !contains(DeviceKinds, k) {
+				p.Addf(Join(Join(rp, "applies_to.kinds"), ki), "unknown device kind %q", k)
+			}
+		}
+		needMetric := func() {
+			if r.Metric == "" {
+				p.Addf(Join(rp, "metric"), "required for a %s rule", r.Kind)
+			}
+		}
+		switch r.Kind {
+		case RuleThreshold:
+			needMetric()
+			if r.Above == nil && r.Below == nil {
+				p.Addf(rp, "a threshold rule needs above or below")
+			}
+			if r.Hysteresis < 0 {
+				p.Addf(Join(rp, "hysteresis"), "must be >= 0, got %v", r.Hysteresis)
+			}
+			if r.Above != nil && r.Below != nil && *r.Below+r.Hysteresis >= *r.Above-r.Hysteresis {
+				p.Addf(rp, "below %v and above %v leave no normal band with hysteresis %v", *r.Below, *r.Above, r.Hysteresis)
+			}
+		case RuleState:
+			needMetric()
+			if len(r.In) == 0 && len(r.NotIn) == 0 {
+				p.Addf(rp, "a state rule needs in or not_in")
+			}
+			if len(r.In) > 0 && len(r.NotIn) > 0 {
+				p.Addf(rp, "a state rule takes in or not_in, not both")
+			}
+		case RuleRate:
+			needMetric()
+			if r.RatePerMinute == nil || *r.RatePerMinute <= 0 {
+				p.Addf(Join(rp, "rate_per_minute"), "required and > 0")
+			}
+		case RuleStale, RuleGatewayOffline:
+			if r.After.Duration < 0 {
+				p.Addf(Join(rp, "after"), "must be >= 0, got %s", r.After)
+			}
+		}
+		if r.For.Duration < 0 || r.MinHold.Duration < 0 {
+			p.Addf(rp, "for and min_hold must be >= 0")
+		}
+		if w := r.WorkOrder; w != nil {
+			if w.SLA.Duration <= 0 && !w.SLAWorkingDay {
+				p.Addf(Join(rp, "work_order.sla"), "required: a duration > 0, or sla_next_working_day: true")
+			}
+		}
+	}
+}
+
+// Rule returns the rule with the given id, or nil.
+func (f *RuleFile) Rule(id string) *Rule {
+	for i := range f.Rules {
+		if f.Rules[i].ID == id {
+			return &f.Rules[i]
+		}
+	}
+	return nil
+}
+
+// Matches reports whether the rule applies to a device of the given kind and template.
+func (r *Rule) Matches(kind, template string) bool {
+	a := r.AppliesTo
+	if len(a.Kinds) == 0 && len(a.Templates) == 0 {
+		return true
+	}
+	return contains(a.Kinds, kind) || contains(a.Templates, template)
+}
+
+// StaleAfter is the rule's stale window for a device polled every interval.
+func (r *Rule) StaleAfter(interval time.Duration) time.Duration {
+	if r.After.Duration > 0 {
+		return r.After.Duration
+	}
+	return 3 * interval
+}

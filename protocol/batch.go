@@ -1,0 +1,341 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"time"
+)
+
+// BatchVersion is the version byte of the telemetry batch encoding.
+const BatchVersion = 1
+
+// Limits of one telemetry batch. A receiver rejects anything larger.
+const (
+	MaxBatchReadings = 10000     // readings in one batch
+	MaxBatchBytes    = 512 << 10 // encoded payload size
+)
+
+// MinTimestamp is the earliest accepted reading time (2000-01-01T00:00:00Z,
+// in ms): older values come from devices whose clock was never set.
+const MinTimestamp int64 = 946684800000
+
+// Quality qualifies a reading's value.
+type Quality uint8
+
+// Quality values. Anything above QualityBad is rejected.
+const (
+	QualityGood      Quality = 0 // measured by the device
+	QualityUncertain Quality = 1 // estimated, substituted or from a device reporting a warning
+	QualityBad       Quality = 2 // known to be wrong but kept for diagnosis; excluded from reports
+)
+
+// Reading is one value of one metric of one device at one time.
+type Reading struct {
+	Device  string  // device id, see CheckID
+	Metric  string  // metric name, see CheckMetric
+	TS      int64   // Unix time in milliseconds
+	Value   float64 // finite
+	Quality Quality
+}
+
+// Batch is one telemetry message: the readings a gateway sends at once. Seq
+// is strictly increasing per gateway and survives gateway restarts, so
+// (Gateway, Seq) identifies a batch and a receiver can spot redeliveries.
+type Batch struct {
+	Gateway  string
+	Seq      uint64
+	SentAt   int64 // Unix ms at which the gateway built the batch
+	Readings []Reading
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// AppendBatch appends the encoding of b to dst. It checks ids, metric names,
+// values and sizes, so what it produces always decodes.
+func AppendBatch(dst []byte, b *Batch) ([]byte, error) {
+	if err := CheckID(b.Gateway); err != nil {
+		return dst, fmt.Errorf("cannot encode batch: gateway: %w", err)
+	}
+	if len(b.Readings) == 0 {
+		return dst, fmt.Errorf("cannot encode batch: %w", ErrEmpty)
+	}
+	if len(b.Readings) > MaxBatchReadings {
+		return dst, fmt.Errorf("cannot encode batch: %w: %d readings (max %d)", ErrTooLarge, len(b.Readings), MaxBatchReadings)
+	}
+	start := len(dst)
+	dst = append(dst, BatchVersion, 0)
+	dst = appendString(dst, b.Gateway)
+	dst = binary.AppendUvarint(dst, b.Seq)
+	dst = binary.AppendUvarint(dst, uint64(b.SentAt))
+
+	// Tables of distinct device ids and metric names, in first-use order.
+	devIdx := make(map[string]uint32, 8)
+	metIdx := make(map[string]uint32, 32)
+	var devs, mets []string
+	idx := make([]uint32, 0, 2*len(b.Readings))
+	for i := range b.Readings {
+		r := &b.Readings[i]
+		d, ok := devIdx[r.Device]
+		if !ok {
+			if err := CheckID(r.Device); err != nil {
+				return dst[:start], fmt.Errorf("cannot encode batch: reading %d: device: %w", i, err)
+			}
+			d = uint32(len(devs))
+			devIdx[r.Device] = d
+			devs = append(devs, r.Device)
+		}
+		m, ok := metIdx[r.Metric]
+		if !ok {
+			if err := CheckMetric(r.Metric); err != nil {
+				return dst[:start], fmt.Errorf("cannot encode batch: reading %d: %w", i, err)
+			}
+			m = uint32(len(mets))
+			metIdx[r.Metric] = m
+			mets = append(mets, r.Metric)
+		}
+		if err := checkValue(r); err != nil {
+			return dst[:start], fmt.Errorf("cannot encode batch: reading %d: %w", i, err)
+		}
+		idx = append(idx, d, m)
+	}
+	dst = appendTable(dst, devs)
+	dst = appendTable(dst, mets)
+	dst = binary.AppendUvarint(dst, uint64(len(b.Readings)))
+	prev := b.SentAt
+	for i := range b.Readings {
+		r := &b.Readings[i]
+		dst = binary.AppendUvarint(dst, uint64(idx[2*i]))
+		dst = binary.AppendUvarint(dst, uint64(idx[2*i+1]))
+		dst = binary.AppendVarint(dst, r.TS-prev)
+		prev = r.TS
+		dst = append(dst, byte(r.Quality))
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(r.Value))
+	}
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
+	if n := len(dst) - start; n > MaxBatchBytes {
+		return dst[:start], fmt.Errorf("cannot encode batch: %w: %d bytes (max %d)", ErrTooLarge, n, MaxBatchBytes)
+	}
+	return dst, nil
+}
+
+// DecodeBatch decodes data into b, reusing b.Readings' storage. It rejects
+// anything that AppendBatch would not produce: wrong version or checksum,
+// truncation, trailing bytes, bad ids or metric names, unused or repeated
+// table entries, NaN/Inf values, unknown quality, and timestamps before
+// MinTimestamp. Use Validate for the time-dependent checks.
+func DecodeBatch(data []byte, b *Batch) error {
+	if len(data) > MaxBatchBytes {
+		return fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, len(data), MaxBatchBytes)
+	}
+	if len(data) < 2+4 {
+		return fmt.Errorf("%w: %d bytes", ErrTruncated, len(data))
+	}
+	if data[0] != BatchVersion {
+		return fmt.Errorf("%w: %d (this receiver speaks %d)", ErrVersion, data[0], BatchVersion)
+	}
+	if data[1] != 0 {
+		return fmt.Errorf("%w: flags byte is %#x, must be 0", ErrVersion, data[1])
+	}
+	body := data[:len(data)-4]
+	if want, got := binary.LittleEndian.Uint32(data[len(data)-4:]), crc32.Checksum(body, castagnoli); want != got {
+		return fmt.Errorf("%w: payload says %#08x, computed %#08x", ErrChecksum, want, got)
+	}
+	d := decoder{buf: body, off: 2}
+	gw := d.string()
+	seq := d.uvarint()
+	sent := d.uvarint()
+	if d.err != nil {
+		return d.err
+	}
+	if err := CheckID(gw); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if sent > math.MaxInt64 {
+		return fmt.Errorf("%w: send time %d out of range", ErrTimestamp, sent)
+	}
+	devs, err := d.table("device", CheckID)
+	if err != nil {
+		return err
+	}
+	mets, err := d.table("metric", CheckMetric)
+	if err != nil {
+		return err
+	}
+	n := d.uvarint()
+	if d.err != nil {
+		return d.err
+	}
+	if n == 0 {
+		return ErrEmpty
+	}
+	if n > MaxBatchReadings {
+		return fmt.Errorf("%w: %d readings (max %d)", ErrTooLarge, n, MaxBatchReadings)
+	}
+	// Each reading takes at least 11 bytes; refuse counts the payload cannot hold.
+	if rem := uint64(len(d.buf) - d.off); n > rem/11 {
+		return fmt.Errorf("%w: %d readings announced, %d bytes left", ErrTruncated, n, rem)
+	}
+	rs := b.Readings[:0]
+	if cap(rs) < int(n) {
+		rs = make([]Reading, 0, n)
+	}
+	usedDev := make([]bool, len(devs))
+	usedMet := make([]bool, len(mets))
+	ts := int64(sent)
+	for i := 0; i < int(n); i++ {
+		di, mi := d.uvarint(), d.uvarint()
+		delta := d.varint()
+		if d.err != nil {
+			return fmt.Errorf("reading %d: %w", i, d.err)
+		}
+		if len(d.buf)-d.off < 9 {
+			return fmt.Errorf("reading %d: %w", i, ErrTruncated)
+		}
+		q := Quality(d.buf[d.off])
+		v := math.Float64frombits(binary.LittleEndian.Uint64(d.buf[d.off+1:]))
+		d.off += 9
+		if di >= uint64(len(devs)) || mi >= uint64(len(mets)) {
+			return fmt.Errorf("reading %d: %w: device %d of %d, metric %d of %d", i, ErrIndex, di, len(devs), mi, len(mets))
+		}
+		next := ts + delta
+		if (delta > 0 && next < ts) || (delta < 0 && next > ts) {
+			return fmt.Errorf("reading %d: %w: overflow", i, ErrTimestamp)
+		}
+		ts = next
+		usedDev[di], usedMet[mi] = true, true
+		rs = append(rs, Reading{Device: devs[di], Metric: mets[mi], TS: ts, Value: v, Quality: q})
+		if err := checkValue(&rs[i]); err != nil {
+			return fmt.Errorf("reading %d: %w", i, err)
+		}
+	}
+	if d.off != len(d.buf) {
+		return fmt.Errorf("%w: %d bytes", ErrTrailing, len(d.buf)-d.off)
+	}
+	for i, u := range usedDev {
+		if !u {
+			return fmt.Errorf("%w: device table entry %d (%q) is never used", ErrIndex, i, devs[i])
+		}
+	}
+	for i, u := range usedMet {
+		if !u {
+			return fmt.Errorf("%w: metric table entry %d (%q) is never used", ErrIndex, i, mets[i])
+		}
+	}
+	b.Gateway, b.Seq, b.SentAt, b.Readings = gw, seq, int64(sent), rs
+	return nil
+}
+
+// Validate applies the checks that depend on the receiver's clock: no reading
+// may lie more than maxSkew after now. It returns the first offending reading.
+func (b *Batch) Validate(now time.Time, maxSkew time.Duration) error {
+	limit := now.Add(maxSkew).UnixMilli()
+	for i := range b.Readings {
+		if ts := b.Readings[i].TS; ts > limit {
+			return fmt.Errorf("reading %d (%s/%s): %w: %s is more than %s in the future",
+				i, b.Readings[i].Device, b.Readings[i].Metric, ErrTimestamp,
+				time.UnixMilli(ts).UTC().Format(time.RFC3339), maxSkew)
+		}
+	}
+	return nil
+}
+
+func checkValue(r *Reading) error {
+	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
+		return fmt.Errorf("%w: %v for %s/%s", ErrValue, r.Value, r.Device, r.Metric)
+	}
+	if r.Quality > QualityBad {
+		return fmt.Errorf("%w: %d for %s/%s", ErrQuality, r.Quality, r.Device, r.Metric)
+	}
+	if r.TS < MinTimestamp {
+		return fmt.Errorf("%w: %d ms for %s/%s is before 2000-01-01", ErrTimestamp, r.TS, r.Device, r.Metric)
+	}
+	return nil
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func appendTable(dst []byte, t []string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(t)))
+	for _, s := range t {
+		dst = appendString(dst, s)
+	}
+	return dst
+}
+
+type decoder struct {
+	buf []byte
+	off int
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.buf[d.off:])
+	if n <= 0 {
+		d.err = fmt.Errorf("%w: bad varint at offset %d", ErrTruncated, d.off)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.buf[d.off:])
+	if n <= 0 {
+		d.err = fmt.Errorf("%w: bad varint at offset %d", ErrTruncated, d.off)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.buf)-d.off) {
+		d.err = fmt.Errorf("%w: string of %d bytes at offset %d", ErrTruncated, n, d.off)
+		return ""
+	}
+	s := string(d.buf[d.off : d.off+int(n)])
+	d.off += int(n)
+	return s
+}
+
+func (d *decoder) table(what string, check func(string) error) ([]string, error) {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil, d.err
+	}
+	// Every entry takes at least two bytes (length and one character).
+	if n > uint64(len(d.buf)-d.off)/2 {
+		return nil, fmt.Errorf("%w: %s table of %d entries", ErrTruncated, what, n)
+	}
+	t := make([]string, n)
+	seen := make(map[string]struct{}, n)
+	for i := range t {
+		t[i] = d.string()
+		if d.err != nil {
+			return nil, d.err
+		}
+		if err := check(t[i]); err != nil {
+			return nil, fmt.Errorf("%s table entry %d: %w", what, i, err)
+		}
+		if _, dup := seen[t[i]]; dup {
+			return nil, fmt.Errorf("%w: %s %q appears twice in its table", ErrIndex, what, t[i])
+		}
+		seen[t[i]] = struct{}{}
+	}
+	return t, nil
+}

@@ -1,0 +1,120 @@
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// MessageVersion is the "v" field of the JSON status and event messages.
+const MessageVersion = 1
+
+// MaxMessageBytes bounds a status or event message.
+const MaxMessageBytes = 16 << 10
+
+// Gateway states carried by Status.State.
+const (
+	StateOnline  = "online"
+	StateOffline = "offline"
+)
+
+// Status is the retained gateway status message. The gateway publishes
+// {"state":"online"} when it connects and registers {"state":"offline"} as its
+// MQTT last will, so the broker announces an unclean disconnect.
+type Status struct {
+	V       int    `json:"v"`
+	Gateway string `json:"gateway"`
+	State   string `json:"state"`
+	TS      int64  `json:"ts"`               // Unix ms; 0 in a last will (the receiver uses its own clock)
+	Agent   string `json:"agent,omitempty"`  // agent software version
+	Reason  string `json:"reason,omitempty"` // e.g. "last_will", "shutdown"
+}
+
+// Event kinds a gateway sends. Receivers must accept unknown kinds that pass
+// CheckMetric, so new kinds can be added without a version change.
+const (
+	EventDeviceOffline = "device_offline" // a device stopped answering
+	EventDeviceOnline  = "device_online"  // it answers again
+	EventQueueOverflow = "queue_overflow" // the gateway dropped its oldest readings; Attrs["dropped"]
+	EventGatewayStart  = "gateway_start"  // the agent started
+)
+
+// Event is a device or gateway event. (Gateway, Seq) identifies it; Seq is
+// strictly increasing per gateway, so a receiver can drop redeliveries.
+type Event struct {
+	V       int                `json:"v"`
+	Gateway string             `json:"gateway"`
+	Seq     uint64             `json:"seq"`
+	Kind    string             `json:"kind"`
+	Device  string             `json:"device,omitempty"`
+	TS      int64              `json:"ts"` // Unix ms
+	Message string             `json:"message,omitempty"`
+	Attrs   map[string]float64 `json:"attrs,omitempty"`
+}
+
+// DecodeStatus parses and checks a status message.
+func DecodeStatus(data []byte) (Status, error) {
+	var s Status
+	if err := decodeJSON(data, &s); err != nil {
+		return Status{}, err
+	}
+	if s.V != MessageVersion {
+		return Status{}, fmt.Errorf("%w: status v=%d", ErrVersion, s.V)
+	}
+	if err := CheckID(s.Gateway); err != nil {
+		return Status{}, fmt.Errorf("status gateway: %w", err)
+	}
+	if s.State != StateOnline && s.State != StateOffline {
+		return Status{}, fmt.Errorf("%w: status state %q (want %q or %q)", ErrJSON, s.State, StateOnline, StateOffline)
+	}
+	return s, nil
+}
+
+// DecodeEvent parses and checks an event message.
+func DecodeEvent(data []byte) (Event, error) {
+	var e Event
+	if err := decodeJSON(data, &e); err != nil {
+		return Event{}, err
+	}
+	if e.V != MessageVersion {
+		return Event{}, fmt.Errorf("%w: event v=%d", ErrVersion, e.V)
+	}
+	if err := CheckID(e.Gateway); err != nil {
+		return Event{}, fmt.Errorf("event gateway: %w", err)
+	}
+	if e.Device != "" {
+		if err := CheckID(e.Device); err != nil {
+			return Event{}, fmt.Errorf("event device: %w", err)
+		}
+	}
+	if err := CheckMetric(e.Kind); err != nil {
+		return Event{}, fmt.Errorf("event kind: %w", err)
+	}
+	if e.TS < MinTimestamp {
+		return Event{}, fmt.Errorf("%w: event ts %d", ErrTimestamp, e.TS)
+	}
+	return e, nil
+}
+
+// EncodeStatus and EncodeEvent marshal the messages with V set.
+func EncodeStatus(s Status) []byte { s.V = MessageVersion; return mustJSON(s) }
+
+// EncodeEvent marshals an event with V set.
+func EncodeEvent(e Event) []byte { e.V = MessageVersion; return mustJSON(e) }
+
+func decodeJSON(data []byte, v any) error {
+	if len(data) > MaxMessageBytes {
+		return fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, len(data), MaxMessageBytes)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrJSON, err)
+	}
+	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("BUG: cannot marshal protocol message: " + err.Error())
+	}
+	return b
+}
