@@ -64,6 +64,9 @@ func AppendBatch(dst []byte, b *Batch) ([]byte, error) {
 	if len(b.Readings) > MaxBatchReadings {
 		return dst, fmt.Errorf("cannot encode batch: %w: %d readings (max %d)", ErrTooLarge, len(b.Readings), MaxBatchReadings)
 	}
+	if b.SentAt < 0 {
+		return dst, fmt.Errorf("cannot encode batch: %w: send time %d is negative", ErrTimestamp, b.SentAt)
+	}
 	start := len(dst)
 	dst = append(dst, BatchVersion, 0)
 	dst = appendString(dst, b.Gateway)
@@ -122,9 +125,11 @@ func AppendBatch(dst []byte, b *Batch) ([]byte, error) {
 
 // DecodeBatch decodes data into b, reusing b.Readings' storage. It rejects
 // anything that AppendBatch would not produce: wrong version or checksum,
-// truncation, trailing bytes, bad ids or metric names, unused or repeated
-// table entries, NaN/Inf values, unknown quality, and timestamps before
-// MinTimestamp. Use Validate for the time-dependent checks.
+// truncation, trailing bytes, varints not in their shortest form, bad ids or
+// metric names, table entries unused, repeated or not in first-use order,
+// NaN/Inf values, unknown quality, and timestamps before MinTimestamp. Use
+// Validate for the time-dependent checks. On error b's fields keep their
+// values, but the elements of b.Readings may have been overwritten.
 func DecodeBatch(data []byte, b *Batch) error {
 	if len(data) > MaxBatchBytes {
 		return fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, len(data), MaxBatchBytes)
@@ -173,16 +178,17 @@ func DecodeBatch(data []byte, b *Batch) error {
 	if n > MaxBatchReadings {
 		return fmt.Errorf("%w: %d readings (max %d)", ErrTooLarge, n, MaxBatchReadings)
 	}
-	// Each reading takes at least 11 bytes; refuse counts the payload cannot hold.
-	if rem := uint64(len(d.buf) - d.off); n > rem/11 {
+	// Refuse counts the payload cannot hold.
+	if rem := uint64(len(d.buf) - d.off); n > rem/minReadingBytes {
 		return fmt.Errorf("%w: %d readings announced, %d bytes left", ErrTruncated, n, rem)
 	}
 	rs := b.Readings[:0]
 	if cap(rs) < int(n) {
 		rs = make([]Reading, 0, n)
 	}
-	usedDev := make([]bool, len(devs))
-	usedMet := make([]bool, len(mets))
+	// Tables list their entries in first-use order, so a reading refers to
+	// an entry already used or to the next one.
+	var nDev, nMet uint64
 	ts := int64(sent)
 	for i := 0; i < int(n); i++ {
 		di, mi := d.uvarint(), d.uvarint()
@@ -199,12 +205,23 @@ func DecodeBatch(data []byte, b *Batch) error {
 		if di >= uint64(len(devs)) || mi >= uint64(len(mets)) {
 			return fmt.Errorf("reading %d: %w: device %d of %d, metric %d of %d", i, ErrIndex, di, len(devs), mi, len(mets))
 		}
+		if di > nDev {
+			return fmt.Errorf("reading %d: %w: device table entry %d is used before entry %d (tables are in first-use order)", i, ErrIndex, di, nDev)
+		}
+		if mi > nMet {
+			return fmt.Errorf("reading %d: %w: metric table entry %d is used before entry %d (tables are in first-use order)", i, ErrIndex, mi, nMet)
+		}
+		if di == nDev {
+			nDev++
+		}
+		if mi == nMet {
+			nMet++
+		}
 		next := ts + delta
 		if (delta > 0 && next < ts) || (delta < 0 && next > ts) {
 			return fmt.Errorf("reading %d: %w: overflow", i, ErrTimestamp)
 		}
 		ts = next
-		usedDev[di], usedMet[mi] = true, true
 		rs = append(rs, Reading{Device: devs[di], Metric: mets[mi], TS: ts, Value: v, Quality: q})
 		if err := checkValue(&rs[i]); err != nil {
 			return fmt.Errorf("reading %d: %w", i, err)
@@ -213,15 +230,11 @@ func DecodeBatch(data []byte, b *Batch) error {
 	if d.off != len(d.buf) {
 		return fmt.Errorf("%w: %d bytes", ErrTrailing, len(d.buf)-d.off)
 	}
-	for i, u := range usedDev {
-		if !u {
-			return fmt.Errorf("%w: device table entry %d (%q) is never used", ErrIndex, i, devs[i])
-		}
+	if nDev < uint64(len(devs)) {
+		return fmt.Errorf("%w: device table entry %d (%q) is never used", ErrIndex, nDev, devs[nDev])
 	}
-	for i, u := range usedMet {
-		if !u {
-			return fmt.Errorf("%w: metric table entry %d (%q) is never used", ErrIndex, i, mets[i])
-		}
+	if nMet < uint64(len(mets)) {
+		return fmt.Errorf("%w: metric table entry %d (%q) is never used", ErrIndex, nMet, mets[nMet])
 	}
 	b.Gateway, b.Seq, b.SentAt, b.Readings = gw, seq, int64(sent), rs
 	return nil
@@ -273,13 +286,16 @@ type decoder struct {
 	err error
 }
 
+// minReadingBytes is the size of the shortest encoded reading: three
+// one-byte varints, the quality byte and the value.
+const minReadingBytes = 3 + 1 + 8
+
 func (d *decoder) uvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(d.buf[d.off:])
-	if n <= 0 {
-		d.err = fmt.Errorf("%w: bad varint at offset %d", ErrTruncated, d.off)
+	if !d.checkVarint(n) {
 		return 0
 	}
 	d.off += n
@@ -291,12 +307,29 @@ func (d *decoder) varint() int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.buf[d.off:])
-	if n <= 0 {
-		d.err = fmt.Errorf("%w: bad varint at offset %d", ErrTruncated, d.off)
+	if !d.checkVarint(n) {
 		return 0
 	}
 	d.off += n
 	return v
+}
+
+// checkVarint checks the length n returned by binary.Uvarint or
+// binary.Varint at d.off: the payload must not end inside the varint, its
+// value must fit 64 bits, and it must be in its shortest form (a last byte
+// of zero adds nothing), so every value has exactly one encoding.
+func (d *decoder) checkVarint(n int) bool {
+	switch {
+	case n == 0:
+		d.err = fmt.Errorf("%w: payload ends inside the varint at offset %d", ErrTruncated, d.off)
+	case n < 0:
+		d.err = fmt.Errorf("%w: varint at offset %d overflows 64 bits", ErrMalformed, d.off)
+	case n > 1 && d.buf[d.off+n-1] == 0:
+		d.err = fmt.Errorf("%w: varint at offset %d is not in its shortest form", ErrMalformed, d.off)
+	default:
+		return true
+	}
+	return false
 }
 
 func (d *decoder) string() string {

@@ -9,6 +9,7 @@ var (
 	ErrTopicVersion = errors.New("unknown topic version")
 	ErrVersion      = errors.New("unknown payload version")
 	ErrTruncated    = errors.New("truncated payload")
+	ErrMalformed    = errors.New("malformed payload")
 	ErrChecksum     = errors.New("checksum mismatch")
 	ErrTrailing     = errors.New("trailing bytes after payload")
 	ErrEmpty        = errors.New("empty batch")
@@ -38,7 +39,7 @@ var causes = []struct {
 	name string
 }{
 	{ErrTopic, "topic"}, {ErrTopicVersion, "topic_version"}, {ErrVersion, "version"},
-	{ErrTruncated, "truncated"}, {ErrChecksum, "checksum"}, {ErrTrailing, "trailing"},
+	{ErrTruncated, "truncated"}, {ErrMalformed, "malformed"}, {ErrChecksum, "checksum"}, {ErrTrailing, "trailing"},
 	{ErrEmpty, "empty"}, {ErrTooLarge, "too_large"}, {ErrID, "id"}, {ErrMetric, "metric"},
 	{ErrValue, "value"}, {ErrTimestamp, "timestamp"}, {ErrQuality, "quality"},
 	{ErrIndex, "index"}, {ErrJSON, "json"},
