@@ -1,0 +1,350 @@
+package energy
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// HourMS is one hour in Unix milliseconds.
+const HourMS = int64(time.Hour / time.Millisecond)
+
+// Key names one metric of one device.
+type Key struct{ Device, Metric string }
+
+// Hour is one hour of one key from the hourly roll-up: the first and last
+// reading with their times, the extremes, and the number of distinct
+// reading times.
+type Hour struct {
+	Key
+	Hour    int64 // Unix ms of the UTC hour's start
+	FirstTS int64
+	First   float64
+	LastTS  int64
+	Last    float64
+	Min     float64
+	Max     float64
+	N       uint64
+}
+
+// Monotonic reports whether the hour's readings never fall below the
+// first or rise above the last, so the counter rose steadily through it
+// and its first and last reading carry all its energy.
+func (h *Hour) Monotonic() bool { return h.Min >= h.First && h.Max <= h.Last }
+
+// Range asks for the raw readings of one key in [From, To).
+type Range struct {
+	Key
+	From, To int64
+}
+
+// Where limits readings to one company's projects.
+type Where struct {
+	Company  string
+	Projects []string
+}
+
+// Readings is the reading store as energy reports need it. Every method
+// returns readings of quality good or uncertain only, each timestamp once.
+type Readings interface {
+	// Hours returns the roll-up rows of keys for hours in [from, to).
+	Hours(ctx context.Context, w Where, keys []Key, from, to int64) ([]Hour, error)
+	// LastBefore returns, per key, the last reading before t, if any.
+	LastBefore(ctx context.Context, w Where, keys []Key, t int64) (map[Key]Point, error)
+	// FirstFrom returns, per key, the first reading at or after t, if any.
+	FirstFrom(ctx context.Context, w Where, keys []Key, t int64) (map[Key]Point, error)
+	// Raw returns the readings in each range, sorted by time.
+	Raw(ctx context.Context, w Where, ranges []Range) (map[Key][]Point, error)
+}
+
+// Job is one project's devices over one schedule.
+type Job struct {
+	Project  string
+	Devices  []Device
+	Schedule *Schedule
+}
+
+// Energy sources of a device's figures.
+const (
+	SourceCounter = "counter" // differences of the cumulative kWh counter
+	SourcePower   = "power"   // power integrated over time: an estimate
+	SourceNone    = "none"    // no readings at all
+)
+
+// DeviceResult is one device's energy over a job's schedule.
+type DeviceResult struct {
+	Device        Device
+	Source        string
+	Slots         []float64 // kWh in each schedule slot
+	KWh           float64
+	Cost          float64 // of the priced kWh
+	UnpricedKWh   float64 // used where no tariff version was in effect
+	Gaps          []Gap
+	Drops         []Drop // counter drops inside the period
+	HoursPresent  int    // UTC hours of the period with at least one reading
+	HoursExpected int    // UTC hours overlapping the period
+}
+
+// Estimated reports whether the figure rests on more than the counter's
+// own readings: power integration, or a gap.
+func (r *DeviceResult) Estimated() bool { return r.Source != SourceCounter || len(r.Gaps) > 0 }
+
+// Result is a job's outcome.
+type Result struct {
+	Job     Job
+	Devices []DeviceResult
+}
+
+// Compute works out every device's energy for jobs of one company. It reads
+// hourly roll-ups and fetches raw readings only for the hours that need
+// them: hours whose counter fell, and hours holding a slot boundary that
+// is not on the hour.
+func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]Result, error) {
+	if len(jobs) == 0 {
+		return nil, nil
+	}
+	w := Where{Company: company}
+	var counterKeys []Key
+	from, to := int64(1<<62), int64(-1<<62)
+	projects := map[string]bool{}
+	for _, j := range jobs {
+		if !projects[j.Project] {
+			projects[j.Project] = true
+			w.Projects = append(w.Projects, j.Project)
+		}
+		from, to = min(from, j.Schedule.From), max(to, j.Schedule.To)
+		for _, d := range j.Devices {
+			if d.Counter != "" {
+				counterKeys = append(counterKeys, Key{d.ID, d.Counter})
+			}
+		}
+	}
+	counterKeys = uniqueKeys(counterKeys)
+	h0, h1 := floorHour(from), ceilHour(to)
+
+	hours, err := src.Hours(ctx, w, counterKeys, h0, h1)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read hourly roll-ups: %w", err)
+	}
+	byKey := map[Key][]Hour{}
+	for _, h := range hours {
+		byKey[h.Key] = append(byKey[h.Key], h)
+	}
+	for k := range byKey {
+		hs := byKey[k]
+		sort.Slice(hs, func(i, j int) bool { return hs[i].Hour < hs[j].Hour })
+	}
+	before, err := src.LastBefore(ctx, w, counterKeys, h0)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read readings before %s: %w", msTime(h0), err)
+	}
+	after, err := src.FirstFrom(ctx, w, counterKeys, h1)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read readings after %s: %w", msTime(h1), err)
+	}
+
+	// Which hours need raw readings, and which devices fall back to power.
+	rawHours := map[Key]map[int64]bool{}
+	var ranges []Range
+	usePower := map[Key]bool{}
+	for _, j := range jobs {
+		inner := j.Schedule.InnerHours()
+		jh0, jh1 := floorHour(j.Schedule.From), ceilHour(j.Schedule.To)
+		for _, d := range j.Devices {
+			k := Key{d.ID, d.Counter}
+			_, hasBefore := before[k]
+			_, hasAfter := after[k]
+			if d.Counter == "" || (len(byKey[k]) == 0 && !hasBefore && !hasAfter) {
+				if d.Power != "" {
+					pk := Key{d.ID, d.Power}
+					if !usePower[pk] {
+						usePower[pk] = true
+						ranges = append(ranges, Range{pk, jh0 - HourMS, jh1 + HourMS})
+					}
+				}
+				continue
+			}
+			need := rawHours[k]
+			mark := func(h int64) {
+				if need == nil {
+					need = map[int64]bool{}
+					rawHours[k] = need
+				}
+				need[h] = true
+			}
+			for i := range byKey[k] {
+				h := &byKey[k][i]
+				if h.Hour >= jh0 && h.Hour < jh1 && !h.Monotonic() {
+					mark(h.Hour)
+				}
+			}
+			for _, h := range inner {
+				if hasHour(byKey[k], h) {
+					mark(h)
+				}
+			}
+		}
+	}
+	for k, hs := range rawHours {
+		ranges = append(ranges, hourRanges(k, hs)...)
+	}
+	var raw map[Key][]Point
+	if len(ranges) > 0 {
+		raw, err = src.Raw(ctx, w, ranges)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read raw readings: %w", err)
+		}
+	}
+
+	out := make([]Result, len(jobs))
+	for ji, j := range jobs {
+		out[ji].Job = j
+		bounds := j.Schedule.Bounds()
+		jh0, jh1 := floorHour(j.Schedule.From), ceilHour(j.Schedule.To)
+		for _, d := range j.Devices {
+			r := DeviceResult{Device: d, Source: SourceNone, HoursExpected: int((jh1 - jh0) / HourMS)}
+			var c Counter
+			ck, pk := Key{d.ID, d.Counter}, Key{d.ID, d.Power}
+			switch {
+			case usePower[pk]:
+				pts := Dedup(raw[pk])
+				for i := range pts {
+					pts[i].V *= d.PowerToKW
+				}
+				if len(pts) > 0 {
+					r.Source = SourcePower
+				}
+				c = Integrate(pts)
+				r.HoursPresent = countHours(pts, jh0, jh1)
+			case d.Counter != "":
+				pts := counterPoints(byKey[ck], rawHours[ck], raw[ck], before, after, ck)
+				if len(pts) > 0 {
+					r.Source = SourceCounter
+				}
+				c = Unwrap(pts, d.Rollover)
+				for _, h := range byKey[ck] {
+					if h.Hour >= jh0 && h.Hour < jh1 && h.N > 0 {
+						r.HoursPresent++
+					}
+				}
+			}
+			r.Slots = c.Spread(bounds)
+			if r.Slots == nil {
+				r.Slots = make([]float64, len(j.Schedule.Slots))
+			}
+			for i, e := range r.Slots {
+				sl := &j.Schedule.Slots[i]
+				r.KWh += e
+				if sl.Priced {
+					r.Cost += e * sl.Price
+				} else {
+					r.UnpricedKWh += e
+				}
+			}
+			thr := GapThreshold(d.Poll).Milliseconds()
+			r.Gaps = FindGaps(c.Times(), j.Schedule.From, j.Schedule.To, thr)
+			for _, dr := range c.Drops {
+				if dr.TS > j.Schedule.From && dr.TS <= j.Schedule.To {
+					r.Drops = append(r.Drops, dr)
+				}
+			}
+			out[ji].Devices = append(out[ji].Devices, r)
+		}
+	}
+	return out, nil
+}
+
+// counterPoints builds a counter's reading sequence: the last reading
+// before the range, each hour's first and last reading (or all of its raw
+// readings where the hour needs them), and the first reading after.
+func counterPoints(hours []Hour, rawHours map[int64]bool, raw []Point, before, after map[Key]Point, k Key) []Point {
+	pts := make([]Point, 0, 2*len(hours)+len(raw)+2)
+	if p, ok := before[k]; ok {
+		pts = append(pts, p)
+	}
+	ri := 0
+	for _, h := range hours {
+		if rawHours[h.Hour] {
+			for ri < len(raw) && raw[ri].TS < h.Hour {
+				ri++
+			}
+			start := len(pts)
+			for ri < len(raw) && raw[ri].TS < h.Hour+HourMS {
+				pts = append(pts, raw[ri])
+				ri++
+			}
+			if len(pts) > start {
+				continue
+			}
+			// No raw readings (a race with ingestion): the roll-up will do.
+		}
+		pts = append(pts, Point{h.FirstTS, h.First})
+		if h.LastTS != h.FirstTS {
+			pts = append(pts, Point{h.LastTS, h.Last})
+		}
+	}
+	if p, ok := after[k]; ok {
+		pts = append(pts, p)
+	}
+	return Dedup(pts)
+}
+
+func hasHour(hs []Hour, h int64) bool {
+	i := sort.Search(len(hs), func(i int) bool { return hs[i].Hour >= h })
+	return i < len(hs) && hs[i].Hour == h
+}
+
+// hourRanges merges a key's hours into contiguous ranges.
+func hourRanges(k Key, set map[int64]bool) []Range {
+	hs := make([]int64, 0, len(set))
+	for h := range set {
+		hs = append(hs, h)
+	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i] < hs[j] })
+	var out []Range
+	for _, h := range hs {
+		if n := len(out); n > 0 && out[n-1].To == h {
+			out[n-1].To = h + HourMS
+			continue
+		}
+		out = append(out, Range{k, h, h + HourMS})
+	}
+	return out
+}
+
+func countHours(pts []Point, h0, h1 int64) int {
+	n, last := 0, int64(-1<<62)
+	for _, p := range pts {
+		h := floorHour(p.TS)
+		if h >= h0 && h < h1 && h != last {
+			n++
+			last = h
+		}
+	}
+	return n
+}
+
+func uniqueKeys(ks []Key) []Key {
+	seen := make(map[Key]bool, len(ks))
+	out := ks[:0]
+	for _, k := range ks {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func floorHour(ms int64) int64 { return floorDiv(ms, HourMS) * HourMS }
+
+func ceilHour(ms int64) int64 {
+	h := floorHour(ms)
+	if h < ms {
+		h += HourMS
+	}
+	return h
+}
+
+func msTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339) }

@@ -1,0 +1,202 @@
+package energy
+
+import (
+	"sort"
+	"time"
+
+	"github.com/plantroom/plantroom/config"
+)
+
+// ProjectRef names a project in a report.
+type ProjectRef struct {
+	ID          string  `json:"id"`
+	Name        string  `json:"name"`
+	TimeZone    string  `json:"time_zone"`
+	FloorAreaM2 float64 `json:"floor_area_m2"`
+	Tariff      string  `json:"tariff"`
+	Currency    string  `json:"currency"`
+}
+
+// Line is one row of a breakdown (a category or a tariff period).
+type Line struct {
+	Key  string  `json:"key"`
+	KWh  float64 `json:"kwh"`
+	Cost float64 `json:"cost"`
+}
+
+// BuildingLine is one building's share.
+type BuildingLine struct {
+	Building    string   `json:"building"` // "" for devices assigned to no building
+	Name        string   `json:"name"`
+	FloorAreaM2 float64  `json:"floor_area_m2"`
+	KWh         float64  `json:"kwh"`
+	Cost        float64  `json:"cost"`
+	KWhPerM2    *float64 `json:"kwh_per_m2"` // null without a floor area
+}
+
+// DeviceLine is one device's figures.
+type DeviceLine struct {
+	Device       string  `json:"device"`
+	Name         string  `json:"name"`
+	Kind         string  `json:"kind"`
+	Category     string  `json:"category"`
+	Building     string  `json:"building"`
+	MainMeter    bool    `json:"main_meter"`
+	Source       string  `json:"source"` // counter, power or none
+	KWh          float64 `json:"kwh"`
+	Cost         float64 `json:"cost"`
+	Estimated    bool    `json:"estimated"`
+	Completeness float64 `json:"completeness"`
+}
+
+// GapLine is one gap of one device.
+type GapLine struct {
+	Device       string    `json:"device"`
+	From         time.Time `json:"from"`
+	To           time.Time `json:"to"`
+	Hours        float64   `json:"hours"`
+	Interpolated bool      `json:"interpolated"`
+}
+
+// DropLine is a counter drop: a rollover or a meter replacement.
+type DropLine struct {
+	Device string    `json:"device"`
+	At     time.Time `json:"at"`
+	Kind   string    `json:"kind"`
+	From   float64   `json:"from_value"`
+	To     float64   `json:"to_value"`
+	KWh    float64   `json:"kwh"`
+}
+
+// Completeness is the share of expected data present.
+type Completeness struct {
+	Ratio         float64   `json:"ratio"` // hours_present / hours_expected
+	HoursPresent  int       `json:"hours_present"`
+	HoursExpected int       `json:"hours_expected"`
+	Gaps          []GapLine `json:"gaps"`
+}
+
+// Change compares a figure with an earlier period of the same length.
+type Change struct {
+	Month         string   `json:"month"`
+	From          string   `json:"from"` // YYYY-MM-DD
+	To            string   `json:"to"`   // YYYY-MM-DD, exclusive
+	KWh           float64  `json:"kwh"`
+	Cost          *float64 `json:"cost"` // null where no tariff version was in effect
+	HasData       bool     `json:"has_data"`
+	KWhChangePct  *float64 `json:"kwh_change_pct"`  // null without data or with 0 kWh then
+	CostChangePct *float64 `json:"cost_change_pct"` // likewise
+}
+
+// totals sums a result's counted devices (main meters excluded).
+type totals struct {
+	kwh, cost, unpriced float64
+	present, expected   int
+	estimated           bool
+	hasData             bool
+}
+
+func sum(r *Result) totals {
+	var t totals
+	for i := range r.Devices {
+		d := &r.Devices[i]
+		t.present += d.HoursPresent
+		t.expected += d.HoursExpected
+		if d.Source != SourceNone {
+			t.hasData = true
+		}
+		if d.Device.MainMeter {
+			continue
+		}
+		t.kwh += d.KWh
+		t.cost += d.Cost
+		t.unpriced += d.UnpricedKWh
+		t.estimated = t.estimated || d.Estimated()
+	}
+	return t
+}
+
+func (t totals) ratio() float64 {
+	if t.expected == 0 {
+		return 0
+	}
+	return Round(float64(t.present)/float64(t.expected), 4)
+}
+
+func newChange(m Month, pd *period, prev *Result, cur totals) *Change {
+	p := sum(prev)
+	c := &Change{
+		Month: m.String(), HasData: p.hasData, KWh: KWh(p.kwh),
+		From: pd.from.Format(time.DateOnly), To: pd.to.Format(time.DateOnly),
+	}
+	if pd.to.Hour() != 0 || pd.to.Minute() != 0 {
+		c.To = pd.to.Format("2006-01-02T15:04")
+	}
+	if p.unpriced == 0 {
+		c.Cost = ptr(Cents(p.cost))
+	}
+	if p.hasData && p.kwh > 0 {
+		c.KWhChangePct = ptr(Round((cur.kwh-p.kwh)/p.kwh*100, 2))
+		if c.Cost != nil && p.cost > 0 {
+			c.CostChangePct = ptr(Round((cur.cost-p.cost)/p.cost*100, 2))
+		}
+	}
+	return c
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deviceLine(d *DeviceResult) DeviceLine {
+	l := DeviceLine{
+		Device: d.Device.ID, Name: d.Device.Name, Kind: d.Device.Kind, Category: d.Device.Category,
+		Building: d.Device.Building, MainMeter: d.Device.MainMeter, Source: d.Source,
+		KWh: KWh(d.KWh), Cost: Cents(d.Cost), Estimated: d.Estimated(),
+	}
+	if d.HoursExpected > 0 {
+		l.Completeness = Round(float64(d.HoursPresent)/float64(d.HoursExpected), 4)
+	}
+	return l
+}
+
+// gapLines lists every device's gaps, longest first.
+func gapLines(r *Result, loc *time.Location) []GapLine {
+	out := []GapLine{}
+	for i := range r.Devices {
+		d := &r.Devices[i]
+		for _, g := range d.Gaps {
+			out = append(out, GapLine{
+				Device: d.Device.ID, From: time.UnixMilli(g.From).In(loc), To: time.UnixMilli(g.To).In(loc),
+				Hours: Round(float64(g.To-g.From)/float64(HourMS), 2), Interpolated: g.Interpolated,
+			})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].From.Equal(out[j].From) {
+			return out[i].From.Before(out[j].From)
+		}
+		return out[i].Device < out[j].Device
+	})
+	return out
+}
+
+func dropLines(r *Result, loc *time.Location) []DropLine {
+	out := []DropLine{}
+	for i := range r.Devices {
+		d := &r.Devices[i]
+		for _, dr := range d.Drops {
+			out = append(out, DropLine{Device: d.Device.ID, At: time.UnixMilli(dr.TS).In(loc), Kind: dr.Kind, From: dr.Prev, To: dr.Next, KWh: KWh(dr.Delta)})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// periodOrder sorts tariff periods most expensive first.
+func periodOrder(p string) int {
+	for i, q := range config.Periods {
+		if q == p {
+			return i
+		}
+	}
+	return len(config.Periods)
+}
