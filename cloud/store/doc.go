@@ -1,0 +1,48 @@
+// Package store is the cloud's ClickHouse storage: connection, versioned
+// schema migrations, the readings schema and the queries the ingest needs.
+//
+// # Reading rule: duplicates
+//
+// Delivery is at least once, so the same reading can be inserted more than
+// once (a gateway resends a batch whose PUBACK it never saw, the ingest
+// restarts before acknowledging a committed batch). Storage makes that
+// harmless instead of trying to prevent it:
+//
+//   - readings is a ReplacingMergeTree(seq) keyed by (company, project,
+//     device, metric, ts_ms). Background merges collapse duplicates
+//     eventually, never at a known time. Every query of readings MUST
+//     therefore read with FINAL, or GROUP BY (company, project, device,
+//     metric, ts_ms) taking any(value) or argMax(value, seq). A plain
+//     count() or sum() over readings without one of these is wrong.
+//   - readings_hourly is filled by the materialized view readings_hourly_mv
+//     for every insert, duplicates included. A materialized view sees each
+//     insert, not the merged table, so the roll-up holds only aggregates
+//     that a duplicate cannot change: min, max, argMin/argMax by ts_ms
+//     (first/last value of the hour), min/max of ts_ms, and uniqExact(ts_ms)
+//     as the reading count. There is no sum() or count() in it on purpose.
+//     Query it with GROUP BY (company, project, device, metric, hour_ms) and
+//     the -Merge combinators: minMerge(min_v), maxMerge(max_v),
+//     argMinMerge(first_v), minMerge(first_ts), argMaxMerge(last_v),
+//     maxMerge(last_ts), uniqExactMerge(n).
+//   - events (gateway and device events, gateway status changes) is a
+//     ReplacingMergeTree as well; read it with FINAL.
+//
+// Readings of quality 2 (bad) are stored in readings for diagnosis but left
+// out of readings_hourly, so trends and energy reports never see them.
+//
+// # Server versions
+//
+// The schema works on ClickHouse 18.16 (what Debian ships) and uses
+// LowCardinality columns, compression codecs and an optional TTL on servers
+// that have them (see Server). Column names and query-visible types are the
+// same on every version, so queries need not care.
+//
+// # Cluster
+//
+// With Options.Cluster set, every statement runs ON CLUSTER, the data lives in
+// Replicated* tables named <table>_local, and readings, readings_hourly and
+// events are Distributed tables over them, sharded by
+// cityHash64(company, project, device) so that duplicates of a reading land
+// on the same shard, where FINAL and the roll-up's merge functions see them
+// together.
+package store

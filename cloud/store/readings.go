@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// ReadingBatch holds rows for readings column by column, the shape the
+// native protocol sends. The zero value is empty and ready to use.
+type ReadingBatch struct {
+	Company, Project, Gateway, Device, Metric []string
+	TS                                        []int64
+	Value                                     []float64
+	Quality                                   []uint8
+	Seq                                       []uint64
+}
+
+// Add appends one reading of the batch (gateway, seq) of a gateway in
+// company/project.
+func (b *ReadingBatch) Add(company, project, gateway string, seq uint64, r *protocol.Reading) {
+	b.Company = append(b.Company, company)
+	b.Project = append(b.Project, project)
+	b.Gateway = append(b.Gateway, gateway)
+	b.Device = append(b.Device, r.Device)
+	b.Metric = append(b.Metric, r.Metric)
+	b.TS = append(b.TS, r.TS)
+	b.Value = append(b.Value, r.Value)
+	b.Quality = append(b.Quality, uint8(r.Quality))
+	b.Seq = append(b.Seq, seq)
+}
+
+// Len is the number of rows.
+func (b *ReadingBatch) Len() int { return len(b.TS) }
+
+// Reset empties the batch and keeps its storage.
+func (b *ReadingBatch) Reset() {
+	b.Company, b.Project, b.Gateway = b.Company[:0], b.Project[:0], b.Gateway[:0]
+	b.Device, b.Metric = b.Device[:0], b.Metric[:0]
+	b.TS, b.Value, b.Quality, b.Seq = b.TS[:0], b.Value[:0], b.Quality[:0], b.Seq[:0]
+}
+
+// InsertReadings writes the batch in one INSERT. Inserting rows that are
+// already stored is harmless (see the package doc).
+func (db *DB) InsertReadings(ctx context.Context, b *ReadingBatch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	batch, err := db.conn.PrepareBatch(ctx, "INSERT INTO "+quoteIdent(db.Database())+"."+TableReadings+" ("+ReadingsColumns+")")
+	if err != nil {
+		return fmt.Errorf("cannot insert %d readings: %w", b.Len(), err)
+	}
+	defer batch.Close()
+	cols := []any{b.Company, b.Project, b.Gateway, b.Device, b.Metric, b.TS, b.Value, b.Quality, b.Seq}
+	for i, c := range cols {
+		if err := batch.Column(i).Append(c); err != nil {
+			return fmt.Errorf("cannot insert %d readings: column %d: %w", b.Len(), i, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("cannot insert %d readings: %w", b.Len(), err)
+	}
+	return nil
+}
+
+// EventRow is one row of events: a gateway's event, a gateway status change
+// or an event the cloud derived (a device going stale).
+type EventRow struct {
+	Company, Project, Gateway, Device string
+	Kind                              string
+	TS                                int64 // Unix ms
+	Seq                               uint64
+	Message                           string
+	Attrs                             string // JSON object, "" for none
+	Arrived                           int64  // Unix ms at which the cloud received it
+}
+
+// InsertEvents writes the rows in one INSERT.
+func (db *DB) InsertEvents(ctx context.Context, rows []EventRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	batch, err := db.conn.PrepareBatch(ctx, "INSERT INTO "+quoteIdent(db.Database())+"."+TableEvents+" ("+EventsColumns+")")
+	if err != nil {
+		return fmt.Errorf("cannot insert %d events: %w", len(rows), err)
+	}
+	defer batch.Close()
+	for _, r := range rows {
+		if err := batch.Append(r.Company, r.Project, r.Gateway, r.Device, r.Kind, r.TS, r.Seq, r.Message, r.Attrs, r.Arrived); err != nil {
+			return fmt.Errorf("cannot insert %d events: %w", len(rows), err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("cannot insert %d events: %w", len(rows), err)
+	}
+	return nil
+}
+
+// LatestRow is the newest reading of one device's metric.
+type LatestRow struct {
+	Device, Metric string
+	TS             int64
+	Value          float64
+	Quality        uint8
+}
+
+// LatestReadings returns, for every device and metric with a reading at or
+// after since, the newest reading. Duplicates do not matter to argMax.
+func (db *DB) LatestReadings(ctx context.Context, since time.Time) ([]LatestRow, error) {
+	q := fmt.Sprintf(`SELECT device, metric, max(ts_ms), argMax(value, (ts_ms, seq)), argMax(quality, (ts_ms, seq))
+FROM %s.%s WHERE ts_ms >= ? GROUP BY device, metric`, quoteIdent(db.Database()), TableReadings)
+	rows, err := db.conn.Query(ctx, q, since.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("cannot query latest readings: %w", err)
+	}
+	defer rows.Close()
+	var out []LatestRow
+	for rows.Next() {
+		var r LatestRow
+		if err := rows.Scan(&r.Device, &r.Metric, &r.TS, &r.Value, &r.Quality); err != nil {
+			return nil, fmt.Errorf("cannot read latest readings: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read latest readings: %w", err)
+	}
+	return out, nil
+}
+
+// Event kinds the cloud writes for gateway status changes.
+const (
+	KindGatewayOnline  = "gateway_online"
+	KindGatewayOffline = "gateway_offline"
+)
+
+// GatewayStatusRow is a gateway's most recent status change.
+type GatewayStatusRow struct {
+	Gateway string
+	Kind    string // KindGatewayOnline or KindGatewayOffline
+	TS      int64
+	Message string
+}
+
+// LatestGatewayStatus returns each gateway's most recent online/offline
+// event.
+func (db *DB) LatestGatewayStatus(ctx context.Context) ([]GatewayStatusRow, error) {
+	q := fmt.Sprintf(`SELECT gateway, argMax(kind, (ts_ms, arrived_ms)), max(ts_ms), argMax(message, (ts_ms, arrived_ms))
+FROM %s.%s WHERE kind IN (?, ?) GROUP BY gateway`, quoteIdent(db.Database()), TableEvents)
+	rows, err := db.conn.Query(ctx, q, KindGatewayOnline, KindGatewayOffline)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query gateway status: %w", err)
+	}
+	defer rows.Close()
+	var out []GatewayStatusRow
+	for rows.Next() {
+		var r GatewayStatusRow
+		if err := rows.Scan(&r.Gateway, &r.Kind, &r.TS, &r.Message); err != nil {
+			return nil, fmt.Errorf("cannot read gateway status: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read gateway status: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,212 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Table names of the readings schema. In cluster mode these are Distributed
+// tables over <name>_local.
+const (
+	TableReadings     = "readings"
+	TableHourly       = "readings_hourly"
+	ViewHourly        = "readings_hourly_mv"
+	TableEvents       = "events"
+	ComponentReadings = "readings"
+)
+
+// SchemaOptions are the choices the readings schema leaves to configuration.
+type SchemaOptions struct {
+	// TTLDays drops raw readings older than this many days on servers with
+	// TTL support (0: keep forever). The hourly roll-up and the events are
+	// kept. It takes effect when the table is created.
+	TTLDays int
+}
+
+// ReadingsMigrations returns the migrations of the readings schema
+// (component "readings"): raw readings, the hourly roll-up with its
+// materialized view, and the event log.
+func ReadingsMigrations(o SchemaOptions) []Migration {
+	return []Migration{
+		{Component: ComponentReadings, Version: 1, Name: "readings", Statements: func(s Server, db string) []string {
+			return readingsDDL(s, db, o)
+		}},
+		{Component: ComponentReadings, Version: 2, Name: "readings_hourly", Statements: hourlyDDL},
+		{Component: ComponentReadings, Version: 3, Name: "events", Statements: eventsDDL},
+	}
+}
+
+// column is one column definition: name, type, and the codec used where the
+// server has codecs.
+type column struct {
+	name, typ, codec string
+	lowCard          bool // LowCardinality(typ) where supported
+}
+
+func (c column) ddl(s Server) string {
+	t := c.typ
+	if c.lowCard && s.HasLowCardinality() {
+		t = "LowCardinality(" + t + ")"
+	}
+	out := "    " + c.name + " " + t
+	if c.codec != "" && s.HasCodecs() {
+		out += " CODEC(" + c.codec + ")"
+	}
+	return out
+}
+
+func columnsDDL(s Server, cols []column) string {
+	lines := make([]string, len(cols))
+	for i, c := range cols {
+		lines[i] = c.ddl(s)
+	}
+	return strings.Join(lines, ",\n")
+}
+
+// ReadingsColumns is the column list of readings in insert order.
+const ReadingsColumns = "company, project, gateway, device, metric, ts_ms, value, quality, seq"
+
+var readingsCols = []column{
+	{name: "company", typ: "String", lowCard: true},
+	{name: "project", typ: "String", lowCard: true},
+	{name: "gateway", typ: "String", lowCard: true},
+	{name: "device", typ: "String", codec: "ZSTD(1)"},
+	{name: "metric", typ: "String", lowCard: true},
+	{name: "ts_ms", typ: "Int64", codec: "Delta, ZSTD(1)"},
+	{name: "value", typ: "Float64", codec: "Gorilla, ZSTD(1)"},
+	{name: "quality", typ: "UInt8", codec: "ZSTD(1)"},
+	{name: "seq", typ: "UInt64", codec: "Delta, ZSTD(1)"},
+}
+
+var hourlyCols = []column{
+	{name: "company", typ: "String", lowCard: true},
+	{name: "project", typ: "String", lowCard: true},
+	{name: "device", typ: "String", codec: "ZSTD(1)"},
+	{name: "metric", typ: "String", lowCard: true},
+	{name: "hour_ms", typ: "Int64", codec: "Delta, ZSTD(1)"},
+	{name: "min_v", typ: "AggregateFunction(min, Float64)"},
+	{name: "max_v", typ: "AggregateFunction(max, Float64)"},
+	{name: "first_v", typ: "AggregateFunction(argMin, Float64, Int64)"},
+	{name: "first_ts", typ: "AggregateFunction(min, Int64)"},
+	{name: "last_v", typ: "AggregateFunction(argMax, Float64, Int64)"},
+	{name: "last_ts", typ: "AggregateFunction(max, Int64)"},
+	{name: "n", typ: "AggregateFunction(uniqExact, Int64)"},
+}
+
+// EventsColumns is the column list of events in insert order.
+const EventsColumns = "company, project, gateway, device, kind, ts_ms, seq, message, attrs, arrived_ms"
+
+var eventsCols = []column{
+	{name: "company", typ: "String", lowCard: true},
+	{name: "project", typ: "String", lowCard: true},
+	{name: "gateway", typ: "String", lowCard: true},
+	{name: "device", typ: "String"},
+	{name: "kind", typ: "String", lowCard: true},
+	{name: "ts_ms", typ: "Int64", codec: "Delta, ZSTD(1)"},
+	{name: "seq", typ: "UInt64"},
+	{name: "message", typ: "String", codec: "ZSTD(1)"},
+	{name: "attrs", typ: "String", codec: "ZSTD(1)"}, // JSON object of numbers
+	{name: "arrived_ms", typ: "Int64"},
+}
+
+// table describes one MergeTree-family table and, in cluster mode, its
+// Distributed front.
+type table struct {
+	name      string
+	cols      []column
+	engine    string // "ReplacingMergeTree", "AggregatingMergeTree"
+	args      string // engine arguments, e.g. "seq"
+	partition string
+	orderBy   string
+	ttl       string
+	shardKey  string
+}
+
+// localName is the name of the table that holds the data.
+func localName(s Server, name string) string {
+	if s.Clustered() {
+		return name + "_local"
+	}
+	return name
+}
+
+func (t table) ddl(s Server, db string) []string {
+	local := localName(s, t.name)
+	engine := t.engine + "(" + t.args + ")"
+	if s.Clustered() {
+		args := quoteString("/clickhouse/tables/{shard}/"+db+"/"+local) + ", '{replica}'"
+		if t.args != "" {
+			args += ", " + t.args
+		}
+		engine = "Replicated" + t.engine + "(" + args + ")"
+	}
+	stmt := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s (\n%s\n) ENGINE = %s\nPARTITION BY %s\nORDER BY (%s)",
+		quoteIdent(db), local, s.OnCluster(), columnsDDL(s, t.cols), engine, t.partition, t.orderBy)
+	if t.ttl != "" {
+		stmt += "\nTTL " + t.ttl
+	}
+	out := []string{stmt}
+	if s.Clustered() {
+		out = append(out, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s AS %s.%s\nENGINE = Distributed(%s, %s, %s, %s)",
+			quoteIdent(db), t.name, s.OnCluster(), quoteIdent(db), local,
+			quoteIdent(s.Cluster), quoteIdent(db), local, t.shardKey))
+	}
+	return out
+}
+
+const shardByDevice = "cityHash64(company, project, device)"
+
+func readingsDDL(s Server, db string, o SchemaOptions) []string {
+	t := table{
+		name: TableReadings, cols: readingsCols,
+		engine: "ReplacingMergeTree", args: "seq",
+		partition: "toYYYYMM(toDateTime(intDiv(ts_ms, 1000)))",
+		orderBy:   "company, project, device, metric, ts_ms",
+		shardKey:  shardByDevice,
+	}
+	if o.TTLDays > 0 && s.HasTTL() {
+		t.ttl = fmt.Sprintf("toDateTime(intDiv(ts_ms, 1000)) + toIntervalDay(%d)", o.TTLDays)
+	}
+	return t.ddl(s, db)
+}
+
+func hourlyDDL(s Server, db string) []string {
+	t := table{
+		name: TableHourly, cols: hourlyCols,
+		engine:    "AggregatingMergeTree",
+		partition: "toYYYYMM(toDateTime(intDiv(hour_ms, 1000)))",
+		orderBy:   "company, project, device, metric, hour_ms",
+		shardKey:  shardByDevice,
+	}
+	out := t.ddl(s, db)
+	// The view lives next to the local tables: on a cluster each shard rolls
+	// up the readings it stores.
+	out = append(out, fmt.Sprintf(`CREATE MATERIALIZED VIEW IF NOT EXISTS %s.%s%s TO %s.%s AS
+SELECT
+    company, project, device, metric,
+    intDiv(ts_ms, 3600000) * 3600000 AS hour_ms,
+    minState(value) AS min_v,
+    maxState(value) AS max_v,
+    argMinState(value, ts_ms) AS first_v,
+    minState(ts_ms) AS first_ts,
+    argMaxState(value, ts_ms) AS last_v,
+    maxState(ts_ms) AS last_ts,
+    uniqExactState(ts_ms) AS n
+FROM %s.%s
+WHERE quality < 2
+GROUP BY company, project, device, metric, hour_ms`,
+		quoteIdent(db), ViewHourly, s.OnCluster(), quoteIdent(db), localName(s, TableHourly),
+		quoteIdent(db), localName(s, TableReadings)))
+	return out
+}
+
+func eventsDDL(s Server, db string) []string {
+	t := table{
+		name: TableEvents, cols: eventsCols,
+		engine:    "ReplacingMergeTree",
+		partition: "toYYYYMM(toDateTime(intDiv(ts_ms, 1000)))",
+		orderBy:   "company, project, gateway, kind, device, ts_ms, seq",
+		shardKey:  "cityHash64(company, project, gateway)",
+	}
+	return t.ddl(s, db)
+}
