@@ -1,0 +1,279 @@
+package queue
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// Lane selects which readings Next takes.
+type Lane uint8
+
+// Lanes: Live holds the items appended since the last MarkLive, Backlog
+// everything older.
+const (
+	Live    Lane = 1
+	Backlog Lane = 2
+)
+
+func (l Lane) String() string {
+	switch l {
+	case Live:
+		return "live"
+	case Backlog:
+		return "backlog"
+	}
+	return fmt.Sprintf("lane(%d)", uint8(l))
+}
+
+// Batch is a telemetry batch formed from a contiguous range of items. It
+// stays in flight until Ack(Seq).
+type Batch struct {
+	Seq      uint64
+	Lane     Lane
+	Readings int
+	SentAt   int64  // Unix ms, as in the payload
+	Payload  []byte // protocol telemetry batch; nil until rebuilt after a restart
+
+	first, last uint64 // item range
+}
+
+// rangeLen is the stored size of a batch's item range record.
+const rangeLen = 8 + 8 + 8 + 1 + 4
+
+func (b *Batch) encodeRange() []byte {
+	v := make([]byte, rangeLen)
+	binary.BigEndian.PutUint64(v, b.first)
+	binary.BigEndian.PutUint64(v[8:], b.last)
+	binary.BigEndian.PutUint64(v[16:], uint64(b.SentAt))
+	v[24] = byte(b.Lane)
+	binary.BigEndian.PutUint32(v[25:], uint32(b.Readings))
+	return v
+}
+
+func decodeRange(seq uint64, v []byte) (*Batch, error) {
+	if len(v) != rangeLen {
+		return nil, fmt.Errorf("cannot decode batch %d: record has %d bytes, want %d", seq, len(v), rangeLen)
+	}
+	return &Batch{
+		Seq:      seq,
+		first:    binary.BigEndian.Uint64(v),
+		last:     binary.BigEndian.Uint64(v[8:]),
+		SentAt:   int64(binary.BigEndian.Uint64(v[16:])),
+		Lane:     Lane(v[24]),
+		Readings: int(binary.BigEndian.Uint32(v[25:])),
+	}, nil
+}
+
+type nextRequest struct {
+	lane        Lane
+	maxReadings int
+	maxBatches  int
+	reply       chan nextReply
+}
+
+type nextReply struct {
+	batches []*Batch
+	err     error
+}
+
+// Next forms up to maxBatches batches of whole items, each with at most
+// maxReadings readings (at least one item), from the given lane, oldest
+// items first. Their seq → items mapping is durable when Next returns. It
+// returns no batches when the lane has nothing outside the in-flight ones.
+func (q *Queue) Next(ctx context.Context, lane Lane, maxReadings, maxBatches int) ([]*Batch, error) {
+	if maxReadings <= 0 || maxReadings > protocol.MaxBatchReadings || maxBatches <= 0 {
+		return nil, fmt.Errorf("cannot form batches: limits %d readings × %d batches out of range", maxReadings, maxBatches)
+	}
+	r := &nextRequest{lane: lane, maxReadings: maxReadings, maxBatches: maxBatches, reply: make(chan nextReply, 1)}
+	q.pmu.Lock()
+	if q.closed {
+		q.pmu.Unlock()
+		return nil, ErrClosed
+	}
+	q.pending.nexts = append(q.pending.nexts, r)
+	signal(q.kick)
+	q.pmu.Unlock()
+	select {
+	case rep := <-r.reply:
+		return rep.batches, rep.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cannot form batches: %w", ctx.Err())
+	}
+}
+
+// Ack deletes a published batch's items (in the next commit). Acking an
+// unknown or already acknowledged seq does nothing.
+func (q *Queue) Ack(seq uint64) {
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	if q.closed {
+		return
+	}
+	q.pending.acks = append(q.pending.acks, seq)
+	signal(q.kick)
+}
+
+// MarkLive makes everything appended so far backlog; later items are live.
+func (q *Queue) MarkLive() {
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	q.pending.markLive = true
+	signal(q.kick)
+}
+
+// InFlight returns the formed, unacknowledged batches in seq order with
+// their payloads, for re-sending after a reconnect or a restart. A batch
+// whose items were all dropped meanwhile is acknowledged and left out.
+func (q *Queue) InFlight() ([]*Batch, error) {
+	q.smu.Lock()
+	list := make([]*Batch, len(q.w.inflight))
+	copy(list, q.w.inflight)
+	q.smu.Unlock()
+	var out []*Batch
+	for _, b := range list {
+		q.smu.Lock()
+		p := b.Payload
+		q.smu.Unlock()
+		if p == nil {
+			var err error
+			if p, err = q.rebuild(b); err != nil {
+				return nil, err
+			}
+		}
+		if p == nil {
+			q.Ack(b.Seq)
+			continue
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// rebuild re-encodes a batch from its items after a restart, with its
+// original seq and send time.
+func (q *Queue) rebuild(b *Batch) ([]byte, error) {
+	var rs []protocol.Reading
+	var scratch protocol.Batch
+	err := q.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketItems).Cursor()
+		for k, v := c.Seek(u64(b.first)); k != nil && getU64(k) <= b.last; k, v = c.Next() {
+			var err error
+			if rs, err = decodeItem(v, rs, &scratch); err != nil {
+				q.log.Warn("skipping corrupt queue item", "item", getU64(k), "batch", b.Seq, "err", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot rebuild batch %d: %w", b.Seq, err)
+	}
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	p, err := protocol.AppendBatch(nil, &protocol.Batch{Gateway: q.cfg.Gateway, Seq: b.Seq, SentAt: b.SentAt, Readings: rs})
+	if err != nil {
+		return nil, fmt.Errorf("cannot rebuild batch %d: %w", b.Seq, err)
+	}
+	q.smu.Lock()
+	b.Payload = p
+	q.smu.Unlock()
+	return p, nil
+}
+
+// formBatches serves one Next request inside the writer's transaction. It
+// also returns the number of corrupt items it found and deleted.
+func (q *Queue) formBatches(tx *bolt.Tx, st *writerState, r *nextRequest, now time.Time) ([]*Batch, int64, error) {
+	items := tx.Bucket(bucketItems)
+	c := items.Cursor()
+	var k, v []byte
+	if r.lane == Live {
+		k, v = c.Seek(u64(st.boundary))
+	} else {
+		k, v = c.First()
+	}
+	var (
+		out     []*Batch
+		corrupt []uint64
+		scratch protocol.Batch
+	)
+	for len(out) < r.maxBatches && k != nil {
+		var (
+			rs          []protocol.Reading
+			first, last uint64
+			n, size     int
+		)
+		for k != nil {
+			key := getU64(k)
+			if r.lane == Backlog && key >= st.boundary {
+				k = nil
+				break
+			}
+			if b := st.batchOf(key); b != nil {
+				if n > 0 {
+					break // keep the batch's range contiguous
+				}
+				k, v = c.Seek(u64(b.last + 1))
+				continue
+			}
+			_, cnt := itemHeader(v)
+			if n > 0 && (n+cnt > r.maxReadings || size+len(v) > protocol.MaxBatchBytes/2) {
+				break
+			}
+			var err error
+			rs, err = decodeItem(v, rs, &scratch)
+			if err != nil {
+				q.log.Warn("deleting corrupt queue item", "item", key, "err", err)
+				corrupt = append(corrupt, key)
+				k, v = c.Next()
+				continue
+			}
+			if n == 0 {
+				first = key
+			}
+			last = key
+			n += cnt
+			size += len(v)
+			k, v = c.Next()
+		}
+		if n == 0 {
+			break
+		}
+		b := &Batch{Seq: st.nextSeq, Lane: r.lane, Readings: n, SentAt: now.UnixMilli(), first: first, last: last}
+		p, err := protocol.AppendBatch(nil, &protocol.Batch{Gateway: q.cfg.Gateway, Seq: b.Seq, SentAt: b.SentAt, Readings: rs})
+		if err != nil {
+			return out, 0, fmt.Errorf("cannot encode batch %d from items %d–%d: %w", b.Seq, first, last, err)
+		}
+		b.Payload = p
+		if err := tx.Bucket(bucketBatches).Put(u64(b.Seq), b.encodeRange()); err != nil {
+			return out, 0, fmt.Errorf("cannot store batch %d: %w", b.Seq, err)
+		}
+		st.nextSeq++
+		if r.lane == Live {
+			st.live -= int64(n)
+		} else {
+			st.backlog -= int64(n)
+		}
+		st.inflight = append(st.inflight, b)
+		out = append(out, b)
+	}
+	if len(out) > 0 {
+		if err := tx.Bucket(bucketMeta).Put(metaNextSeq, u64(st.nextSeq)); err != nil {
+			return out, 0, fmt.Errorf("cannot store next seq: %w", err)
+		}
+	}
+	for _, key := range corrupt {
+		c := items.Cursor()
+		if k, v := c.Seek(u64(key)); k != nil && getU64(k) == key {
+			if _, err := deleteItem(c, st, key, v, true); err != nil {
+				return out, 0, err
+			}
+		}
+	}
+	return out, int64(len(corrupt)), nil
+}

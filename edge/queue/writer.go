@@ -1,0 +1,441 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/plantroom/plantroom/protocol"
+)
+
+var (
+	bucketItems   = []byte("items")
+	bucketBatches = []byte("batches")
+	bucketEvents  = []byte("events")
+	bucketMeta    = []byte("meta")
+
+	metaNextKey   = []byte("next_key")
+	metaNextSeq   = []byte("next_seq")
+	metaNextEvent = []byte("next_event_seq")
+)
+
+// itemOverhead approximates bbolt's per-item cost (leaf element header and
+// key) so that MaxBytes tracks the space items take in the file.
+const itemOverhead = 8 + 16
+
+// pendingWork is what the writer takes in one commit.
+type pendingWork struct {
+	items     [][]byte
+	bytes     int64
+	readings  int
+	group     *Commit
+	force     bool
+	acks      []uint64
+	nexts     []*nextRequest
+	events    []protocol.Event
+	eventAcks []uint64
+	markLive  bool
+}
+
+// writerState is the queue's in-memory index, owned by the writer.
+type writerState struct {
+	nextKey, nextSeq, nextEvent uint64
+	boundary                    uint64 // first item number of the live lane
+	items, bytes, readings      int64
+	live, backlog               int64 // readings not yet in a batch, per lane
+	inflight                    []*Batch
+	events                      []Event
+	droppedSinceEvent           int64
+	lastOverflowEvent           time.Time
+	lastCommit                  time.Time
+	lastFailLog                 time.Time
+}
+
+func (w *writerState) clone() writerState {
+	c := *w
+	c.inflight = append([]*Batch(nil), w.inflight...)
+	c.events = append([]Event(nil), w.events...)
+	return c
+}
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+func getU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// load creates the buckets and rebuilds the in-memory index from the file.
+func (q *Queue) load() error {
+	w := &q.w
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketItems, bucketBatches, bucketEvents, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		w.nextKey = max(getU64(meta.Get(metaNextKey)), 1)
+		w.nextSeq = max(getU64(meta.Get(metaNextSeq)), 1)
+		w.nextEvent = max(getU64(meta.Get(metaNextEvent)), 1)
+
+		bc := tx.Bucket(bucketBatches).Cursor()
+		for k, v := bc.First(); k != nil; k, v = bc.Next() {
+			b, err := decodeRange(getU64(k), v)
+			if err != nil {
+				return err
+			}
+			w.inflight = append(w.inflight, b)
+		}
+		c := tx.Bucket(bucketItems).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			key := getU64(k)
+			_, n := itemHeader(v)
+			w.items++
+			w.bytes += int64(len(v)) + itemOverhead
+			w.readings += int64(n)
+			if w.batchOf(key) == nil {
+				w.backlog += int64(n)
+			}
+			if key >= w.nextKey {
+				w.nextKey = key + 1
+			}
+		}
+		w.boundary = w.nextKey
+		ec := tx.Bucket(bucketEvents).Cursor()
+		for k, v := ec.First(); k != nil; k, v = ec.Next() {
+			w.events = append(w.events, Event{Seq: getU64(k), Payload: append([]byte(nil), v...)})
+		}
+		q.stats.fileSize.Store(tx.Size())
+		q.updateOldest(tx)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	q.publishState()
+	return nil
+}
+
+// batchOf returns the in-flight batch whose range holds key, or nil.
+func (w *writerState) batchOf(key uint64) *Batch {
+	for _, b := range w.inflight {
+		if key >= b.first && key <= b.last {
+			return b
+		}
+	}
+	return nil
+}
+
+func (q *Queue) run() {
+	defer close(q.done)
+	for {
+		select {
+		case <-q.kick:
+		case <-q.stop:
+			q.commitOnce()
+			return
+		}
+		if wait := time.Until(q.w.lastCommit.Add(q.cfg.CommitInterval)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-q.full:
+			case <-q.stop:
+				t.Stop()
+				q.commitOnce()
+				return
+			}
+			t.Stop()
+		}
+		if !q.commitOnce() {
+			// The disk refused the commit; the work was put back. Retry
+			// after a pause instead of spinning.
+			select {
+			case <-time.After(time.Second):
+				signal(q.kick)
+			case <-q.stop:
+				q.commitOnce()
+				return
+			}
+		}
+	}
+}
+
+// commitOnce runs one group commit. It reports false when the commit failed
+// and the work was put back.
+func (q *Queue) commitOnce() bool {
+	q.pmu.Lock()
+	work := q.pending
+	q.pending = pendingWork{}
+	q.pmu.Unlock()
+	if len(work.items) == 0 && len(work.acks) == 0 && len(work.nexts) == 0 &&
+		len(work.events) == 0 && len(work.eventAcks) == 0 && !work.markLive && work.group == nil {
+		return true
+	}
+
+	now := time.Now()
+	st := q.w.clone()
+	var (
+		formed  [][]*Batch
+		nextErr []error
+		dropped int64
+		corrupt int64
+	)
+	tx, err := q.db.Begin(true)
+	if err == nil {
+		err = func() error {
+			if err := q.applyAcks(tx, &st, work.acks); err != nil {
+				return err
+			}
+			if work.markLive {
+				st.backlog += st.live
+				st.live = 0
+				st.boundary = st.nextKey
+			}
+			if err := q.putItems(tx, &st, work.items, now); err != nil {
+				return err
+			}
+			var err error
+			if dropped, err = q.dropOldest(tx, &st); err != nil {
+				return err
+			}
+			if err := q.applyEvents(tx, &st, work.events, work.eventAcks, dropped, now); err != nil {
+				return err
+			}
+			for _, r := range work.nexts {
+				bs, c, err := q.formBatches(tx, &st, r, now)
+				corrupt += c
+				formed = append(formed, bs)
+				nextErr = append(nextErr, err)
+			}
+			q.stats.fileSize.Store(tx.Size())
+			q.updateOldest(tx)
+			return nil
+		}()
+		if err == nil {
+			err = tx.Commit()
+		} else {
+			tx.Rollback()
+		}
+	}
+	if err != nil {
+		q.requeue(work, err, now)
+		return false
+	}
+
+	st.lastCommit = now
+	q.smu.Lock()
+	q.w = st
+	q.smu.Unlock()
+	q.publishState()
+	q.stats.commits.Add(1)
+	q.stats.committed.Add(int64(work.readings))
+	q.stats.dropped.Add(dropped)
+	q.stats.corrupt.Add(corrupt)
+	if work.group != nil {
+		close(work.group.done)
+	}
+	for i, r := range work.nexts {
+		r.reply <- nextReply{batches: formed[i], err: nextErr[i]}
+	}
+	if len(work.items) > 0 || len(work.acks) > 0 || work.markLive || len(work.events) > 0 {
+		signal(q.notify)
+	}
+	return true
+}
+
+// requeue puts the work of a failed commit back in front of what arrived
+// since, so nothing appended is lost while the disk recovers.
+func (q *Queue) requeue(work pendingWork, err error, now time.Time) {
+	if now.Sub(q.w.lastFailLog) >= time.Minute {
+		q.w.lastFailLog = now
+		q.log.Error("cannot commit queue; retrying", "path", q.cfg.Path, "items", len(work.items), "err", err)
+	}
+	q.stats.commitErrors.Add(1)
+	for _, r := range work.nexts {
+		r.reply <- nextReply{err: fmt.Errorf("cannot form batches: %w", err)}
+	}
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	p := &q.pending
+	p.items = append(work.items, p.items...)
+	p.bytes += work.bytes
+	p.readings += work.readings
+	if work.group != nil {
+		if p.group != nil {
+			// Chain: the older group completes with the newer one.
+			older, newer := work.group, p.group
+			go func() {
+				<-newer.done
+				older.err = newer.err
+				close(older.done)
+			}()
+		} else {
+			p.group = work.group
+		}
+	}
+	p.acks = append(work.acks, p.acks...)
+	p.events = append(work.events, p.events...)
+	p.eventAcks = append(work.eventAcks, p.eventAcks...)
+	p.markLive = p.markLive || work.markLive
+}
+
+func (q *Queue) putItems(tx *bolt.Tx, st *writerState, items [][]byte, now time.Time) error {
+	if len(items) == 0 {
+		return nil
+	}
+	b := tx.Bucket(bucketItems)
+	b.FillPercent = 1.0 // keys only ever grow: pack the pages
+	for _, v := range items {
+		if err := b.Put(u64(st.nextKey), v); err != nil {
+			return fmt.Errorf("cannot store item %d: %w", st.nextKey, err)
+		}
+		_, n := itemHeader(v)
+		st.nextKey++
+		st.items++
+		st.bytes += int64(len(v)) + itemOverhead
+		st.readings += int64(n)
+		st.live += int64(n)
+	}
+	return tx.Bucket(bucketMeta).Put(metaNextKey, u64(st.nextKey))
+}
+
+// deleteItem removes the item under the cursor and updates the counters.
+func deleteItem(c *bolt.Cursor, st *writerState, key uint64, v []byte, unbatched bool) (int64, error) {
+	_, n := itemHeader(v)
+	size := int64(len(v)) + itemOverhead
+	if err := c.Delete(); err != nil {
+		return 0, fmt.Errorf("cannot delete item %d: %w", key, err)
+	}
+	st.items--
+	st.bytes -= size
+	st.readings -= int64(n)
+	if unbatched {
+		if key >= st.boundary {
+			st.live -= int64(n)
+		} else {
+			st.backlog -= int64(n)
+		}
+	}
+	return int64(n), nil
+}
+
+// dropOldest enforces MaxBytes by deleting the oldest items.
+func (q *Queue) dropOldest(tx *bolt.Tx, st *writerState) (int64, error) {
+	var dropped int64
+	c := tx.Bucket(bucketItems).Cursor()
+	for st.bytes > q.cfg.MaxBytes {
+		k, v := c.First()
+		if k == nil {
+			break
+		}
+		key := getU64(k)
+		n, err := deleteItem(c, st, key, v, st.batchOf(key) == nil)
+		if err != nil {
+			return dropped, err
+		}
+		dropped += n
+	}
+	return dropped, nil
+}
+
+func (q *Queue) applyAcks(tx *bolt.Tx, st *writerState, seqs []uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	items := tx.Bucket(bucketItems)
+	batches := tx.Bucket(bucketBatches)
+	for _, seq := range seqs {
+		idx := -1
+		for i, b := range st.inflight {
+			if b.Seq == seq {
+				idx = i
+				break
+			}
+		}
+		if idx < 0 {
+			continue // acknowledged twice, or never formed: nothing to do
+		}
+		b := st.inflight[idx]
+		c := items.Cursor()
+		for k, v := c.Seek(u64(b.first)); k != nil && getU64(k) <= b.last; k, v = c.Seek(u64(b.first)) {
+			if _, err := deleteItem(c, st, getU64(k), v, false); err != nil {
+				return err
+			}
+		}
+		if err := batches.Delete(u64(seq)); err != nil {
+			return fmt.Errorf("cannot delete batch %d: %w", seq, err)
+		}
+		st.inflight = append(st.inflight[:idx], st.inflight[idx+1:]...)
+	}
+	return nil
+}
+
+// publishState copies the writer's counters into the stats.
+func (q *Queue) publishState() {
+	w := &q.w
+	s := &q.stats
+	s.items.Store(w.items)
+	s.bytes.Store(w.bytes)
+	s.readings.Store(w.readings)
+	s.live.Store(w.live)
+	s.backlog.Store(w.backlog)
+	var r int64
+	for _, b := range w.inflight {
+		r += int64(b.Readings)
+	}
+	s.inflightR.Store(r)
+	s.inflightB.Store(int64(len(w.inflight)))
+	s.events.Store(int64(len(w.events)))
+}
+
+func (q *Queue) updateOldest(tx *bolt.Tx) {
+	k, v := tx.Bucket(bucketItems).Cursor().First()
+	if k == nil {
+		q.stats.oldestMs.Store(0)
+		return
+	}
+	ms, _ := itemHeader(v)
+	q.stats.oldestMs.Store(ms)
+}
+
+// encodeItem builds an item value: append time, reading count, readings.
+func encodeItem(gateway string, appendMs int64, rs []protocol.Reading) ([]byte, error) {
+	buf := make([]byte, 12, 12+16*len(rs)+64)
+	binary.BigEndian.PutUint64(buf, uint64(appendMs))
+	binary.BigEndian.PutUint32(buf[8:], uint32(len(rs)))
+	return protocol.AppendBatch(buf, &protocol.Batch{Gateway: gateway, SentAt: appendMs, Readings: rs})
+}
+
+// itemHeader returns an item's append time and reading count.
+func itemHeader(v []byte) (int64, int) {
+	if len(v) < 12 {
+		return 0, 0
+	}
+	return int64(binary.BigEndian.Uint64(v)), int(binary.BigEndian.Uint32(v[8:]))
+}
+
+// decodeItem appends an item's readings to rs.
+func decodeItem(v []byte, rs []protocol.Reading, scratch *protocol.Batch) ([]protocol.Reading, error) {
+	_, n := itemHeader(v)
+	if len(v) < 12 {
+		return rs, errors.New("item shorter than its header")
+	}
+	if err := protocol.DecodeBatch(v[12:], scratch); err != nil {
+		return rs, err
+	}
+	if len(scratch.Readings) != n {
+		return rs, fmt.Errorf("item header says %d readings, payload has %d", n, len(scratch.Readings))
+	}
+	return append(rs, scratch.Readings...), nil
+}
