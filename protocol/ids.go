@@ -1,6 +1,9 @@
 package protocol
 
-import "fmt"
+import (
+	"fmt"
+	"unicode/utf8"
+)
 
 // MaxIDLen is the longest company, project, gateway, device or metric id.
 const MaxIDLen = 64
@@ -17,7 +20,7 @@ func CheckID(s string) error {
 	}
 	for i := 0; i < len(s); i++ {
 		if !idChar(s[i]) {
-			return fmt.Errorf("%w: %q has %q at offset %d (allowed: A-Z a-z 0-9 - _)", ErrID, s, s[i], i)
+			return fmt.Errorf("%w: %q has %q at offset %d (allowed: A-Z a-z 0-9 - _)", ErrID, s, charAt(s, i), i)
 		}
 	}
 	return nil
@@ -39,10 +42,17 @@ func CheckMetric(s string) error {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.') {
-			return fmt.Errorf("%w: %q has %q at offset %d (allowed: a-z 0-9 _ .)", ErrMetric, s, c, i)
+			return fmt.Errorf("%w: %q has %q at offset %d (allowed: a-z 0-9 _ .)", ErrMetric, s, charAt(s, i), i)
 		}
 	}
 	return nil
+}
+
+// charAt is the character at byte offset i of s, so an error names '水'
+// rather than its first byte.
+func charAt(s string, i int) rune {
+	r, _ := utf8.DecodeRuneInString(s[i:])
+	return r
 }
 
 func idChar(c byte) bool {
