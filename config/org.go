@@ -162,7 +162,7 @@ func (o *Org) Validate(p *Problems) {
 			}
 			if pr.TimeZone == "" {
 				p.Addf(Join(pp, "time_zone"), "required (an IANA name such as \"Asia/Shanghai\")")
-			} else if loc, err := time.LoadLocation(pr.TimeZone); err != nil {
+			} else if loc, err := time.LoadLocation(pr.TimeZone); err != nil || pr.TimeZone == "Local" {
 				p.Addf(Join(pp, "time_zone"), "unknown time zone %q", pr.TimeZone)
 			} else {
 				pr.Location = loc
@@ -242,8 +242,12 @@ func (o *Org) Validate(p *Problems) {
 				if ro.Rule == "" {
 					p.Addf(Join(rp, "rule"), "required")
 				}
-				if ro.Device != "" && devices[ro.Device] == "" {
-					p.Addf(Join(rp, "device"), "unknown device %q", ro.Device)
+				if ro.Device != "" {
+					if gw, ok := devices[ro.Device]; !ok {
+						p.Addf(Join(rp, "device"), "unknown device %q", ro.Device)
+					} else if other := gateways[gw]; other != pr.ID {
+						p.Addf(Join(rp, "device"), "device %q belongs to project %q, not %q", ro.Device, other, pr.ID)
+					}
 				}
 			}
 		}
@@ -321,11 +325,16 @@ var weekdays = map[string]time.Weekday{
 
 // ParseClock parses "HH:MM" (00:00 … 24:00) into minutes after midnight.
 func ParseClock(s string) (int, error) {
-	var h, m int
 	if len(s) != 5 || s[2] != ':' {
 		return 0, fmt.Errorf("invalid time of day %q (want HH:MM)", s)
 	}
-	if _, err := fmt.Sscanf(s, "%02d:%02d", &h, &m); err != nil || h > 24 || m > 59 || (h == 24 && m != 0) {
+	digit := func(c byte) bool { return c >= '0' && c <= '9' }
+	if !digit(s[0]) || !digit(s[1]) || !digit(s[3]) || !digit(s[4]) {
+		return 0, fmt.Errorf("invalid time of day %q (want HH:MM from 00:00 to 24:00)", s)
+	}
+	h := int(s[0]-'0')*10 + int(s[1]-'0')
+	m := int(s[3]-'0')*10 + int(s[4]-'0')
+	if h > 24 || m > 59 || (h == 24 && m != 0) {
 		return 0, fmt.Errorf("invalid time of day %q (want HH:MM from 00:00 to 24:00)", s)
 	}
 	return h*60 + m, nil
