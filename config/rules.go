@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"time"
+
+	"github.com/plantroom/plantroom/protocol"
 )
 
 // Alarm rule kinds.
@@ -86,6 +88,9 @@ func (f *RuleFile) Validate(p *Problems) {
 			if !contains(DeviceKinds, k) {
 				p.Addf(Join(Join(rp, "applies_to.kinds"), ki), "unknown device kind %q", k)
 			}
+		}
+		if r.Metric != "" {
+			p.Add(Join(rp, "metric"), protocol.CheckMetric(r.Metric))
 		}
 		needMetric := func() {
 			if r.Metric == "" {

@@ -90,23 +90,23 @@ func (f *TariffFile) Validate(p *Problems) {
 					p.Addf(Join(Join(vp, "prices"), k), "must be >= 0, got %v", v.Prices[k])
 				}
 			}
-			var months [13]string
+			var season [13]int // 1 + index of the season a month belongs to
 			for si, s := range v.Seasons {
 				sp := Join(Join(vp, "seasons"), si)
 				for mi, m := range s.Months {
 					if m < 1 || m > 12 {
 						p.Addf(Join(Join(sp, "months"), mi), "month %d out of range 1–12", m)
-					} else if months[m] != "" {
-						p.Addf(Join(Join(sp, "months"), mi), "month %d is already in season %q", m, months[m])
+					} else if season[m] != 0 {
+						p.Addf(Join(Join(sp, "months"), mi), "month %d is already in season %q", m, seasonName(v.Seasons, season[m]-1))
 					} else {
-						months[m] = s.Name + " "
+						season[m] = si + 1
 					}
 				}
 				checkDay(p, sp, s.Periods, v.Prices)
 			}
 			var missing []string
 			for m := 1; m <= 12; m++ {
-				if months[m] == "" {
+				if season[m] == 0 {
 					missing = append(missing, fmt.Sprint(m))
 				}
 			}
@@ -157,6 +157,14 @@ func checkDay(p *Problems, sp string, spans []PeriodSpan, prices map[string]floa
 	if len(ivs) == 0 && len(spans) == 0 {
 		p.Addf(Join(sp, "periods"), "at least one period is required")
 	}
+}
+
+// seasonName names season i for an error: its name, or its index when unnamed.
+func seasonName(ss []Season, i int) string {
+	if ss[i].Name != "" {
+		return ss[i].Name
+	}
+	return fmt.Sprintf("#%d", i)
 }
 
 func clock(min int) string { return fmt.Sprintf("%02d:%02d", min/60, min%60) }
