@@ -1,6 +1,9 @@
 package config
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Bundle is the cloud's view of the organisation: the org file with the
 // templates, tariffs and rules it refers to.
@@ -12,60 +15,80 @@ type Bundle struct {
 }
 
 // LoadBundle loads the four parts and checks the references between them.
-// Every problem of every file is reported.
+// Every problem of every file is reported: the organisation's own problems
+// and its references to tariffs, templates and rules come back together.
+// ruleFile may be empty (the edge agent needs no rules); rule overrides are
+// then not checked.
 func LoadBundle(orgFile, tariffFile, templateDir, ruleFile string) (*Bundle, error) {
 	b := &Bundle{}
-	var errs []error
-	if err := LoadFile(orgFile, &b.Org); err != nil {
-		errs = append(errs, err)
-	}
-	if err := LoadFile(tariffFile, &b.Tariffs); err != nil {
-		errs = append(errs, err)
-	}
-	ts, err := LoadTemplates(templateDir)
-	if err != nil {
-		errs = append(errs, err)
-	}
+	orgErr := LoadFile(orgFile, &b.Org)
+	tariffErr := LoadFile(tariffFile, &b.Tariffs)
+	ts, templateErr := LoadTemplates(templateDir)
 	b.Templates = ts
+	var ruleErr error
 	if ruleFile != "" {
-		if err := LoadFile(ruleFile, &b.Rules); err != nil {
+		ruleErr = LoadFile(ruleFile, &b.Rules)
+	}
+	// References are checked whenever the organisation decoded, against the
+	// parts that decoded; a part that did not is reported on its own.
+	var orgProblems *ValidationError
+	if orgErr == nil || errors.As(orgErr, &orgProblems) {
+		var p Problems
+		b.checkRefs(&p, decoded(tariffErr), templateErr == nil, ruleFile != "" && decoded(ruleErr))
+		if p.Len() > 0 {
+			if orgProblems == nil {
+				orgProblems = &ValidationError{File: orgFile}
+				orgErr = orgProblems
+			}
+			orgProblems.Problems = append(orgProblems.Problems, p.list...)
+		}
+	}
+	var errs []error
+	for _, err := range []error{orgErr, tariffErr, templateErr, ruleErr} {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
-	var p Problems
-	b.CheckRefs(&p)
-	if err := p.Err(); err != nil {
-		err.(*ValidationError).File = orgFile
-		return nil, err
-	}
 	return b, nil
+}
+
+// decoded reports whether a LoadFile result means the file was decoded,
+// with or without validation problems.
+func decoded(err error) bool {
+	var ve *ValidationError
+	return err == nil || errors.As(err, &ve)
 }
 
 // CheckRefs checks that every project's tariff, every device's template and
 // every rule override exist, and that a device's kind matches its template's.
-func (b *Bundle) CheckRefs(p *Problems) {
+func (b *Bundle) CheckRefs(p *Problems) { b.checkRefs(p, true, true, true) }
+
+func (b *Bundle) checkRefs(p *Problems, tariffs, templates, rules bool) {
 	for ci, c := range b.Org.Companies {
 		for pi, pr := range c.Projects {
 			pp := Join(Join(Join("companies", ci), "projects"), pi)
-			if pr.Tariff != "" && b.Tariffs.Tariff(pr.Tariff) == nil {
+			if tariffs && pr.Tariff != "" && b.Tariffs.Tariff(pr.Tariff) == nil {
 				p.Addf(Join(pp, "tariff"), "unknown tariff %q", pr.Tariff)
 			}
 			for gi, g := range pr.Gateways {
 				for di, d := range g.Devices {
 					dp := Join(Join(Join(Join(pp, "gateways"), gi), "devices"), di)
+					if !templates || d.Template == "" {
+						continue
+					}
 					t := b.Templates[d.Template]
 					if t == nil {
 						p.Addf(Join(dp, "template"), "unknown template %q", d.Template)
-					} else if t.Kind != d.Kind && d.Kind != KindOther {
+					} else if t.Kind != d.Kind && d.Kind != KindOther && contains(DeviceKinds, d.Kind) {
 						p.Addf(Join(dp, "kind"), "%q but template %q is for %q", d.Kind, d.Template, t.Kind)
 					}
 				}
 			}
 			for ri, ro := range pr.RuleOverrides {
-				if ro.Rule != "" && b.Rules.Rule(ro.Rule) == nil {
+				if rules && ro.Rule != "" && b.Rules.Rule(ro.Rule) == nil {
 					p.Addf(Join(Join(Join(pp, "rule_overrides"), ri), "rule"), "unknown rule %q", ro.Rule)
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -21,15 +22,15 @@ type Duration struct{ time.Duration }
 // D is shorthand for building a Duration in code.
 func D(d time.Duration) Duration { return Duration{d} }
 
-// UnmarshalYAML parses a Go duration string.
+// UnmarshalYAML parses a Go duration string. Its errors are *yaml.TypeError,
+// so decoding goes on and reports every bad value of the document together.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: duration must be a string like \"10s\": %w", n.Line, err)
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: duration must be a string like \"10s\"", n.Line)}}
 	}
-	v, err := time.ParseDuration(s)
+	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: invalid duration %q: %w", n.Line, s, err)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: invalid duration %q (want a number and a unit, like \"10s\" or \"1h30m\")", n.Line, n.Value)}}
 	}
 	d.Duration = v
 	return nil
@@ -109,7 +110,7 @@ func Decode(data []byte, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, errEOF) || err.Error() == "EOF" {
+		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("cannot decode configuration: document is empty")
 		}
 		return fmt.Errorf("cannot decode configuration: %w", err)
@@ -121,8 +122,6 @@ func Decode(data []byte, v any) error {
 	}
 	return nil
 }
-
-var errEOF = errors.New("EOF")
 
 // LoadFile reads path and decodes it with Decode. Validation errors carry the
 // file name.
