@@ -1,0 +1,233 @@
+// Package broker is the cloud's embedded MQTT broker (mochi-mqtt): TCP and
+// TLS listeners, gateway and service authentication, a per-gateway topic
+// ACL, and flow control that holds gateways back instead of dropping their
+// data when the ingest falls behind.
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
+
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// Service is a non-gateway MQTT user: the ingest, another cloud service, a
+// staff tool. Its client ids must start with its user name.
+type Service struct {
+	Username     string `yaml:"username"`
+	PasswordHash string `yaml:"password_hash"` // bcrypt "$2a$…" or "sha256:<hex>"
+	// Subscribe lists the topic filters it may subscribe to, shared
+	// subscriptions ("$share/<group>/…") included; default
+	// DefaultServiceSubscribe.
+	Subscribe []string `yaml:"subscribe"`
+	// Publish lists the topic filters it may publish to; default none.
+	Publish []string `yaml:"publish"`
+}
+
+// DefaultServiceSubscribe is what a service may read unless configured
+// otherwise: every Plantroom topic.
+var DefaultServiceSubscribe = []string{protocol.TopicRoot + "/" + protocol.TopicVersion + "/#"}
+
+// Config configures the broker.
+type Config struct {
+	// Listen is the plain TCP address ("127.0.0.1:1883"); "" for none.
+	Listen string
+	// TLSListen, with TLSCert and TLSKey (PEM files), adds a TLS listener.
+	TLSListen, TLSCert, TLSKey string
+	// Org lists the gateways and their password hashes.
+	Org *config.Org
+	// Services are the other users.
+	Services []Service
+	// MaxPending is how many unacknowledged messages a durable subscriber
+	// may hold before publishers are held back (default 1000).
+	MaxPending int
+	// StorePath, if set, keeps sessions, queued messages and retained
+	// messages in a bbolt file, so a broker restart loses none of them.
+	StorePath string
+	Logger    *slog.Logger
+	// Registerer receives the broker's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+// DefaultMaxPending is the default of Config.MaxPending.
+const DefaultMaxPending = 1000
+
+// Broker is the embedded MQTT broker.
+type Broker struct {
+	cfg     Config
+	log     *slog.Logger
+	server  *mqtt.Server
+	access  *access
+	flow    *flow
+	done    chan struct{}
+	addr    string
+	tlsAddr string
+
+	startOnce, stopOnce sync.Once
+}
+
+// New checks the configuration and builds the broker; Start opens the
+// listeners.
+func New(cfg Config) (*Broker, error) {
+	if cfg.Listen == "" && cfg.TLSListen == "" {
+		return nil, errors.New("cannot create broker: no listener: set listen or tls_listen")
+	}
+	if cfg.TLSListen != "" && (cfg.TLSCert == "" || cfg.TLSKey == "") {
+		return nil, fmt.Errorf("cannot create broker: tls_listen %q needs tls_cert and tls_key", cfg.TLSListen)
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := newMetrics(cfg.Registerer)
+	acc, err := newAccess(cfg.Org, cfg.Services, cfg.Logger, m)
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{cfg: cfg, log: cfg.Logger, access: acc, done: make(chan struct{})}
+	b.flow = newFlow(cfg.MaxPending, m, b.done)
+	return b, nil
+}
+
+// AddInternalService registers a service user with a random password for a
+// client in the same process (the ingest, when broker and ingest run
+// together) and returns the password. Call it before Start.
+func (b *Broker) AddInternalService(username string) (string, error) {
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("cannot create internal broker credential: %w", err)
+	}
+	password := hex.EncodeToString(buf)
+	sum := sha256.Sum256([]byte(password))
+	err := b.access.addService(Service{
+		Username:     username,
+		PasswordHash: "sha256:" + hex.EncodeToString(sum[:]),
+		Subscribe:    DefaultServiceSubscribe,
+	})
+	if err != nil {
+		return "", fmt.Errorf("cannot create internal broker credential: %w", err)
+	}
+	return password, nil
+}
+
+func (b *Broker) options() *mqtt.Options {
+	caps := mqtt.NewDefaultServerCapabilities()
+	// Queued messages of a persistent session (the ingest's) never expire:
+	// the default would drop them after a day of ingest downtime.
+	caps.MaximumMessageExpiryInterval = 0
+	// A telemetry batch is at most protocol.MaxBatchBytes; leave room for
+	// the topic and headers.
+	caps.MaximumPacketSize = uint32(protocol.MaxBatchBytes + 64<<10)
+	if n := 4 * b.cfg.MaxPending; n > int(caps.MaximumInflight) {
+		caps.MaximumInflight = uint16(min(n, 65000))
+	}
+	if n := 4 * b.cfg.MaxPending; n > int(caps.MaximumClientWritesPending) {
+		caps.MaximumClientWritesPending = int32(n)
+	}
+	return &mqtt.Options{
+		Capabilities: caps,
+		Logger:       b.log,
+		// $SYS topics are refreshed rarely; nobody here reads them.
+		SysTopicResendInterval: 60,
+	}
+}
+
+// Start opens the listeners and starts serving. The listeners are bound
+// when Start returns, so Addr is known.
+func (b *Broker) Start(ctx context.Context) error {
+	err := errors.New("cannot start broker: already started")
+	b.startOnce.Do(func() { err = b.start() })
+	return err
+}
+
+func (b *Broker) start() error {
+	s := mqtt.New(b.options())
+	b.server = s
+	b.access.server = s
+	b.flow.server = s
+	if err := s.AddHook(b.access, nil); err != nil {
+		return fmt.Errorf("cannot start broker: %w", err)
+	}
+	if err := s.AddHook(b.flow, nil); err != nil {
+		return fmt.Errorf("cannot start broker: %w", err)
+	}
+	if b.cfg.StorePath != "" {
+		err := s.AddHook(new(bolt.Hook), &bolt.Options{Path: b.cfg.StorePath, Options: &bbolt.Options{Timeout: 5 * time.Second}})
+		if err != nil {
+			return fmt.Errorf("cannot open broker store %q: %w", b.cfg.StorePath, err)
+		}
+	}
+	var opened []net.Listener
+	fail := func(err error) error {
+		for _, l := range opened {
+			l.Close()
+		}
+		return err
+	}
+	if b.cfg.Listen != "" {
+		l, err := net.Listen("tcp", b.cfg.Listen)
+		if err != nil {
+			return fail(fmt.Errorf("cannot listen for MQTT on %q: %w", b.cfg.Listen, err))
+		}
+		opened = append(opened, l)
+		b.addr = l.Addr().String()
+		if err := s.AddListener(listeners.NewNet("tcp", l)); err != nil {
+			return fail(fmt.Errorf("cannot start broker: %w", err))
+		}
+	}
+	if b.cfg.TLSListen != "" {
+		cert, err := tls.LoadX509KeyPair(b.cfg.TLSCert, b.cfg.TLSKey)
+		if err != nil {
+			return fail(fmt.Errorf("cannot load broker TLS certificate %q / key %q: %w", b.cfg.TLSCert, b.cfg.TLSKey, err))
+		}
+		l, err := tls.Listen("tcp", b.cfg.TLSListen, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			return fail(fmt.Errorf("cannot listen for MQTT over TLS on %q: %w", b.cfg.TLSListen, err))
+		}
+		opened = append(opened, l)
+		b.tlsAddr = l.Addr().String()
+		if err := s.AddListener(listeners.NewNet("tls", l)); err != nil {
+			return fail(fmt.Errorf("cannot start broker: %w", err))
+		}
+	}
+	if err := s.Serve(); err != nil {
+		return fail(fmt.Errorf("cannot start broker: %w", err))
+	}
+	b.log.Info("MQTT broker listening", "tcp", b.addr, "tls", b.tlsAddr)
+	return nil
+}
+
+// Addr is the bound TCP address ("" without a TCP listener).
+func (b *Broker) Addr() string { return b.addr }
+
+// TLSAddr is the bound TLS address ("" without a TLS listener).
+func (b *Broker) TLSAddr() string { return b.tlsAddr }
+
+// Stop disconnects every client and closes the listeners. Publishers held
+// back by flow control are released without an acknowledgement.
+func (b *Broker) Stop() {
+	b.stopOnce.Do(func() {
+		close(b.done)
+		if b.server != nil {
+			b.server.Close()
+		}
+	})
+}

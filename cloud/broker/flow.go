@@ -1,0 +1,165 @@
+package broker
+
+import (
+	"bytes"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// flow keeps the broker from accepting more than it can deliver to durable
+// subscribers. The broker acknowledges a QoS 1 publish (PUBACK) before it
+// hands the message to the subscribers; a subscriber with a persistent
+// session that stops acknowledging (the ingest while ClickHouse is down, or
+// while it restarts) would otherwise make the broker queue messages without
+// bound until it drops them, and the gateway, having its PUBACK, would have
+// deleted them already.
+//
+// So before a QoS 1/2 publish is accepted, flow looks at the persistent
+// (clean-session false) subscribers of its topic: while one of them (or,
+// for a shared subscription, every member of the group) holds maxPending or
+// more unacknowledged messages, the publishing client waits, without a
+// PUBACK. The gateway keeps the batch in its own durable queue and resends
+// it if it reconnects. When a subscriber acknowledges, waiting publishers
+// re-check. Shared subscriptions deliver to the least-loaded member.
+// Clean-session subscribers (dashboards, tools) are best effort and never
+// hold anyone back.
+type flow struct {
+	mqtt.HookBase
+	server     *mqtt.Server
+	maxPending int
+	metrics    *metrics
+	done       <-chan struct{}
+
+	mu       sync.Mutex
+	progress chan struct{} // closed and replaced whenever a subscriber acknowledges
+}
+
+func newFlow(maxPending int, m *metrics, done <-chan struct{}) *flow {
+	return &flow{maxPending: maxPending, metrics: m, done: done, progress: make(chan struct{})}
+}
+
+// ID names the hook.
+func (f *flow) ID() string { return "plantroom-flow" }
+
+// Provides reports the hook methods flow implements.
+func (f *flow) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnPublish, mqtt.OnQosComplete, mqtt.OnSelectSubscribers, mqtt.OnDisconnect}, []byte{b})
+}
+
+// OnQosComplete wakes publishers waiting for a subscriber to catch up.
+func (f *flow) OnQosComplete(cl *mqtt.Client, pk packets.Packet) { f.wake() }
+
+// OnDisconnect wakes waiting publishers: the client that left may have been
+// one of them, or a subscriber they waited for.
+func (f *flow) OnDisconnect(cl *mqtt.Client, err error, expire bool) { f.wake() }
+
+func (f *flow) wake() {
+	f.mu.Lock()
+	close(f.progress)
+	f.progress = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func (f *flow) progressed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.progress
+}
+
+// OnPublish holds a QoS > 0 publish while a durable subscriber of its topic
+// is full. It gives up (the publish is dropped without PUBACK, so the
+// sender will resend it) when the publishing client disconnects or the
+// broker stops.
+func (f *flow) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Qos == 0 || cl.Net.Inline || !f.congested(pk.TopicName) {
+		return pk, nil
+	}
+	f.metrics.held.Inc()
+	start := time.Now()
+	defer func() { f.metrics.heldSeconds.Add(time.Since(start).Seconds()) }()
+	// A subscriber's session can also shrink without an acknowledgement
+	// (it expires, or is taken over); re-check now and then.
+	recheck := time.NewTicker(time.Second)
+	defer recheck.Stop()
+	for f.congested(pk.TopicName) {
+		select {
+		case <-f.progressed():
+		case <-recheck.C:
+		case <-f.done:
+			return pk, packets.ErrRejectPacket
+		}
+		if cl.Closed() {
+			return pk, packets.ErrRejectPacket
+		}
+	}
+	return pk, nil
+}
+
+// load is the number of unacknowledged messages queued for a client.
+func (f *flow) load(id string) (n int, durable bool) {
+	cl, ok := f.server.Clients.Get(id)
+	if !ok {
+		return 0, false
+	}
+	return cl.State.Inflight.Len(), !cl.Properties.Clean
+}
+
+func (f *flow) congested(topic string) bool {
+	subs := f.server.Topics.Subscribers(topic)
+	for id := range subs.Subscriptions {
+		if n, durable := f.load(id); durable && n >= f.maxPending {
+			return true
+		}
+	}
+	for _, group := range subs.Shared {
+		full, durable := true, false
+		for id := range group {
+			n, d := f.load(id)
+			durable = durable || d
+			if !d || n < f.maxPending {
+				full = false
+				break
+			}
+		}
+		if durable && full {
+			return true
+		}
+	}
+	return false
+}
+
+// OnSelectSubscribers picks, for each shared subscription group, the
+// connected member with the fewest unacknowledged messages.
+func (f *flow) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
+	if len(subs.Shared) == 0 {
+		return subs
+	}
+	if subs.SharedSelected == nil {
+		subs.SharedSelected = map[string]packets.Subscription{}
+	}
+	for _, group := range subs.Shared {
+		best, bestLoad := "", 0
+		for id := range group {
+			load := 1 << 30 // disconnected members only when nobody else is there
+			if cl, ok := f.server.Clients.Get(id); ok {
+				if !cl.Closed() {
+					load = cl.State.Inflight.Len()
+				} else {
+					load += cl.State.Inflight.Len()
+				}
+			}
+			if best == "" || load < bestLoad {
+				best, bestLoad = id, load
+			}
+		}
+		sub := group[best]
+		if prev, ok := subs.SharedSelected[best]; ok {
+			sub = prev.Merge(sub)
+		}
+		subs.SharedSelected[best] = sub
+	}
+	return subs
+}
