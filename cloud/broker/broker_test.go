@@ -46,7 +46,7 @@ func testOrg(t *testing.T) *config.Org {
 
 type testBroker struct {
 	*Broker
-	reg     *prometheus.Registry
+	reg      *prometheus.Registry
 	ingestPW string
 }
 
