@@ -326,7 +326,7 @@ func (b *Building) Start(ctx context.Context) error {
 		go b.run(ctx)
 	}
 	b.log.Info("building simulation started", "building", b.cfg.Building, "devices", len(b.devices),
-		"virtual_time", b.Now().Format(time.RFC3339), "speed", b.clock.Speed(), "manual_clock", b.clock.Manual())
+		"virtual_time", b.Now().In(b.cfg.Location).Format(time.RFC3339), "speed", b.clock.Speed(), "manual_clock", b.clock.Manual())
 	return nil
 }
 

@@ -212,3 +212,27 @@ func quantize(pt *config.Point, v float64) float64 {
 	putPoint(regs[:], &at0, v, false)
 	return DecodePoint(&at0, regs[:])
 }
+
+// Quantizer returns the function that turns a metric's model value into
+// the value a gateway reads: through the Modbus point's type, scale and
+// offset, or rounded to the 3 decimals the simulator's MQTT messages carry.
+// Unknown metrics pass through unchanged.
+func Quantizer(t *config.Template, metric string) func(float64) float64 {
+	if pt := t.Point(metric); pt != nil {
+		p := *pt
+		return func(v float64) float64 { return quantize(&p, v) }
+	}
+	if t.MQTT != nil {
+		for _, f := range t.MQTT.Fields {
+			if f.Metric != metric {
+				continue
+			}
+			if len(f.Map) > 0 {
+				return func(v float64) float64 { return v }
+			}
+			s, off := config.EffectiveScale(f.Scale), f.Offset
+			return func(v float64) float64 { return round((v-off)/s, 3)*s + off }
+		}
+	}
+	return func(v float64) float64 { return v }
+}

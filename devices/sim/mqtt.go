@@ -102,7 +102,7 @@ func (p *publisher) connect() paho.Client {
 	online := presence(p.format, p.d.cfg.Topic, true)
 	opts := paho.NewClientOptions().
 		AddBroker(cfg.Broker).
-		SetClientID("devsim-" + p.d.cfg.Topic).
+		SetClientID("devsim-"+p.d.cfg.Topic).
 		SetUsername(cfg.Username).
 		SetPassword(cfg.Password).
 		SetCleanSession(true).

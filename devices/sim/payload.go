@@ -147,7 +147,7 @@ func fieldValue(f config.MQTTField, v float64, garbage bool) any {
 	if garbage {
 		return -1e12
 	}
-	return round((v-f.Offset)/config.EffectiveScale(f.Scale), 4)
+	return round((v-f.Offset)/config.EffectiveScale(f.Scale), 3)
 }
 
 // setPath sets a dotted path in a JSON object, creating objects on the way.
