@@ -1,0 +1,448 @@
+package alarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/cloud/notify"
+)
+
+// EventLog stores alarm events and gives the alarms back at start.
+type EventLog interface {
+	AppendAlarmEvents(ctx context.Context, evs []Event) error
+	LoadAlarms(ctx context.Context) ([]Alarm, error)
+}
+
+// Sink receives every alarm event, in order, once it is stored (or queued
+// for a storage retry). The work-order service is one.
+type Sink interface {
+	AlarmEvent(ctx context.Context, ev Event)
+}
+
+// Notifier sends messages to a project's webhooks without blocking.
+type Notifier interface {
+	Notify(m notify.Message)
+}
+
+// Config configures an Engine. Org, Rules and Log are required.
+type Config struct {
+	Org      *config.Org
+	Rules    *config.RuleFile
+	Log      EventLog
+	Feed     *Feed // shared with the work-order service; a private one when nil
+	Sinks    []Sink
+	Notifier Notifier // optional
+	Logger   *slog.Logger
+	// Registerer takes the engine's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+	// TickInterval is how often timers (for, min_hold, gateway offline,
+	// stale devices) are checked. Default 1s.
+	TickInterval time.Duration
+	// QueueQuiet is how long a queue-overflow alarm stays active after the
+	// latest overflow (or the rule's min_hold when longer). Default 10m.
+	QueueQuiet time.Duration
+	// RetryInterval is the first delay before storing failed events again;
+	// it doubles up to a minute. Default 2s.
+	RetryInterval time.Duration
+	// DefaultMinHold applies to rules without min_hold: how long the
+	// condition must stay away before an alarm clears. Default 30s; a
+	// negative value means none.
+	DefaultMinHold time.Duration
+	// NoStaleWatch turns off the engine's own stale detection (a device seen
+	// since start that sends nothing for its stale window); "device_stale"
+	// events from ingest still raise.
+	NoStaleWatch bool
+}
+
+func (c *Config) validate() error {
+	var p config.Problems
+	if c.Org == nil {
+		p.Addf("Org", "required")
+	}
+	if c.Rules == nil {
+		p.Addf("Rules", "required")
+	}
+	if c.Log == nil {
+		p.Addf("Log", "required")
+	}
+	for name, d := range map[string]time.Duration{"TickInterval": c.TickInterval, "QueueQuiet": c.QueueQuiet, "RetryInterval": c.RetryInterval} {
+		if d < 0 {
+			p.Addf(name, "must be >= 0, got %s", d)
+		}
+	}
+	if err := p.Err(); err != nil {
+		return fmt.Errorf("cannot create alarm engine: %w", err)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Feed == nil {
+		c.Feed = NewFeed(0, c.Now)
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = time.Second
+	}
+	if c.QueueQuiet == 0 {
+		c.QueueQuiet = 10 * time.Minute
+	}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = 2 * time.Second
+	}
+	if c.DefaultMinHold == 0 {
+		c.DefaultMinHold = 30 * time.Second
+	}
+	c.DefaultMinHold = max(c.DefaultMinHold, 0)
+	return nil
+}
+
+// Engine evaluates alarm rules. It implements the ingest observer. Create it
+// with New, call Start before ingest starts delivering, Stop at the end.
+type Engine struct {
+	cfg      Config
+	log      *slog.Logger
+	feed     *Feed
+	devices  map[string]*subject
+	gateways map[string]*subject
+	m        *metrics
+
+	// procMu serialises evaluation, storage and dispatch, so events reach
+	// the log and the sinks in order.
+	procMu sync.Mutex
+	outbox []Event // events whose storage failed, oldest first
+	failed bool    // storage is failing (logged once per streak)
+
+	mu      sync.RWMutex // guards alarms and the Alarm values for readers
+	alarms  map[string]*Alarm
+	running bool
+
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// New checks the configuration and binds the rules to the organisation's
+// devices and gateways.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, feed: cfg.Feed, alarms: map[string]*Alarm{}, m: newMetrics(cfg.Registerer)}
+	e.devices, e.gateways = bindRules(cfg.Org, cfg.Rules, cfg.QueueQuiet, cfg.DefaultMinHold)
+	return e, nil
+}
+
+// Feed is the engine's feed (shared with the work-order service).
+func (e *Engine) Feed() *Feed { return e.feed }
+
+// Start rebuilds the alarms from the log and starts the timers.
+func (e *Engine) Start(ctx context.Context) error {
+	alarms, err := e.cfg.Log.LoadAlarms(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot start alarm engine: %w", err)
+	}
+	e.procMu.Lock()
+	e.restore(alarms)
+	e.procMu.Unlock()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
+	e.mu.Lock()
+	e.running = true
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go e.loop(ctx)
+	return nil
+}
+
+// Stop ends the timers and makes a last attempt to store queued events. It
+// may be called more than once.
+func (e *Engine) Stop() {
+	e.stopOnce.Do(func() {
+		e.mu.Lock()
+		e.running = false
+		e.mu.Unlock()
+		if e.cancel == nil {
+			return
+		}
+		e.cancel()
+		e.wg.Wait()
+		e.procMu.Lock()
+		defer e.procMu.Unlock()
+		if len(e.outbox) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := e.cfg.Log.AppendAlarmEvents(ctx, e.outbox); err != nil {
+				e.log.Error("alarm events lost at stop: cannot store them", "events", len(e.outbox), "err", err)
+				return
+			}
+			e.outbox = nil
+		}
+	})
+}
+
+// restore installs stored alarms; active ones go back to their trackers.
+func (e *Engine) restore(alarms []Alarm) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.cfg.Now()
+	var maxSeq uint64
+	for i := range alarms {
+		a := &alarms[i]
+		e.alarms[a.ID] = a
+		maxSeq = max(maxSeq, a.Seq)
+		if a.State != StateActive {
+			continue
+		}
+		t := e.tracker(a)
+		if t == nil {
+			continue // device or rule gone from the configuration: listed, no longer evaluated
+		}
+		if t.alarm != nil && t.alarm.State == StateActive {
+			e.log.Warn("two active alarms for one device and rule in storage; keeping the newer", "alarm", a.ID, "other", t.alarm.ID)
+			if t.alarm.RaisedAt.After(a.RaisedAt) {
+				continue
+			}
+		}
+		t.alarm = a
+		t.lastTS = unixMS(a.ReadingTS)
+		t.lastArrived = now
+		t.last = input{ts: t.lastTS, value: a.Value, metric: a.Metric, arrived: now}
+	}
+	e.feed.Advance(maxSeq)
+	e.m.restored.Add(float64(len(alarms)))
+}
+
+func (e *Engine) tracker(a *Alarm) *tracker {
+	s := e.devices[a.Device]
+	if a.Device == "" {
+		s = e.gateways[a.Gateway]
+	}
+	if s == nil {
+		return nil
+	}
+	for _, t := range s.trackers {
+		if t.rule.ID == a.Rule {
+			return t
+		}
+	}
+	return nil
+}
+
+func (e *Engine) loop(ctx context.Context) {
+	defer e.wg.Done()
+	tick := time.NewTicker(e.cfg.TickInterval)
+	defer tick.Stop()
+	retry := e.cfg.RetryInterval
+	nextRetry := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := e.cfg.Now()
+		e.tick(ctx, now)
+		e.procMu.Lock()
+		if len(e.outbox) > 0 && !now.Before(nextRetry) {
+			if e.flush(ctx) {
+				retry = e.cfg.RetryInterval
+			} else {
+				nextRetry = now.Add(retry)
+				retry = min(2*retry, time.Minute)
+			}
+		}
+		e.procMu.Unlock()
+	}
+}
+
+// tick advances every tracker's timers and the stale watch to now.
+func (e *Engine) tick(ctx context.Context, now time.Time) {
+	e.procMu.Lock()
+	defer e.procMu.Unlock()
+	var trs []transition
+	for _, s := range e.devices {
+		for _, t := range s.trackers {
+			trs = append(trs, t.tick(now)...)
+		}
+		if st := s.stale; st != nil && !e.cfg.NoStaleWatch && !s.lastArrived.IsZero() && !st.active() && st.pendingSince == 0 {
+			if since := now.Sub(s.lastArrived); since >= s.staleAfter {
+				at := s.lastArrived.Add(s.staleAfter)
+				trs = append(trs, st.step(input{ts: at.UnixMilli(), value: since.Seconds(), arrived: now}, true, false)...)
+			}
+		}
+	}
+	for _, s := range e.gateways {
+		for _, t := range s.trackers {
+			trs = append(trs, t.tick(now)...)
+		}
+	}
+	if len(trs) > 0 {
+		e.commit(ctx, e.apply(trs))
+	}
+}
+
+// running reports whether Start has run and Stop has not.
+func (e *Engine) isRunning() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.running
+}
+
+// apply turns transitions into events, updating the alarms and publishing
+// the events to the feed.
+func (e *Engine) apply(trs []transition) []Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	evs := make([]Event, 0, len(trs))
+	for _, tr := range trs {
+		t, r, s := tr.t, tr.t.rule, tr.t.subject
+		var a *Alarm
+		from, to := StateActive, StateActive
+		switch tr.kind {
+		case EventRaise:
+			subj := s.device
+			if subj == "" {
+				subj = s.gateway
+			}
+			a = &Alarm{
+				ID: alarmID(subj, r.ID, t.pendingSince), Company: s.company, Project: s.project, Gateway: s.gateway,
+				Device: s.device, Category: s.category, Rule: r.ID, RuleName: r.Name, RuleKind: r.Kind,
+				Severity: r.Severity, Metric: r.Metric, State: StateActive, RaisedAt: msTime(tr.at),
+				Value: tr.in.value, ReadingTS: msTime(tr.in.ts), Count: 1, WorkOrder: r.WorkOrder != nil,
+			}
+			if old := e.alarms[a.ID]; old != nil {
+				// Same subject, rule and start: this alarm was raised before.
+				t.alarm = old
+				t.pendingSince = 0
+				continue
+			}
+			from = StateNormal
+			t.alarm = a
+			t.pendingSince = 0
+			e.alarms[a.ID] = a
+		case EventRepeat:
+			a = t.alarm
+			a.Count++
+			a.ReadingTS = msTime(tr.in.ts)
+		case EventUpdate:
+			a = t.alarm
+			a.Value = tr.in.value
+			a.ReadingTS = msTime(tr.in.ts)
+		case EventClear:
+			a = t.alarm
+			to = StateCleared
+			a.State = StateCleared
+			a.ClearedAt = msTime(tr.at)
+			a.ReadingTS = msTime(tr.in.ts)
+			t.clearingSince, t.pendingSince = 0, 0
+		default:
+			panic("BUG: unknown transition " + tr.kind)
+		}
+		evs = append(evs, e.record(a, Event{Kind: tr.kind, At: msTime(tr.at), From: from, To: to,
+			Value: tr.in.value, ReadingTS: msTime(tr.in.ts), Arrived: tr.in.arrived}))
+	}
+	return evs
+}
+
+// record numbers an event of alarm a, publishes it and returns it with the
+// alarm's snapshot. e.mu must be held.
+func (e *Engine) record(a *Alarm, ev Event) Event {
+	a.N++
+	ev.N = a.N
+	e.feed.Publish(func(seq uint64) Item {
+		a.Seq = seq
+		ev.Seq = seq
+		ev.Alarm = *a
+		return eventItem(ev)
+	})
+	e.m.events.WithLabelValues(ev.Kind, a.Severity).Inc()
+	return ev
+}
+
+// commit stores events (queueing them for retry when storage fails) and
+// hands them to the sinks and the notifier. e.procMu must be held.
+func (e *Engine) commit(ctx context.Context, evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	e.outbox = append(e.outbox, evs...)
+	e.flush(ctx)
+	for _, ev := range evs {
+		for _, s := range e.cfg.Sinks {
+			s.AlarmEvent(ctx, ev)
+		}
+		if e.cfg.Notifier != nil && (ev.Kind == EventRaise || ev.Kind == EventClear) {
+			e.cfg.Notifier.Notify(message(ev))
+		}
+	}
+}
+
+// flush stores the outbox. It reports success. e.procMu must be held.
+func (e *Engine) flush(ctx context.Context) bool {
+	if len(e.outbox) == 0 {
+		return true
+	}
+	err := e.cfg.Log.AppendAlarmEvents(ctx, e.outbox)
+	if err != nil {
+		e.m.storeFailures.Inc()
+		if !e.failed {
+			e.log.Error("cannot store alarm events; keeping them for retry", "events", len(e.outbox), "err", err)
+			e.failed = true
+		}
+		e.m.outbox.Set(float64(len(e.outbox)))
+		return false
+	}
+	if e.failed {
+		e.log.Info("alarm events stored again after failures", "events", len(e.outbox))
+		e.failed = false
+	}
+	e.outbox = nil
+	e.m.outbox.Set(0)
+	return true
+}
+
+// Ack acknowledges an alarm for the viewer. Acknowledging twice is not an
+// error and records nothing new.
+func (e *Engine) Ack(ctx context.Context, v Viewer, id, note string) (Alarm, error) {
+	if !e.isRunning() {
+		return Alarm{}, ErrNotStarted
+	}
+	e.procMu.Lock()
+	defer e.procMu.Unlock()
+	e.mu.Lock()
+	a := e.alarms[id]
+	if a == nil || !v.SeesProject(a.Company, a.Project) {
+		e.mu.Unlock()
+		return Alarm{}, fmt.Errorf("cannot acknowledge alarm %q: %w", id, ErrNotFound)
+	}
+	if v.Role == config.RoleHQViewer {
+		e.mu.Unlock()
+		return Alarm{}, fmt.Errorf("cannot acknowledge alarm %q: %w", id, ErrForbidden)
+	}
+	if a.Acked {
+		out := *a
+		e.mu.Unlock()
+		return out, nil
+	}
+	now := e.cfg.Now().UTC()
+	a.Acked, a.AckedBy, a.AckedAt = true, v.Staff, now
+	ev := e.record(a, Event{Kind: EventAck, At: now, From: a.State, To: a.State, Who: v.Staff, Note: note,
+		Value: a.Value, ReadingTS: a.ReadingTS, Arrived: now})
+	out := *a
+	e.mu.Unlock()
+	e.commit(ctx, []Event{ev})
+	return out, nil
+}
+
+// ErrForbidden is returned when the viewer's role may not do what was asked.
+var ErrForbidden = errors.New("not allowed for this role")

@@ -1,0 +1,191 @@
+package alarm
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// memLog is an in-memory EventLog for tests of the engine's logic; the
+// ClickHouse log has its own tests against a real server.
+type memLog struct {
+	mu     sync.Mutex
+	events []Event
+	fail   error
+}
+
+func (l *memLog) AppendAlarmEvents(_ context.Context, evs []Event) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail != nil {
+		return l.fail
+	}
+	l.events = append(l.events, evs...)
+	return nil
+}
+
+func (l *memLog) LoadAlarms(context.Context) ([]Alarm, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	latest := map[string]Alarm{}
+	for _, ev := range l.events {
+		if cur, ok := latest[ev.Alarm.ID]; !ok || ev.N > cur.N {
+			latest[ev.Alarm.ID] = ev.Alarm
+		}
+	}
+	out := make([]Alarm, 0, len(latest))
+	for _, a := range latest {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (l *memLog) setFail(err error) {
+	l.mu.Lock()
+	l.fail = err
+	l.mu.Unlock()
+}
+
+// kinds lists the stored events as "kind rule subject" strings.
+func (l *memLog) kinds() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, ev := range l.events {
+		out = append(out, ev.Kind+" "+ev.Alarm.Rule+" "+ev.Alarm.Subject())
+	}
+	return out
+}
+
+func (l *memLog) count(kind, rule string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, ev := range l.events {
+		if ev.Kind == kind && ev.Alarm.Rule == rule {
+			n++
+		}
+	}
+	return n
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+// t0 is a Monday 10:00 in Shanghai.
+var t0 = time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC)
+
+func loadBundle(t testing.TB) *config.Bundle {
+	t.Helper()
+	b, err := config.LoadBundle("../../configs/org.yaml", "../../configs/tariffs.yaml", "../../configs/templates", "../../configs/rules.yaml")
+	if err != nil {
+		t.Fatalf("load demo configuration: %v", err)
+	}
+	return b
+}
+
+type rig struct {
+	t      testing.TB
+	b      *config.Bundle
+	log    *memLog
+	clock  *fakeClock
+	e      *Engine
+	events []Event // delivered to the sink
+	mu     sync.Mutex
+}
+
+func (r *rig) AlarmEvent(_ context.Context, ev Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+}
+
+func newRig(t testing.TB, b *config.Bundle, log *memLog) *rig {
+	t.Helper()
+	if b == nil {
+		b = loadBundle(t)
+	}
+	if log == nil {
+		log = &memLog{}
+	}
+	r := &rig{t: t, b: b, log: log, clock: &fakeClock{t: t0}}
+	e, err := New(Config{Org: &b.Org, Rules: &b.Rules, Log: log, Sinks: []Sink{r}, Now: r.clock.Now, TickInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	r.e = e
+	return r
+}
+
+func (r *rig) gw(id string) config.GatewayInfo {
+	r.t.Helper()
+	g, ok := r.b.Org.FindGateway(id)
+	if !ok {
+		r.t.Fatalf("no gateway %q", id)
+	}
+	return g
+}
+
+// read feeds one reading of a device at t0+at, arriving at the same time.
+func (r *rig) read(gw, device, metric string, at time.Duration, v float64) {
+	ts := t0.Add(at)
+	r.clock.Set(ts)
+	b := &protocol.Batch{Gateway: gw, Seq: uint64(at / time.Millisecond), SentAt: ts.UnixMilli(),
+		Readings: []protocol.Reading{{Device: device, Metric: metric, TS: ts.UnixMilli(), Value: v}}}
+	r.e.ObserveBatch(context.Background(), r.gw(gw), b, ts)
+}
+
+func (r *rig) tick(at time.Duration) {
+	r.clock.Set(t0.Add(at))
+	r.e.tick(context.Background(), t0.Add(at))
+}
+
+func (r *rig) active(device, rule string) *Alarm {
+	for _, a := range r.e.Alarms(hqAdmin, Filter{Device: device, State: StateActive}) {
+		if a.Rule == rule {
+			return &a
+		}
+	}
+	return nil
+}
+
+var (
+	hqAdmin    = Viewer{Staff: "hq-admin", Role: config.RoleHQAdmin, Company: "acme"}
+	hqViewer   = Viewer{Staff: "hq-viewer", Role: config.RoleHQViewer, Company: "acme"}
+	pmGarden   = Viewer{Staff: "pm-garden", Role: config.RoleProjectManager, Company: "acme", Projects: []string{"garden"}}
+	pmTower    = Viewer{Staff: "pm-tower", Role: config.RoleProjectManager, Company: "acme", Projects: []string{"tower"}}
+	techGarden = Viewer{Staff: "tech-garden-1", Role: config.RoleTechnician, Company: "acme", Projects: []string{"garden"}}
+	techTower  = Viewer{Staff: "tech-tower-1", Role: config.RoleTechnician, Company: "acme", Projects: []string{"tower"}}
+	otherCo    = Viewer{Staff: "x", Role: config.RoleHQAdmin, Company: "other"}
+)
+
+var errDown = errors.New("storage down")
+
+func config_override(rule, device string, below *float64, forDur *config.Duration, disabled bool) config.RuleOverride {
+	return config.RuleOverride{Rule: rule, Device: device, Below: below, For: forDur, Disabled: disabled}
+}
