@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/cloud/notify"
+	"github.com/plantroom/plantroom/config"
 )
 
 // EventLog stores alarm events and gives the alarms back at start.

@@ -22,15 +22,15 @@ type boundRule struct {
 // subject is a device or a gateway with the trackers of the rules bound to it.
 type subject struct {
 	company, project, gateway, device string
-	category                         string
-	location                         *time.Location
-	staleAfter                       time.Duration // devices only
-	trackers                         []*tracker
-	byMetric                         map[string][]*tracker // devices: metric → trackers
-	stale                            *tracker              // device-stale rule, if any
-	offline                          *tracker              // gateways: gateway-offline rule
-	overflow                         *tracker              // gateways: queue-overflow rule
-	lastArrived                      time.Time             // last reading's arrival (stale watch)
+	category                          string
+	location                          *time.Location
+	staleAfter                        time.Duration // devices only
+	trackers                          []*tracker
+	byMetric                          map[string][]*tracker // devices: metric → trackers
+	stale                             *tracker              // device-stale rule, if any
+	offline                           *tracker              // gateways: gateway-offline rule
+	overflow                          *tracker              // gateways: queue-overflow rule
+	lastArrived                       time.Time             // last reading's arrival (stale watch)
 }
 
 // bindRules binds every rule to the devices and gateways it applies to.
