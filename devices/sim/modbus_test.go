@@ -1,0 +1,216 @@
+package sim
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/goburrow/modbus"
+	"github.com/plantroom/plantroom/config"
+)
+
+// tcpClient connects the edge's Modbus client to a simulated device.
+func tcpClient(t testing.TB, addr string, timeout time.Duration) (modbus.Client, *modbus.TCPClientHandler) {
+	t.Helper()
+	h := modbus.NewTCPClientHandler(addr)
+	h.SlaveId = 1
+	h.Timeout = timeout
+	t.Cleanup(func() { h.Close() })
+	return modbus.NewClient(h), h
+}
+
+// rtuOverTCP is a goburrow transporter for RTU frames over a TCP stream;
+// goburrow's own RTU client speaks only to serial ports.
+type rtuOverTCP struct{ conn net.Conn }
+
+func (r *rtuOverTCP) Send(adu []byte) ([]byte, error) {
+	r.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.conn.Write(adu); err != nil {
+		return nil, err
+	}
+	head := make([]byte, 3)
+	if _, err := io.ReadFull(r.conn, head); err != nil {
+		return nil, err
+	}
+	var rest int
+	switch fc := head[1]; {
+	case fc&0x80 != 0:
+		rest = 2 // CRC after the exception code
+	case fc <= 4:
+		rest = int(head[2]) + 2
+	default:
+		rest = 5 // address, value/quantity, CRC (first byte already read)
+	}
+	tail := make([]byte, rest)
+	if _, err := io.ReadFull(r.conn, tail); err != nil {
+		return nil, err
+	}
+	return append(head, tail...), nil
+}
+
+func rtuClient(t testing.TB, addr string) modbus.Client {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	h := modbus.NewRTUClientHandler("")
+	h.SlaveId = 1
+	return modbus.NewClient2(h, &rtuOverTCP{conn: conn})
+}
+
+// readPoint reads one point with the edge's client and decodes it by the template.
+func readPoint(c modbus.Client, pt *config.Point) (float64, error) {
+	n := uint16(pt.Registers())
+	var raw []byte
+	var err error
+	switch pt.Register {
+	case config.RegCoil:
+		raw, err = c.ReadCoils(pt.Address, 1)
+		return b2f(err == nil && raw[0]&1 != 0), err
+	case config.RegDiscrete:
+		raw, err = c.ReadDiscreteInputs(pt.Address, 1)
+		return b2f(err == nil && raw[0]&1 != 0), err
+	case config.RegHolding:
+		raw, err = c.ReadHoldingRegisters(pt.Address, n)
+	case config.RegInput:
+		raw, err = c.ReadInputRegisters(pt.Address, n)
+	}
+	if err != nil {
+		return 0, err
+	}
+	regs := make([]uint16, n)
+	for i := range regs {
+		regs[i] = binary.BigEndian.Uint16(raw[2*i:])
+	}
+	return DecodePoint(pt, regs), nil
+}
+
+// checkDevice reads every point of a device and compares it with the
+// model's value as a gateway must see it.
+func checkDevice(t *testing.T, b *Building, c modbus.Client, id string) {
+	t.Helper()
+	d := b.byID[id]
+	want, err := b.Values(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range d.tmpl.Points {
+		pt := &d.tmpl.Points[i]
+		got, err := readPoint(c, pt)
+		if err != nil {
+			t.Fatalf("%s: read %s (%s %d): %v", id, pt.Metric, pt.Register, pt.Address, err)
+		}
+		if w := Quantizer(d.tmpl, pt.Metric)(want[pt.Metric]); got != w {
+			t.Errorf("%s: %s = %v over Modbus, model says %v (raw %v)", id, pt.Metric, got, w, want[pt.Metric])
+		}
+	}
+}
+
+func TestEveryTemplateReadsOverModbusTCP(t *testing.T) {
+	b := startBuilding(t, testConfig())
+	served := map[string]bool{}
+	for _, d := range b.devices {
+		served[d.tmpl.ID] = true
+	}
+	for id, tmpl := range loadTemplates(t) {
+		if tmpl.Protocol == config.ProtoModbus && !served[id] {
+			t.Errorf("Modbus template %q has no device in the test building", id)
+		}
+	}
+	for _, step := range []time.Duration{0, 20 * time.Minute, 13 * time.Hour} {
+		if err := b.Advance(step); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range b.devices {
+			if d.cfg.Transport != TransportTCP {
+				continue
+			}
+			c, _ := tcpClient(t, b.Addr(d.cfg.ID), 5*time.Second)
+			checkDevice(t, b, c, d.cfg.ID)
+		}
+	}
+}
+
+func TestRTUOverTCP(t *testing.T) {
+	b := startBuilding(t, testConfig())
+	if err := b.Advance(12 * time.Hour); err != nil { // 20:00: lights on
+		t.Fatal(err)
+	}
+	c := rtuClient(t, b.Addr("panel"))
+	checkDevice(t, b, c, "panel")
+
+	// Switching a circuit by hand with a coil write.
+	if _, err := c.WriteSingleCoil(2, 0x0000); err != nil {
+		t.Fatalf("write coil: %v", err)
+	}
+	if v, _ := b.Values("panel"); v["circuit3_on"] != 0 {
+		t.Errorf("circuit3_on = %v after writing coil 2 off", v["circuit3_on"])
+	}
+	// An exception over RTU.
+	_, err := c.ReadInputRegisters(100, 2)
+	var me *modbus.ModbusError
+	if !errors.As(err, &me) || me.ExceptionCode != modbus.ExceptionCodeIllegalDataAddress {
+		t.Errorf("read past the map over RTU: got %v, want illegal data address", err)
+	}
+}
+
+func TestRegisterMapEdges(t *testing.T) {
+	b := startBuilding(t, testConfig())
+	if err := b.Advance(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := tcpClient(t, b.Addr("meter"), 5*time.Second)
+
+	// A whole SDM630 block in one read, as a poller does: gaps read as zero.
+	raw, err := c.ReadInputRegisters(0, 0x4C)
+	if err != nil {
+		t.Fatalf("block read: %v", err)
+	}
+	if gap := binary.BigEndian.Uint16(raw[2*0x12:]); gap != 0 {
+		t.Errorf("register 0x12 (a gap in the map) = %#x, want 0", gap)
+	}
+	if binary.BigEndian.Uint32(raw[2*0x48:]) == 0 {
+		t.Error("import kWh reads zero in the block")
+	}
+	cases := []struct {
+		name string
+		read func() ([]byte, error)
+		code byte
+	}{
+		{"past the highest register", func() ([]byte, error) { return c.ReadInputRegisters(0x0156, 4) }, modbus.ExceptionCodeIllegalDataAddress},
+		{"no holding registers", func() ([]byte, error) { return c.ReadHoldingRegisters(0, 2) }, modbus.ExceptionCodeIllegalFunction},
+		{"no coils", func() ([]byte, error) { return c.ReadCoils(0, 1) }, modbus.ExceptionCodeIllegalFunction},
+	}
+	for _, tc := range cases {
+		_, err := tc.read()
+		var me *modbus.ModbusError
+		if !errors.As(err, &me) || me.ExceptionCode != tc.code {
+			t.Errorf("%s: got %v, want exception %d", tc.name, err, tc.code)
+		}
+	}
+	// Writes to read-only registers are refused.
+	p, _ := tcpClient(t, b.Addr("pump-1"), 5*time.Second)
+	if _, err := p.WriteSingleRegister(5, 400); err == nil {
+		t.Error("writing a pump register succeeded, want an exception")
+	}
+	// Another unit id gets "gateway target device failed to respond".
+	o, h := tcpClient(t, b.Addr("meter"), 5*time.Second)
+	h.SlaveId = 9
+	_, err = o.ReadInputRegisters(0, 2)
+	var me *modbus.ModbusError
+	if !errors.As(err, &me) || me.ExceptionCode != modbus.ExceptionCodeGatewayTargetDeviceFailedToRespond {
+		t.Errorf("unit 9: got %v, want exception 11", err)
+	}
+}
+
+func ExampleDecodePoint() {
+	pt := &config.Point{Metric: "energy_import_kwh", Register: config.RegInput, Type: "float32", ByteOrder: "big", WordOrder: "big"}
+	fmt.Println(DecodePoint(pt, []uint16{0x4348, 0x8000}))
+	// Output: 200.5
+}
