@@ -3,53 +3,55 @@ package alarm
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/plantroom/plantroom/cloud/store"
 )
 
-// Schema is the DDL of the alarm event log. It works on ClickHouse 18.16
-// (no DateTime64, TTL or codecs). One row per event carries the alarm as it
-// stood after the event, so the current state of every alarm is its row with
-// the highest n; (alarm_id, n) identifies an event and ReplacingMergeTree
-// collapses an event stored twice.
-func Schema() []string {
-	return []string{`CREATE TABLE IF NOT EXISTS alarm_events (
-    alarm_id    String,
-    n           UInt32,
-    seq         UInt64,
-    kind        String,
-    at          DateTime,
-    at_ms       Int64,
-    from_state  String,
-    to_state    String,
-    who         String,
-    note        String,
-    value       Float64,
-    reading_ms  Int64,
-    company     String,
-    project     String,
-    gateway     String,
-    device      String,
-    category    String,
-    rule        String,
-    rule_name   String,
-    rule_kind   String,
-    severity    String,
-    metric      String,
-    state       String,
-    acked       UInt8,
-    acked_by    String,
-    acked_ms    Int64,
-    raised_ms   Int64,
-    cleared_ms  Int64,
-    alarm_value Float64,
-    alarm_reading_ms Int64,
-    count       UInt32,
-    work_order  UInt8
-) ENGINE = ReplacingMergeTree(seq)
-PARTITION BY toYYYYMM(at)
-ORDER BY (company, project, alarm_id, n)`}
+// ComponentAlarms is the migration component of the alarm event log.
+const ComponentAlarms = "alarms"
+
+// Migrations returns the schema of the alarm event log for store.Migrate.
+// One row per event carries the alarm as it stood after the event, so the
+// current state of an alarm is its row with the highest n; (alarm_id, n)
+// identifies an event and ReplacingMergeTree collapses an event stored twice.
+func Migrations() []store.Migration {
+	return []store.Migration{{Component: ComponentAlarms, Version: 1, Name: "alarm_events",
+		Statements: func(s store.Server, db string) []string {
+			return EventTableDDL(s, db, "alarm_events", alarmColumnsDDL, "company, project, alarm_id, n")
+		}}}
+}
+
+const alarmColumnsDDL = `alarm_id String, n UInt32, seq UInt64, kind String, at DateTime, at_ms Int64,
+    from_state String, to_state String, who String, note String, value Float64, reading_ms Int64,
+    company String, project String, gateway String, device String, category String,
+    rule String, rule_name String, rule_kind String, severity String, metric String, state String,
+    acked UInt8, acked_by String, acked_ms Int64, raised_ms Int64, cleared_ms Int64,
+    alarm_value Float64, alarm_reading_ms Int64, count UInt32, work_order UInt8`
+
+// EventTableDDL is the DDL of an append-only event log table (the alarm and
+// the work-order logs): a ReplacingMergeTree(seq) partitioned by month of
+// column "at". It works on ClickHouse 18.16 (no DateTime64, TTL or codecs
+// needed). On a cluster the data lives in a Replicated table <name>_local
+// behind a Distributed table sharded by (company, project), so the copies
+// of one event always meet on one shard.
+func EventTableDDL(s store.Server, db, name, columns, orderBy string) []string {
+	q := func(id string) string { return "`" + strings.ReplaceAll(id, "`", "") + "`" }
+	local, engine := name, "ReplacingMergeTree(seq)"
+	if s.Clustered() {
+		local = name + "_local"
+		engine = fmt.Sprintf("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}', seq)", db, local)
+	}
+	out := []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s (\n    %s\n) ENGINE = %s\nPARTITION BY toYYYYMM(at)\nORDER BY (%s)",
+		q(db), local, s.OnCluster(), columns, engine, orderBy)}
+	if s.Clustered() {
+		out = append(out, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s AS %s.%s ENGINE = Distributed(%s, %s, %s, cityHash64(company, project))",
+			q(db), name, s.OnCluster(), q(db), local, q(s.Cluster), q(db), local))
+	}
+	return out
 }
 
 const alarmColumns = `alarm_id, n, seq, kind, at, at_ms, from_state, to_state, who, note, value, reading_ms,
@@ -69,19 +71,10 @@ type ClickHouseLog struct {
 	timeout time.Duration
 }
 
-// NewClickHouseLog returns a log over conn; the schema must exist (Schema).
+// NewClickHouseLog returns a log over conn, whose default database holds
+// the tables of Migrations.
 func NewClickHouseLog(conn Querier) *ClickHouseLog {
 	return &ClickHouseLog{conn: conn, timeout: 15 * time.Second}
-}
-
-// CreateSchema runs Schema on conn's database.
-func CreateSchema(ctx context.Context, conn Querier) error {
-	for _, s := range Schema() {
-		if err := conn.Exec(ctx, s); err != nil {
-			return fmt.Errorf("cannot create alarm tables: %w", err)
-		}
-	}
-	return nil
 }
 
 type alarmRow struct {
@@ -171,7 +164,7 @@ func (l *ClickHouseLog) AppendAlarmEvents(ctx context.Context, evs []Event) erro
 	if err != nil {
 		return fmt.Errorf("cannot store alarm events: %w", err)
 	}
-	defer b.Abort()
+	defer b.Close()
 	for i := range evs {
 		r := toRow(&evs[i])
 		if err := b.Append(r.AlarmID, r.N, r.Seq, r.Kind, r.At, r.AtMS, r.From, r.To, r.Who, r.Note, r.Value, r.ReadingMS,

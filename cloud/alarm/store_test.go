@@ -1,0 +1,169 @@
+package alarm
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/plantroom/plantroom/cloud/store"
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// newClickHouseLog migrates a fresh database and returns a log on it.
+func newClickHouseLog(t *testing.T) *ClickHouseLog {
+	t.Helper()
+	conn, db := chtest.NewDatabase(t)
+	ctx := context.Background()
+	srv, err := store.DetectServer(ctx, conn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(ctx, conn, srv, db, Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	// Running the migrations again is harmless.
+	if err := store.Migrate(ctx, conn, srv, db, Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	return NewClickHouseLog(conn)
+}
+
+func startEngine(t *testing.T, b *config.Bundle, log EventLog, clock *fakeClock, sinks ...Sink) *Engine {
+	t.Helper()
+	e, err := New(Config{Org: &b.Org, Rules: &b.Rules, Log: log, Now: clock.Now, TickInterval: time.Hour, Sinks: sinks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	return e
+}
+
+func TestRestartFromClickHouseDuplicatesNothingAndLosesNothing(t *testing.T) {
+	log := newClickHouseLog(t)
+	b := loadBundle(t)
+	clock := &fakeClock{t: t0}
+	ctx := context.Background()
+	garden, _ := b.Org.FindGateway(gwGarden)
+	batch := func(e *Engine, seq uint64, at time.Duration, rs ...protocol.Reading) {
+		ts := t0.Add(at)
+		clock.Set(ts)
+		for i := range rs {
+			rs[i].TS = ts.UnixMilli()
+		}
+		e.ObserveBatch(ctx, garden, &protocol.Batch{Gateway: gwGarden, Seq: seq, SentAt: ts.UnixMilli(), Readings: rs}, ts)
+	}
+	low := func(v float64) protocol.Reading { return protocol.Reading{Device: pump, Metric: pressure, Value: v} }
+	trapped := func(v float64) protocol.Reading {
+		return protocol.Reading{Device: "garden-elevator-1", Metric: "trapped", Value: v}
+	}
+
+	e1 := startEngine(t, b, log, clock)
+	batch(e1, 1, 0, low(1.5), trapped(1))
+	batch(e1, 2, 30*time.Second, low(1.4))
+	if _, err := e1.Ack(ctx, techGarden, e1.Alarms(hqAdmin, Filter{Device: "garden-elevator-1"})[0].ID, "on my way"); err != nil {
+		t.Fatal(err)
+	}
+	batch(e1, 3, 40*time.Second, trapped(0)) // starts the trapped alarm's hold; not stored
+	before := e1.Alarms(hqAdmin, Filter{})
+	if len(before) != 2 {
+		t.Fatalf("alarms before restart: %+v", before)
+	}
+	e1.Stop()
+
+	// A new engine on the same storage: the same alarms, same state.
+	e2 := startEngine(t, b, log, clock)
+	after := e2.Alarms(hqAdmin, Filter{})
+	if len(after) != len(before) {
+		t.Fatalf("after restart %d alarms, before %d", len(after), len(before))
+	}
+	for i := range before {
+		a, b := before[i], after[i]
+		if a.ID != b.ID || a.State != b.State || a.Acked != b.Acked || a.AckedBy != b.AckedBy || a.Value != b.Value ||
+			!a.RaisedAt.Equal(b.RaisedAt) || a.N != b.N || a.Seq != b.Seq || a.Count != b.Count {
+			t.Errorf("alarm changed across restart:\nbefore %+v\nafter  %+v", a, b)
+		}
+	}
+	// Ingest redelivers the batches it had not acknowledged: nothing new.
+	batch(e2, 1, 0, low(1.5), trapped(1))
+	batch(e2, 2, 30*time.Second, low(1.4))
+	evs, err := log.AlarmEventsSince(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 3 { // two raises and one ack
+		t.Fatalf("stored events after redelivery: %d, want 3: %+v", len(evs), evs)
+	}
+	// New readings carry on from the restored state: the pump stays one
+	// alarm, and both clear in time.
+	batch(e2, 4, 50*time.Second, low(1.2), trapped(0))
+	batch(e2, 5, 60*time.Second, low(3.0))
+	batch(e2, 6, 90*time.Second, trapped(0))
+	batch(e2, 7, 120*time.Second, low(3.0))
+	if got := e2.Alarms(hqAdmin, Filter{State: StateActive}); len(got) != 0 {
+		t.Fatalf("still active: %+v", got)
+	}
+	if got := e2.Alarms(hqAdmin, Filter{}); len(got) != 2 {
+		t.Fatalf("%d alarms after clearing, want the same 2", len(got))
+	}
+	evs, err = log.AlarmEventsSince(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, ev := range evs {
+		kinds = append(kinds, ev.Kind+":"+ev.Alarm.Rule)
+	}
+	want := []string{"raise:elevator-trapped", "raise:pump-pressure-low", "ack:elevator-trapped", "clear:elevator-trapped", "clear:pump-pressure-low"}
+	if len(kinds) != len(want) {
+		t.Fatalf("stored events %v, want %v", kinds, want)
+	}
+	for i := range want {
+		if kinds[i] != want[i] {
+			t.Fatalf("stored events %v, want %v", kinds, want)
+		}
+	}
+	// The reading behind each event is stored with it.
+	if ev := evs[1]; ev.Value != 1.4 || !ev.ReadingTS.Equal(t0.Add(30*time.Second)) || ev.Alarm.Category != "pump" {
+		t.Errorf("raise event %+v: want the reading 1.4 at +30s", ev)
+	}
+	if ev := evs[2]; ev.Who != "tech-garden-1" || ev.Note != "on my way" || !ev.Alarm.Acked {
+		t.Errorf("ack event %+v", ev)
+	}
+	hist, err := log.DeviceEvents(ctx, "garden", pump, t0.Add(-time.Hour), t0.Add(time.Hour))
+	if err != nil || len(hist) != 2 {
+		t.Fatalf("device history: %v %+v", err, hist)
+	}
+}
+
+func TestClickHouseLogStoresAnEventOnce(t *testing.T) {
+	log := newClickHouseLog(t)
+	ctx := context.Background()
+	ev := Event{Seq: 7, N: 1, Kind: EventRaise, At: t0, From: StateNormal, To: StateActive, Value: 1.5, ReadingTS: t0,
+		Alarm: Alarm{ID: "d.r.1", Company: "acme", Project: "garden", Device: "d", Rule: "r", State: StateActive, RaisedAt: t0, Seq: 7, N: 1, Count: 1}}
+	for i := 0; i < 3; i++ {
+		if err := log.AppendAlarmEvents(ctx, []Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := log.AlarmEvents(ctx, "d.r.1")
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("events of d.r.1: %v, %d (want 1)", err, len(evs))
+	}
+	got := evs[0]
+	if got.Seq != 7 || got.Kind != EventRaise || got.Value != 1.5 || !got.At.Equal(t0) || got.Alarm.Project != "garden" || got.Alarm.Count != 1 {
+		t.Errorf("round trip: %+v", got)
+	}
+	as, err := log.LoadAlarms(ctx)
+	if err != nil || len(as) != 1 || as[0].ID != "d.r.1" || as[0].State != StateActive {
+		t.Fatalf("LoadAlarms: %v %+v", err, as)
+	}
+	items, err := log.Backfill(ctx, 6, 10)
+	if err != nil || len(items) != 1 || items[0].Seq != 7 || items[0].Project != "garden" {
+		t.Fatalf("backfill: %v %+v", err, items)
+	}
+}
