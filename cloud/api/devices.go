@@ -1,0 +1,255 @@
+package api
+
+import (
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/plantroom/plantroom/config"
+)
+
+// LatestReading is the newest reading of one metric of a device.
+type LatestReading struct {
+	Metric  string
+	TS      int64 // Unix ms
+	Value   float64
+	Quality uint8
+}
+
+// LatestValues gives the newest reading of each metric of a device (the
+// ingest keeps them in memory).
+type LatestValues interface {
+	Latest(device string) []LatestReading
+}
+
+// Presence says whether a gateway is connected (the ingest follows the
+// gateways' status messages).
+type Presence interface {
+	// Gateway returns the gateway's state and since when; known is false
+	// for a gateway not heard of since the cloud started.
+	Gateway(id string) (online bool, since time.Time, known bool)
+}
+
+// Device states in the device list.
+const (
+	StateOnline  = "online"  // a reading within the stale threshold
+	StateStale   = "stale"   // the device fell silent; its gateway is not known to be down
+	StateOffline = "offline" // its gateway is disconnected
+	StateUnknown = "unknown" // nothing heard of device or gateway yet
+)
+
+// StalePolls is how many poll intervals without a reading make a device
+// stale (and never less than MinStale).
+const (
+	StalePolls = 3
+	MinStale   = 30 * time.Second
+)
+
+type metricValue struct {
+	Value   float64   `json:"value"`
+	Unit    string    `json:"unit,omitempty"`
+	At      time.Time `json:"at"`
+	Quality uint8     `json:"quality"`
+	State   string    `json:"state,omitempty"` // meaning of a coded value ("running")
+}
+
+type deviceView struct {
+	ID           string                 `json:"id"`
+	Name         string                 `json:"name"`
+	Kind         string                 `json:"kind"`
+	Template     string                 `json:"template"`
+	Project      string                 `json:"project"`
+	Building     string                 `json:"building"`
+	Gateway      string                 `json:"gateway"`
+	PollInterval string                 `json:"poll_interval"`
+	State        string                 `json:"state"`
+	LastSeen     *time.Time             `json:"last_seen"`
+	GatewayState *gatewayState          `json:"gateway_state"`
+	Values       map[string]metricValue `json:"values"`
+}
+
+type gatewayState struct {
+	Online *bool      `json:"online"` // null: unknown
+	Since  *time.Time `json:"since"`
+}
+
+// deviceView assembles a device with its newest values and state.
+func (s *Server) deviceView(d config.DeviceInfo, latest []LatestReading, loc *time.Location) deviceView {
+	v := deviceView{
+		ID: d.Device.ID, Name: d.Device.Name, Kind: d.Device.Kind, Template: d.Device.Template,
+		Project: d.Project.ID, Building: d.Device.Building, Gateway: d.Gateway.ID,
+		PollInterval: d.Device.PollInterval.String(), Values: map[string]metricValue{},
+		GatewayState: &gatewayState{},
+	}
+	t := s.deps.Bundle.Templates[d.Device.Template]
+	var newest int64
+	for _, r := range latest {
+		mv := metricValue{Value: r.Value, At: time.UnixMilli(r.TS).In(loc), Quality: r.Quality}
+		if t != nil {
+			if pt := t.Point(r.Metric); pt != nil {
+				mv.Unit = pt.Unit
+				mv.State = pt.States[int(r.Value)]
+			} else if t.MQTT != nil {
+				for _, f := range t.MQTT.Fields {
+					if f.Metric == r.Metric {
+						mv.Unit = f.Unit
+					}
+				}
+			}
+		}
+		v.Values[r.Metric] = mv
+		newest = max(newest, r.TS)
+	}
+	known, online := false, false
+	if s.deps.Presence != nil {
+		var since time.Time
+		online, since, known = s.deps.Presence.Gateway(d.Gateway.ID)
+		if known {
+			v.GatewayState.Online = &online
+			since = since.In(loc)
+			v.GatewayState.Since = &since
+		}
+	}
+	stale := max(StalePolls*d.Device.PollInterval.Duration, MinStale)
+	switch {
+	case known && !online:
+		v.State = StateOffline
+	case newest > 0 && s.now().Sub(time.UnixMilli(newest)) <= stale:
+		v.State = StateOnline
+	case newest > 0 || known:
+		v.State = StateStale
+	default:
+		v.State = StateUnknown
+	}
+	if newest > 0 {
+		ls := time.UnixMilli(newest).In(loc)
+		v.LastSeen = &ls
+	}
+	return v
+}
+
+// latestOf returns the newest readings of devices: from the ingest's cache
+// when there is one, otherwise from the hourly roll-up of the last day.
+func (s *Server) latestOf(c echo.Context, company, project string, devs []string) (map[string][]LatestReading, error) {
+	out := map[string][]LatestReading{}
+	if s.deps.Latest != nil {
+		for _, d := range devs {
+			out[d] = s.deps.Latest.Latest(d)
+		}
+		return out, nil
+	}
+	return s.readings.latest(c.Request().Context(), company, project, devs, s.now().Add(-24*time.Hour))
+}
+
+func (s *Server) listDevices(c echo.Context) error {
+	co, pr := ProjectOf(c)
+	var infos []config.DeviceInfo
+	var ids []string
+	for _, d := range s.deps.Bundle.Org.Devices() {
+		if d.Project.ID == pr.ID {
+			infos = append(infos, d)
+			ids = append(ids, d.Device.ID)
+		}
+	}
+	latest, err := s.latestOf(c, co.ID, pr.ID, ids)
+	if err != nil {
+		return err
+	}
+	out := make([]deviceView, 0, len(infos))
+	for _, d := range infos {
+		out = append(out, s.deviceView(d, latest[d.Device.ID], pr.Location))
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return c.JSON(http.StatusOK, map[string]any{"project": pr.ID, "devices": out})
+}
+
+func (s *Server) getDevice(c echo.Context) error {
+	d := DeviceOf(c)
+	latest, err := s.latestOf(c, d.Company.ID, d.Project.ID, []string{d.Device.ID})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.deviceView(d, latest[d.Device.ID], d.Project.Location))
+}
+
+type projectView struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Company     string            `json:"company"`
+	TimeZone    string            `json:"time_zone"`
+	FloorAreaM2 float64           `json:"floor_area_m2"`
+	Tariff      string            `json:"tariff"`
+	Buildings   []config.Building `json:"buildings"`
+	Gateways    []gatewayView     `json:"gateways"`
+	Devices     int               `json:"devices"`
+}
+
+type gatewayView struct {
+	ID       string     `json:"id"`
+	Name     string     `json:"name"`
+	Building string     `json:"building"`
+	Devices  int        `json:"devices"`
+	Online   *bool      `json:"online"` // null: unknown
+	Since    *time.Time `json:"since"`
+}
+
+func (s *Server) projectView(co *config.Company, pr *config.Project) projectView {
+	v := projectView{ID: pr.ID, Name: pr.Name, Company: co.ID, TimeZone: pr.TimeZone, FloorAreaM2: pr.FloorAreaM2,
+		Tariff: pr.Tariff, Buildings: pr.Buildings, Gateways: []gatewayView{}}
+	if v.Buildings == nil {
+		v.Buildings = []config.Building{}
+	}
+	for _, g := range pr.Gateways {
+		gv := gatewayView{ID: g.ID, Name: g.Name, Building: g.Building, Devices: len(g.Devices)}
+		if s.deps.Presence != nil {
+			if online, since, known := s.deps.Presence.Gateway(g.ID); known {
+				since = since.In(pr.Location)
+				gv.Online, gv.Since = &online, &since
+			}
+		}
+		v.Gateways = append(v.Gateways, gv)
+		v.Devices += len(g.Devices)
+	}
+	return v
+}
+
+func (s *Server) listProjects(c echo.Context) error {
+	p := PrincipalOf(c)
+	out := []projectView{}
+	for ci := range s.deps.Bundle.Org.Companies {
+		co := &s.deps.Bundle.Org.Companies[ci]
+		for pi := range co.Projects {
+			if pr := &co.Projects[pi]; p.CanSeeProject(co.ID, pr.ID) {
+				out = append(out, s.projectView(co, pr))
+			}
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"projects": out})
+}
+
+func (s *Server) getProject(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.projectView(ProjectOf(c)))
+}
+
+func (s *Server) me(c echo.Context) error {
+	p := PrincipalOf(c)
+	projects := p.Projects
+	if p.HQ() {
+		projects = nil
+		for _, co := range s.deps.Bundle.Org.Companies {
+			if co.ID == p.Company {
+				for _, pr := range co.Projects {
+					projects = append(projects, pr.ID)
+				}
+			}
+		}
+	}
+	if projects == nil {
+		projects = []string{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"staff": p.Staff, "name": p.Name, "role": p.Role, "company": p.Company, "projects": projects,
+	})
+}

@@ -1,0 +1,147 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/plantroom/plantroom/cloud/energy"
+	"github.com/plantroom/plantroom/config"
+)
+
+// energyProjects prepares every project for energy reports once.
+func energyProjects(b *config.Bundle) (map[string]*energy.Project, error) {
+	out := map[string]*energy.Project{}
+	for ci := range b.Org.Companies {
+		co := &b.Org.Companies[ci]
+		for pi := range co.Projects {
+			p, err := energy.NewProject(b, co, &co.Projects[pi])
+			if err != nil {
+				return nil, err
+			}
+			out[p.ID] = &p
+		}
+	}
+	return out, nil
+}
+
+// format reads the format query parameter: json (default) or csv.
+func format(c echo.Context) (string, error) {
+	switch f := c.QueryParam("format"); f {
+	case "", "json":
+		return "json", nil
+	case "csv":
+		return "csv", nil
+	default:
+		return "", BadRequest("invalid format %q (want json or csv)", f)
+	}
+}
+
+func monthParam(c echo.Context) (energy.Month, error) {
+	v := c.QueryParam("month")
+	if v == "" {
+		return energy.Month{}, BadRequest("query parameter month is required (YYYY-MM, e.g. 2026-07)")
+	}
+	m, err := energy.ParseMonth(v)
+	if err != nil {
+		return energy.Month{}, BadRequest("%s", err)
+	}
+	return m, nil
+}
+
+func (s *Server) projectMonthly(c echo.Context) error {
+	_, pr := ProjectOf(c)
+	p := s.energy[pr.ID]
+	m, err := monthParam(c)
+	if err != nil {
+		return err
+	}
+	f, err := format(c)
+	if err != nil {
+		return err
+	}
+	top := energy.TopDevices
+	if v := c.QueryParam("top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return BadRequest("invalid top %q (want 1 to 1000)", v)
+		}
+		top = n
+	}
+	rep, err := energy.MonthlyReport(c.Request().Context(), s.readings, p, m, s.now(), top)
+	if err != nil {
+		return err
+	}
+	if f == "csv" {
+		return sendCSV(c, fmt.Sprintf("energy-%s-%s.csv", p.ID, m), monthlyCSV(rep))
+	}
+	return c.JSON(http.StatusOK, rep)
+}
+
+func (s *Server) projectDaily(c echo.Context) error {
+	_, pr := ProjectOf(c)
+	p := s.energy[pr.ID]
+	f, err := format(c)
+	if err != nil {
+		return err
+	}
+	fromS, toS := c.QueryParam("from"), c.QueryParam("to")
+	if fromS == "" || toS == "" {
+		return BadRequest("query parameters from and to are required (YYYY-MM-DD, both days included)")
+	}
+	from, err := energy.ParseDate(fromS, p.Location)
+	if err != nil {
+		return BadRequest("from: %s", err)
+	}
+	to, err := energy.ParseDate(toS, p.Location)
+	if err != nil {
+		return BadRequest("to: %s", err)
+	}
+	if to.Before(from) {
+		return BadRequest("to %q is before from %q", toS, fromS)
+	}
+	if days := int(to.Sub(from).Hours()/24+0.5) + 1; days > energy.MaxDailyDays {
+		return BadRequest("from %q to %q is %d days; the limit is %d", fromS, toS, days, energy.MaxDailyDays)
+	}
+	rep, err := energy.DailyReport(c.Request().Context(), s.readings, p, from, to, s.now())
+	if err != nil {
+		return err
+	}
+	if f == "csv" {
+		return sendCSV(c, fmt.Sprintf("energy-%s-%s-%s.csv", p.ID, fromS, toS), dailyCSV(rep))
+	}
+	return c.JSON(http.StatusOK, rep)
+}
+
+func (s *Server) companyMonthly(c echo.Context) error {
+	pr := PrincipalOf(c)
+	m, err := monthParam(c)
+	if err != nil {
+		return err
+	}
+	f, err := format(c)
+	if err != nil {
+		return err
+	}
+	var ref energy.CompanyRef
+	var ps []*energy.Project
+	for _, co := range s.deps.Bundle.Org.Companies {
+		if co.ID != pr.Company {
+			continue
+		}
+		ref = energy.CompanyRef{ID: co.ID, Name: co.Name}
+		for _, p := range co.Projects {
+			ps = append(ps, s.energy[p.ID])
+		}
+	}
+	rep, err := energy.CompanyMonthlyReport(c.Request().Context(), s.readings, ref, ps, m, s.now())
+	if err != nil {
+		return err
+	}
+	if f == "csv" {
+		return sendCSV(c, fmt.Sprintf("energy-%s-%s.csv", ref.ID, m), companyCSV(rep))
+	}
+	return c.JSON(http.StatusOK, rep)
+}

@@ -1,0 +1,85 @@
+package api_test
+
+import (
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/plantroom/plantroom/cloud/api"
+)
+
+var httpMethods = map[string]bool{"get": true, "put": true, "post": true, "delete": true, "patch": true, "head": true, "options": true}
+
+// documented returns "METHOD /path" for every operation of the document,
+// with {param} written :param as Echo does.
+func documented(t *testing.T) map[string]bool {
+	t.Helper()
+	var doc struct {
+		OpenAPI string                          `yaml:"openapi"`
+		Paths   map[string]map[string]yaml.Node `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(api.OpenAPI, &doc); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi.yaml: openapi %q, want 3.x", doc.OpenAPI)
+	}
+	param := regexp.MustCompile(`\{([^}]+)\}`)
+	out := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for m := range ops {
+			if httpMethods[m] {
+				out[strings.ToUpper(m)+" "+param.ReplaceAllString(path, ":$1")] = true
+			}
+		}
+	}
+	return out
+}
+
+// TestOpenAPIMatchesRoutes fails when a served route is missing from
+// openapi.yaml or the document lists a route nobody serves.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	s := newServer(t, testBundle(t), openStore(t), nil)
+	doc := documented(t)
+	served := map[string]bool{}
+	for _, r := range s.Endpoints() {
+		served[r.Method+" "+r.Path] = true
+	}
+	var missing, extra []string
+	for r := range served {
+		if !doc[r] {
+			missing = append(missing, r)
+		}
+	}
+	for r := range doc {
+		if !served[r] {
+			extra = append(extra, r)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	for _, r := range missing {
+		t.Errorf("route %s is served but not in openapi.yaml", r)
+	}
+	for _, r := range extra {
+		t.Errorf("openapi.yaml lists %s, which no route serves", r)
+	}
+	if len(served) < 10 {
+		t.Errorf("only %d routes served", len(served))
+	}
+}
+
+func TestOpenAPIServed(t *testing.T) {
+	s := newServer(t, testBundle(t), openStore(t), nil)
+	rec := call(t, s.Handler(), "acme-tech1", http.MethodGet, "/api/v1/openapi.yaml")
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "/api/v1/energy/monthly:") {
+		t.Fatalf("GET /api/v1/openapi.yaml: %d %.200s", rec.Code, rec.Body.String())
+	}
+	if rec := call(t, s.Handler(), "", http.MethodGet, "/api/v1/openapi.yaml"); rec.Code != http.StatusUnauthorized {
+		t.Errorf("without a token: %d, want 401", rec.Code)
+	}
+}

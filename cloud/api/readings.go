@@ -1,0 +1,284 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/plantroom/plantroom/cloud/energy"
+	"github.com/plantroom/plantroom/cloud/store"
+)
+
+// readingStore answers energy reports and device series from ClickHouse:
+// the hourly roll-up for almost everything, raw readings only where the
+// computation asks for them. Every query filters on the sorting key's
+// prefix (company, project, device, metric).
+type readingStore struct {
+	conn driver.Conn
+	db   string // database of the readings schema
+}
+
+// edgeWindow is how far LastBefore and FirstFrom look first; keys without
+// a reading that close are looked up again without a bound.
+const edgeWindow = 7 * 24 * energy.HourMS
+
+func (s *readingStore) table(name string) string { return "`" + s.db + "`." + name }
+
+// keyFilter is the WHERE clause selecting company, projects, devices and
+// metrics of keys (a superset of keys; callers filter exactly).
+func keyFilter(w energy.Where, keys []energy.Key) (string, []any) {
+	devs := map[string]bool{}
+	mets := map[string]bool{}
+	for _, k := range keys {
+		devs[k.Device] = true
+		mets[k.Metric] = true
+	}
+	return "company = ? AND project IN ? AND device IN ? AND metric IN ?",
+		[]any{w.Company, groupSet(w.Projects), groupSet(sortedSet(devs)), groupSet(sortedSet(mets))}
+}
+
+func groupSet(vs []string) clickhouse.GroupSet {
+	g := clickhouse.GroupSet{Value: make([]any, len(vs))}
+	for i, v := range vs {
+		g.Value[i] = v
+	}
+	return g
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func wanted(keys []energy.Key) map[energy.Key]bool {
+	m := make(map[energy.Key]bool, len(keys))
+	for _, k := range keys {
+		m[k] = true
+	}
+	return m
+}
+
+// Hours implements energy.Readings.
+func (s *readingStore) Hours(ctx context.Context, w energy.Where, keys []energy.Key, from, to int64) ([]energy.Hour, error) {
+	if len(keys) == 0 || len(w.Projects) == 0 {
+		return nil, nil
+	}
+	where, args := keyFilter(w, keys)
+	q := `SELECT device, metric, hour_ms,
+  minMerge(first_ts), argMinMerge(first_v), maxMerge(last_ts), argMaxMerge(last_v),
+  minMerge(min_v), maxMerge(max_v), uniqExactMerge(n)
+FROM ` + s.table(store.TableHourly) + `
+WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?
+GROUP BY device, metric, hour_ms`
+	rows, err := s.conn.Query(ctx, q, append(args, from, to)...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query hourly roll-ups: %w", err)
+	}
+	defer rows.Close()
+	want := wanted(keys)
+	var out []energy.Hour
+	for rows.Next() {
+		var h energy.Hour
+		if err := rows.Scan(&h.Device, &h.Metric, &h.Hour, &h.FirstTS, &h.First, &h.LastTS, &h.Last, &h.Min, &h.Max, &h.N); err != nil {
+			return nil, fmt.Errorf("cannot read hourly roll-ups: %w", err)
+		}
+		if want[h.Key] {
+			out = append(out, h)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read hourly roll-ups: %w", err)
+	}
+	return out, nil
+}
+
+// LastBefore implements energy.Readings.
+func (s *readingStore) LastBefore(ctx context.Context, w energy.Where, keys []energy.Key, t int64) (map[energy.Key]energy.Point, error) {
+	return s.edge(ctx, w, keys, t, true)
+}
+
+// FirstFrom implements energy.Readings.
+func (s *readingStore) FirstFrom(ctx context.Context, w energy.Where, keys []energy.Key, t int64) (map[energy.Key]energy.Point, error) {
+	return s.edge(ctx, w, keys, t, false)
+}
+
+// edge finds the reading just before (or at/after) t per key: first
+// within edgeWindow, then, for keys still without one, unbounded. t is on
+// an hour boundary, so whole roll-up hours answer exactly.
+func (s *readingStore) edge(ctx context.Context, w energy.Where, keys []energy.Key, t int64, before bool) (map[energy.Key]energy.Point, error) {
+	out := map[energy.Key]energy.Point{}
+	if len(keys) == 0 || len(w.Projects) == 0 {
+		return out, nil
+	}
+	if t%energy.HourMS != 0 {
+		return nil, fmt.Errorf("BUG: edge time %d is not on an hour", t)
+	}
+	for _, bounded := range []bool{true, false} {
+		var rest []energy.Key
+		for _, k := range keys {
+			if _, ok := out[k]; !ok {
+				rest = append(rest, k)
+			}
+		}
+		if len(rest) == 0 {
+			break
+		}
+		where, args := keyFilter(w, rest)
+		sel, cond := "maxMerge(last_ts), argMaxMerge(last_v)", " AND hour_ms < ?"
+		if !before {
+			sel, cond = "minMerge(first_ts), argMinMerge(first_v)", " AND hour_ms >= ?"
+		}
+		args = append(args, t)
+		if bounded {
+			if before {
+				cond += " AND hour_ms >= ?"
+				args = append(args, t-edgeWindow)
+			} else {
+				cond += " AND hour_ms < ?"
+				args = append(args, t+edgeWindow)
+			}
+		}
+		q := "SELECT device, metric, " + sel + " FROM " + s.table(store.TableHourly) +
+			" WHERE " + where + cond + " GROUP BY device, metric"
+		rows, err := s.conn.Query(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("cannot query readings around %s: %w", time.UnixMilli(t).UTC().Format(time.RFC3339), err)
+		}
+		want := wanted(rest)
+		for rows.Next() {
+			var k energy.Key
+			var p energy.Point
+			if err := rows.Scan(&k.Device, &k.Metric, &p.TS, &p.V); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("cannot read readings around %s: %w", time.UnixMilli(t).UTC().Format(time.RFC3339), err)
+			}
+			if want[k] {
+				out[k] = p
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("cannot read readings around %s: %w", time.UnixMilli(t).UTC().Format(time.RFC3339), err)
+		}
+	}
+	return out, nil
+}
+
+// rawChunk bounds the ranges in one raw query.
+const rawChunk = 200
+
+// Raw implements energy.Readings: readings of quality < 2, duplicates
+// collapsed by (device, metric, ts_ms), sorted by time.
+func (s *readingStore) Raw(ctx context.Context, w energy.Where, ranges []energy.Range) (map[energy.Key][]energy.Point, error) {
+	out := map[energy.Key][]energy.Point{}
+	for start := 0; start < len(ranges); start += rawChunk {
+		chunk := ranges[start:min(start+rawChunk, len(ranges))]
+		var cond strings.Builder
+		args := []any{w.Company, groupSet(w.Projects)}
+		for i, r := range chunk {
+			if i > 0 {
+				cond.WriteString(" OR ")
+			}
+			cond.WriteString("(device = ? AND metric = ? AND ts_ms >= ? AND ts_ms < ?)")
+			args = append(args, r.Device, r.Metric, r.From, r.To)
+		}
+		q := `SELECT device, metric, ts_ms, argMax(value, seq) FROM ` + s.table(store.TableReadings) + `
+WHERE company = ? AND project IN ? AND quality < 2 AND (` + cond.String() + `)
+GROUP BY device, metric, ts_ms ORDER BY device, metric, ts_ms`
+		rows, err := s.conn.Query(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("cannot query raw readings: %w", err)
+		}
+		for rows.Next() {
+			var k energy.Key
+			var p energy.Point
+			if err := rows.Scan(&k.Device, &k.Metric, &p.TS, &p.V); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("cannot read raw readings: %w", err)
+			}
+			out[k] = append(out[k], p)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("cannot read raw readings: %w", err)
+		}
+	}
+	for k, pts := range out {
+		sort.SliceStable(pts, func(i, j int) bool { return pts[i].TS < pts[j].TS })
+		out[k] = pts
+	}
+	return out, nil
+}
+
+// latest returns the newest reading of each metric of devs since since,
+// from the hourly roll-up (so quality good or uncertain only).
+func (s *readingStore) latest(ctx context.Context, company, project string, devs []string, since time.Time) (map[string][]LatestReading, error) {
+	out := map[string][]LatestReading{}
+	if len(devs) == 0 {
+		return out, nil
+	}
+	q := `SELECT device, metric, maxMerge(last_ts), argMaxMerge(last_v) FROM ` + s.table(store.TableHourly) + `
+WHERE company = ? AND project = ? AND device IN ? AND hour_ms >= ?
+GROUP BY device, metric ORDER BY device, metric`
+	rows, err := s.conn.Query(ctx, q, company, project, groupSet(devs), since.UnixMilli()/energy.HourMS*energy.HourMS)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query latest values: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var dev string
+		var r LatestReading
+		if err := rows.Scan(&dev, &r.Metric, &r.TS, &r.Value); err != nil {
+			return nil, fmt.Errorf("cannot read latest values: %w", err)
+		}
+		out[dev] = append(out[dev], r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read latest values: %w", err)
+	}
+	return out, nil
+}
+
+// hourRow is one roll-up hour of one metric.
+type hourRow struct {
+	Hour, FirstTS, LastTS int64
+	Min, Max, First, Last float64
+	N                     uint64
+}
+
+// hours returns the roll-up of one device's metric for hours in [from, to).
+func (s *readingStore) hours(ctx context.Context, company, project, device, metric string, from, to int64) ([]hourRow, error) {
+	q := `SELECT hour_ms, minMerge(min_v), maxMerge(max_v), argMinMerge(first_v), minMerge(first_ts),
+  argMaxMerge(last_v), maxMerge(last_ts), uniqExactMerge(n)
+FROM ` + s.table(store.TableHourly) + `
+WHERE company = ? AND project = ? AND device = ? AND metric = ? AND hour_ms >= ? AND hour_ms < ?
+GROUP BY hour_ms ORDER BY hour_ms`
+	rows, err := s.conn.Query(ctx, q, company, project, device, metric, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query series of %q %q: %w", device, metric, err)
+	}
+	defer rows.Close()
+	var out []hourRow
+	for rows.Next() {
+		var h hourRow
+		if err := rows.Scan(&h.Hour, &h.Min, &h.Max, &h.First, &h.FirstTS, &h.Last, &h.LastTS, &h.N); err != nil {
+			return nil, fmt.Errorf("cannot read series of %q %q: %w", device, metric, err)
+		}
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read series of %q %q: %w", device, metric, err)
+	}
+	return out, nil
+}

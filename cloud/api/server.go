@@ -1,0 +1,307 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/plantroom/plantroom/cloud/energy"
+	"github.com/plantroom/plantroom/config"
+)
+
+// Prefix is the path prefix of every authenticated route.
+const Prefix = "/api/v1"
+
+// Unauthenticated operational endpoints.
+const (
+	pathHealth  = "/healthz"
+	pathReady   = "/readyz"
+	pathMetrics = "/metrics"
+)
+
+// Database is the reading store the API queries: *store.DB.
+type Database interface {
+	Conn() driver.Conn
+	Database() string
+}
+
+// Deps are the API's collaborators.
+type Deps struct {
+	Bundle *config.Bundle // organisation, tariffs, templates (required)
+	DB     Database       // ClickHouse with the readings schema (required)
+	// Latest and Presence feed the device list; nil shows no values and
+	// unknown presence.
+	Latest   LatestValues
+	Presence Presence
+	Logger   *slog.Logger // nil: slog.Default()
+	// Registry receives the API's metrics and is what /metrics serves; nil:
+	// a new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	Now      func() time.Time // nil: time.Now
+}
+
+// Server is the HTTP API. New → Register (other packages' routes) → Start
+// → Stop.
+type Server struct {
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	echo     *echo.Echo
+	tokens   tokens
+	devices  map[string]config.DeviceInfo
+	readings *readingStore
+	energy   map[string]*energy.Project
+	metrics  *httpMetrics
+	registry *prometheus.Registry
+	now      func() time.Time
+
+	mu      sync.Mutex
+	routes  []RouteInfo
+	started bool
+	stopped bool
+	srv     *http.Server
+	ln      net.Listener
+	done    chan struct{}
+}
+
+// Route is one API endpoint. Its Scope is checked before Handler runs.
+type Route struct {
+	Method string
+	// Path is under Prefix, in Echo syntax: "/projects/:project/devices".
+	Path    string
+	Scope   Scope
+	Handler echo.HandlerFunc
+	// Stream marks a long-lived response (server-sent events): no request
+	// deadline and no write timeout.
+	Stream bool
+}
+
+// RouteInfo describes a registered route.
+type RouteInfo struct {
+	Method string
+	Path   string // full path, Prefix included
+	Scope  Scope
+	Public bool // served without authentication (operational endpoints)
+}
+
+// New builds the server and registers the API's own routes.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg = cfg.withDefaults()
+	var p config.Problems
+	cfg.Validate(&p, "api")
+	if deps.Bundle == nil {
+		p.Addf("deps.bundle", "required")
+	}
+	if deps.DB == nil {
+		p.Addf("deps.db", "required")
+	}
+	if err := p.Err(); err != nil {
+		return nil, fmt.Errorf("cannot create API server: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now, registry: deps.Registry,
+		tokens:   newTokens(&deps.Bundle.Org),
+		devices:  map[string]config.DeviceInfo{},
+		readings: &readingStore{conn: deps.DB.Conn(), db: deps.DB.Database()},
+		done:     make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+		s.registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	}
+	ep, err := energyProjects(deps.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create API server: %w", err)
+	}
+	s.energy = ep
+	for _, d := range deps.Bundle.Org.Devices() {
+		s.devices[d.Device.ID] = d
+	}
+	s.metrics = newHTTPMetrics(s.registry)
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(withRequestID, s.observe, recoverPanic, limitBody(cfg.BodyLimit), s.authenticate)
+	e.GET(pathHealth, func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET(pathReady, s.ready)
+	e.GET(pathMetrics, echo.WrapHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))
+	s.echo = e
+	s.Register(s.ownRoutes()...)
+	return s, nil
+}
+
+// Register adds routes. Call it before Start. It panics with "BUG:" on a
+// route without a valid scope or a duplicate.
+func (s *Server) Register(routes ...Route) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		panic("BUG: api.Server.Register after Start")
+	}
+	for _, r := range routes {
+		full := Prefix + r.Path
+		if r.Path == "" || r.Path[0] != '/' {
+			panic(fmt.Sprintf("BUG: route %s %q: path must start with /", r.Method, r.Path))
+		}
+		if r.Handler == nil {
+			panic("BUG: route " + r.Method + " " + full + " has no handler")
+		}
+		r.Scope.check(r.Method, full)
+		for _, o := range s.routes {
+			if o.Method == r.Method && o.Path == full {
+				panic("BUG: route " + r.Method + " " + full + " registered twice")
+			}
+		}
+		s.echo.Add(r.Method, full, r.Handler, withDeadline(s.cfg.RequestTimeout.Duration, r.Stream), s.guard(r.Scope))
+		s.routes = append(s.routes, RouteInfo{Method: r.Method, Path: full, Scope: r.Scope})
+	}
+}
+
+// Routes lists the registered routes under Prefix, sorted by path and method.
+func (s *Server) Routes() []RouteInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := append([]RouteInfo(nil), s.routes...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out
+}
+
+// Endpoints lists every route the server answers, the unauthenticated
+// operational ones (/healthz, /readyz, /metrics) included.
+func (s *Server) Endpoints() []RouteInfo {
+	out := s.Routes()
+	for _, p := range []string{pathHealth, pathReady, pathMetrics} {
+		out = append(out, RouteInfo{Method: http.MethodGet, Path: p, Public: true})
+	}
+	return out
+}
+
+// Handler is the server's HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Start listens on cfg.Listen and serves until Stop or ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return fmt.Errorf("cannot start API server: already started")
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot start API server on %q: %w", s.cfg.Listen, err)
+	}
+	s.started, s.ln = true, ln
+	s.srv = &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout.Duration,
+		ReadTimeout:       s.cfg.ReadTimeout.Duration,
+		WriteTimeout:      s.cfg.WriteTimeout.Duration,
+		IdleTimeout:       s.cfg.IdleTimeout.Duration,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("API server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.Stop()
+		case <-s.done:
+		}
+	}()
+	s.log.Info("API listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the address the server listens on (after Start).
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Stop shuts the server down gracefully (open requests get
+// cfg.ShutdownTimeout) and waits for it. It is safe to call more than once.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	if !s.started || s.stopped {
+		s.stopped = true
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	srv := s.srv
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout.Duration)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		srv.Close()
+	}
+	<-s.done
+}
+
+// ready answers 200 when ClickHouse answers a ping.
+func (s *Server) ready(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
+	if err := s.deps.DB.Conn().Ping(ctx); err != nil {
+		s.log.Warn("not ready: ClickHouse unreachable", "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "clickhouse": "unreachable"})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "clickhouse": "ok"})
+}
+
+func (s *Server) org() *config.Org { return &s.deps.Bundle.Org }
+
+func (s *Server) device(id string) (config.DeviceInfo, bool) {
+	d, ok := s.devices[id]
+	return d, ok
+}
+
+// recoverPanic turns a handler's panic into a 500 (logged with its stack
+// by the error handler).
+func recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			}
+		}()
+		return next(c)
+	}
+}
