@@ -186,7 +186,7 @@ func TestMeterMatchesItsLoads(t *testing.T) {
 }
 
 func TestLightingFollowsSchedule(t *testing.T) {
-	b := newBuilding(t, testConfig()) // 08:00
+	b := newBuilding(t, testConfig())          // 08:00
 	day := advance(t, b, 4*time.Hour)["panel"] // noon
 	night := advance(t, b, 8*time.Hour)["panel"]
 	if day["circuit1_on"] != 0 || day["circuit2_on"] != 1 || night["circuit1_on"] != 1 || night["circuit3_on"] != 1 {

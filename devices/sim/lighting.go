@@ -51,6 +51,7 @@ type lights struct {
 	volt     wander
 	flicker  wander
 	voltage  float64
+	factor   float64 // lamp output wander
 	power    float64 // W
 	energy   *counter
 	used     float64
@@ -66,7 +67,7 @@ func newLights(d *DeviceConfig, t *config.Template, loc *time.Location, r *rand.
 	if rated == 0 {
 		rated = defaultKW * 1000
 	}
-	l := lights{r: r, loc: loc, volt: wander{tau: 120, sigma: 1.5}, flicker: wander{tau: 60, sigma: 0.01}, voltage: 230}
+	l := lights{r: r, loc: loc, volt: wander{tau: 120, sigma: 1.5}, flicker: wander{tau: 60, sigma: 0.01}, voltage: 230, factor: 1}
 	l.energy = newCounter(t, "energy_kwh")
 	for i, share := range shares {
 		c := &circuit{ratedW: rated * share, on: on, off: off}
@@ -86,17 +87,24 @@ func newLights(d *DeviceConfig, t *config.Template, loc *time.Location, r *rand.
 func (l *lights) step(t time.Time, dt float64) {
 	local := t.In(l.loc)
 	l.voltage = 230 + l.volt.step(l.r, dt)
-	f := 1 + l.flicker.step(l.r, dt)
-	l.power = 0
+	l.factor = 1 + l.flicker.step(l.r, dt)
 	for _, c := range l.circuits {
 		c.update(local)
-		if c.state {
-			l.power += c.ratedW * f * (l.voltage / 230) * (l.voltage / 230)
-		}
 	}
+	l.recompute()
 	kwh := l.power / 1000 * dt / 3600
 	l.energy.add(kwh)
 	l.used += kwh
+}
+
+// recompute sets the power from the circuits' states.
+func (l *lights) recompute() {
+	l.power = 0
+	for _, c := range l.circuits {
+		if c.state {
+			l.power += c.ratedW * l.factor * (l.voltage / 230) * (l.voltage / 230)
+		}
+	}
 }
 
 func (l *lights) powerKW() float64     { return l.power / 1000 }
@@ -112,6 +120,7 @@ func (l *lights) switchCircuit(i int, on bool) error {
 	}
 	l.circuits[i].manual = &on
 	l.circuits[i].state = on
+	l.recompute()
 	return nil
 }
 
@@ -125,6 +134,7 @@ func (l *lights) event(name string, t time.Time) error {
 		case "auto":
 			c.manual = nil
 			c.update(t.In(l.loc))
+			l.recompute()
 		default:
 			return unknownEvent(config.KindLighting, name)
 		}

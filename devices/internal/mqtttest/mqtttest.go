@@ -4,8 +4,10 @@
 package mqtttest
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +37,10 @@ func StartBroker(t testing.TB) string {
 	return "tcp://" + l.Address()
 }
 
+// subscribers numbers subscriber client ids: a broker drops the older of
+// two clients with the same id.
+var subscribers atomic.Int64
+
 // Message is one received publication.
 type Message struct {
 	Topic    string
@@ -53,7 +59,7 @@ type Subscriber struct {
 func Subscribe(t testing.TB, broker, filter string) *Subscriber {
 	t.Helper()
 	s := &Subscriber{}
-	opts := paho.NewClientOptions().AddBroker(broker).SetClientID("test-sub-" + t.Name()).
+	opts := paho.NewClientOptions().AddBroker(broker).SetClientID(fmt.Sprintf("test-sub-%d", subscribers.Add(1))).
 		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
