@@ -118,7 +118,9 @@ func dailyCSV(r *energy.Daily) [][]string {
 		}
 		rows = append(rows, append(row, yes(d.Estimated), yes(d.Partial)))
 	}
-	return append(rows, []string{"total", num(r.KWh), optNum(r.Cost)})
+	total := make([]string, len(head))
+	total[0], total[1], total[2] = "total", num(r.KWh), optNum(r.Cost)
+	return append(rows, total)
 }
 
 // companyCSV has one row per project in rank order, then the company total.

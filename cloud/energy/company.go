@@ -75,7 +75,6 @@ func CompanyMonthlyReport(ctx context.Context, src Readings, c CompanyRef, ps []
 		return nil, err
 	}
 	var all, prev, yoy totals
-	var prevUnpriced, yoyUnpriced bool
 	currencies := map[string]bool{}
 	for i, p := range ps {
 		mr := res[i]
@@ -101,8 +100,6 @@ func CompanyMonthlyReport(ctx context.Context, src Readings, c CompanyRef, ps []
 		all = addTotals(all, t)
 		prev = addTotals(prev, pt)
 		yoy = addTotals(yoy, yt)
-		prevUnpriced = prevUnpriced || pt.unpriced > 0
-		yoyUnpriced = yoyUnpriced || yt.unpriced > 0
 	}
 	sort.SliceStable(rep.Projects, func(i, j int) bool {
 		a, b := rep.Projects[i], rep.Projects[j]
@@ -126,15 +123,15 @@ func CompanyMonthlyReport(ctx context.Context, src Readings, c CompanyRef, ps []
 		}
 		rep.Cost = ptr(Cents(all.cost))
 	}
-	rep.MonthOverMonth = comparison(rep.MonthOverMonth.Month, all, prev, sameCurrency && !prevUnpriced)
-	rep.YearOverYear = comparison(rep.YearOverYear.Month, all, yoy, sameCurrency && !yoyUnpriced)
+	rep.MonthOverMonth = comparison(rep.MonthOverMonth.Month, all, prev, sameCurrency && !prev.unpriced)
+	rep.YearOverYear = comparison(rep.YearOverYear.Month, all, yoy, sameCurrency && !yoy.unpriced)
 	return rep, nil
 }
 
 func addTotals(a, b totals) totals {
 	a.kwh += b.kwh
 	a.cost += b.cost
-	a.unpriced += b.unpriced
+	a.unpriced = a.unpriced || b.unpriced
 	a.present += b.present
 	a.expected += b.expected
 	a.estimated = a.estimated || b.estimated

@@ -90,19 +90,25 @@ type Change struct {
 
 // totals sums a result's counted devices (main meters excluded).
 type totals struct {
-	kwh, cost, unpriced float64
+	kwh, cost float64
 	present, expected   int
 	estimated           bool
-	hasData             bool
+	hasData             bool // a reading inside the period
+	// unpriced: part of the period has no tariff version in effect, so its
+	// cost is unknown even where no energy was measured.
+	unpriced bool
 }
 
 func sum(r *Result) totals {
 	var t totals
+	for _, sl := range r.Job.Schedule.Slots {
+		t.unpriced = t.unpriced || !sl.Priced
+	}
 	for i := range r.Devices {
 		d := &r.Devices[i]
 		t.present += d.HoursPresent
 		t.expected += d.HoursExpected
-		if d.Source != SourceNone {
+		if d.HoursPresent > 0 {
 			t.hasData = true
 		}
 		if d.Device.MainMeter {
@@ -110,7 +116,6 @@ func sum(r *Result) totals {
 		}
 		t.kwh += d.KWh
 		t.cost += d.Cost
-		t.unpriced += d.UnpricedKWh
 		t.estimated = t.estimated || d.Estimated()
 	}
 	return t
@@ -132,7 +137,7 @@ func newChange(m Month, pd *period, prev *Result, cur totals) *Change {
 	if pd.to.Hour() != 0 || pd.to.Minute() != 0 {
 		c.To = pd.to.Format("2006-01-02T15:04")
 	}
-	if p.unpriced == 0 {
+	if !p.unpriced {
 		c.Cost = ptr(Cents(p.cost))
 	}
 	if p.hasData && p.kwh > 0 {
