@@ -144,7 +144,7 @@ func (b *Broker) options() *mqtt.Options {
 	}
 	return &mqtt.Options{
 		Capabilities: caps,
-		Logger:       b.log,
+		Logger:       mochiLogger(b.log),
 		// $SYS topics are refreshed rarely; nobody here reads them.
 		SysTopicResendInterval: 60,
 	}

@@ -145,3 +145,6 @@ func (db *DB) Migrate(ctx context.Context, extra ...Migration) error {
 
 // Close closes the connection pool.
 func (db *DB) Close() error { return db.conn.Close() }
+
+// Options returns the options the DB was opened with, defaults filled in.
+func (db *DB) Options() Options { return db.opts }

@@ -1,0 +1,33 @@
+package broker
+
+import (
+	"context"
+	"log/slog"
+)
+
+// quietHandler passes mochi's log records on, except that the per-connection
+// errors it logs with an empty message at warning level (a client closing
+// its connection, a failed login already reported by the access hook) are
+// lowered to debug.
+type quietHandler struct{ slog.Handler }
+
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "" && r.Level == slog.LevelWarn {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+		r.Message = "client connection ended"
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler { return quietHandler{h.Handler.WithGroup(name)} }
+
+func mochiLogger(l *slog.Logger) *slog.Logger {
+	return slog.New(quietHandler{l.Handler()}).With("component", "mqtt")
+}

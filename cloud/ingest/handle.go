@@ -1,0 +1,277 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// Rejection causes of the ingest's own (besides protocol.Cause's).
+const (
+	CauseUnknownGateway  = "unknown_gateway"  // topic names a gateway not in the org
+	CauseWrongProject    = "wrong_project"    // topic's company/project is not the gateway's
+	CauseGatewayMismatch = "gateway_mismatch" // payload's gateway is not the topic's
+	CauseUnknownDevice   = "unknown_device"   // reading or event of a device the gateway does not have
+	CauseFuture          = "future"           // reading further in the future than max_future_skew
+)
+
+// item is one accepted message (or an event the ingest derived) on its way
+// to ClickHouse.
+type item struct {
+	ack     func() // nil for derived events
+	kind    protocol.Kind
+	gw      config.GatewayInfo
+	batch   *protocol.Batch
+	status  protocol.Status
+	event   protocol.Event
+	store   bool // status: a live change (not the retained copy replayed on subscribe)
+	arrived time.Time
+}
+
+// orgIndex finds gateways and their devices quickly.
+type orgIndex struct {
+	gateways map[string]config.GatewayInfo
+	devices  map[string]map[string]bool // gateway → device ids
+}
+
+func newOrgIndex(org *config.Org) orgIndex {
+	x := orgIndex{gateways: map[string]config.GatewayInfo{}, devices: map[string]map[string]bool{}}
+	for ci := range org.Companies {
+		c := &org.Companies[ci]
+		for pi := range c.Projects {
+			p := &c.Projects[pi]
+			for gi := range p.Gateways {
+				g := &p.Gateways[gi]
+				x.gateways[g.ID] = config.GatewayInfo{Company: c, Project: p, Gateway: g}
+				devs := map[string]bool{}
+				for _, d := range g.Devices {
+					devs[d.ID] = true
+				}
+				x.devices[g.ID] = devs
+			}
+		}
+	}
+	return x
+}
+
+type rejection struct {
+	cause string
+	err   error
+}
+
+func (r *rejection) Error() string { return r.err.Error() }
+
+func reject(cause string, err error) error { return &rejection{cause: cause, err: err} }
+
+// handle is paho's message handler. It runs in its own goroutine per
+// message and blocks while MaxUnacked messages are held.
+func (in *Ingest) handle(m paho.Message) {
+	select {
+	case in.slots <- struct{}{}:
+	case <-in.stopping:
+		return // not acknowledged: the broker delivers it again
+	}
+	in.metrics.unacked.Inc()
+	release := func() {
+		<-in.slots
+		in.metrics.unacked.Dec()
+	}
+	ack := func() {
+		m.Ack()
+		release()
+	}
+	it, err := in.decode(m.Topic(), m.Payload(), m.Retained(), time.Now())
+	if err != nil {
+		in.rejected(m.Topic(), err)
+		ack()
+		return
+	}
+	if it == nil { // a redelivery already committed, or nothing left to store
+		ack()
+		return
+	}
+	it.ack = ack
+	if !in.writer.add(it) {
+		release() // stopping: left unacknowledged
+	}
+}
+
+func (in *Ingest) rejected(topic string, err error) {
+	cause := protocol.Cause(err)
+	var r *rejection
+	if errors.As(err, &r) {
+		cause = r.cause
+	}
+	in.metrics.rejectedMessages.WithLabelValues(cause).Inc()
+	if in.rejects.first("message/" + cause) {
+		in.log.Warn("rejected MQTT message; further rejections for this cause are only counted",
+			"cause", cause, "topic", topic, "error", err, "metric", "plantroom_ingest_messages_rejected_total")
+	}
+}
+
+func (in *Ingest) rejectedReadings(cause string, n int, gw, device string, err error) {
+	in.metrics.rejectedReadings.WithLabelValues(cause).Add(float64(n))
+	key := "reading/" + cause
+	if cause == CauseUnknownDevice {
+		key += "/" + gw + "/" + device
+	}
+	if in.rejects.first(key) {
+		in.log.Warn("rejected readings; further rejections like these are only counted",
+			"cause", cause, "gateway", gw, "device", device, "error", err, "metric", "plantroom_ingest_readings_rejected_total")
+	}
+}
+
+// decode checks a message against the topic scheme, the organisation and
+// the codecs. It returns nil and no error for a message with nothing to
+// store.
+func (in *Ingest) decode(topic string, payload []byte, retained bool, arrived time.Time) (*item, error) {
+	ref, kind, err := protocol.ParseTopic(topic)
+	if err != nil {
+		in.metrics.messages.WithLabelValues("unknown").Inc()
+		return nil, err
+	}
+	in.metrics.messages.WithLabelValues(string(kind)).Inc()
+	gw, ok := in.org.gateways[ref.Gateway]
+	if !ok {
+		return nil, reject(CauseUnknownGateway, fmt.Errorf("unknown gateway %q", ref.Gateway))
+	}
+	if gw.Company.ID != ref.Company || gw.Project.ID != ref.Project {
+		return nil, reject(CauseWrongProject, fmt.Errorf("gateway %q belongs to %s/%s, not %s/%s",
+			ref.Gateway, gw.Company.ID, gw.Project.ID, ref.Company, ref.Project))
+	}
+	it := &item{kind: kind, gw: gw, arrived: arrived}
+	switch kind {
+	case protocol.KindTelemetry:
+		b := new(protocol.Batch)
+		if err := protocol.DecodeBatch(payload, b); err != nil {
+			return nil, fmt.Errorf("cannot decode telemetry batch: %w", err)
+		}
+		if b.Gateway != ref.Gateway {
+			return nil, reject(CauseGatewayMismatch, fmt.Errorf("batch from gateway %q on the topic of %q", b.Gateway, ref.Gateway))
+		}
+		if in.dedup.seen(b.Gateway, b.Seq, b.SentAt) {
+			in.metrics.duplicates.Inc()
+			return nil, nil
+		}
+		in.filterReadings(b, arrived)
+		if len(b.Readings) == 0 {
+			return nil, nil
+		}
+		it.batch = b
+	case protocol.KindStatus:
+		s, err := protocol.DecodeStatus(payload)
+		if err != nil {
+			return nil, fmt.Errorf("cannot decode status: %w", err)
+		}
+		if s.Gateway != ref.Gateway {
+			return nil, reject(CauseGatewayMismatch, fmt.Errorf("status of gateway %q on the topic of %q", s.Gateway, ref.Gateway))
+		}
+		it.status, it.store = s, !retained
+	case protocol.KindEvents:
+		e, err := protocol.DecodeEvent(payload)
+		if err != nil {
+			return nil, fmt.Errorf("cannot decode event: %w", err)
+		}
+		if e.Gateway != ref.Gateway {
+			return nil, reject(CauseGatewayMismatch, fmt.Errorf("event of gateway %q on the topic of %q", e.Gateway, ref.Gateway))
+		}
+		if e.Device != "" && !in.org.devices[e.Gateway][e.Device] {
+			return nil, reject(CauseUnknownDevice, fmt.Errorf("event %q for device %q, which gateway %q does not have", e.Kind, e.Device, e.Gateway))
+		}
+		it.event = e
+	default:
+		return nil, reject("topic", fmt.Errorf("%w: kind %q is not an uplink", protocol.ErrTopic, kind))
+	}
+	return it, nil
+}
+
+// filterReadings drops, in place, readings of devices the gateway does not
+// have and readings too far in the future, counting them.
+func (in *Ingest) filterReadings(b *protocol.Batch, now time.Time) {
+	devs := in.org.devices[b.Gateway]
+	limit := now.Add(in.cfg.MaxFutureSkew).UnixMilli()
+	kept := b.Readings[:0]
+	var future int
+	var futureErr error
+	for i := range b.Readings {
+		r := b.Readings[i]
+		if !devs[r.Device] {
+			in.rejectedReadings(CauseUnknownDevice, 1, b.Gateway, r.Device,
+				fmt.Errorf("gateway %q has no device %q", b.Gateway, r.Device))
+			continue
+		}
+		if r.TS > limit {
+			if future == 0 {
+				futureErr = fmt.Errorf("%s/%s at %s is more than %s ahead of the cloud's clock",
+					r.Device, r.Metric, time.UnixMilli(r.TS).UTC().Format(time.RFC3339), in.cfg.MaxFutureSkew)
+			}
+			future++
+			continue
+		}
+		kept = append(kept, r)
+	}
+	if future > 0 {
+		in.rejectedReadings(CauseFuture, future, b.Gateway, "", futureErr)
+	}
+	b.Readings = kept
+}
+
+// recentSeqs remembers the last committed (seq, sent-at) of each gateway's
+// telemetry, so that a redelivery of a batch just committed is
+// acknowledged without a second insert. It is an optimisation only:
+// correctness rests on idempotent storage.
+type recentSeqs struct {
+	mu sync.Mutex
+	gw map[string]*seqRing
+}
+
+const seqRingSize = 256
+
+type seqRing struct {
+	stamp map[uint64]int64
+	order [seqRingSize]uint64
+	next  int
+	full  bool
+}
+
+func newRecentSeqs() *recentSeqs { return &recentSeqs{gw: map[string]*seqRing{}} }
+
+func (r *recentSeqs) seen(gateway string, seq uint64, sentAt int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ring := r.gw[gateway]
+	if ring == nil {
+		return false
+	}
+	s, ok := ring.stamp[seq]
+	return ok && s == sentAt
+}
+
+func (r *recentSeqs) add(gateway string, seq uint64, sentAt int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ring := r.gw[gateway]
+	if ring == nil {
+		ring = &seqRing{stamp: make(map[uint64]int64, seqRingSize)}
+		r.gw[gateway] = ring
+	}
+	if _, ok := ring.stamp[seq]; ok {
+		ring.stamp[seq] = sentAt
+		return
+	}
+	if ring.full {
+		delete(ring.stamp, ring.order[ring.next])
+	}
+	ring.order[ring.next] = seq
+	ring.stamp[seq] = sentAt
+	ring.next++
+	if ring.next == seqRingSize {
+		ring.next, ring.full = 0, true
+	}
+}

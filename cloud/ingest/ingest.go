@@ -1,0 +1,297 @@
+// Package ingest takes telemetry, status and events from the MQTT broker,
+// validates them against the organisation, writes them to ClickHouse in
+// batches and acknowledges each MQTT message only after its rows are
+// committed.
+//
+// # Delivery
+//
+// The ingest subscribes with QoS 1, a persistent session (clean session
+// false, a stable client id per replica) and manual acknowledgement. A
+// message is acknowledged (PUBACK) when the flush holding its rows has been
+// committed, or at once when it is rejected (malformed, unknown gateway):
+// such a message can never become valid, and is counted and logged once per
+// cause. If the ingest dies, everything not yet acknowledged is delivered
+// again by the broker; storage is idempotent (see package store), so a
+// redelivery changes nothing.
+//
+// # Back-pressure
+//
+// At most MaxUnacked messages are held at a time. Paho runs each message's
+// handler in its own goroutine (OrderMatters false), so the client's
+// network loop, and with it keepalive, never blocks; a handler that finds
+// the window full waits for a slot. The broker sees no acknowledgements and,
+// once its own window for the ingest is full (the embedded broker:
+// broker.max_pending; mosquitto: max_inflight_messages; EMQX:
+// max_inflight), queues further messages and holds the gateways back (the
+// embedded broker). While ClickHouse is down the writer retries with capped
+// exponential backoff, so memory stays bounded by the window and nothing is
+// acknowledged, and resumes when ClickHouse answers again.
+//
+// # Observers
+//
+// Observers (the alarm engine) are called after a flush is committed, with
+// the accepted readings of each batch, each status message and each event,
+// the ingest's own device_stale/device_fresh events included. Calls come
+// from one goroutine, in commit order; an observer must return quickly. A
+// redelivered message can reach an observer twice.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/plantroom/plantroom/cloud/store"
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// Observer is told about every committed batch, status and event. See the
+// package doc.
+type Observer interface {
+	ObserveBatch(ctx context.Context, gw config.GatewayInfo, b *protocol.Batch, arrived time.Time)
+	ObserveStatus(ctx context.Context, gw config.GatewayInfo, s protocol.Status, arrived time.Time)
+	ObserveEvent(ctx context.Context, gw config.GatewayInfo, e protocol.Event, arrived time.Time)
+}
+
+// Store is the storage the ingest writes to (a *store.DB).
+type Store interface {
+	InsertReadings(ctx context.Context, b *store.ReadingBatch) error
+	InsertEvents(ctx context.Context, rows []store.EventRow) error
+	LatestSource
+	StatusSource
+}
+
+// Defaults of Config.
+const (
+	DefaultFlushRows           = 50000
+	DefaultFlushInterval       = time.Second
+	DefaultMaxUnacked          = 2000
+	DefaultMaxFutureSkew       = 5 * time.Minute
+	DefaultStaleAfterIntervals = 3
+	DefaultLatestLookback      = 48 * time.Hour
+	DefaultMaxRetryInterval    = 10 * time.Second
+)
+
+// Config configures the ingest.
+type Config struct {
+	Org   *config.Org
+	Store Store
+	MQTT  MQTTConfig
+
+	// FlushRows and FlushInterval: a flush is written when it holds this many
+	// readings, or this long after its first message arrived.
+	FlushRows     int
+	FlushInterval time.Duration
+	// MaxUnacked bounds the messages held (received, not yet acknowledged).
+	MaxUnacked int
+	// MaxFutureSkew: readings further ahead of the cloud's clock are
+	// rejected (counted as cause "future").
+	MaxFutureSkew time.Duration
+	// StaleAfterIntervals: a device without readings for this many of its
+	// poll intervals is reported stale.
+	StaleAfterIntervals int
+	// LatestLookback is how far back the latest-values cache is rebuilt at
+	// start.
+	LatestLookback time.Duration
+	// MaxRetryInterval caps the backoff between ClickHouse retries.
+	MaxRetryInterval time.Duration
+	// ShutdownTimeout bounds how long Stop keeps trying to commit what the
+	// ingest holds (default 10s).
+	ShutdownTimeout time.Duration
+
+	Observers  []Observer
+	Latest     *Latest   // shared with the API; created when nil
+	Presence   *Presence // shared with the API; created when nil
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.FlushRows <= 0 {
+		c.FlushRows = DefaultFlushRows
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.MaxUnacked <= 0 {
+		c.MaxUnacked = DefaultMaxUnacked
+	}
+	if c.MaxFutureSkew <= 0 {
+		c.MaxFutureSkew = DefaultMaxFutureSkew
+	}
+	if c.StaleAfterIntervals <= 0 {
+		c.StaleAfterIntervals = DefaultStaleAfterIntervals
+	}
+	if c.LatestLookback <= 0 {
+		c.LatestLookback = DefaultLatestLookback
+	}
+	if c.MaxRetryInterval <= 0 {
+		c.MaxRetryInterval = DefaultMaxRetryInterval
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Ingest is the MQTT → ClickHouse pipeline.
+type Ingest struct {
+	cfg      Config
+	log      *slog.Logger
+	metrics  *metrics
+	org      orgIndex
+	latest   *Latest
+	presence *Presence
+	rejects  onceLog
+	dedup    *recentSeqs
+
+	observersMu sync.Mutex
+	observers   []Observer
+
+	slots    chan struct{} // one per unacknowledged message
+	writer   *writer
+	sub      *subscriber
+	ctx      context.Context // cancelled by Stop
+	cancel   context.CancelFunc
+	stopping chan struct{}
+	wg       sync.WaitGroup
+
+	started             atomic.Bool
+	startOnce, stopOnce sync.Once
+}
+
+// New checks the configuration and builds the ingest.
+func New(cfg Config) (*Ingest, error) {
+	cfg.setDefaults()
+	switch {
+	case cfg.Org == nil:
+		return nil, errors.New("cannot create ingest: no organisation")
+	case cfg.Store == nil:
+		return nil, errors.New("cannot create ingest: no store")
+	}
+	if err := cfg.MQTT.check(); err != nil {
+		return nil, fmt.Errorf("cannot create ingest: %w", err)
+	}
+	in := &Ingest{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		metrics:  newMetrics(cfg.Registerer),
+		org:      newOrgIndex(cfg.Org),
+		latest:   cfg.Latest,
+		presence: cfg.Presence,
+		dedup:    newRecentSeqs(),
+		slots:    make(chan struct{}, cfg.MaxUnacked),
+		stopping: make(chan struct{}),
+	}
+	in.rejects.log = cfg.Logger
+	in.observers = append(in.observers, cfg.Observers...)
+	if in.latest == nil {
+		in.latest = NewLatest()
+	}
+	if in.presence == nil {
+		in.presence = NewPresence(cfg.Org, cfg.StaleAfterIntervals)
+	}
+	in.ctx, in.cancel = context.WithCancel(context.Background())
+	in.writer = newWriter(in)
+	in.sub = newSubscriber(in)
+	return in, nil
+}
+
+// AddObserver registers an observer; call it before Start.
+func (in *Ingest) AddObserver(o Observer) {
+	in.observersMu.Lock()
+	in.observers = append(in.observers, o)
+	in.observersMu.Unlock()
+}
+
+func (in *Ingest) observerList() []Observer {
+	in.observersMu.Lock()
+	defer in.observersMu.Unlock()
+	return in.observers
+}
+
+// Latest is the latest-values cache.
+func (in *Ingest) Latest() *Latest { return in.latest }
+
+// Presence is the gateway and device presence.
+func (in *Ingest) Presence() *Presence { return in.presence }
+
+// Start rebuilds the latest values and presence from ClickHouse, starts the
+// writer and connects to the broker. It waits up to MQTT.ConnectTimeout for
+// the subscription; after that the client keeps retrying in the background.
+func (in *Ingest) Start(ctx context.Context) error {
+	err := errors.New("cannot start ingest: already started")
+	in.startOnce.Do(func() { err = in.start(ctx) })
+	return err
+}
+
+func (in *Ingest) start(ctx context.Context) error {
+	since := time.Now().Add(-in.cfg.LatestLookback)
+	if err := in.latest.Load(ctx, in.cfg.Store, since); err != nil {
+		return fmt.Errorf("cannot start ingest: cannot rebuild latest values: %w", err)
+	}
+	if err := in.presence.Load(ctx, in.cfg.Store, in.latest); err != nil {
+		return fmt.Errorf("cannot start ingest: cannot rebuild presence: %w", err)
+	}
+	in.started.Store(true)
+	in.wg.Add(3)
+	go in.writer.accumulate()
+	go in.writer.commitLoop()
+	go in.watchStale()
+	if err := in.sub.connect(ctx); err != nil {
+		in.log.Warn("MQTT broker not reachable yet; retrying in the background", "broker", in.cfg.MQTT.URL, "error", err)
+	}
+	return nil
+}
+
+// Ready is closed once the ingest's first subscription is in place.
+func (in *Ingest) Ready() <-chan struct{} { return in.sub.ready }
+
+// Stop stops taking messages, commits and acknowledges what it holds (for
+// at most ShutdownTimeout while ClickHouse is down; the rest is left
+// unacknowledged for the broker to deliver again), then disconnects. It is
+// idempotent and waits for the ingest's goroutines.
+func (in *Ingest) Stop() {
+	in.stopOnce.Do(func() {
+		close(in.stopping)
+		if !in.started.Load() {
+			in.cancel()
+			return
+		}
+		in.writer.drain(in.cfg.ShutdownTimeout)
+		in.cancel()
+		in.wg.Wait()
+		in.sub.disconnect()
+	})
+}
+
+// watchStale reports devices going stale and fresh again.
+func (in *Ingest) watchStale() {
+	defer in.wg.Done()
+	w := newStaleWatch(in.presence, time.Now())
+	t := time.NewTicker(w.interval())
+	defer t.Stop()
+	for {
+		select {
+		case <-in.stopping:
+			return
+		case now := <-t.C:
+			for _, de := range w.check(now) {
+				in.metrics.events.WithLabelValues(de.event.Kind).Inc()
+				it := &item{kind: protocol.KindEvents, gw: de.gw, event: de.event, arrived: now}
+				if !in.writer.add(it) {
+					return
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package ingest
+
+import (
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	messages         *prometheus.CounterVec // by kind
+	rejectedMessages *prometheus.CounterVec // by cause
+	readings         prometheus.Counter
+	rejectedReadings *prometheus.CounterVec // by cause
+	duplicates       prometheus.Counter
+	batchRows        prometheus.Histogram
+	flushSeconds     prometheus.Histogram
+	unacked          prometheus.Gauge
+	chErrors         prometheus.Counter
+	connected        prometheus.Gauge
+	events           *prometheus.CounterVec // derived presence events by kind
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plantroom_ingest_messages_total",
+			Help: "MQTT messages received, by kind (telemetry, status, events).",
+		}, []string{"kind"}),
+		rejectedMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plantroom_ingest_messages_rejected_total",
+			Help: "Messages dropped whole, by cause (malformed payload, unknown gateway, topic mismatch, …).",
+		}, []string{"cause"}),
+		readings: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plantroom_ingest_readings_total",
+			Help: "Readings committed to ClickHouse (redeliveries included).",
+		}),
+		rejectedReadings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plantroom_ingest_readings_rejected_total",
+			Help: "Single readings dropped from otherwise good batches, by cause (unknown_device, future).",
+		}, []string{"cause"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plantroom_ingest_duplicate_batches_total",
+			Help: "Telemetry batches recognised as recently committed redeliveries and acknowledged without a second insert.",
+		}),
+		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "plantroom_ingest_flush_rows",
+			Help:    "Readings per ClickHouse insert.",
+			Buckets: prometheus.ExponentialBuckets(10, 4, 8),
+		}),
+		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "plantroom_ingest_flush_seconds",
+			Help:    "Time to commit one flush to ClickHouse, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		unacked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "plantroom_ingest_unacked_messages",
+			Help: "Messages received and not yet acknowledged (waiting for their ClickHouse commit).",
+		}),
+		chErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plantroom_ingest_clickhouse_errors_total",
+			Help: "Failed ClickHouse inserts (each is retried).",
+		}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "plantroom_ingest_mqtt_connected",
+			Help: "1 while the ingest is connected to the MQTT broker.",
+		}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plantroom_ingest_presence_events_total",
+			Help: "Events the ingest derived itself (device_stale, device_fresh).",
+		}, []string{"kind"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.messages, m.rejectedMessages, m.readings, m.rejectedReadings, m.duplicates,
+			m.batchRows, m.flushSeconds, m.unacked, m.chErrors, m.connected, m.events)
+	}
+	return m
+}
+
+// onceLog logs the first occurrence of each rejection cause; later ones are
+// only counted. Causes are a small fixed set, plus one key per unknown
+// device, bounded by maxKeys.
+type onceLog struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+const maxOnceKeys = 10000
+
+func (o *onceLog) first(key string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.seen[key] || len(o.seen) >= maxOnceKeys {
+		return false
+	}
+	if o.seen == nil {
+		o.seen = map[string]bool{}
+	}
+	o.seen[key] = true
+	return true
+}

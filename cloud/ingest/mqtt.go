@@ -1,0 +1,157 @@
+package ingest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// MQTTConfig says how the ingest reaches the broker.
+type MQTTConfig struct {
+	// URL of the broker: tcp://host:port, or ssl://host:port for TLS.
+	URL      string
+	Username string
+	Password string
+	// ClientID must be stable per replica: the broker keeps the replica's
+	// session (subscriptions and unacknowledged messages) under it.
+	ClientID string
+	// SharedGroup, if set, subscribes as "$share/<group>/<filter>" so that
+	// replicas using the same group split the messages.
+	SharedGroup string
+	TLS         *tls.Config
+	// ConnectTimeout bounds Start's wait for the first connection and
+	// subscription (default 10s); KeepAlive is the MQTT keepalive (30s).
+	ConnectTimeout, KeepAlive time.Duration
+}
+
+func (c *MQTTConfig) check() error {
+	if c.URL == "" {
+		return errors.New("no MQTT broker URL")
+	}
+	if c.ClientID == "" {
+		return errors.New("no MQTT client id")
+	}
+	if strings.ContainsAny(c.SharedGroup, "/+#") {
+		return fmt.Errorf("invalid shared subscription group %q: no '/', '+' or '#'", c.SharedGroup)
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 30 * time.Second
+	}
+	return nil
+}
+
+// Filters are the ingest's subscriptions.
+func (c *MQTTConfig) Filters() []string {
+	var out []string
+	for _, k := range []protocol.Kind{protocol.KindTelemetry, protocol.KindStatus, protocol.KindEvents} {
+		f := protocol.SubscriptionFilter(k)
+		if c.SharedGroup != "" {
+			f = "$share/" + c.SharedGroup + "/" + f
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// subscriber is the ingest's MQTT client.
+type subscriber struct {
+	in        *Ingest
+	client    paho.Client
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+func newSubscriber(in *Ingest) *subscriber {
+	s := &subscriber{in: in, ready: make(chan struct{})}
+	c := in.cfg.MQTT
+	opts := paho.NewClientOptions().
+		AddBroker(c.URL).
+		SetClientID(c.ClientID).
+		SetUsername(c.Username).
+		SetPassword(c.Password).
+		SetProtocolVersion(4).
+		SetCleanSession(false).   // the broker keeps what we have not acknowledged
+		SetAutoAckDisabled(true). // acknowledged after the ClickHouse commit
+		SetOrderMatters(false).   // handlers in their own goroutines: see the package doc
+		SetKeepAlive(c.KeepAlive).
+		SetPingTimeout(10 * time.Second).
+		SetWriteTimeout(10 * time.Second).
+		SetConnectTimeout(c.ConnectTimeout).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(10 * time.Second).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { in.handle(m) }).
+		SetOnConnectHandler(s.onConnect).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			in.metrics.connected.Set(0)
+			in.log.Warn("lost the MQTT broker; reconnecting", "broker", c.URL, "error", err)
+		})
+	if c.TLS != nil {
+		opts.SetTLSConfig(c.TLS)
+	}
+	s.client = paho.NewClient(opts)
+	return s
+}
+
+func (s *subscriber) connect(ctx context.Context) error {
+	s.client.Connect() // with ConnectRetry the token completes only once connected
+	t := time.NewTimer(s.in.cfg.MQTT.ConnectTimeout)
+	defer t.Stop()
+	select {
+	case <-s.ready:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("not subscribed after %s", s.in.cfg.MQTT.ConnectTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// onConnect (re)subscribes. With a persistent session the broker still has
+// the subscriptions; subscribing again is harmless and covers a broker that
+// lost its state.
+func (s *subscriber) onConnect(c paho.Client) {
+	s.in.metrics.connected.Set(1)
+	filters := map[string]byte{}
+	for _, f := range s.in.cfg.MQTT.Filters() {
+		filters[f] = 1
+	}
+	tok := c.SubscribeMultiple(filters, nil)
+	go func() {
+		if !tok.WaitTimeout(s.in.cfg.MQTT.ConnectTimeout) {
+			s.in.log.Error("MQTT subscription not confirmed; will retry on reconnect", "broker", s.in.cfg.MQTT.URL)
+			return
+		}
+		if err := tok.Error(); err != nil {
+			s.in.log.Error("cannot subscribe", "broker", s.in.cfg.MQTT.URL, "error", err)
+			return
+		}
+		for f, code := range tok.(*paho.SubscribeToken).Result() {
+			if code > 2 {
+				s.in.log.Error("the broker refused a subscription; check the ingest's credentials and ACL",
+					"filter", f, "code", code, "user", s.in.cfg.MQTT.Username)
+				return
+			}
+		}
+		s.in.log.Info("ingest subscribed", "broker", s.in.cfg.MQTT.URL, "client_id", s.in.cfg.MQTT.ClientID,
+			"filters", strings.Join(s.in.cfg.MQTT.Filters(), " "))
+		s.readyOnce.Do(func() { close(s.ready) })
+	}()
+}
+
+func (s *subscriber) disconnect() {
+	s.client.Disconnect(500)
+	s.in.metrics.connected.Set(0)
+}

@@ -1,0 +1,298 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/plantroom/plantroom/cloud/store"
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// writer batches items into flushes and commits them to ClickHouse. One
+// goroutine (accumulate) fills the current flush; another (commitLoop)
+// commits full flushes, one at a time, retrying until ClickHouse takes
+// them, and then acknowledges their messages and calls the observers. At
+// most three flushes exist: one committing, one queued, one filling.
+type writer struct {
+	in      *Ingest
+	input   chan *item
+	commits chan *flush
+	pool    chan *flush
+
+	maxItems int // flush when this many messages are held, so the window never stalls
+
+	abortCtx context.Context // cancelled when Stop gives up on committing
+	abort    context.CancelFunc
+	finished chan struct{} // closed when commitLoop returns
+
+	failing bool // in a run of failed commits (commitLoop only)
+}
+
+// flush is the content of one commit.
+type flush struct {
+	rows   store.ReadingBatch
+	events []store.EventRow
+	items  []*item
+}
+
+func newWriter(in *Ingest) *writer {
+	w := &writer{
+		in:       in,
+		input:    make(chan *item, 256),
+		commits:  make(chan *flush, 1),
+		pool:     make(chan *flush, 3),
+		maxItems: max(1, in.cfg.MaxUnacked/2),
+		finished: make(chan struct{}),
+	}
+	w.abortCtx, w.abort = context.WithCancel(context.Background())
+	return w
+}
+
+// add hands an item to the writer; false when the ingest is stopping.
+func (w *writer) add(it *item) bool {
+	select {
+	case w.input <- it:
+		return true
+	case <-w.in.stopping:
+		return false
+	}
+}
+
+func (w *writer) newFlush() *flush {
+	select {
+	case f := <-w.pool:
+		return f
+	default:
+		return &flush{}
+	}
+}
+
+func (w *writer) recycle(f *flush) {
+	f.rows.Reset()
+	clear(f.items)
+	f.items, f.events = f.items[:0], f.events[:0]
+	select {
+	case w.pool <- f:
+	default:
+	}
+}
+
+func (w *writer) accumulate() {
+	defer w.in.wg.Done()
+	defer close(w.commits)
+	cur := w.newFlush()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	send := func() {
+		timer.Stop()
+		w.commits <- cur // blocks while one flush commits and another waits
+		cur = w.newFlush()
+	}
+	for {
+		select {
+		case it := <-w.input:
+			w.append(cur, it)
+			if cur.rows.Len() >= w.in.cfg.FlushRows || len(cur.items) >= w.maxItems {
+				send()
+			} else if len(cur.items) == 1 {
+				timer.Reset(w.in.cfg.FlushInterval)
+			}
+		case <-timer.C:
+			if len(cur.items) > 0 {
+				send()
+			}
+		case <-w.in.stopping:
+			for {
+				select {
+				case it := <-w.input:
+					w.append(cur, it)
+					continue
+				default:
+				}
+				break
+			}
+			if len(cur.items) > 0 {
+				w.commits <- cur
+			}
+			return
+		}
+	}
+}
+
+// append adds an item's rows to the flush.
+func (w *writer) append(f *flush, it *item) {
+	f.items = append(f.items, it)
+	g := it.gw
+	switch it.kind {
+	case protocol.KindTelemetry:
+		for i := range it.batch.Readings {
+			f.rows.Add(g.Company.ID, g.Project.ID, g.Gateway.ID, it.batch.Seq, &it.batch.Readings[i])
+		}
+	case protocol.KindStatus:
+		if it.store {
+			kind := store.KindGatewayOffline
+			if it.status.State == protocol.StateOnline {
+				kind = store.KindGatewayOnline
+			}
+			f.events = append(f.events, store.EventRow{
+				Company: g.Company.ID, Project: g.Project.ID, Gateway: g.Gateway.ID, Kind: kind,
+				TS: statusTime(it.status, it.arrived).UnixMilli(), Message: it.status.Reason, Arrived: it.arrived.UnixMilli(),
+			})
+		}
+	case protocol.KindEvents:
+		e := it.event
+		attrs := ""
+		if len(e.Attrs) > 0 {
+			b, _ := json.Marshal(e.Attrs) // map[string]float64 of finite values: cannot fail
+			attrs = string(b)
+		}
+		f.events = append(f.events, store.EventRow{
+			Company: g.Company.ID, Project: g.Project.ID, Gateway: g.Gateway.ID, Device: e.Device, Kind: e.Kind,
+			TS: e.TS, Seq: e.Seq, Message: e.Message, Attrs: attrs, Arrived: it.arrived.UnixMilli(),
+		})
+	}
+}
+
+// statusTime is when a status took effect: its own time, or the arrival
+// for a last will (which the gateway registered long before).
+func statusTime(s protocol.Status, arrived time.Time) time.Time {
+	if s.TS > 0 {
+		return time.UnixMilli(s.TS)
+	}
+	return arrived
+}
+
+func (w *writer) commitLoop() {
+	defer w.in.wg.Done()
+	defer close(w.finished)
+	for f := range w.commits {
+		if w.commit(f) {
+			w.committed(f)
+		} else {
+			// Stopping with ClickHouse unavailable: the messages stay
+			// unacknowledged and the broker delivers them again.
+			for _, it := range f.items {
+				if it.ack != nil {
+					<-w.in.slots
+					w.in.metrics.unacked.Dec()
+				}
+			}
+		}
+		w.recycle(f)
+	}
+}
+
+// commit writes a flush, retrying with capped exponential backoff until it
+// succeeds (true) or the ingest gives up at shutdown (false).
+func (w *writer) commit(f *flush) bool {
+	start := time.Now()
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := w.insert(f)
+		if err == nil {
+			if w.failing {
+				w.failing = false
+				w.in.log.Info("ClickHouse writes resumed", "attempts", attempt, "rows", f.rows.Len(), "after", time.Since(start).Round(time.Millisecond))
+			}
+			w.in.metrics.flushSeconds.Observe(time.Since(start).Seconds())
+			w.in.metrics.batchRows.Observe(float64(f.rows.Len()))
+			return true
+		}
+		w.in.metrics.chErrors.Inc()
+		if !w.failing {
+			w.failing = true
+			w.in.log.Error("cannot write to ClickHouse; holding the messages unacknowledged and retrying",
+				"error", err, "rows", f.rows.Len(), "messages", len(f.items))
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-w.abortCtx.Done():
+			t.Stop()
+			return false
+		}
+		backoff = min(2*backoff, w.in.cfg.MaxRetryInterval)
+	}
+}
+
+// insertTimeout bounds one insert attempt, so a server that accepts the
+// connection but never answers counts as down.
+const insertTimeout = 30 * time.Second
+
+func (w *writer) insert(f *flush) error {
+	ctx, cancel := context.WithTimeout(w.abortCtx, insertTimeout)
+	defer cancel()
+	if err := w.in.cfg.Store.InsertReadings(ctx, &f.rows); err != nil {
+		return err
+	}
+	return w.in.cfg.Store.InsertEvents(ctx, f.events)
+}
+
+// committed updates the caches, acknowledges the flush's messages in
+// order, and tells the observers.
+func (w *writer) committed(f *flush) {
+	in := w.in
+	for _, it := range f.items {
+		switch it.kind {
+		case protocol.KindTelemetry:
+			rs := it.batch.Readings
+			in.latest.addBatch(rs)
+			markSeen(in.presence, rs)
+			in.dedup.add(it.batch.Gateway, it.batch.Seq, it.batch.SentAt)
+		case protocol.KindStatus:
+			s := it.status
+			in.presence.setStatus(s.Gateway, s.State == protocol.StateOnline, statusTime(s, it.arrived), s.Reason, s.Agent)
+		}
+	}
+	for _, it := range f.items {
+		if it.ack != nil {
+			it.ack()
+		}
+	}
+	in.metrics.readings.Add(float64(f.rows.Len()))
+	obs := in.observerList()
+	if len(obs) == 0 {
+		return
+	}
+	for _, it := range f.items {
+		for _, o := range obs {
+			switch it.kind {
+			case protocol.KindTelemetry:
+				o.ObserveBatch(in.ctx, it.gw, it.batch, it.arrived)
+			case protocol.KindStatus:
+				o.ObserveStatus(in.ctx, it.gw, it.status, it.arrived)
+			case protocol.KindEvents:
+				o.ObserveEvent(in.ctx, it.gw, it.event, it.arrived)
+			}
+		}
+	}
+}
+
+// markSeen records each device's newest reading time.
+func markSeen(p *Presence, rs []protocol.Reading) {
+	var dev string
+	var last int64
+	for i := range rs {
+		if rs[i].Device != dev {
+			if dev != "" {
+				p.seen(dev, time.UnixMilli(last))
+			}
+			dev, last = rs[i].Device, rs[i].TS
+		} else if rs[i].TS > last {
+			last = rs[i].TS
+		}
+	}
+	if dev != "" {
+		p.seen(dev, time.UnixMilli(last))
+	}
+}
+
+// drain waits for the writer to commit what it holds, giving up after
+// timeout.
+func (w *writer) drain(timeout time.Duration) {
+	t := time.AfterFunc(timeout, w.abort)
+	<-w.finished
+	t.Stop()
+	w.abort()
+}
