@@ -155,6 +155,9 @@ func New(cfg *Config, templates config.Templates, log *slog.Logger) (*Building, 
 			d.pub = newPublisher(b, d)
 		}
 	}
+	for _, d := range b.order { // settle every model at the start time
+		d.model.step(start, 0)
+	}
 	b.publish()
 	return b, nil
 }
