@@ -180,7 +180,7 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func newServer(t testing.TB, b *config.Bundle, db *store.DB, mod func(*api.Deps)) *api.Server {
+func newServer(t testing.TB, b *config.Bundle, db api.Database, mod func(*api.Deps)) *api.Server {
 	t.Helper()
 	deps := api.Deps{Bundle: b, DB: db, Logger: testLogger(t), Now: func() time.Time { return testClock }}
 	if mod != nil {
