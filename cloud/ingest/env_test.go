@@ -187,6 +187,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 // startIngest starts a (new) ingest with e.cfg against e.chAddr.
 func (e *env) startIngest() *Ingest {
 	e.t.Helper()
+	e.ingest = e.startIngestWith(e.cfg)
+	return e.ingest
+}
+
+// startIngestWith starts another ingest with cfg against e.chAddr.
+func (e *env) startIngestWith(cfg Config) *Ingest {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	st := e.db
@@ -199,10 +206,8 @@ func (e *env) startIngest() *Ingest {
 		}
 		e.t.Cleanup(func() { st.Close() })
 	}
-	cfg := e.cfg
 	cfg.Store = st
-	e.reg = prometheus.NewRegistry()
-	cfg.Registerer = e.reg
+	cfg.Registerer = prometheus.NewRegistry()
 	in, err := New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
@@ -216,7 +221,6 @@ func (e *env) startIngest() *Ingest {
 	case <-ctx.Done():
 		e.t.Fatal("ingest not subscribed")
 	}
-	e.ingest = in
 	return in
 }
 

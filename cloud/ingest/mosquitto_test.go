@@ -1,0 +1,108 @@
+package ingest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// startMosquitto runs a mosquitto broker on a free loopback port with a
+// generated configuration and returns its address.
+func startMosquitto(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if os.Getenv("PLANTROOM_SKIP_MOSQUITTO") == "1" {
+			t.Skip("mosquitto not installed (PLANTROOM_SKIP_MOSQUITTO=1)")
+		}
+		t.Fatal("mosquitto not installed: apt-get install mosquitto (or PLANTROOM_SKIP_MOSQUITTO=1 to skip)")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "mosquitto.conf")
+	// The ingest's window is bounded by max_inflight_messages; queued
+	// messages beyond it must not be dropped (max_queued_messages 0: no
+	// limit), or mosquitto loses data while the ingest is slow.
+	err = os.WriteFile(conf, []byte(fmt.Sprintf(`listener %d 127.0.0.1
+allow_anonymous true
+persistence false
+max_inflight_messages 200
+max_queued_messages 0
+log_dest stderr
+log_type error
+log_type warning
+`, port)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(t, 10*time.Second, "mosquitto to accept connections", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return addr
+}
+
+// Two ingest replicas share a subscription on mosquitto: the messages are
+// split between them and every reading is stored exactly once.
+func TestMosquittoSharedSubscriptionTwoReplicas(t *testing.T) {
+	addr := startMosquitto(t)
+	e := newEnv(t, envOptions{noIngest: true})
+	replica := func(id string) *Ingest {
+		cfg := e.cfg
+		cfg.MQTT = MQTTConfig{URL: "tcp://" + addr, ClientID: id, SharedGroup: "ingest"}
+		cfg.Observers = nil
+		return e.startIngestWith(cfg)
+	}
+	a, b := replica("plantroom-ingest-a"), replica("plantroom-ingest-b")
+
+	gw := connect(t, addr, "", "", "gw-garden-1", nil)
+	start := time.Now().Add(-4 * time.Hour).Truncate(time.Hour)
+	const batches, perBatch = 60, 20 * 2 * 2
+	var toks []paho.Token
+	for s := 0; s < batches; s++ {
+		p := encode(t, makeBatch("gw-garden-1", uint64(s+1), start.Add(time.Duration(s*20)*10*time.Second), gardenDevices, 20))
+		toks = append(toks, gw.Publish(garden.Topic(protocol.KindTelemetry), 1, false, p))
+	}
+	for _, tok := range toks {
+		if !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	const want = batches * perBatch
+	waitFor(t, 30*time.Second, "every reading", func() bool { return e.stored() == want })
+	na := e.metric(a.metrics.messages.WithLabelValues("telemetry"))
+	nb := e.metric(b.metrics.messages.WithLabelValues("telemetry"))
+	if na+nb != batches || na == 0 || nb == 0 {
+		t.Errorf("replicas received %v and %v telemetry messages, want a split of %d", na, nb, batches)
+	}
+	// Stored once: not even a duplicate row waiting for a merge.
+	waitFor(t, 5*time.Second, "both replicas to acknowledge", func() bool {
+		return e.metric(a.metrics.unacked) == 0 && e.metric(b.metrics.unacked) == 0
+	})
+	if raw := e.count("SELECT count() FROM readings"); raw != want {
+		t.Errorf("%d raw rows, want %d", raw, want)
+	}
+}
