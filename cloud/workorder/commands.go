@@ -1,0 +1,295 @@
+package workorder
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/config"
+)
+
+// NewOrder is a manual work order: a resident's repair request entered by
+// staff.
+type NewOrder struct {
+	Project     string `json:"project"`
+	Device      string `json:"device,omitempty"`   // optional: the device concerned
+	Category    string `json:"category,omitempty"` // default: the device's kind, or "other"
+	Title       string `json:"title"`
+	Description string `json:"description,omitempty"`
+	Skill       string `json:"skill,omitempty"`    // technician skill wanted
+	Priority    int    `json:"priority,omitempty"` // 1 … 4, default 3
+	// SLA is the on-site time ("2h"); default by priority (see ManualSLA).
+	SLA string `json:"sla,omitempty"`
+}
+
+// Limits of free text in requests.
+const (
+	MaxTitle = 200
+	MaxText  = 4000
+)
+
+// Create opens a manual work order and dispatches it like an alarm's.
+func (d *Desk) Create(ctx context.Context, v alarm.Viewer, r NewOrder) (WorkOrder, error) {
+	co, p, ok := d.cfg.Org.FindProject(r.Project)
+	if !ok || !v.SeesProject(co.ID, p.ID) {
+		return WorkOrder{}, fmt.Errorf("cannot create work order: project %q: %w", r.Project, ErrNotFound)
+	}
+	if v.Role == config.RoleHQViewer {
+		return WorkOrder{}, fmt.Errorf("cannot create work order: role %s is read-only: %w", v.Role, ErrForbidden)
+	}
+	var probs []string
+	bad := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
+	category := r.Category
+	if r.Device != "" {
+		dev := d.device(r.Device)
+		if dev == nil || dev.Project.ID != p.ID {
+			bad("device: unknown device %q in project %q", r.Device, p.ID)
+		} else if category == "" {
+			category = dev.Device.Kind
+		}
+	}
+	if category == "" {
+		category = config.KindOther
+	}
+	if !slices.Contains(config.DeviceKinds, category) {
+		bad("category: unknown category %q (want one of %s)", category, strings.Join(config.DeviceKinds, ", "))
+	}
+	title := strings.TrimSpace(r.Title)
+	if title == "" {
+		bad("title: required")
+	} else if utf8.RuneCountInString(title) > MaxTitle {
+		bad("title: longer than %d characters", MaxTitle)
+	}
+	if utf8.RuneCountInString(r.Description) > MaxText {
+		bad("description: longer than %d characters", MaxText)
+	}
+	prio := r.Priority
+	if prio == 0 {
+		prio = 3
+	}
+	if prio < 1 || prio > 4 {
+		bad("priority: must be 1 to 4, got %d", r.Priority)
+	}
+	var sla time.Duration
+	if r.SLA != "" {
+		var err error
+		if sla, err = time.ParseDuration(r.SLA); err != nil || sla <= 0 {
+			bad("sla: invalid duration %q (want e.g. \"4h\")", r.SLA)
+		}
+	}
+	if len(probs) > 0 {
+		return WorkOrder{}, fmt.Errorf("cannot create work order: %s: %w", strings.Join(probs, "; "), ErrInvalid)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.cfg.Now().UTC()
+	due := now.Add(sla)
+	if sla == 0 {
+		if def, ok := ManualSLA[prio]; ok {
+			due = now.Add(def)
+		} else {
+			due = slaDue(now, 0, true, p.Location)
+		}
+	}
+	w := &WorkOrder{
+		ID: manualID(now), Company: co.ID, Project: p.ID, Device: r.Device, Category: category, Source: SourceManual,
+		Title: title, Description: r.Description, Severity: severityOf(prio), Priority: prio, Skill: r.Skill,
+		State: StateOpen, CreatedBy: v.Staff, OpenedAt: now, RaisedAt: now, SLADue: due.UTC(),
+	}
+	evs := []Event{d.record(w, Event{Action: ActionOpen, At: now, Who: v.Staff, Note: "manual order"}, "")}
+	if ev, ok := d.dispatch(w, now); ok {
+		evs = append(evs, ev)
+	}
+	d.commit(ctx, evs)
+	return d.copyOf(w, true), nil
+}
+
+func manualID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("wo-m-%s-%s", now.Format("20060102T150405"), hex.EncodeToString(b[:]))
+}
+
+func (d *Desk) device(id string) *config.DeviceInfo {
+	for _, di := range d.cfg.Org.Devices() {
+		if di.Device.ID == id {
+			return &di
+		}
+	}
+	return nil
+}
+
+// TransitionRequest moves a work order to another state.
+type TransitionRequest struct {
+	To       string `json:"to"`
+	Note     string `json:"note,omitempty"`
+	Photo    string `json:"photo,omitempty"`    // reference to a photo (URL or storage key)
+	Assignee string `json:"assignee,omitempty"` // for to = assigned
+}
+
+// Transition moves an order for the viewer. A state the lifecycle does not
+// allow from the current one is a *TransitionError listing the allowed
+// ones; a move the viewer's role may not make is ErrForbidden.
+func (d *Desk) Transition(ctx context.Context, v alarm.Viewer, id string, r TransitionRequest) (WorkOrder, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w := d.orders[id]
+	if w == nil || !visible(v, w) {
+		return WorkOrder{}, fmt.Errorf("cannot move work order %q: %w", id, ErrNotFound)
+	}
+	if !slices.Contains(States, r.To) {
+		return WorkOrder{}, fmt.Errorf("cannot move work order %q: unknown state %q (want one of %s): %w", id, r.To, strings.Join(States, ", "), ErrInvalid)
+	}
+	if !slices.Contains(transitions[w.State], r.To) {
+		return WorkOrder{}, &TransitionError{ID: id, From: w.State, To: r.To, Allowed: Allowed(w.State)}
+	}
+	if v.Role == config.RoleHQViewer || !mayMove(w, v.Staff, v.Role, r.To) {
+		return WorkOrder{}, fmt.Errorf("cannot move work order %q to %s: %s %q may not: %w", id, r.To, v.Role, v.Staff, ErrForbidden)
+	}
+	if utf8.RuneCountInString(r.Note) > MaxText || len(r.Photo) > 1000 {
+		return WorkOrder{}, fmt.Errorf("cannot move work order %q: note or photo reference too long: %w", id, ErrInvalid)
+	}
+	now := d.cfg.Now().UTC()
+	from, prev := w.State, w.Assignee
+	switch r.To {
+	case StateAssigned:
+		s := d.roster.find(r.Assignee)
+		if r.Assignee == "" || !canBeAssigned(s, w.Company, w.Project) {
+			return WorkOrder{}, fmt.Errorf("cannot assign work order %q: %q is not staff of project %q: %w", id, r.Assignee, w.Project, ErrInvalid)
+		}
+		w.Assignee, w.AssignedAt = r.Assignee, now
+		w.AcceptedAt, w.StartedAt = time.Time{}, time.Time{}
+	case StateAccepted:
+		w.AcceptedAt = now
+	case StateInProgress:
+		if from == StateResolved {
+			w.ResolvedAt = time.Time{}
+		} else {
+			w.StartedAt = now
+		}
+	case StateResolved:
+		w.ResolvedAt = now
+	case StateClosed:
+		w.ClosedAt = now
+	}
+	w.State = r.To
+	ev := d.record(w, Event{Action: ActionTransition, At: now, Who: v.Staff, From: from, Note: r.Note, Photo: r.Photo}, prev)
+	d.commit(ctx, []Event{ev})
+	return d.copyOf(w, true), nil
+}
+
+// visible reports whether the viewer may see an order: its project's
+// managers and HQ; technicians only when it is assigned to them.
+func visible(v alarm.Viewer, w *WorkOrder) bool {
+	if !v.SeesProject(w.Company, w.Project) {
+		return false
+	}
+	return v.Role != config.RoleTechnician || w.Assignee == v.Staff
+}
+
+// copyOf copies an order; with history it copies that too. d.mu must be held.
+func (d *Desk) copyOf(w *WorkOrder, history bool) WorkOrder {
+	out := *w
+	out.History = nil
+	if history {
+		out.History = slices.Clone(w.History)
+	}
+	return out
+}
+
+// Get returns an order with its history, if the viewer may see it.
+func (d *Desk) Get(v alarm.Viewer, id string) (WorkOrder, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w := d.orders[id]
+	if w == nil || !visible(v, w) {
+		return WorkOrder{}, fmt.Errorf("cannot find work order %q: %w", id, ErrNotFound)
+	}
+	return d.copyOf(w, true), nil
+}
+
+// Owner says where an order belongs: company, project and assignee.
+func (d *Desk) Owner(id string) (company, project, assignee string, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w := d.orders[id]
+	if w == nil {
+		return "", "", "", false
+	}
+	return w.Company, w.Project, w.Assignee, true
+}
+
+// Filter selects work orders. Empty fields match everything.
+type Filter struct {
+	Project  string
+	State    string
+	Assignee string
+	Device   string
+	Since    time.Time // opened at or after
+	Until    time.Time // opened before
+	Limit    int       // default 500
+}
+
+// Validate reports every bad field.
+func (f *Filter) Validate() error {
+	var p config.Problems
+	if f.State != "" && !slices.Contains(States, f.State) {
+		p.Addf("state", "unknown state %q (want one of %s)", f.State, strings.Join(States, ", "))
+	}
+	if f.Limit < 0 {
+		p.Addf("limit", "must be >= 0, got %d", f.Limit)
+	}
+	return p.Err()
+}
+
+// List returns the orders the viewer may see that match f, newest first,
+// without their history.
+func (d *Desk) List(v alarm.Viewer, f Filter) []WorkOrder {
+	return d.list(v, f, false)
+}
+
+// DeviceOrders returns a device's orders with their history, newest first:
+// the device's maintenance record.
+func (d *Desk) DeviceOrders(v alarm.Viewer, device string, f Filter) []WorkOrder {
+	f.Device = device
+	return d.list(v, f, true)
+}
+
+func (d *Desk) list(v alarm.Viewer, f Filter, history bool) []WorkOrder {
+	limit := f.Limit
+	if limit == 0 {
+		limit = 500
+	}
+	d.mu.Lock()
+	var out []WorkOrder
+	for _, w := range d.orders {
+		if !visible(v, w) ||
+			f.Project != "" && w.Project != f.Project ||
+			f.State != "" && w.State != f.State ||
+			f.Assignee != "" && w.Assignee != f.Assignee ||
+			f.Device != "" && w.Device != f.Device ||
+			!f.Since.IsZero() && w.OpenedAt.Before(f.Since) ||
+			!f.Until.IsZero() && !w.OpenedAt.Before(f.Until) {
+			continue
+		}
+		out = append(out, d.copyOf(w, history))
+	}
+	d.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].OpenedAt.Equal(out[j].OpenedAt) {
+			return out[i].OpenedAt.After(out[j].OpenedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}

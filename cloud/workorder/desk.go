@@ -1,0 +1,392 @@
+package workorder
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/notify"
+	"github.com/plantroom/plantroom/config"
+)
+
+// EventLog stores work-order events and gives them back at start.
+type EventLog interface {
+	AppendOrderEvents(ctx context.Context, evs []Event) error
+	LoadOrderEvents(ctx context.Context) ([]Event, error)
+}
+
+// Notifier sends messages to a project's webhooks without blocking.
+type Notifier interface {
+	Notify(m notify.Message)
+}
+
+// Config configures a Desk. Org, Rules, Log and Feed are required.
+type Config struct {
+	Org      *config.Org
+	Rules    *config.RuleFile
+	Log      EventLog
+	Feed     *alarm.Feed // the alarm engine's feed: one sequence for the staff feed
+	Notifier Notifier    // optional
+	Logger   *slog.Logger
+	// Registerer takes the desk's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+	// CheckInterval is how often SLA due times are checked and failed
+	// storage retried. Default 30s.
+	CheckInterval time.Duration
+	// EscalateHQAfter is how long after escalating to the project manager
+	// an order still not in progress escalates to HQ. Default 1h.
+	EscalateHQAfter time.Duration
+}
+
+func (c *Config) validate() error {
+	var p config.Problems
+	for name, missing := range map[string]bool{"Org": c.Org == nil, "Rules": c.Rules == nil, "Log": c.Log == nil, "Feed": c.Feed == nil} {
+		if missing {
+			p.Addf(name, "required")
+		}
+	}
+	if c.CheckInterval < 0 {
+		p.Addf("CheckInterval", "must be >= 0, got %s", c.CheckInterval)
+	}
+	if c.EscalateHQAfter < 0 {
+		p.Addf("EscalateHQAfter", "must be >= 0, got %s", c.EscalateHQAfter)
+	}
+	if err := p.Err(); err != nil {
+		return fmt.Errorf("cannot create work-order desk: %w", err)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = 30 * time.Second
+	}
+	if c.EscalateHQAfter == 0 {
+		c.EscalateHQAfter = time.Hour
+	}
+	return nil
+}
+
+// Desk keeps the work orders: it opens them for alarms (it is an
+// alarm.Sink), takes manual orders and transitions, dispatches, and
+// escalates SLA breaches. New → Start → Stop.
+type Desk struct {
+	cfg    Config
+	log    *slog.Logger
+	roster *roster
+	m      *metrics
+
+	mu      sync.Mutex
+	orders  map[string]*WorkOrder
+	open    map[string]*WorkOrder // orders still needing work
+	latest  map[string]string     // subject/rule → latest alarm order id
+	byAlarm map[string]string     // alarm id → order id
+	outbox  []Event
+	failed  bool
+	running bool
+
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// New checks the configuration.
+func New(cfg Config) (*Desk, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Desk{
+		cfg: cfg, log: cfg.Logger, roster: newRoster(cfg.Org), m: newMetrics(cfg.Registerer),
+		orders: map[string]*WorkOrder{}, open: map[string]*WorkOrder{}, latest: map[string]string{}, byAlarm: map[string]string{},
+	}, nil
+}
+
+// Start rebuilds the orders from the log and starts the SLA checks. Start
+// it before the alarm engine, which hands it alarm events.
+func (d *Desk) Start(ctx context.Context) error {
+	evs, err := d.cfg.Log.LoadOrderEvents(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot start work-order desk: %w", err)
+	}
+	d.mu.Lock()
+	d.restore(evs)
+	d.running = true
+	d.mu.Unlock()
+	if bf, ok := d.cfg.Log.(interface {
+		Backfill(ctx context.Context, after uint64, limit int) ([]alarm.Item, error)
+	}); ok {
+		d.cfg.Feed.AddBackfill(bf.Backfill)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	d.wg.Add(1)
+	go d.loop(ctx)
+	return nil
+}
+
+// Stop ends the SLA checks and makes a last attempt to store queued
+// events. It may be called more than once.
+func (d *Desk) Stop() {
+	d.stopOnce.Do(func() {
+		if d.cancel != nil {
+			d.cancel()
+			d.wg.Wait()
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.running = false
+		if len(d.outbox) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := d.cfg.Log.AppendOrderEvents(ctx, d.outbox); err != nil {
+				d.log.Error("work-order events lost at stop: cannot store them", "events", len(d.outbox), "err", err)
+				return
+			}
+			d.outbox = nil
+		}
+	})
+}
+
+// restore replays stored events; duplicates of an (order, n) count once.
+func (d *Desk) restore(evs []Event) {
+	slices.SortFunc(evs, func(a, b Event) int {
+		if a.OrderID != b.OrderID {
+			if a.OrderID < b.OrderID {
+				return -1
+			}
+			return 1
+		}
+		return int(a.N) - int(b.N)
+	})
+	var maxSeq uint64
+	for i := range evs {
+		ev := evs[i]
+		w := d.orders[ev.OrderID]
+		if w != nil && ev.N <= w.N {
+			continue
+		}
+		snap := ev.Order
+		if w != nil {
+			snap.History = w.History
+		}
+		snap.History = append(snap.History, ev)
+		d.orders[ev.OrderID] = &snap
+		maxSeq = max(maxSeq, ev.Seq)
+	}
+	for id, w := range d.orders {
+		d.index(w)
+		for _, ev := range w.History {
+			if ev.Order.AlarmID != "" {
+				d.byAlarm[ev.Order.AlarmID] = id
+			}
+		}
+	}
+	d.cfg.Feed.Advance(maxSeq)
+	d.m.restored.Add(float64(len(d.orders)))
+}
+
+// index files an order under the open set and its subject and rule.
+func (d *Desk) index(w *WorkOrder) {
+	if w.Open() {
+		d.open[w.ID] = w
+	} else {
+		delete(d.open, w.ID)
+	}
+	if w.Source == SourceAlarm {
+		key := w.Device + "/" + w.Rule
+		if cur := d.orders[d.latest[key]]; cur == nil || !cur.OpenedAt.After(w.OpenedAt) {
+			d.latest[key] = w.ID
+		}
+	}
+}
+
+func (d *Desk) loop(ctx context.Context) {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.checkSLA(ctx, d.cfg.Now())
+		d.mu.Lock()
+		d.flush(ctx)
+		d.mu.Unlock()
+	}
+}
+
+// record applies an event to w (already changed by the caller), numbers
+// it, publishes it to the feed and files it. prevAssignee is the assignee
+// before the change. d.mu must be held.
+func (d *Desk) record(w *WorkOrder, ev Event, prevAssignee string) Event {
+	w.N++
+	ev.OrderID, ev.N, ev.To, ev.Assignee = w.ID, w.N, w.State, w.Assignee
+	if ev.At.IsZero() {
+		ev.At = d.cfg.Now().UTC()
+	}
+	assignees := []string{w.Assignee}
+	if prevAssignee != "" && prevAssignee != w.Assignee {
+		assignees = append(assignees, prevAssignee)
+	}
+	d.cfg.Feed.Publish(func(seq uint64) alarm.Item {
+		w.Seq, ev.Seq = seq, seq
+		snap := *w
+		snap.History = nil
+		ev.Order = snap
+		return alarm.Item{Type: alarm.ItemWorkOrder, Company: w.Company, Project: w.Project, Assignees: assignees, Data: ev}
+	})
+	w.History = append(w.History, ev)
+	d.orders[w.ID] = w
+	d.index(w)
+	d.m.events.WithLabelValues(ev.Action, ev.To).Inc()
+	return ev
+}
+
+// commit stores events (keeping them for retry when storage fails) and
+// notifies the project's webhooks. d.mu must be held.
+func (d *Desk) commit(ctx context.Context, evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	d.outbox = append(d.outbox, evs...)
+	d.flush(ctx)
+	if d.cfg.Notifier == nil {
+		return
+	}
+	for _, ev := range evs {
+		if m, ok := d.message(ev); ok {
+			d.cfg.Notifier.Notify(m)
+		}
+	}
+}
+
+func (d *Desk) flush(ctx context.Context) {
+	if len(d.outbox) == 0 {
+		return
+	}
+	if err := d.cfg.Log.AppendOrderEvents(ctx, d.outbox); err != nil {
+		d.m.storeFailures.Inc()
+		if !d.failed {
+			d.log.Error("cannot store work-order events; keeping them for retry", "events", len(d.outbox), "err", err)
+			d.failed = true
+		}
+		return
+	}
+	if d.failed {
+		d.log.Info("work-order events stored again after failures", "events", len(d.outbox))
+		d.failed = false
+	}
+	d.outbox = nil
+}
+
+// openLoad counts each staff member's open orders. d.mu must be held.
+func (d *Desk) openLoad() func(string) int {
+	n := map[string]int{}
+	for _, w := range d.open {
+		if w.Assignee != "" {
+			n[w.Assignee]++
+		}
+	}
+	return func(s string) int { return n[s] }
+}
+
+// dispatch assigns an open order to whoever pick chooses. d.mu must be held.
+func (d *Desk) dispatch(w *WorkOrder, at time.Time) (Event, bool) {
+	_, p, ok := d.cfg.Org.FindProject(w.Project)
+	if !ok {
+		return Event{}, false
+	}
+	who, why := d.roster.pick(w.Company, p, w.Skill, at, d.openLoad())
+	if who == "" {
+		d.log.Warn("work order left unassigned: nobody to assign", "order", w.ID, "project", w.Project)
+		return Event{}, false
+	}
+	from, prev := w.State, w.Assignee
+	w.State, w.Assignee, w.AssignedAt = StateAssigned, who, at
+	return d.record(w, Event{Action: ActionAssign, At: at, Who: System, From: from, Note: why}, prev), true
+}
+
+// checkSLA escalates orders not in progress by their due time: to the
+// project manager at once, to HQ EscalateHQAfter later.
+func (d *Desk) checkSLA(ctx context.Context, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var evs []Event
+	ids := make([]string, 0, len(d.open))
+	for id := range d.open {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		w := d.open[id]
+		if w.State == StateInProgress || !now.After(w.SLADue) {
+			continue
+		}
+		var to, note string
+		switch {
+		case w.Escalation == EscalationNone:
+			w.Escalation = EscalationManager
+			to = "project manager " + d.managers(w)
+			note = fmt.Sprintf("SLA breached: nobody on site by %s; escalated to %s", w.SLADue.Format(time.RFC3339), to)
+		case w.Escalation == EscalationManager && !now.Before(w.SLADue.Add(d.cfg.EscalateHQAfter)):
+			w.Escalation = EscalationHQ
+			to = "HQ"
+			note = fmt.Sprintf("SLA breached by more than %s: escalated to HQ", d.cfg.EscalateHQAfter)
+		default:
+			continue
+		}
+		evs = append(evs, d.record(w, Event{Action: ActionEscalate, At: now.UTC(), Who: System, From: w.State, Note: note}, ""))
+		d.m.escalations.WithLabelValues(fmt.Sprint(w.Escalation)).Inc()
+	}
+	d.commit(ctx, evs)
+}
+
+func (d *Desk) managers(w *WorkOrder) string {
+	var ids []string
+	for _, s := range d.roster.staff {
+		if s.Company == w.Company && s.Role == config.RoleProjectManager && slices.Contains(s.Projects, w.Project) {
+			ids = append(ids, s.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return "(none: HQ)"
+	}
+	return fmt.Sprint(ids)
+}
+
+type metrics struct {
+	events        *prometheus.CounterVec
+	escalations   *prometheus.CounterVec
+	dispatch      prometheus.Histogram
+	storeFailures prometheus.Counter
+	restored      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	return &metrics{
+		events: f.NewCounterVec(prometheus.CounterOpts{Name: "plantroom_workorder_events_total",
+			Help: "Work-order events by action and resulting state."}, []string{"action", "state"}),
+		escalations: f.NewCounterVec(prometheus.CounterOpts{Name: "plantroom_workorder_escalations_total",
+			Help: "SLA escalations by level (1 manager, 2 HQ)."}, []string{"level"}),
+		dispatch: f.NewHistogram(prometheus.HistogramOpts{Name: "plantroom_workorder_dispatch_seconds",
+			Help:    "From a reading's arrival at ingest to its alarm's work order stored and assigned.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
+		storeFailures: f.NewCounter(prometheus.CounterOpts{Name: "plantroom_workorder_store_failures_total",
+			Help: "Failed attempts to store work-order events (they are retried)."}),
+		restored: f.NewCounter(prometheus.CounterOpts{Name: "plantroom_workorder_restored_total",
+			Help: "Work orders loaded from storage at start."}),
+	}
+}

@@ -1,0 +1,166 @@
+package workorder
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/notify"
+)
+
+// AlarmEvent opens, reopens or annotates work orders for alarm events; the
+// alarm engine calls it for every event, in order. An alarm already handled
+// (a redelivered event) changes nothing.
+func (d *Desk) AlarmEvent(ctx context.Context, ev alarm.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.running {
+		return
+	}
+	switch ev.Kind {
+	case alarm.EventRaise:
+		evs := d.onRaise(ev)
+		d.commit(ctx, evs)
+		if len(evs) > 0 && !ev.Arrived.IsZero() {
+			d.m.dispatch.Observe(d.cfg.Now().Sub(ev.Arrived).Seconds())
+		}
+	case alarm.EventClear:
+		id := d.byAlarm[ev.Alarm.ID]
+		if w := d.open[id]; w != nil && w.AlarmID == ev.Alarm.ID {
+			note := fmt.Sprintf("alarm %s cleared", ev.Alarm.ID)
+			d.commit(ctx, []Event{d.record(w, Event{Action: ActionAlarm, At: ev.At, Who: System, From: w.State, Note: note}, w.Assignee)})
+		}
+	}
+}
+
+// onRaise handles a raise. d.mu must be held.
+func (d *Desk) onRaise(ev alarm.Event) []Event {
+	a := ev.Alarm
+	if !a.WorkOrder {
+		return nil
+	}
+	rule := d.cfg.Rules.Rule(a.Rule)
+	if rule == nil || rule.WorkOrder == nil {
+		return nil
+	}
+	if _, done := d.byAlarm[a.ID]; done {
+		return nil
+	}
+	spec := rule.WorkOrder
+	now := d.cfg.Now().UTC()
+	_, p, ok := d.cfg.Org.FindProject(a.Project)
+	if !ok {
+		return nil
+	}
+	due := slaDue(a.RaisedAt, spec.SLA.Duration, spec.SLAWorkingDay, p.Location)
+	if prev := d.orders[d.latest[a.Subject()+"/"+a.Rule]]; prev != nil {
+		switch {
+		case prev.Open():
+			// One order per problem: the new alarm joins the open order.
+			d.byAlarm[a.ID] = prev.ID
+			prev.AlarmID = a.ID
+			note := fmt.Sprintf("alarm %s raised again (value %v) while the order is open", a.ID, a.Value)
+			return []Event{d.record(prev, Event{Action: ActionAlarm, At: now, Who: System, From: prev.State, Note: note}, prev.Assignee)}
+		case prev.State != StateCancelled && spec.ReopenWithin.Duration > 0 && !prev.ResolvedAt.IsZero() &&
+			a.RaisedAt.Sub(prev.ResolvedAt) <= spec.ReopenWithin.Duration:
+			d.byAlarm[a.ID] = prev.ID
+			note := fmt.Sprintf("alarm %s raised again %s after the order was resolved (reopen window %s)",
+				a.ID, a.RaisedAt.Sub(prev.ResolvedAt).Round(time.Second), spec.ReopenWithin)
+			from, assignee := prev.State, prev.Assignee
+			prev.State, prev.AlarmID, prev.RaisedAt, prev.SLADue = StateOpen, a.ID, a.RaisedAt, due
+			prev.Escalation, prev.Reopened = EscalationNone, prev.Reopened+1
+			prev.AcceptedAt, prev.StartedAt, prev.ResolvedAt, prev.ClosedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+			evs := []Event{d.record(prev, Event{Action: ActionReopen, At: now, Who: System, From: from, Note: note}, assignee)}
+			if ev, ok := d.dispatch(prev, now); ok {
+				evs = append(evs, ev)
+			}
+			return evs
+		}
+	}
+	w := &WorkOrder{
+		ID: "wo-" + a.ID, Company: a.Company, Project: a.Project, Device: a.Subject(), Category: a.Category,
+		Source: SourceAlarm, AlarmID: a.ID, Rule: a.Rule, Title: a.RuleName, Description: alarmDescription(a),
+		Severity: a.Severity, Priority: priority(a.Severity), Skill: spec.Skill, State: StateOpen, CreatedBy: System,
+		OpenedAt: now, RaisedAt: a.RaisedAt, SLADue: due,
+	}
+	d.byAlarm[a.ID] = w.ID
+	evs := []Event{d.record(w, Event{Action: ActionOpen, At: now, Who: System, From: "", Note: "opened for alarm " + a.ID}, "")}
+	if ev, ok := d.dispatch(w, now); ok {
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func alarmDescription(a alarm.Alarm) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s on %s", a.RuleName, a.Subject())
+	if a.Metric != "" {
+		fmt.Fprintf(&b, ": %s = %v", a.Metric, a.Value)
+	}
+	fmt.Fprintf(&b, " at %s", a.RaisedAt.UTC().Format(time.RFC3339))
+	return b.String()
+}
+
+var stateLabel = map[string]string{
+	StateOpen: "待派单", StateAssigned: "已派单", StateAccepted: "已接单", StateInProgress: "处理中",
+	StateResolved: "已解决", StateClosed: "已关闭", StateCancelled: "已取消",
+}
+
+// message renders the events webhooks hear about: dispatch, reopening,
+// escalation, resolution, cancellation.
+func (d *Desk) message(ev Event) (notify.Message, bool) {
+	w := ev.Order
+	var what string
+	switch {
+	case ev.To == StateAssigned && (ev.Action == ActionAssign || ev.Action == ActionTransition):
+		what = "派单 / assigned to " + d.staffName(w.Assignee)
+	case ev.Action == ActionReopen:
+		what = "重开 / reopened"
+	case ev.Action == ActionEscalate:
+		what = "超时升级 / escalated"
+	case ev.To == StateResolved && ev.From != StateResolved:
+		what = "已解决 / resolved"
+	case ev.To == StateCancelled && ev.From != StateCancelled:
+		what = "已取消 / cancelled"
+	default:
+		return notify.Message{}, false
+	}
+	title := fmt.Sprintf("[P%d] 工单 %s: %s", w.Priority, what, w.Title)
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s**\n", title)
+	fmt.Fprintf(&b, "> 工单 order: %s (%s)\n", w.ID, stateLabel[w.State])
+	fmt.Fprintf(&b, "> 项目 project: %s\n", w.Project)
+	if w.Device != "" {
+		fmt.Fprintf(&b, "> 设备 device: %s\n", w.Device)
+	}
+	fmt.Fprintf(&b, "> 处理人 assignee: %s\n", d.staffName(w.Assignee))
+	fmt.Fprintf(&b, "> 到场时限 on site by: %s", w.SLADue.Format(time.RFC3339))
+	if ev.Note != "" {
+		fmt.Fprintf(&b, "\n> %s", ev.Note)
+	}
+	return notify.Message{
+		ID: fmt.Sprintf("workorder/%s/%d", w.ID, ev.N), Event: "workorder." + eventName(ev), Company: w.Company, Project: w.Project,
+		Severity: w.Severity, Title: title, Text: b.String(), At: ev.At, Data: ev,
+	}, true
+}
+
+func eventName(ev Event) string {
+	if ev.Action == ActionTransition || ev.Action == ActionAssign {
+		return ev.To
+	}
+	return ev.Action
+}
+
+func (d *Desk) staffName(id string) string {
+	if id == "" {
+		return "-"
+	}
+	if s := d.roster.find(id); s != nil && s.Name != "" {
+		return s.Name + " (" + id + ")"
+	}
+	return id
+}
+
+var _ alarm.Sink = (*Desk)(nil)
