@@ -441,3 +441,18 @@ func (p *proxy) restore() {
 	p.up = true
 	p.mu.Unlock()
 }
+
+// waitStored waits until want distinct readings are stored and every ingest
+// given has acknowledged everything, that is, until every insert (with its
+// materialized-view part) has returned.
+func (e *env) waitStored(timeout time.Duration, want uint64, ins ...*Ingest) {
+	e.t.Helper()
+	waitFor(e.t, timeout, fmt.Sprintf("%d readings stored and acknowledged", want), func() bool {
+		for _, in := range ins {
+			if e.metric(in.metrics.unacked) != 0 {
+				return false
+			}
+		}
+		return e.stored() == want
+	})
+}

@@ -81,7 +81,7 @@ func TestClickHouseDownAndBack(t *testing.T) {
 	for s := 0; s < 10; s++ {
 		publish(t, gw, garden.Topic(protocol.KindTelemetry), batch(s))
 	}
-	waitFor(t, 20*time.Second, "the first batches", func() bool { return e.stored() == 10*perBatch })
+	e.waitStored(20*time.Second, 10*perBatch, in)
 
 	p.cut()
 	var toks []paho.Token

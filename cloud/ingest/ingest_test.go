@@ -38,7 +38,7 @@ func TestGatewayToClickHouse(t *testing.T) {
 	publish(t, tw, tower.Topic(protocol.KindTelemetry), encode(t, makeBatch("gw-tower-1", 1, start, []string{"tower-meter-main"}, perDevice)))
 
 	want := uint64(batches*perDevice*2*len(gardenDevices) + perDevice*2)
-	waitFor(t, 30*time.Second, "every reading in ClickHouse", func() bool { return e.stored() == want })
+	e.waitStored(30*time.Second, want, e.ingest)
 
 	// Values and times as sent.
 	if n := e.count("SELECT count() FROM readings FINAL WHERE company = 'acme' AND project = 'tower' AND gateway = 'gw-tower-1'"); n != perDevice*2 {

@@ -92,7 +92,7 @@ func TestMosquittoSharedSubscriptionTwoReplicas(t *testing.T) {
 		}
 	}
 	const want = batches * perBatch
-	waitFor(t, 30*time.Second, "every reading", func() bool { return e.stored() == want })
+	e.waitStored(30*time.Second, want, a, b)
 	na := e.metric(a.metrics.messages.WithLabelValues("telemetry"))
 	nb := e.metric(b.metrics.messages.WithLabelValues("telemetry"))
 	if na+nb != batches || na == 0 || nb == 0 {

@@ -23,7 +23,7 @@ func TestRedeliveryChangesNothing(t *testing.T) {
 		publish(t, gw, garden.Topic(protocol.KindTelemetry), p)
 	}
 	const want = 12 * 60 * 2 * 2
-	waitFor(t, 30*time.Second, "the first delivery", func() bool { return e.stored() == want })
+	e.waitStored(30*time.Second, want, e.ingest)
 	figures := e.hourly()
 	if figures == "" {
 		t.Fatal("empty roll-up")
