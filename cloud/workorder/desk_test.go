@@ -19,13 +19,13 @@ func TestAssignmentByShiftSkillAndLoad(t *testing.T) {
 		when         time.Time
 		want         string
 	}{
-		{"garden-pump-1", "pump-fault", at(3, 10), "tech-garden-1"},                  // Monday day shift 08–20
-		{"garden-pump-2", "pump-fault", at(3, 23), "tech-garden-2"},                  // Monday night shift 20–08
-		{"garden-elevator-1", "elevator-fault", at(4, 3), "tech-garden-2"},           // night shift past midnight
-		{"garden-lighting-1", "lighting-circuit-fault", at(4, 4), "pm-garden"},       // nobody with lighting on duty: manager
-		{"garden-elevator-2", "elevator-trapped", at(4, 8), "tech-garden-1"},         // 08:00 the day shift starts
-		{"tower-pump-1", "pump-pressure-low", at(8, 2), "tech-tower-1"},              // Saturday night, 24h technician
-		{"tower-lighting-1", "lighting-circuit-fault", at(9, 15), "tech-tower-1"},    // Sunday
+		{"garden-pump-1", "pump-fault", at(3, 10), "tech-garden-1"},                 // Monday day shift 08–20
+		{"garden-pump-2", "pump-fault", at(3, 23), "tech-garden-2"},                 // Monday night shift 20–08
+		{"garden-elevator-1", "elevator-fault", at(4, 3), "tech-garden-2"},          // night shift past midnight
+		{"garden-lighting-1", "lighting-circuit-fault", at(4, 4), "pm-garden"},      // nobody with lighting on duty: manager
+		{"garden-elevator-2", "elevator-trapped", at(4, 8), "tech-garden-1"},        // 08:00 the day shift starts
+		{"tower-pump-1", "pump-pressure-low", at(8, 2), "tech-tower-1"},             // Saturday night, 24h technician
+		{"tower-lighting-1", "lighting-circuit-fault", at(9, 15), "tech-tower-1"},   // Sunday
 		{"garden-lighting-1", "lighting-circuit-fault", at(5, 19), "tech-garden-1"}, // lighting skill, day shift
 	}
 	for i, c := range cases {
