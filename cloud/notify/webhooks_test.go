@@ -2,9 +2,9 @@ package notify
 
 import (
 	"context"
-	"fmt"
 	"crypto/hmac"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
