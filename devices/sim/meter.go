@@ -97,14 +97,21 @@ func (m *meter) step(t time.Time, dt float64) {
 	m.freq = 50 + m.fnoise.step(m.r, dt)
 }
 
+// Per-phase metric names of the SDM630 template.
+var (
+	phaseVoltage = [3]string{"voltage_l1_v", "voltage_l2_v", "voltage_l3_v"}
+	phasePower   = [3]string{"power_l1_w", "power_l2_w", "power_l3_w"}
+	phasePF      = [3]string{"pf_l1", "pf_l2", "pf_l3"}
+	phaseCurrent = [3]string{"current_l1_a", "current_l2_a", "current_l3_a"}
+)
+
 func (m *meter) values(v map[string]float64) {
-	names := [3]string{"l1", "l2", "l3"}
-	for i, n := range names {
+	for i := range 3 {
 		p := m.total * 1000 * m.split[i]
-		v["voltage_"+n+"_v"] = m.vnoise[i]
-		v["power_"+n+"_w"] = p
-		v["pf_"+n] = m.pfv[i]
-		v["current_"+n+"_a"] = p / (m.vnoise[i] * m.pfv[i])
+		v[phaseVoltage[i]] = m.vnoise[i]
+		v[phasePower[i]] = p
+		v[phasePF[i]] = m.pfv[i]
+		v[phaseCurrent[i]] = p / (m.vnoise[i] * m.pfv[i])
 	}
 	v["power_total_w"] = m.total * 1000
 	v["frequency_hz"] = m.freq

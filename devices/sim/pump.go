@@ -140,8 +140,11 @@ func (g *pumpGroup) step(t time.Time, dt float64) {
 		g.flow = approach(g.flow, g.qmax*1.6, 5, dt)
 		g.pressure = approach(g.pressure, 0.8, 8, dt)
 	default: // pressure control: the drive holds the setpoint against demand
-		target := 50 * math.Sqrt((g.setpoint+g.kq*q*q)/g.h0)
-		duty.freq = approach(duty.freq, clamp(target, 30, 50), 3, dt)
+		target := clamp(50*math.Sqrt((g.setpoint+g.kq*q*q)/g.h0), 30, 50)
+		duty.freq = approach(duty.freq, target, 3, dt)
+		if dt == 0 { // settling at the start: the set is already running
+			duty.freq = target
+		}
 		g.flow = q
 		g.pressure = math.Max(0, g.h0*(duty.freq/50)*(duty.freq/50)-g.kq*q*q+pn)
 	}
