@@ -31,5 +31,5 @@ func (h quietHandler) WithGroup(name string) slog.Handler {
 }
 
 func mochiLogger(l *slog.Logger) *slog.Logger {
-	return slog.New(quietHandler{l.Handler()}).With("component", "mqtt")
+	return slog.New(quietHandler{l.Handler()})
 }

@@ -155,3 +155,10 @@ func (s *subscriber) disconnect() {
 	s.client.Disconnect(500)
 	s.in.metrics.connected.Set(0)
 }
+
+// SetBrokerURL changes the broker URL before Start (the in-process broker's
+// port is known only once it listens).
+func (in *Ingest) SetBrokerURL(url string) {
+	in.cfg.MQTT.URL = url
+	in.sub = newSubscriber(in)
+}

@@ -1,0 +1,98 @@
+// Command cloud runs the Plantroom cloud: the MQTT broker, the ingest into
+// ClickHouse and the HTTP API, all in one process or split across several
+// (see docs/cloud.md).
+//
+//	cloud [-config configs/cloud.yaml]           run the configured components
+//	cloud migrate [-config configs/cloud.yaml]   apply schema migrations and exit
+//	cloud hash-password                          bcrypt hash of a secret read from stdin
+//	cloud hash-token                             "sha256:<hex>" of a token read from stdin
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/plantroom/plantroom/cloud/app"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cmd := "run"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "hash-password", "hash-token":
+		secret, err := app.ReadSecret(os.Stdin)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if cmd == "hash-token" {
+			fmt.Println(app.HashToken(secret))
+			return 0
+		}
+		h, err := app.HashPassword(secret)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Println(h)
+		return 0
+	case "run", "migrate":
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\nusage: cloud [run|migrate] [-config file] | cloud hash-password | cloud hash-token\n", cmd)
+		return 2
+	}
+
+	fs := flag.NewFlagSet("cloud "+cmd, flag.ContinueOnError)
+	path := fs.String("config", "configs/cloud.yaml", "cloud configuration `file`")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := app.Load(*path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log := app.NewLogger(cfg.Log, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// Schema migrations of other components (alarms, work orders) join the
+	// readings schema here, e.g. Migrations: append(alarm.Migrations(), workorder.Migrations()...).
+	opts := app.Options{Logger: log}
+	if cmd == "migrate" {
+		if err := app.Migrate(ctx, cfg, opts); err != nil {
+			log.Error("migration failed", "error", err)
+			return 1
+		}
+		log.Info("schema up to date", "database", cfg.ClickHouse.Database)
+		return 0
+	}
+
+	a, err := app.New(ctx, cfg, opts)
+	if err != nil {
+		log.Error("cannot start the cloud", "error", err)
+		return 1
+	}
+	// Components of other packages register here, before Run, e.g.
+	//   a.Add(app.ComponentAPI, api.New(api.Config{Listen: cfg.API.Listen, DB: a.DB,
+	//       Bundle: a.Bundle, Latest: a.Latest, Presence: a.Presence}))
+	//   a.AddObserver(alarmEngine)
+	if cfg.Has(app.ComponentAPI) {
+		log.Warn("the api component is enabled but not part of this build yet", "listen", cfg.API.Listen)
+	}
+	if err := a.Run(ctx); err != nil {
+		log.Error("cloud stopped with an error", "error", err)
+		return 1
+	}
+	return 0
+}
