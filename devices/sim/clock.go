@@ -67,12 +67,3 @@ func (c *Clock) Advance(d time.Duration) (time.Time, error) {
 	c.now = c.now.Add(d)
 	return c.now, nil
 }
-
-// RealDuration converts a virtual duration into the real time it takes at
-// the clock's speed (0 for manual clocks).
-func (c *Clock) RealDuration(d time.Duration) time.Duration {
-	if c.manual || c.speed <= 0 {
-		return 0
-	}
-	return time.Duration(float64(d) / c.speed)
-}
