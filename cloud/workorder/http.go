@@ -1,0 +1,211 @@
+package workorder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/config"
+)
+
+// Alarms is what the desk's routes need from the alarm engine.
+type Alarms interface {
+	Alarms(v alarm.Viewer, f alarm.Filter) []alarm.Alarm
+}
+
+// Routes are the desk's API routes; alarms feeds the device history and
+// the statistics:
+//
+//	GET  /workorders?project=&state=&assignee=&device=&since=&until=&limit=
+//	POST /workorders                            manual order (NewOrder)
+//	GET  /workorders/:workorder                 with its history
+//	POST /workorders/:workorder/transitions     TransitionRequest; 409 lists the allowed states
+//	GET  /devices/:device/history?since=&until= the device's alarms and work orders
+//	GET  /stats/monthly?month=YYYY-MM           HQ statistics per project
+func (d *Desk) Routes(alarms Alarms) []api.Route {
+	staff := []string{config.RoleHQAdmin, config.RoleProjectManager, config.RoleTechnician}
+	hq := []string{config.RoleHQAdmin, config.RoleHQViewer}
+	h := &handlers{d: d, alarms: alarms}
+	return []api.Route{
+		{Method: http.MethodGet, Path: "/workorders", Scope: api.AnyStaff(), Handler: h.list},
+		{Method: http.MethodPost, Path: "/workorders", Scope: api.AnyStaff(staff...), Handler: h.create},
+		{Method: http.MethodGet, Path: "/workorders/:workorder", Scope: api.Resource("workorder", "workorder", d.owner), Handler: h.get},
+		{Method: http.MethodPost, Path: "/workorders/:workorder/transitions", Scope: api.Resource("workorder", "workorder", d.owner, staff...), Handler: h.transition},
+		{Method: http.MethodGet, Path: "/devices/:device/history", Scope: api.Device("device"), Handler: h.deviceHistory},
+		{Method: http.MethodGet, Path: "/stats/monthly", Scope: api.Company(hq...), Handler: h.monthly},
+	}
+}
+
+func (d *Desk) owner(_ context.Context, id string) (api.Owner, error) {
+	company, project, assignee, ok := d.Owner(id)
+	if !ok {
+		return api.Owner{}, fmt.Errorf("work order %q: %w", id, api.ErrNotFound)
+	}
+	return api.Owner{Company: company, Project: project, Assignees: []string{assignee}}, nil
+}
+
+type handlers struct {
+	d      *Desk
+	alarms Alarms
+}
+
+func viewer(c echo.Context) alarm.Viewer { return alarm.ViewerOf(api.PrincipalOf(c)) }
+
+func filterFromQuery(c echo.Context) (Filter, error) {
+	f := Filter{Project: c.QueryParam("project"), State: c.QueryParam("state"), Assignee: c.QueryParam("assignee"), Device: c.QueryParam("device")}
+	var err error
+	if f.Since, err = alarm.TimeParam(c, "since"); err != nil {
+		return f, err
+	}
+	if f.Until, err = alarm.TimeParam(c, "until"); err != nil {
+		return f, err
+	}
+	if v := c.QueryParam("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > 5000 {
+			return f, api.BadRequest("invalid limit %q: want 1 to 5000", v)
+		}
+	}
+	if err := f.Validate(); err != nil {
+		var ve *config.ValidationError
+		if errors.As(err, &ve) && len(ve.Problems) > 0 {
+			return f, api.BadRequest("%s", ve.Problems[0])
+		}
+		return f, api.BadRequest("%v", err)
+	}
+	return f, nil
+}
+
+func (h *handlers) list(c echo.Context) error {
+	f, err := filterFromQuery(c)
+	if err != nil {
+		return err
+	}
+	v := viewer(c)
+	if f.Project != "" {
+		if co, _, ok := h.d.cfg.Org.FindProject(f.Project); !ok || !v.SeesProject(co.ID, f.Project) {
+			return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("project %q not found", f.Project)}
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"work_orders": h.d.List(v, f)})
+}
+
+func (h *handlers) get(c echo.Context) error {
+	w, err := h.d.Get(viewer(c), c.Param("workorder"))
+	if err != nil {
+		return apiError(c, err)
+	}
+	return c.JSON(http.StatusOK, w)
+}
+
+func decodeBody(c echo.Context, v any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return api.BadRequest("invalid JSON body: %v", err)
+	}
+	return nil
+}
+
+func (h *handlers) create(c echo.Context) error {
+	var r NewOrder
+	if err := decodeBody(c, &r); err != nil {
+		return err
+	}
+	w, err := h.d.Create(c.Request().Context(), viewer(c), r)
+	if err != nil {
+		return apiError(c, err)
+	}
+	c.Response().Header().Set(echo.HeaderLocation, api.Prefix+"/workorders/"+w.ID)
+	return c.JSON(http.StatusCreated, w)
+}
+
+func (h *handlers) transition(c echo.Context) error {
+	var r TransitionRequest
+	if err := decodeBody(c, &r); err != nil {
+		return err
+	}
+	w, err := h.d.Transition(c.Request().Context(), viewer(c), c.Param("workorder"), r)
+	if err != nil {
+		return apiError(c, err)
+	}
+	return c.JSON(http.StatusOK, w)
+}
+
+// History is a device's alarms and work orders (with their transitions):
+// its maintenance record.
+type History struct {
+	Device     string        `json:"device"`
+	Alarms     []alarm.Alarm `json:"alarms"`
+	WorkOrders []WorkOrder   `json:"work_orders"`
+}
+
+func (h *handlers) deviceHistory(c echo.Context) error {
+	dev := api.DeviceOf(c)
+	since, err := alarm.TimeParam(c, "since")
+	if err != nil {
+		return err
+	}
+	until, err := alarm.TimeParam(c, "until")
+	if err != nil {
+		return err
+	}
+	v := viewer(c)
+	out := History{
+		Device:     dev.Device.ID,
+		Alarms:     h.alarms.Alarms(v, alarm.Filter{Device: dev.Device.ID, Since: since, Until: until, Limit: 5000}),
+		WorkOrders: h.d.DeviceOrders(v, dev.Device.ID, Filter{Since: since, Until: until, Limit: 5000}),
+	}
+	if out.WorkOrders == nil {
+		out.WorkOrders = []WorkOrder{}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (h *handlers) monthly(c echo.Context) error {
+	month := c.QueryParam("month")
+	now := h.d.cfg.Now()
+	if month == "" {
+		month = now.Format("2006-01")
+	}
+	y, m, err := ParseMonth(month)
+	if err != nil {
+		return api.BadRequest("invalid month %q: want YYYY-MM", month)
+	}
+	v := viewer(c)
+	// Alarms raised around the month; each project's own zone decides.
+	start := time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
+	alarms := h.alarms.Alarms(v, alarm.Filter{Since: start.Add(-24 * time.Hour), Until: start.AddDate(0, 1, 1), Limit: 1 << 30})
+	out, err := h.d.MonthlyStats(v, month, alarms, now)
+	if err != nil {
+		return apiError(c, err)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// apiError maps the desk's errors to API answers. An invalid transition is
+// 409 with the allowed states next to the usual error fields.
+func apiError(c echo.Context, err error) error {
+	var te *TransitionError
+	switch {
+	case errors.As(err, &te):
+		return c.JSON(http.StatusConflict, map[string]any{"error": map[string]any{
+			"code": "conflict", "message": te.Error(), "request_id": api.RequestID(c),
+			"state": te.From, "allowed": append([]string{}, te.Allowed...),
+		}})
+	case errors.Is(err, ErrNotFound):
+		return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: err.Error()}
+	case errors.Is(err, ErrForbidden):
+		return &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden, Message: err.Error()}
+	case errors.Is(err, ErrInvalid):
+		return &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: err.Error()}
+	}
+	return err
+}
