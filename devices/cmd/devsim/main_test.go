@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plantroom/plantroom/devices/backfill"
+	"github.com/plantroom/plantroom/devices/internal/mqtttest"
+)
+
+// syncBuffer is a log sink safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "b.yaml")
+	templates, _ := filepath.Abs(filepath.Join("..", "..", "..", "configs", "templates"))
+	os.WriteFile(cfg, []byte(`
+templates: `+templates+`
+control: 127.0.0.1:0
+clock: {speed: 60}
+devices:
+  - {id: m1, template: sdm630, listen: "127.0.0.1:0"}
+`), 0o644)
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runBuilding(ctx, []string{"-config", cfg, "-seed", "9"}, log) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "control API listening") {
+		select {
+		case err := <-done:
+			t.Fatalf("devsim ended early: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("devsim did not start:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("devsim did not stop on cancel")
+	}
+	if err := runBuilding(context.Background(), []string{"-config", filepath.Join(dir, "missing.yaml")}, log); err == nil {
+		t.Error("a missing configuration ran")
+	}
+}
+
+func TestBackfillCommand(t *testing.T) {
+	broker := mqtttest.StartBroker(t)
+	out := filepath.Join(t.TempDir(), "expected.json")
+	args := []string{
+		"-config", filepath.Join("..", "..", "..", "configs", "building-tower.yaml"),
+		"-gateway", "gw-tower-1", "-company", "acme", "-project", "tower",
+		"-from", "2026-08-01", "-to", "2026-08-02", "-broker", broker, "-username", "gw-tower-1",
+		"-interval", "5m", "-seq-start", "77", "-expected", out,
+		"-replace-meter", "tower-meter-main@2026-08-01T12:00", "-gap", "tower-plug-1@2026-08-01T03:00/2026-08-01T05:00",
+	}
+	if err := runBackfill(context.Background(), args, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := backfill.ReadExpected(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp.SeqFirst != 78 || len(exp.Devices) != 8 || len(exp.Devices["tower-meter-main"].Hourly) != 24 ||
+		len(exp.Replacements) != 1 || len(exp.Gaps) != 1 || exp.Gaps[0].Device != "tower-plug-1" {
+		t.Errorf("expected file: seq %d, %d devices, replacements %v, gaps %v", exp.SeqFirst, len(exp.Devices), exp.Replacements, exp.Gaps)
+	}
+	if err := runBackfill(context.Background(), []string{"-from", "soon"}, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("a bad -from was accepted")
+	}
+}
