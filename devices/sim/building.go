@@ -111,6 +111,7 @@ func New(cfg *Config, templates config.Templates, log *slog.Logger) (*Building, 
 	if start.IsZero() {
 		start = time.Now().Truncate(time.Second)
 	}
+	start = start.In(cfg.Location) // virtual times read in the building's zone
 	b := &Building{
 		cfg: cfg, templates: templates, log: log, step: cfg.Clock.Step.Duration,
 		clock:   NewClock(start, cfg.Clock.Speed, cfg.Clock.Manual),
