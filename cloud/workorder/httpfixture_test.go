@@ -31,6 +31,7 @@ type apiRig struct {
 	desk   *Desk
 	srv    *api.Server
 	h      http.Handler
+	db     *store.DB
 }
 
 // Demo tokens (README) and the beta company's.
@@ -52,7 +53,7 @@ func bundleWithBeta(t *testing.T) *config.Bundle {
 	b.Org.Staff = append(b.Org.Staff,
 		config.Staff{ID: "beta-admin", Company: "beta", Role: config.RoleHQAdmin, TokenHash: api.HashToken(tokens["beta-admin"])},
 		config.Staff{ID: "beta-tech", Company: "beta", Role: config.RoleTechnician, Projects: []string{"harbour"}, Skills: []string{"pump"},
-			OnDuty: []config.Shift{{Days: []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}, From: "00:00", To: "24:00"}},
+			OnDuty:    []config.Shift{{Days: []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}, From: "00:00", To: "24:00"}},
 			TokenHash: api.HashToken(tokens["beta-tech"])})
 	return b
 }
@@ -78,7 +79,7 @@ func newAPIRig(t *testing.T) *apiRig {
 	t.Helper()
 	b := bundleWithBeta(t)
 	db := openDB(t)
-	r := &apiRig{t: t, b: b, clock: &fakeClock{t: monday10}}
+	r := &apiRig{t: t, b: b, clock: &fakeClock{t: monday10}, db: db}
 	r.feed = alarm.NewFeed(0, r.clock.Now)
 	var err error
 	r.desk, err = New(Config{Org: &b.Org, Rules: &b.Rules, Log: NewClickHouseLog(db.Conn()), Feed: r.feed, Now: r.clock.Now, CheckInterval: time.Hour})
