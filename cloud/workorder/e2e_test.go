@@ -1,0 +1,427 @@
+package workorder
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/goburrow/modbus"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/broker"
+	"github.com/plantroom/plantroom/cloud/ingest"
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/devices/sim"
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// cloud is the cloud side as cmd/cloud wires it: embedded broker, ingest,
+// alarm engine, work-order desk and API, on a fresh ClickHouse database.
+type cloud struct {
+	t       *testing.T
+	b       *config.Bundle
+	broker  *broker.Broker
+	ingest  *ingest.Ingest
+	engine  *alarm.Engine
+	desk    *Desk
+	api     *httptest.Server
+	latency *latencyProbe
+}
+
+// latencyProbe sits between ingest and the alarm engine: for each batch it
+// notes how long after the batch's arrival at ingest the engine returned,
+// and whether a work order for the watched device existed by then.
+type latencyProbe struct {
+	*alarm.Engine
+	desk   *Desk
+	device string
+	mu     sync.Mutex
+	first  time.Duration // arrival → work order, for the batch that opened it
+	seen   bool
+	last   uint64 // latest gw-garden-1 batch passed on
+}
+
+func (p *latencyProbe) ObserveBatch(ctx context.Context, gw config.GatewayInfo, b *protocol.Batch, arrived time.Time) {
+	p.Engine.ObserveBatch(ctx, gw, b, arrived)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b.Gateway == "gw-garden-1" {
+		p.last = max(p.last, b.Seq)
+	}
+	if !p.seen && len(p.desk.List(alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, Filter{Device: p.device})) > 0 {
+		p.first, p.seen = time.Since(arrived), true
+	}
+}
+
+// processed reports whether the engine has seen gw-garden-1's batch seq.
+func (p *latencyProbe) processed(seq uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last >= seq
+}
+
+func startCloud(t *testing.T, watch string) *cloud {
+	t.Helper()
+	b := loadBundle(t)
+	db := openDB(t)
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := &cloud{t: t, b: b}
+	br, err := broker.New(broker.Config{Listen: "127.0.0.1:0", Org: &b.Org, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := br.AddInternalService("plantroom-ingest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := br.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(br.Stop)
+	c.broker = br
+
+	feed := alarm.NewFeed(0, nil)
+	c.desk, err = New(Config{Org: &b.Org, Rules: &b.Rules, Log: NewClickHouseLog(db.Conn()), Feed: feed, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.desk.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.desk.Stop)
+	alog := alarm.NewClickHouseLog(db.Conn())
+	feed.AddBackfill(alog.Backfill)
+	c.engine, err = alarm.New(alarm.Config{Org: &b.Org, Rules: &b.Rules, Log: alog, Feed: feed, Sinks: []alarm.Sink{c.desk},
+		Logger: logger, TickInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.engine.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.engine.Stop)
+	c.latency = &latencyProbe{Engine: c.engine, desk: c.desk, device: watch}
+
+	c.ingest, err = ingest.New(ingest.Config{Org: &b.Org, Store: db, Logger: logger, Registerer: prometheus.NewRegistry(),
+		FlushInterval: 20 * time.Millisecond, Observers: []ingest.Observer{c.latency},
+		MQTT: ingest.MQTTConfig{URL: "tcp://" + br.Addr(), Username: "plantroom-ingest", Password: pw, ClientID: "plantroom-ingest-e2e"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ingest.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.ingest.Stop)
+	select {
+	case <-c.ingest.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("ingest not subscribed")
+	}
+
+	srv, err := api.New(api.Config{Listen: "127.0.0.1:0"}, api.Deps{Bundle: b, DB: db, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Register(c.engine.Routes()...)
+	srv.Register(c.desk.Routes(c.engine)...)
+	c.api = httptest.NewServer(srv.Handler())
+	t.Cleanup(c.api.Close)
+	return c
+}
+
+// call makes an API request as staff and decodes a 200 answer into out.
+func (c *cloud) call(staff, method, path string, body any, out any) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = strings.NewReader(string(b))
+	}
+	req, _ := http.NewRequest(method, c.api.URL+path, rd)
+	req.Header.Set("Authorization", "Bearer "+tokens[staff])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		c.t.Fatalf("%s %s as %s: %d %s", method, path, staff, resp.StatusCode, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// plantRoom stands in for the edge agent of gw-garden-1 (and one tower
+// device): it polls the simulated pump over Modbus TCP, decodes the
+// registers with the template, stamps readings with the simulator's clock
+// and publishes telemetry batches to the broker as the gateway.
+type plantRoom struct {
+	t        *testing.T
+	building *sim.Building
+	modbus   *modbus.TCPClientHandler
+	template *config.Template
+	gateway  paho.Client
+	ref      protocol.GatewayRef
+	seq      uint64
+}
+
+func newPlantRoom(t *testing.T, c *cloud) *plantRoom {
+	t.Helper()
+	none := sim.PerDay(0)
+	start := time.Now().Add(-time.Hour).Truncate(time.Second)
+	bld, err := sim.New(&sim.Config{Building: "garden", TimeZone: "Asia/Shanghai", Seed: 3,
+		Clock:   sim.ClockConfig{Start: start, Manual: true},
+		Devices: []sim.DeviceConfig{{ID: "garden-pump-1", Template: "pump-vfd", Listen: "127.0.0.1:0", FaultsPerDay: none}},
+	}, c.b.Templates, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bld.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bld.Stop)
+	h := modbus.NewTCPClientHandler(bld.Addr("garden-pump-1"))
+	h.SlaveId, h.Timeout = 1, 5*time.Second
+	if err := h.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	gw, _ := c.b.Org.FindGateway("gw-garden-1")
+	opts := paho.NewClientOptions().AddBroker("tcp://" + c.broker.Addr()).SetClientID("gw-garden-1").
+		SetUsername("gw-garden-1").SetPassword("demo-gw-garden-1-secret").SetCleanSession(false).SetConnectTimeout(10 * time.Second)
+	cl := paho.NewClient(opts)
+	if tok := cl.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("gateway connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { cl.Disconnect(100) })
+	return &plantRoom{t: t, building: bld, modbus: h, template: c.b.Templates["pump-vfd"], gateway: cl, ref: gw.Ref()}
+}
+
+// poll advances the simulator by step, reads the pump's holding registers
+// and publishes them; it returns the outlet pressure published.
+func (p *plantRoom) poll(step time.Duration) float64 {
+	p.t.Helper()
+	if err := p.building.Advance(step); err != nil {
+		p.t.Fatal(err)
+	}
+	regs, err := modbus.NewClient(p.modbus).ReadHoldingRegisters(0, 10)
+	if err != nil {
+		p.t.Fatalf("modbus read: %v", err)
+	}
+	ts := p.building.Now().UnixMilli()
+	p.seq++
+	b := &protocol.Batch{Gateway: p.ref.Gateway, Seq: p.seq, SentAt: ts}
+	var pressure float64
+	for _, pt := range p.template.Points {
+		if pt.Register != config.RegHolding || pt.Address >= 10 || (pt.Type != "uint16" && pt.Type != "int16") {
+			continue
+		}
+		raw := float64(binary.BigEndian.Uint16(regs[2*pt.Address:]))
+		if pt.Type == "int16" {
+			raw = float64(int16(binary.BigEndian.Uint16(regs[2*pt.Address:])))
+		}
+		scale := pt.Scale
+		if scale == 0 {
+			scale = 1
+		}
+		v := raw*scale + pt.Offset
+		if pt.Metric == "outlet_pressure_bar" {
+			pressure = v
+		}
+		b.Readings = append(b.Readings, protocol.Reading{Device: "garden-pump-1", Metric: pt.Metric, TS: ts, Value: v})
+	}
+	p.publish(p.ref, b)
+	return pressure
+}
+
+func (p *plantRoom) publish(ref protocol.GatewayRef, b *protocol.Batch) {
+	p.t.Helper()
+	payload, err := protocol.AppendBatch(nil, b)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	tok := p.gateway.Publish(ref.Topic(protocol.KindTelemetry), 1, false, payload)
+	if !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		p.t.Fatalf("publish: %v", tok.Error())
+	}
+}
+
+// TestEndToEndPumpPressureLoss: a simulated pump loses pressure → Modbus
+// poll → MQTT → ingest → ClickHouse → alarm → work order assigned to the
+// garden's on-duty technician → on that technician's stream and on no
+// tower stream → accepted, started, resolved → the alarm clears when the
+// pressure recovers.
+func TestEndToEndPumpPressureLoss(t *testing.T) {
+	c := startCloud(t, "garden-pump-1")
+	room := newPlantRoom(t, c)
+
+	techStream, closeTech := openStream(t, c.api.URL, "tech-garden-1", "")
+	defer closeTech()
+	nightStream, closeNight := openStream(t, c.api.URL, "tech-garden-2", "")
+	defer closeNight()
+	towerTech, closeTT := openStream(t, c.api.URL, "tech-tower-1", "")
+	defer closeTT()
+	towerPM, closeTP := openStream(t, c.api.URL, "pm-tower", "")
+	defer closeTP()
+
+	hq := alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}
+	lowAlarm := func() *alarm.Alarm {
+		for _, a := range c.engine.Alarms(hq, alarm.Filter{Device: "garden-pump-1"}) {
+			if a.Rule == "pump-pressure-low" {
+				return &a
+			}
+		}
+		return nil
+	}
+	// A minute of normal operation: no alarm.
+	for i := 0; i < 6; i++ {
+		if p := room.poll(10 * time.Second); p < 2.5 {
+			t.Fatalf("normal pressure %.2f bar", p)
+		}
+	}
+	// The pipe bursts. Poll every 5 s of device time until the order exists.
+	if err := room.building.Event("garden-pump-1", "pressure_loss"); err != nil {
+		t.Fatal(err)
+	}
+	var orders []WorkOrder
+	for i := 0; len(orders) == 0; i++ {
+		if i == 30 {
+			t.Fatalf("no work order after 150 s of device time; alarms %+v", c.engine.Alarms(hq, alarm.Filter{}))
+		}
+		room.poll(5 * time.Second)
+		waitFor(t, "ingest to pass the batch on", func() bool { return c.latency.processed(room.seq) })
+		orders = c.desk.List(hq, Filter{Device: "garden-pump-1"})
+	}
+	a := lowAlarm()
+	if a == nil || a.State != alarm.StateActive || a.Value >= 2.2 {
+		t.Fatalf("pressure alarm %+v", a)
+	}
+	w := orders[0]
+	onDuty := "tech-garden-2" // garden shifts: 08:00–20:00 tech-garden-1, else tech-garden-2
+	if h := w.AssignedAt.In(shanghai).Hour(); h >= 8 && h < 20 {
+		onDuty = "tech-garden-1"
+	}
+	if w.Rule != "pump-pressure-low" || w.State != StateAssigned || w.Assignee != onDuty || w.Priority != 2 || w.AlarmID != a.ID {
+		t.Fatalf("work order %+v, want P2 assigned to %s", w, onDuty)
+	}
+	c.latency.mu.Lock()
+	t.Logf("reading arrival at ingest → work order stored and assigned: %s", c.latency.first)
+	c.latency.mu.Unlock()
+
+	// On the on-duty technician's stream: the alarm, then the assignment.
+	stream := techStream
+	if onDuty == "tech-garden-2" {
+		stream = nightStream
+	}
+	sawAlarm := false
+	for {
+		ev := next(t, stream)
+		if ev.event == "alarm" && strings.Contains(ev.data, `"id":"`+a.ID+`"`) {
+			sawAlarm = true
+		}
+		if ev.event == "workorder" && strings.Contains(ev.data, `"order_id":"`+w.ID+`"`) {
+			if !sawAlarm || !strings.Contains(ev.data, `"action":"assign"`) {
+				t.Fatalf("work-order event before the alarm, or not the assignment: %s", ev.data)
+			}
+			break
+		}
+	}
+	// Nothing of the garden reaches tower staff. A tower elevator fault,
+	// published after, marks the point by which anything would have shown.
+	twr, _ := c.b.Org.FindGateway("gw-tower-1")
+	ts := room.building.Now().UnixMilli()
+	towerCl := connectGateway(t, c, "gw-tower-1", "demo-gw-tower-1-secret")
+	payload, _ := protocol.AppendBatch(nil, &protocol.Batch{Gateway: "gw-tower-1", Seq: 1, SentAt: ts,
+		Readings: []protocol.Reading{{Device: "tower-elevator-1", Metric: "trapped", TS: ts, Value: 1}}})
+	if tok := towerCl.Publish(twr.Ref().Topic(protocol.KindTelemetry), 1, false, payload); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	for name, s := range map[string]<-chan sseEvent{"tech-tower-1": towerTech, "pm-tower": towerPM} {
+		for {
+			ev := next(t, s)
+			if strings.Contains(ev.data, `"garden`) || strings.Contains(ev.data, `"project":"garden"`) {
+				t.Fatalf("%s got a garden event: %s", name, ev.data)
+			}
+			if strings.Contains(ev.data, `"device":"tower-elevator-1"`) {
+				break
+			}
+		}
+	}
+
+	// The technician takes it: accepted, on site, resolved.
+	for _, s := range []string{StateAccepted, StateInProgress, StateResolved} {
+		var got WorkOrder
+		c.call(onDuty, "POST", "/api/v1/workorders/"+w.ID+"/transitions", TransitionRequest{To: s, Note: "现场处理: " + s}, &got)
+		if got.State != s {
+			t.Fatalf("state %s, want %s", got.State, s)
+		}
+	}
+	// The pipe is repaired: pressure comes back and, after the minute's
+	// hold, the alarm clears.
+	if err := room.building.Event("garden-pump-1", "clear"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if i == 60 {
+			t.Fatalf("alarm not cleared after 5 minutes of device time: %+v", lowAlarm())
+		}
+		room.poll(5 * time.Second)
+		waitFor(t, "ingest to pass the batch on", func() bool { return c.latency.processed(room.seq) })
+		if lowAlarm().State == alarm.StateCleared {
+			break
+		}
+	}
+	var got alarm.Alarm
+	c.call(onDuty, "GET", "/api/v1/alarms/"+a.ID, nil, &got)
+	if got.State != alarm.StateCleared || got.ClearedAt.Before(got.RaisedAt.Add(time.Minute)) {
+		t.Errorf("alarm after recovery %+v", got)
+	}
+	if n := len(c.engine.Alarms(hq, alarm.Filter{Device: "garden-pump-1", State: alarm.StateActive})); n != 0 {
+		t.Errorf("%d alarms still active on the pump", n)
+	}
+	var hist History
+	c.call("pm-garden", "GET", "/api/v1/devices/garden-pump-1/history", nil, &hist)
+	if len(hist.WorkOrders) != 1 || hist.WorkOrders[0].State != StateResolved {
+		t.Errorf("device history %+v", hist.WorkOrders)
+	}
+}
+
+func connectGateway(t *testing.T, c *cloud, id, password string) paho.Client {
+	t.Helper()
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + c.broker.Addr()).SetClientID(id).
+		SetUsername(id).SetPassword(password).SetConnectTimeout(10 * time.Second))
+	if tok := cl.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { cl.Disconnect(100) })
+	return cl
+}
+
+// waitFor polls cond until it holds, failing after 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
