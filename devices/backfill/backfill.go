@@ -8,7 +8,9 @@ package backfill
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"time"
 
@@ -161,12 +163,18 @@ type source struct {
 }
 
 // Run simulates the period, publishes every batch and waits for every
-// PUBACK, then returns the expected totals.
+// PUBACK, then returns the expected totals. With a state file
+// (Building.StateFile) the counters start from it, when it exists, and the
+// counters of the last reading are written to it once every batch is
+// acknowledged, so that the live simulator continues from them.
 func Run(ctx context.Context, o Options, log *slog.Logger) (*Expected, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if err := o.validate(time.Now()); err != nil {
+		return nil, fmt.Errorf("cannot backfill: %w", err)
+	}
+	if err := checkState(o.Building.StateFile, o.From); err != nil {
 		return nil, fmt.Errorf("cannot backfill: %w", err)
 	}
 	cfg := *o.Building
@@ -242,6 +250,14 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Expected, error) {
 	if err := pub.flush(ctx); err != nil {
 		return nil, err
 	}
+	if cfg.StateFile != "" {
+		// The counters as last read, so that the live simulator continues
+		// from the values the cloud has last seen.
+		if err := b.SaveState(); err != nil {
+			return nil, fmt.Errorf("cannot backfill: %w", err)
+		}
+		log.Info("device counters saved", "state_file", cfg.StateFile, "virtual_time", b.Now().In(o.Location).Format(time.RFC3339))
+	}
 	for _, s := range sources {
 		for _, se := range s.series {
 			if se.totals != nil {
@@ -259,6 +275,27 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Expected, error) {
 		"seq_first", exp.SeqFirst, "seq_last", exp.SeqLast, "elapsed", el.Round(time.Millisecond),
 		"readings_per_second", int(float64(exp.Readings)/el.Seconds()))
 	return exp, nil
+}
+
+// checkState refuses a state file whose counters were taken after the
+// period starts: the history would run through counter values that the
+// cloud already holds for later times.
+func checkState(path string, from time.Time) error {
+	if path == "" {
+		return nil
+	}
+	st, err := sim.ReadState(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.VirtualTime.After(from) {
+		return fmt.Errorf("state file %q holds counters taken at %s, after the period's start %s: backfill from %s on, or without the state file",
+			path, st.VirtualTime.Format(time.RFC3339), from.Format(time.RFC3339), st.VirtualTime.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // advance moves the building's clock from *now to t, replacing meters at

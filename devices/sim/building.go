@@ -45,8 +45,10 @@ type Building struct {
 	started bool
 	stopped bool
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	control *controlServer
+	// saveOnStop: the state file was written at Start, write it at Stop.
+	saveOnStop bool
+	wg         sync.WaitGroup
+	control    *controlServer
 }
 
 // device is one simulated device.
@@ -94,7 +96,8 @@ type action struct {
 }
 
 // New checks the configuration against the templates and builds the
-// device models. Nothing listens until Start.
+// device models; counters start from the state file when there is one,
+// else from their initial values. Nothing listens until Start.
 func New(cfg *Config, templates config.Templates, log *slog.Logger) (*Building, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -155,6 +158,9 @@ func New(cfg *Config, templates config.Templates, log *slog.Logger) (*Building, 
 		} else {
 			d.pub = newPublisher(b, d)
 		}
+	}
+	if err := b.restoreState(); err != nil { // counters kept by an earlier run
+		return nil, err
 	}
 	for _, d := range b.order { // settle every model at the start time
 		d.model.step(start, 0)

@@ -29,6 +29,9 @@ const (
 	DefaultMQTTInterval = 10 * time.Second
 	DefaultStep         = time.Second
 	DefaultSpeed        = 1.0
+	// DefaultStateInterval is the real time between two saves of the
+	// counter state file while a building runs.
+	DefaultStateInterval = 10 * time.Second
 )
 
 // Transports a Modbus device can serve.
@@ -52,9 +55,17 @@ type Config struct {
 	Templates string `yaml:"templates"`
 	// Control is the listen address of the control API ("127.0.0.1:15190");
 	// empty: no control API.
-	Control string         `yaml:"control"`
-	MQTT    MQTTConfig     `yaml:"mqtt"`
-	Devices []DeviceConfig `yaml:"devices"`
+	Control string     `yaml:"control"`
+	MQTT    MQTTConfig `yaml:"mqtt"`
+	// StateFile keeps the devices' cumulative counters across runs, as
+	// real meters do (see State): read by New when it exists, written
+	// every StateInterval while running and at Stop. LoadConfig makes it
+	// relative to the configuration file. Empty: counters start from
+	// their initial values on every run.
+	StateFile string `yaml:"state_file"`
+	// StateInterval is the real time between two saves of StateFile.
+	StateInterval config.Duration `yaml:"state_interval"`
+	Devices       []DeviceConfig  `yaml:"devices"`
 
 	// Location is set by Validate from TimeZone.
 	Location *time.Location `yaml:"-"`
@@ -177,6 +188,12 @@ func (c *Config) Validate(p *config.Problems) {
 	if c.MQTT.Interval.Duration < 10*time.Millisecond {
 		p.Addf("mqtt.interval", "must be at least 10ms, got %s", c.MQTT.Interval)
 	}
+	if c.StateInterval.Duration == 0 {
+		c.StateInterval = config.D(DefaultStateInterval)
+	}
+	if c.StateInterval.Duration < 10*time.Millisecond {
+		p.Addf("state_interval", "must be at least 10ms, got %s", c.StateInterval)
+	}
 	if len(c.Devices) == 0 {
 		p.Addf("devices", "at least one device is required")
 	}
@@ -288,14 +305,20 @@ func parseClock(s string) (int, error) {
 }
 
 // LoadConfig reads a building configuration file strictly and validates it.
-// Templates is made relative to the file's directory.
+// Templates and StateFile are made relative to the file's directory.
 func LoadConfig(path string) (*Config, error) {
 	var c Config
 	if err := config.LoadFile(path, &c); err != nil {
 		return nil, err
 	}
+	if c.Templates == "" {
+		c.Templates = DefaultTemplates
+	}
 	if !filepath.IsAbs(c.Templates) {
 		c.Templates = filepath.Join(filepath.Dir(path), c.Templates)
+	}
+	if c.StateFile != "" && !filepath.IsAbs(c.StateFile) {
+		c.StateFile = filepath.Join(filepath.Dir(path), c.StateFile)
 	}
 	return &c, nil
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // Start opens every device's Modbus server and MQTT connection, the
-// control API, and sets a running clock going. It fails when a listen
+// control API, writes the state file (when configured) and keeps it
+// written, and sets a running clock going. It fails when a listen
 // address is taken, after closing what it opened.
 func (b *Building) Start(ctx context.Context) error {
 	b.runMu.Lock()
@@ -38,6 +39,15 @@ func (b *Building) Start(ctx context.Context) error {
 			d.pub.start(ctx)
 		}
 	}
+	if b.cfg.StateFile != "" {
+		if err := b.SaveState(); err != nil { // a state file that cannot be written fails now, not at Stop
+			b.stopLocked()
+			return fmt.Errorf("cannot start building %q: %w", b.cfg.Building, err)
+		}
+		b.saveOnStop = true
+		b.wg.Add(1)
+		go b.saveState(ctx)
+	}
 	b.clock.Run()
 	if !b.clock.Manual() {
 		b.wg.Add(1)
@@ -64,8 +74,33 @@ func (b *Building) run(ctx context.Context) {
 	}
 }
 
-// Stop closes everything Start opened and waits for its goroutines. It may
-// be called more than once.
+// saveState writes the state file every StateInterval of real time until
+// ctx ends; Stop writes the last one.
+func (b *Building) saveState(ctx context.Context) {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.StateInterval.Duration)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			err := b.SaveState()
+			switch {
+			case err != nil && !failing:
+				b.log.Error("cannot save device counters; retrying", "error", err)
+			case err == nil && failing:
+				b.log.Info("device counters saved again", "state_file", b.cfg.StateFile)
+			}
+			failing = err != nil
+		}
+	}
+}
+
+// Stop closes everything Start opened, waits for its goroutines and writes
+// the state file a last time (an error is logged). It may be called more
+// than once.
 func (b *Building) Stop() {
 	b.runMu.Lock()
 	defer b.runMu.Unlock()
@@ -89,5 +124,12 @@ func (b *Building) stopLocked() {
 	}
 	if b.control != nil {
 		b.control.stop()
+	}
+	if b.saveOnStop {
+		if err := b.SaveState(); err != nil {
+			b.log.Error("cannot save device counters at stop", "error", err)
+		} else {
+			b.log.Info("device counters saved", "state_file", b.cfg.StateFile, "virtual_time", b.Now().Format(time.RFC3339))
+		}
 	}
 }

@@ -1,7 +1,7 @@
 // Command devsim runs a simulated building, or backfills its history.
 //
-//	devsim -config configs/building-garden.yaml [-scenario FILE]
-//	devsim backfill -config configs/building-garden.yaml -gateway gw-garden-1 \
+//	devsim -config configs/building-garden.yaml [-scenario FILE] [-state FILE]
+//	devsim backfill -config configs/building-garden.yaml [-state FILE] -gateway gw-garden-1 \
 //	    -company acme -project garden -from 2026-08-01 -to 2026-11-01 \
 //	    -broker tcp://127.0.0.1:1883 -username gw-garden-1 -password … -expected out.json
 //
@@ -54,12 +54,16 @@ func runBuilding(ctx context.Context, args []string, log *slog.Logger) error {
 	speed := fs.Float64("speed", 0, "override clock.speed: virtual seconds per real second")
 	seed := fs.Uint64("seed", 0, "override the configuration's seed")
 	start := fs.String("start", "", "override clock.start (RFC 3339)")
+	state := fs.String("state", "", "override state_file: device counters kept across runs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cfg, err := sim.LoadConfig(*cfgPath)
 	if err != nil {
 		return err
+	}
+	if *state != "" {
+		cfg.StateFile = *state
 	}
 	if *speed > 0 {
 		cfg.Clock.Speed = *speed
@@ -131,6 +135,7 @@ func runBackfill(ctx context.Context, args []string, log *slog.Logger) error {
 	timeout := fs.Duration("timeout", 30*time.Second, "connect and PUBACK timeout")
 	expected := fs.String("expected", "", "write the expected kWh per device per day and hour to this JSON file")
 	allowFuture := fs.Bool("allow-future", false, "allow a period that ends in the future")
+	state := fs.String("state", "", "override state_file: counters start from it (if it exists) and end in it")
 	var repl, gaps listFlag
 	fs.Var(&repl, "replace-meter", "DEVICE@TIME: the device's meter is replaced (repeatable)")
 	fs.Var(&gaps, "gap", "[DEVICE@]FROM/TO: no readings in [FROM, TO) (repeatable)")
@@ -169,6 +174,9 @@ func runBackfill(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	if o.Building, err = sim.LoadConfig(*cfgPath); err != nil {
 		return err
+	}
+	if *state != "" {
+		o.Building.StateFile = *state
 	}
 	if o.Templates, err = config.LoadTemplates(o.Building.Templates); err != nil {
 		return err
