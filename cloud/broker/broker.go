@@ -231,3 +231,16 @@ func (b *Broker) Stop() {
 		}
 	})
 }
+
+// Pending returns how many messages the broker holds for a client's
+// session that the client has not acknowledged (0 for an unknown client).
+func (b *Broker) Pending(clientID string) int {
+	if b.server == nil {
+		return 0
+	}
+	cl, ok := b.server.Clients.Get(clientID)
+	if !ok {
+		return 0
+	}
+	return cl.State.Inflight.Len()
+}

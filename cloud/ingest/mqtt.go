@@ -124,31 +124,56 @@ func (s *subscriber) connect(ctx context.Context) error {
 // lost its state.
 func (s *subscriber) onConnect(c paho.Client) {
 	s.in.metrics.connected.Set(1)
+	go s.subscribe(c)
+}
+
+// subscribe subscribes, retrying while the broker refuses. A broker can
+// refuse a SUBSCRIBE right after a session resumes: the embedded broker
+// (mochi 2.7.9) refuses one whose packet id equals that of a message it is
+// still redelivering from the session. The session's subscriptions are in
+// place meanwhile, and the retry succeeds once those messages are
+// acknowledged.
+func (s *subscriber) subscribe(c paho.Client) {
+	cfg := &s.in.cfg.MQTT
 	filters := map[string]byte{}
-	for _, f := range s.in.cfg.MQTT.Filters() {
+	for _, f := range cfg.Filters() {
 		filters[f] = 1
 	}
-	tok := c.SubscribeMultiple(filters, nil)
-	go func() {
-		if !tok.WaitTimeout(s.in.cfg.MQTT.ConnectTimeout) {
-			s.in.log.Error("MQTT subscription not confirmed; will retry on reconnect", "broker", s.in.cfg.MQTT.URL)
-			return
-		}
-		if err := tok.Error(); err != nil {
-			s.in.log.Error("cannot subscribe", "broker", s.in.cfg.MQTT.URL, "error", err)
-			return
-		}
-		for f, code := range tok.(*paho.SubscribeToken).Result() {
-			if code > 2 {
-				s.in.log.Error("the broker refused a subscription; check the ingest's credentials and ACL",
-					"filter", f, "code", code, "user", s.in.cfg.MQTT.Username)
-				return
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		tok := c.SubscribeMultiple(filters, nil)
+		var problem string
+		switch {
+		case !tok.WaitTimeout(cfg.ConnectTimeout):
+			problem = "subscription not confirmed"
+		case tok.Error() != nil:
+			problem = tok.Error().Error()
+		default:
+			for f, code := range tok.(*paho.SubscribeToken).Result() {
+				if code > 2 {
+					problem = fmt.Sprintf("broker refused %q with code %#x", f, code)
+				}
 			}
 		}
-		s.in.log.Info("ingest subscribed", "broker", s.in.cfg.MQTT.URL, "client_id", s.in.cfg.MQTT.ClientID,
-			"filters", strings.Join(s.in.cfg.MQTT.Filters(), " "))
-		s.readyOnce.Do(func() { close(s.ready) })
-	}()
+		if problem == "" {
+			s.in.log.Info("ingest subscribed", "broker", cfg.URL, "client_id", cfg.ClientID, "filters", strings.Join(cfg.Filters(), " "))
+			s.readyOnce.Do(func() { close(s.ready) })
+			return
+		}
+		if !c.IsConnectionOpen() {
+			return // onConnect runs again after the reconnect
+		}
+		if attempt == 10 {
+			s.in.log.Error("cannot subscribe; check the ingest's credentials and the broker's ACL; still retrying",
+				"broker", cfg.URL, "user", cfg.Username, "problem", problem)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-s.in.stopping:
+			return
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
 }
 
 func (s *subscriber) disconnect() {
