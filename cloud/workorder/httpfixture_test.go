@@ -41,7 +41,7 @@ var tokens = map[string]string{
 	"beta-admin": "beta-admin-token", "beta-tech": "beta-tech-token",
 }
 
-func bundleWithBeta(t *testing.T) *config.Bundle {
+func bundleWithBeta(t testing.TB) *config.Bundle {
 	b := loadBundle(t)
 	loc, _ := time.LoadLocation("Europe/London")
 	b.Org.Companies = append(b.Org.Companies, config.Company{ID: "beta", Name: "Beta Estates", Projects: []config.Project{{
@@ -58,7 +58,7 @@ func bundleWithBeta(t *testing.T) *config.Bundle {
 	return b
 }
 
-func openDB(t *testing.T) *store.DB {
+func openDB(t testing.TB) *store.DB {
 	t.Helper()
 	_, name := chtest.NewDatabase(t)
 	o := chtest.Addr(t)
