@@ -1,0 +1,53 @@
+package mqttin
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	messages  *prometheus.CounterVec
+	readings  *prometheus.CounterVec
+	errors    *prometheus.CounterVec
+	unknown   prometheus.Counter
+	refused   prometheus.Counter
+	connected prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plantroom_edge_mqtt_messages_total",
+			Help: "MQTT messages received from each device (telemetry and availability).",
+		}, []string{"device"}),
+		readings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plantroom_edge_mqtt_readings_total",
+			Help: "Readings mapped from each device's MQTT messages.",
+		}, []string{"device"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plantroom_edge_mqtt_errors_total",
+			Help: "MQTT message fields of each device that could not be mapped, by cause (malformed, value, unusable, too_large, availability).",
+		}, []string{"device", "cause"}),
+		unknown: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plantroom_edge_mqtt_unknown_topic_messages_total",
+			Help: "MQTT messages on a topic that belongs to no configured device.",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plantroom_edge_mqtt_refused_connections_total",
+			Help: "Connections the embedded broker refused: unknown user or wrong password.",
+		}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "plantroom_edge_mqtt_connected",
+			Help: "1 while the MQTT input can receive device messages (embedded broker serving, or connected to the external broker).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.messages, m.readings, m.errors, m.unknown, m.refused, m.connected)
+	}
+	return m
+}
+
+// forget removes the series of a device that is no longer configured.
+func (m *metrics) forget(device string) {
+	l := prometheus.Labels{"device": device}
+	m.messages.DeletePartialMatch(l)
+	m.readings.DeletePartialMatch(l)
+	m.errors.DeletePartialMatch(l)
+}
