@@ -8,9 +8,7 @@ package backfill
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"time"
 
@@ -275,27 +273,6 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Expected, error) {
 		"seq_first", exp.SeqFirst, "seq_last", exp.SeqLast, "elapsed", el.Round(time.Millisecond),
 		"readings_per_second", int(float64(exp.Readings)/el.Seconds()))
 	return exp, nil
-}
-
-// checkState refuses a state file whose counters were taken after the
-// period starts: the history would run through counter values that the
-// cloud already holds for later times.
-func checkState(path string, from time.Time) error {
-	if path == "" {
-		return nil
-	}
-	st, err := sim.ReadState(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if st.VirtualTime.After(from) {
-		return fmt.Errorf("state file %q holds counters taken at %s, after the period's start %s: backfill from %s on, or without the state file",
-			path, st.VirtualTime.Format(time.RFC3339), from.Format(time.RFC3339), st.VirtualTime.Format(time.RFC3339))
-	}
-	return nil
 }
 
 // advance moves the building's clock from *now to t, replacing meters at

@@ -164,6 +164,10 @@ func TestLiveSimulatorContinuesFromBackfill(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), o.Building.StateFile) || !strings.Contains(err.Error(), "after the period's start") {
 		t.Errorf("a backfill before the state's time: %v", err)
 	}
+	o.Building.StateFile = filepath.Join(t.TempDir(), "no-such-dir", "state.json")
+	if _, err = Run(context.Background(), o, nil); err == nil || !strings.Contains(err.Error(), o.Building.StateFile) {
+		t.Errorf("a state file in a missing directory: %v", err)
+	}
 }
 
 func indexOf(cfg *sim.Config, id string) int {
