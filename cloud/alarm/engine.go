@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/notify"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/protocol"
 )
 
 // EventLog stores alarm events and gives the alarms back at start.
@@ -29,6 +31,19 @@ type Sink interface {
 // Notifier sends messages to a project's webhooks without blocking.
 type Notifier interface {
 	Notify(m notify.Message)
+}
+
+// ReadingSource gives the stored readings of the given metrics since a
+// time, oldest first. The engine replays them at start (see
+// Config.Readings).
+type ReadingSource interface {
+	RecentReadings(ctx context.Context, since time.Time, metrics []string) ([]StoredReading, error)
+}
+
+// StoredReading is a reading with the gateway that sent it.
+type StoredReading struct {
+	Gateway string
+	protocol.Reading
 }
 
 // Config configures an Engine. Org, Rules and Log are required.
@@ -56,6 +71,12 @@ type Config struct {
 	// condition must stay away before an alarm clears. Default 30s; a
 	// negative value means none.
 	DefaultMinHold time.Duration
+	// Readings, when set, lets Start re-evaluate the readings stored in the
+	// last ReplayWindow (default 15m) after the latest stored transition of
+	// each rule: conditions that were pending, and readings committed but
+	// not yet evaluated when the cloud stopped, are picked up again.
+	Readings     ReadingSource
+	ReplayWindow time.Duration
 	// NoStaleWatch turns off the engine's own stale detection (a device seen
 	// since start that sends nothing for its stale window); "device_stale"
 	// events from ingest still raise.
@@ -73,7 +94,7 @@ func (c *Config) validate() error {
 	if c.Log == nil {
 		p.Addf("Log", "required")
 	}
-	for name, d := range map[string]time.Duration{"TickInterval": c.TickInterval, "QueueQuiet": c.QueueQuiet, "RetryInterval": c.RetryInterval} {
+	for name, d := range map[string]time.Duration{"TickInterval": c.TickInterval, "QueueQuiet": c.QueueQuiet, "RetryInterval": c.RetryInterval, "ReplayWindow": c.ReplayWindow} {
 		if d < 0 {
 			p.Addf(name, "must be >= 0, got %s", d)
 		}
@@ -98,6 +119,9 @@ func (c *Config) validate() error {
 	}
 	if c.RetryInterval == 0 {
 		c.RetryInterval = 2 * time.Second
+	}
+	if c.ReplayWindow == 0 {
+		c.ReplayWindow = 15 * time.Minute
 	}
 	if c.DefaultMinHold == 0 {
 		c.DefaultMinHold = 30 * time.Second
@@ -154,6 +178,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.procMu.Lock()
 	e.restore(alarms)
 	e.procMu.Unlock()
+	if e.cfg.Readings != nil {
+		if err := e.replay(ctx); err != nil {
+			return fmt.Errorf("cannot start alarm engine: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
 	e.mu.Lock()
@@ -200,12 +229,15 @@ func (e *Engine) restore(alarms []Alarm) {
 		a := &alarms[i]
 		e.alarms[a.ID] = a
 		maxSeq = max(maxSeq, a.Seq)
-		if a.State != StateActive {
-			continue
-		}
 		t := e.tracker(a)
 		if t == nil {
 			continue // device or rule gone from the configuration: listed, no longer evaluated
+		}
+		// Readings up to the latest stored transition are accounted for;
+		// a replay re-evaluates only what came after.
+		t.lastTS = max(t.lastTS, unixMS(a.ReadingTS))
+		if a.State != StateActive {
+			continue
 		}
 		if t.alarm != nil && t.alarm.State == StateActive {
 			e.log.Warn("two active alarms for one device and rule in storage; keeping the newer", "alarm", a.ID, "other", t.alarm.ID)
@@ -214,12 +246,44 @@ func (e *Engine) restore(alarms []Alarm) {
 			}
 		}
 		t.alarm = a
-		t.lastTS = unixMS(a.ReadingTS)
 		t.lastArrived = now
 		t.last = input{ts: t.lastTS, value: a.Value, metric: a.Metric, arrived: now}
 	}
 	e.feed.Advance(maxSeq)
 	e.m.restored.Add(float64(len(alarms)))
+}
+
+// replay re-evaluates the stored readings of the replay window. Events it
+// raises are stored and dispatched like live ones.
+func (e *Engine) replay(ctx context.Context) error {
+	set := map[string]bool{}
+	for _, s := range e.devices {
+		for m := range s.byMetric {
+			set[m] = true
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	metrics := make([]string, 0, len(set))
+	for m := range set {
+		metrics = append(metrics, m)
+	}
+	sort.Strings(metrics)
+	rs, err := e.cfg.Readings.RecentReadings(ctx, e.cfg.Now().Add(-e.cfg.ReplayWindow), metrics)
+	if err != nil {
+		return fmt.Errorf("cannot replay recent readings: %w", err)
+	}
+	e.procMu.Lock()
+	defer e.procMu.Unlock()
+	var trs []transition
+	for i := range rs {
+		r := &rs[i]
+		trs = append(trs, e.evaluate(r.Gateway, &r.Reading, time.UnixMilli(r.TS), true, map[*subject]bool{})...)
+	}
+	e.m.replayed.Add(float64(len(rs)))
+	e.commit(ctx, e.apply(trs))
+	return nil
 }
 
 func (e *Engine) tracker(a *Alarm) *tracker {
@@ -348,8 +412,11 @@ func (e *Engine) apply(trs []transition) []Event {
 		default:
 			panic("BUG: unknown transition " + tr.kind)
 		}
-		evs = append(evs, e.record(a, Event{Kind: tr.kind, At: msTime(tr.at), From: from, To: to,
-			Value: tr.in.value, ReadingTS: msTime(tr.in.ts), Arrived: tr.in.arrived}))
+		ev := Event{Kind: tr.kind, At: msTime(tr.at), From: from, To: to, Value: tr.in.value, ReadingTS: msTime(tr.in.ts)}
+		if !tr.in.replay {
+			ev.Arrived = tr.in.arrived
+		}
+		evs = append(evs, e.record(a, ev))
 	}
 	return evs
 }

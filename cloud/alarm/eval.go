@@ -15,6 +15,7 @@ type input struct {
 	value   float64
 	metric  string
 	arrived time.Time
+	replay  bool // re-evaluated from storage at start
 }
 
 // transition is a decision of a tracker; the engine turns it into an Event.

@@ -33,40 +33,51 @@ func (e *Engine) ObserveBatch(ctx context.Context, gw config.GatewayInfo, b *pro
 	}
 	seen := map[*subject]bool{}
 	for i := range b.Readings {
-		r := &b.Readings[i]
-		s := e.devices[r.Device]
-		if s == nil || s.gateway != gw.Gateway.ID {
-			e.m.ignored.WithLabelValues("unknown_device").Inc()
-			continue
-		}
-		if r.Quality == protocol.QualityBad {
-			e.m.ignored.WithLabelValues("bad_quality").Inc()
-			continue
-		}
-		if !seen[s] {
-			seen[s] = true
-			s.lastArrived = arrived
-			if st := s.stale; st != nil && st.active() {
-				trs = append(trs, st.step(input{ts: arrived.UnixMilli(), value: 0, arrived: arrived}, false, true)...)
-			} else if st != nil {
-				st.pendingSince = 0
-			}
-		}
-		for _, t := range s.byMetric[r.Metric] {
-			if r.TS <= t.lastTS {
-				e.m.ignored.WithLabelValues("old_reading").Inc()
-				continue
-			}
-			in := input{ts: r.TS, value: r.Value, metric: r.Metric, arrived: arrived}
-			raise, clear, ok := t.conditions(in)
-			if !ok {
-				t.lastTS, t.lastArrived, t.last = in.ts, in.arrived, in
-				continue
-			}
-			trs = append(trs, t.step(in, raise, clear)...)
-		}
+		trs = append(trs, e.evaluate(gw.Gateway.ID, &b.Readings[i], arrived, false, seen)...)
 	}
 	e.commit(ctx, e.apply(trs))
+}
+
+// evaluate runs one reading through the trackers of its device. seen
+// marks the devices already noted as reporting in this batch. A replayed
+// reading (from storage, at start) arrived at its own time and carries no
+// arrival for latency measurement. e.procMu must be held.
+func (e *Engine) evaluate(gateway string, r *protocol.Reading, arrived time.Time, replay bool, seen map[*subject]bool) []transition {
+	s := e.devices[r.Device]
+	if s == nil || s.gateway != gateway {
+		e.m.ignored.WithLabelValues("unknown_device").Inc()
+		return nil
+	}
+	if r.Quality == protocol.QualityBad {
+		e.m.ignored.WithLabelValues("bad_quality").Inc()
+		return nil
+	}
+	var trs []transition
+	if !seen[s] {
+		seen[s] = true
+		s.lastArrived = arrived
+		if st := s.stale; st != nil && st.active() {
+			trs = append(trs, st.step(input{ts: arrived.UnixMilli(), arrived: arrived, replay: replay}, false, true)...)
+		} else if st != nil {
+			st.pendingSince = 0
+		}
+	}
+	for _, t := range s.byMetric[r.Metric] {
+		if r.TS <= t.lastTS {
+			if !replay {
+				e.m.ignored.WithLabelValues("old_reading").Inc()
+			}
+			continue
+		}
+		in := input{ts: r.TS, value: r.Value, metric: r.Metric, arrived: arrived, replay: replay}
+		raise, clear, ok := t.conditions(in)
+		if !ok {
+			t.lastTS, t.lastArrived, t.last = in.ts, in.arrived, in
+			continue
+		}
+		trs = append(trs, t.step(in, raise, clear)...)
+	}
+	return trs
 }
 
 // ObserveStatus handles a gateway status: "offline" (the last will) starts

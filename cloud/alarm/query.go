@@ -116,6 +116,7 @@ type metrics struct {
 	storeFailures prometheus.Counter
 	outbox        prometheus.Gauge
 	restored      prometheus.Counter
+	replayed      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -131,5 +132,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Alarm events waiting for a storage retry."}),
 		restored: f.NewCounter(prometheus.CounterOpts{Name: "plantroom_alarm_restored_total",
 			Help: "Alarms loaded from storage at start."}),
+		replayed: f.NewCounter(prometheus.CounterOpts{Name: "plantroom_alarm_replayed_readings_total",
+			Help: "Stored readings re-evaluated at start."}),
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/plantroom/plantroom/cloud/store"
+	"github.com/plantroom/plantroom/protocol"
 )
 
 // ComponentAlarms is the migration component of the alarm event log.
@@ -246,4 +247,40 @@ func (l *ClickHouseLog) Backfill(ctx context.Context, after uint64, limit int) (
 
 func eventItem(ev Event) Item {
 	return Item{Seq: ev.Seq, Type: ItemAlarm, Company: ev.Alarm.Company, Project: ev.Alarm.Project, Data: ev}
+}
+
+// RecentReadings reads the readings table of cloud/store (with FINAL, so a
+// reading stored twice counts once) for the replay at start. Metric names
+// are checked with protocol.CheckMetric before they enter the query.
+func (l *ClickHouseLog) RecentReadings(ctx context.Context, since time.Time, metrics []string) ([]StoredReading, error) {
+	quoted := make([]string, 0, len(metrics))
+	for _, m := range metrics {
+		if err := protocol.CheckMetric(m); err != nil {
+			return nil, fmt.Errorf("cannot read recent readings: %w", err)
+		}
+		quoted = append(quoted, "'"+m+"'")
+	}
+	if len(quoted) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 4*l.timeout)
+	defer cancel()
+	var rows []struct {
+		Gateway string  `ch:"gateway"`
+		Device  string  `ch:"device"`
+		Metric  string  `ch:"metric"`
+		TS      int64   `ch:"ts_ms"`
+		Value   float64 `ch:"value"`
+		Quality uint8   `ch:"quality"`
+	}
+	q := "SELECT gateway, device, metric, ts_ms, value, quality FROM " + store.TableReadings +
+		" FINAL WHERE ts_ms >= ? AND metric IN (" + strings.Join(quoted, ", ") + ") ORDER BY ts_ms, device, metric"
+	if err := l.conn.Select(ctx, &rows, q, since.UnixMilli()); err != nil {
+		return nil, fmt.Errorf("cannot read recent readings: %w", err)
+	}
+	out := make([]StoredReading, len(rows))
+	for i, r := range rows {
+		out[i] = StoredReading{Gateway: r.Gateway, Reading: protocol.Reading{Device: r.Device, Metric: r.Metric, TS: r.TS, Value: r.Value, Quality: protocol.Quality(r.Quality)}}
+	}
+	return out, nil
 }
