@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -149,6 +150,8 @@ type Engine struct {
 	mu      sync.RWMutex // guards alarms and the Alarm values for readers
 	alarms  map[string]*Alarm
 	running bool
+
+	warnedIdle atomic.Bool // "not running" logged once
 
 	stopOnce sync.Once
 	cancel   context.CancelFunc

@@ -149,6 +149,8 @@ func (e *Engine) accept(what string) bool {
 		return true
 	}
 	e.m.ignored.WithLabelValues("not_started").Inc()
-	e.log.Error("alarm engine is not running; input dropped", "input", what)
+	if e.warnedIdle.CompareAndSwap(false, true) {
+		e.log.Error("alarm engine is not running: inputs are dropped (counted in plantroom_alarm_inputs_ignored_total{reason=\"not_started\"})", "input", what)
+	}
 	return false
 }
