@@ -78,6 +78,10 @@ type Config struct {
 	// not yet evaluated when the cloud stopped, are picked up again.
 	Readings     ReadingSource
 	ReplayWindow time.Duration
+	// GatewayStatus, when set, tells Start which gateways the cloud knows to
+	// be offline and since when (the ingest's presence), so their offline
+	// timers run even though the status arrived before the engine did.
+	GatewayStatus func(gateway string) (offline bool, since time.Time, known bool)
 	// NoStaleWatch turns off the engine's own stale detection (a device seen
 	// since start that sends nothing for its stale window); "device_stale"
 	// events from ingest still raise.
@@ -172,7 +176,9 @@ func New(cfg Config) (*Engine, error) {
 // Feed is the engine's feed (shared with the work-order service).
 func (e *Engine) Feed() *Feed { return e.feed }
 
-// Start rebuilds the alarms from the log and starts the timers.
+// Start rebuilds the alarms from the log, replays the recent readings and
+// the gateways' known status, and starts the timers. Inputs arriving while
+// it runs wait for it, so nothing ingest commits around the start is lost.
 func (e *Engine) Start(ctx context.Context) error {
 	alarms, err := e.cfg.Log.LoadAlarms(ctx)
 	if err != nil {
@@ -180,17 +186,19 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.procMu.Lock()
 	e.restore(alarms)
-	e.procMu.Unlock()
-	if e.cfg.Readings != nil {
-		if err := e.replay(ctx); err != nil {
-			return fmt.Errorf("cannot start alarm engine: %w", err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.cancel = cancel
 	e.mu.Lock()
 	e.running = true
 	e.mu.Unlock()
+	if err := e.catchUp(ctx); err != nil {
+		e.mu.Lock()
+		e.running = false
+		e.mu.Unlock()
+		e.procMu.Unlock()
+		return fmt.Errorf("cannot start alarm engine: %w", err)
+	}
+	e.procMu.Unlock()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
 	e.wg.Add(1)
 	go e.loop(ctx)
 	return nil
@@ -256,9 +264,36 @@ func (e *Engine) restore(alarms []Alarm) {
 	e.m.restored.Add(float64(len(alarms)))
 }
 
-// replay re-evaluates the stored readings of the replay window. Events it
-// raises are stored and dispatched like live ones.
-func (e *Engine) replay(ctx context.Context) error {
+// catchUp re-evaluates the stored readings of the replay window and starts
+// the offline timer of gateways known to be offline. Events it raises are
+// stored and dispatched like live ones. e.procMu must be held.
+func (e *Engine) catchUp(ctx context.Context) error {
+	var trs []transition
+	if e.cfg.GatewayStatus != nil {
+		for id, g := range e.gateways {
+			if offline, since, known := e.cfg.GatewayStatus(id); known && offline && g.offline != nil {
+				trs = append(trs, g.offline.step(input{ts: since.UnixMilli(), arrived: since, replay: true}, true, false)...)
+			}
+		}
+	}
+	if e.cfg.Readings != nil {
+		rs, err := e.recentReadings(ctx)
+		if err != nil {
+			return err
+		}
+		for i := range rs {
+			r := &rs[i]
+			trs = append(trs, e.evaluate(r.Gateway, &r.Reading, time.UnixMilli(r.TS), true, map[*subject]bool{})...)
+		}
+		e.m.replayed.Add(float64(len(rs)))
+	}
+	e.commit(ctx, e.apply(trs))
+	return nil
+}
+
+// recentReadings loads the readings of the replay window for every metric
+// a rule watches.
+func (e *Engine) recentReadings(ctx context.Context) ([]StoredReading, error) {
 	set := map[string]bool{}
 	for _, s := range e.devices {
 		for m := range s.byMetric {
@@ -266,7 +301,7 @@ func (e *Engine) replay(ctx context.Context) error {
 		}
 	}
 	if len(set) == 0 {
-		return nil
+		return nil, nil
 	}
 	metrics := make([]string, 0, len(set))
 	for m := range set {
@@ -275,18 +310,9 @@ func (e *Engine) replay(ctx context.Context) error {
 	sort.Strings(metrics)
 	rs, err := e.cfg.Readings.RecentReadings(ctx, e.cfg.Now().Add(-e.cfg.ReplayWindow), metrics)
 	if err != nil {
-		return fmt.Errorf("cannot replay recent readings: %w", err)
+		return nil, fmt.Errorf("cannot replay recent readings: %w", err)
 	}
-	e.procMu.Lock()
-	defer e.procMu.Unlock()
-	var trs []transition
-	for i := range rs {
-		r := &rs[i]
-		trs = append(trs, e.evaluate(r.Gateway, &r.Reading, time.UnixMilli(r.TS), true, map[*subject]bool{})...)
-	}
-	e.m.replayed.Add(float64(len(rs)))
-	e.commit(ctx, e.apply(trs))
-	return nil
+	return rs, nil
 }
 
 func (e *Engine) tracker(a *Alarm) *tracker {

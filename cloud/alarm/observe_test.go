@@ -255,3 +255,31 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+func TestGatewayKnownOfflineAtStart(t *testing.T) {
+	b := loadBundle(t)
+	clock := &fakeClock{t: t0}
+	e, err := New(Config{Org: &b.Org, Rules: &b.Rules, Log: &memLog{}, Now: clock.Now, TickInterval: time.Hour,
+		GatewayStatus: func(id string) (bool, time.Time, bool) {
+			if id == "gw-tower-1" {
+				return true, t0.Add(-90 * time.Second), true // its last will came before the engine started
+			}
+			return false, time.Time{}, id == gwGarden
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	e.tick(context.Background(), t0.Add(29*time.Second))
+	if len(e.Alarms(hqAdmin, Filter{})) != 0 {
+		t.Fatal("raised before 2 minutes offline")
+	}
+	e.tick(context.Background(), t0.Add(31*time.Second))
+	got := e.Alarms(hqAdmin, Filter{})
+	if len(got) != 1 || got[0].Gateway != "gw-tower-1" || got[0].Rule != "gateway-offline" || !got[0].RaisedAt.Equal(t0.Add(30*time.Second)) {
+		t.Fatalf("alarms %+v: want gw-tower-1 offline raised 2m after its last will", got)
+	}
+}
