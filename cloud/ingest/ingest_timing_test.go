@@ -1,0 +1,175 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/plantroom/plantroom/cloud/store"
+	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// benchBatches builds n batches of protocol.MaxBatchReadings readings each
+// (2 devices × 10 metrics × 500 instants, 1 s apart), starting at start.
+func benchBatches(n int, start time.Time, firstSeq int) []*protocol.Batch {
+	devices := []string{"garden-meter-main", "garden-pump-1"}
+	const instants = protocol.MaxBatchReadings / 20
+	out := make([]*protocol.Batch, n)
+	for s := range out {
+		t0 := start.Add(time.Duration(s*instants) * time.Second)
+		b := &protocol.Batch{Gateway: "gw-garden-1", Seq: uint64(firstSeq + s), SentAt: t0.UnixMilli()}
+		b.Readings = make([]protocol.Reading, 0, protocol.MaxBatchReadings)
+		for _, d := range devices {
+			for m := 0; m < 10; m++ {
+				metric := fmt.Sprintf("metric_%d", m)
+				for i := 0; i < instants; i++ {
+					ts := t0.Add(time.Duration(i) * time.Second).UnixMilli()
+					b.Readings = append(b.Readings, protocol.Reading{Device: d, Metric: metric, TS: ts, Value: float64(s*instants+i) * 0.25})
+				}
+			}
+		}
+		out[s] = b
+	}
+	return out
+}
+
+// BenchmarkEndToEnd measures readings per second from MQTT publish to
+// committed ClickHouse rows (gateway → embedded broker → ingest →
+// ClickHouse), and, in the same run, the rate at which clickhouse-go
+// inserts the same rows straight into a second copy of the schema. The
+// ratio of the two is the ingest's efficiency.
+//
+//	go test -run '^$' -bench EndToEnd -benchtime 1x ./cloud/ingest/
+func BenchmarkEndToEnd(b *testing.B) {
+	const batches = 100 // 1,000,000 readings per run
+	e := newEnv(b, envOptions{})
+	e.cfg.Observers = nil
+	e.ingest.Stop()
+	in := e.startIngest()
+	gw := e.gateway(garden, "gw-garden-1", nil)
+	topic := garden.Topic(protocol.KindTelemetry)
+
+	// The raw baseline writes into its own database with the same schema
+	// (materialized view included).
+	_, rawName := chtest.NewDatabase(b)
+	ch := chtest.Addr(b)
+	ctx := context.Background()
+	raw, err := store.Open(ctx, store.Options{Addr: ch.Addr, User: ch.User, Password: ch.Password, Database: rawName})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+
+	var e2eTotal, rawTotal time.Duration
+	var rowsPerIter []*store.ReadingBatch
+	var readings int
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	b.ResetTimer()
+	for iter := 0; iter < b.N; iter++ {
+		b.StopTimer()
+		bs := benchBatches(batches, start.Add(time.Duration(iter)*30*24*time.Hour), iter*batches+1)
+		payloads := make([][]byte, len(bs))
+		var rows []*store.ReadingBatch
+		cur := &store.ReadingBatch{}
+		for i, bt := range bs {
+			if payloads[i], err = protocol.AppendBatch(nil, bt); err != nil {
+				b.Fatal(err)
+			}
+			for j := range bt.Readings {
+				cur.Add("acme", "garden", "gw-garden-1", bt.Seq, &bt.Readings[j])
+			}
+			if cur.Len() >= in.cfg.FlushRows {
+				rows = append(rows, cur)
+				cur = &store.ReadingBatch{}
+			}
+		}
+		if cur.Len() > 0 {
+			rows = append(rows, cur)
+		}
+		rowsPerIter = rows
+		n := batches * protocol.MaxBatchReadings
+		before := e.metric(in.metrics.readings)
+		quiesce(b, e.db, raw.Database())
+		b.StartTimer()
+
+		// Raw: the same rows through clickhouse-go, in flushes of the same size.
+		t1 := time.Now()
+		for _, r := range rows {
+			if err := raw.InsertReadings(ctx, r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		rawDur := time.Since(t1)
+		b.StopTimer()
+		quiesce(b, e.db, raw.Database())
+		b.StartTimer()
+
+		// End to end: publish everything, wait for the committed rows.
+		t0 := time.Now()
+		toks := make([]paho.Token, len(payloads))
+		for i, p := range payloads {
+			toks[i] = gw.Publish(topic, 1, false, p)
+		}
+		for _, tok := range toks {
+			if !tok.WaitTimeout(2*time.Minute) || tok.Error() != nil {
+				b.Fatalf("publish: %v", tok.Error())
+			}
+		}
+		for e.metric(in.metrics.readings)-before < float64(n) {
+			time.Sleep(2 * time.Millisecond)
+		}
+		e2e := time.Since(t0)
+
+		b.StopTimer()
+
+		// Both hold every reading exactly once.
+		from, to := bs[0].Readings[0].TS, bs[len(bs)-1].SentAt+int64(protocol.MaxBatchReadings)*1000
+		for _, db := range []*store.DB{e.db, raw} {
+			var got uint64
+			q := "SELECT count() FROM readings FINAL WHERE ts_ms >= ? AND ts_ms < ?"
+			if err := db.Conn().QueryRow(ctx, q, from, to).Scan(&got); err != nil || got != uint64(n) {
+				b.Fatalf("%s holds %d readings of the run, want %d (%v)", db.Database(), got, n, err)
+			}
+		}
+		e2eTotal += e2e
+		rawTotal += rawDur
+		readings += n
+		b.StartTimer()
+	}
+	b.StopTimer()
+	e2eRate := float64(readings) / e2eTotal.Seconds()
+	rawRate := float64(readings) / rawTotal.Seconds()
+	b.ReportMetric(e2eRate, "readings/s")
+	b.ReportMetric(rawRate, "raw-readings/s")
+	b.ReportMetric(e2eRate/rawRate, "ratio")
+	b.ReportMetric(0, "ns/op")
+	var fs dto.Metric
+	in.metrics.flushSeconds.Write(&fs)
+	b.Logf("ingest flushes: %d, mean %.1f ms; raw inserts: %d, mean %.1f ms", fs.GetHistogram().GetSampleCount(),
+		1000*fs.GetHistogram().GetSampleSum()/float64(fs.GetHistogram().GetSampleCount()), b.N*len(rowsPerIter), 1000*rawTotal.Seconds()/float64(b.N*len(rowsPerIter)))
+	b.Logf("end to end %.0f readings/s, raw clickhouse-go insert %.0f readings/s, ratio %.2f (%d readings)", e2eRate, rawRate, e2eRate/rawRate, readings)
+}
+
+// quiesce waits (up to a minute) for ClickHouse to finish its background
+// merges, so that one measurement does not pay for the previous one's.
+func quiesce(b *testing.B, db *store.DB, other string) {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		var n uint64
+		if err := db.Conn().QueryRow(context.Background(), "SELECT count() FROM system.merges WHERE database IN (?, ?)", db.Database(), other).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
