@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -66,6 +67,7 @@ type Server struct {
 	metrics  *httpMetrics
 	registry *prometheus.Registry
 	now      func() time.Time
+	unready  atomic.Bool // last readiness probe failed
 
 	mu      sync.Mutex
 	routes  []RouteInfo
@@ -276,8 +278,16 @@ func (s *Server) Stop() {
 func (s *Server) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
 	defer cancel()
-	if err := s.deps.DB.Conn().Ping(ctx); err != nil {
-		s.log.Warn("not ready: ClickHouse unreachable", "err", err)
+	err := s.deps.DB.Conn().Ping(ctx)
+	// Probes come every few seconds: log changes of state only.
+	if was := s.unready.Swap(err != nil); was != (err != nil) {
+		if err != nil {
+			s.log.Warn("not ready: ClickHouse unreachable", "err", err)
+		} else {
+			s.log.Info("ready: ClickHouse reachable again")
+		}
+	}
+	if err != nil {
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "clickhouse": "unreachable"})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "clickhouse": "ok"})

@@ -14,18 +14,16 @@ const HourMS = int64(time.Hour / time.Millisecond)
 type Key struct{ Device, Metric string }
 
 // Hour is one hour of one key from the hourly roll-up: the first and last
-// reading with their times, the extremes, and the number of distinct
-// reading times.
+// reading with their times, and the extremes. A row means the hour has at
+// least one reading.
 type Hour struct {
-	Key
 	Hour    int64 // Unix ms of the UTC hour's start
 	FirstTS int64
-	First   float64
 	LastTS  int64
+	First   float64
 	Last    float64
 	Min     float64
 	Max     float64
-	N       uint64
 }
 
 // Monotonic reports whether the hour's readings never fall below the
@@ -48,8 +46,9 @@ type Where struct {
 // Readings is the reading store as energy reports need it. Every method
 // returns readings of quality good or uncertain only, each timestamp once.
 type Readings interface {
-	// Hours returns the roll-up rows of keys for hours in [from, to).
-	Hours(ctx context.Context, w Where, keys []Key, from, to int64) ([]Hour, error)
+	// Hours returns the roll-up rows of keys for hours in [from, to), each
+	// key's rows in time order.
+	Hours(ctx context.Context, w Where, keys []Key, from, to int64) (map[Key][]Hour, error)
 	// LastBefore returns, per key, the last reading before t, if any.
 	LastBefore(ctx context.Context, w Where, keys []Key, t int64) (map[Key]Point, error)
 	// FirstFrom returns, per key, the first reading at or after t, if any.
@@ -123,25 +122,17 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 	counterKeys = uniqueKeys(counterKeys)
 	h0, h1 := floorHour(from), ceilHour(to)
 
-	hours, err := src.Hours(ctx, w, counterKeys, h0, h1)
+	byKey, err := src.Hours(ctx, w, counterKeys, h0, h1)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read hourly roll-ups: %w", err)
-	}
-	byKey := map[Key][]Hour{}
-	for _, h := range hours {
-		byKey[h.Key] = append(byKey[h.Key], h)
-	}
-	for k := range byKey {
-		hs := byKey[k]
-		sort.Slice(hs, func(i, j int) bool { return hs[i].Hour < hs[j].Hour })
+		return nil, fmt.Errorf("cannot compute energy of company %q: %w", company, err)
 	}
 	before, err := src.LastBefore(ctx, w, counterKeys, h0)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read readings before %s: %w", msTime(h0), err)
+		return nil, fmt.Errorf("cannot compute energy of company %q: %w", company, err)
 	}
 	after, err := src.FirstFrom(ctx, w, counterKeys, h1)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read readings after %s: %w", msTime(h1), err)
+		return nil, fmt.Errorf("cannot compute energy of company %q: %w", company, err)
 	}
 
 	// Which hours need raw readings, and which devices fall back to power.
@@ -193,7 +184,7 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 	if len(ranges) > 0 {
 		raw, err = src.Raw(ctx, w, ranges)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read raw readings: %w", err)
+			return nil, fmt.Errorf("cannot compute energy of company %q: %w", company, err)
 		}
 	}
 
@@ -224,7 +215,7 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 				}
 				c = Unwrap(pts, d.Rollover)
 				for _, h := range byKey[ck] {
-					if h.Hour >= jh0 && h.Hour < jh1 && h.N > 0 {
+					if h.Hour >= jh0 && h.Hour < jh1 {
 						r.HoursPresent++
 					}
 				}
@@ -260,8 +251,15 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 // readings where the hour needs them), and the first reading after.
 func counterPoints(hours []Hour, rawHours map[int64]bool, raw []Point, before, after map[Key]Point, k Key) []Point {
 	pts := make([]Point, 0, 2*len(hours)+len(raw)+2)
+	// Every source below is later than the one before, so pts stays in
+	// time order; add drops a point whose time repeats.
+	add := func(p Point) {
+		if n := len(pts); n == 0 || p.TS > pts[n-1].TS {
+			pts = append(pts, p)
+		}
+	}
 	if p, ok := before[k]; ok {
-		pts = append(pts, p)
+		add(p)
 	}
 	ri := 0
 	for _, h := range hours {
@@ -271,7 +269,7 @@ func counterPoints(hours []Hour, rawHours map[int64]bool, raw []Point, before, a
 			}
 			start := len(pts)
 			for ri < len(raw) && raw[ri].TS < h.Hour+HourMS {
-				pts = append(pts, raw[ri])
+				add(raw[ri])
 				ri++
 			}
 			if len(pts) > start {
@@ -279,15 +277,13 @@ func counterPoints(hours []Hour, rawHours map[int64]bool, raw []Point, before, a
 			}
 			// No raw readings (a race with ingestion): the roll-up will do.
 		}
-		pts = append(pts, Point{h.FirstTS, h.First})
-		if h.LastTS != h.FirstTS {
-			pts = append(pts, Point{h.LastTS, h.Last})
-		}
+		add(Point{h.FirstTS, h.First})
+		add(Point{h.LastTS, h.Last})
 	}
 	if p, ok := after[k]; ok {
-		pts = append(pts, p)
+		add(p)
 	}
-	return Dedup(pts)
+	return pts
 }
 
 func hasHour(hs []Hour, h int64) bool {
@@ -346,5 +342,3 @@ func ceilHour(ms int64) int64 {
 	}
 	return h
 }
-
-func msTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339) }

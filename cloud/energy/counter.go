@@ -1,6 +1,8 @@
 package energy
 
 import (
+	"cmp"
+	"slices"
 	"sort"
 	"time"
 )
@@ -65,13 +67,17 @@ func Delta(prev, next, rollover float64) (delta float64, kind string) {
 // Dedup sorts points by time and keeps the first of each run of equal
 // timestamps: a reading delivered twice counts once.
 func Dedup(points []Point) []Point {
-	if !sort.SliceIsSorted(points, func(i, j int) bool { return points[i].TS < points[j].TS }) {
-		sort.SliceStable(points, func(i, j int) bool { return points[i].TS < points[j].TS })
+	byTime := func(a, b Point) int { return cmp.Compare(a.TS, b.TS) }
+	if !slices.IsSortedFunc(points, byTime) {
+		slices.SortStableFunc(points, byTime)
 	}
 	out := points[:0:0]
 	for i, p := range points {
 		if i > 0 && p.TS == points[i-1].TS {
 			continue
+		}
+		if out == nil {
+			out = make([]Point, 0, len(points))
 		}
 		out = append(out, p)
 	}

@@ -48,7 +48,7 @@ func TestUnwrapAndSpread(t *testing.T) {
 		t.Fatalf("drops = %+v, want one replacement at 20s worth 5", c.Drops)
 	}
 	near(t, "C(0)", c.At(0), 0)
-	near(t, "C(5s)", c.At(5_000), 5)   // halfway 0 → 10
+	near(t, "C(5s)", c.At(5_000), 5)    // halfway 0 → 10
 	near(t, "C(25s)", c.At(25_000), 20) // halfway 15 → 25
 	near(t, "C(-1)", c.At(-1_000), 0)   // before the first reading: constant
 	near(t, "C(99s)", c.At(99_000), 25) // after the last reading: constant

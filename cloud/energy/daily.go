@@ -22,7 +22,7 @@ type Daily struct {
 
 // DayLine is one day of a daily series.
 type DayLine struct {
-	Date string `json:"date"`
+	Date string  `json:"date"`
 	KWh  float64 `json:"kwh"`
 	// Cost is null on a day without a tariff version in effect.
 	Cost       *float64           `json:"cost"`

@@ -2,7 +2,6 @@ package energy
 
 import (
 	"context"
-	"sort"
 )
 
 // memReadings is an in-memory reading store for unit tests of the
@@ -30,27 +29,27 @@ func (m *memReadings) want(keys []Key) map[Key]bool {
 	return s
 }
 
-func (m *memReadings) Hours(_ context.Context, _ Where, keys []Key, from, to int64) ([]Hour, error) {
+func (m *memReadings) Hours(_ context.Context, _ Where, keys []Key, from, to int64) (map[Key][]Hour, error) {
 	m.calls.hours++
-	var out []Hour
+	out := map[Key][]Hour{}
 	for k := range m.want(keys) {
-		var cur *Hour
+		var hs []Hour
 		for _, p := range m.raw[k] {
 			if p.TS < from || p.TS >= to {
 				continue
 			}
 			h := floorHour(p.TS)
-			if cur == nil || cur.Hour != h {
-				out = append(out, Hour{Key: k, Hour: h, FirstTS: p.TS, First: p.V, Min: p.V, Max: p.V})
-				cur = &out[len(out)-1]
+			if n := len(hs); n == 0 || hs[n-1].Hour != h {
+				hs = append(hs, Hour{Hour: h, FirstTS: p.TS, First: p.V, Min: p.V, Max: p.V})
 			}
+			cur := &hs[len(hs)-1]
 			cur.LastTS, cur.Last = p.TS, p.V
 			cur.Min, cur.Max = min(cur.Min, p.V), max(cur.Max, p.V)
-			cur.N++
+		}
+		if len(hs) > 0 {
+			out[k] = hs
 		}
 	}
-	// The store returns rows in no particular order.
-	sort.Slice(out, func(i, j int) bool { return out[i].Hour > out[j].Hour })
 	return out, nil
 }
 

@@ -90,10 +90,10 @@ type Change struct {
 
 // totals sums a result's counted devices (main meters excluded).
 type totals struct {
-	kwh, cost float64
-	present, expected   int
-	estimated           bool
-	hasData             bool // a reading inside the period
+	kwh, cost         float64
+	present, expected int
+	estimated         bool
+	hasData           bool // a reading inside the period
 	// unpriced: part of the period has no tariff version in effect, so its
 	// cost is unknown even where no energy was measured.
 	unpriced bool

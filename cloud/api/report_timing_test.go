@@ -1,0 +1,187 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/store"
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/chtest"
+)
+
+// Benchmarks of the energy reports on the real ClickHouse, with a month
+// (July 2026, Asia/Shanghai) of 10-second counter readings:
+//
+//	BenchmarkMonthlyReport: project "big", 200 devices (53.6 M readings)
+//	BenchmarkCompanyReport: 50 projects of 4 devices each (53.6 M readings)
+//
+// The dataset is generated inside ClickHouse (INSERT … SELECT FROM
+// numbers()) into the database plantroom_bench, once: later runs reuse it
+// when its bench_meta row matches benchVersion (set PLANTROOM_BENCH_DB to
+// use another database). Three devices of "big" have their meter replaced
+// mid-month, so the reports also fetch raw readings for those hours.
+//
+// Run: go test -run '^$' -bench . -benchtime 10x ./cloud/api/
+// Targets on the development machine: ≤ 300 ms per monthly report, ≤ 1 s
+// per HQ report.
+
+const (
+	benchVersion = "v1: 200 devices + 50×4 devices, 10 s, 2026-07"
+	benchDevices = 200
+	benchHQ      = 50
+	benchHQDevs  = 4
+	benchStep    = 10 // seconds between readings
+)
+
+var benchNow = time.Date(2026, 8, 15, 12, 0, 0, 0, time.UTC)
+
+// benchBundle is the benchmark organisation: company bench with project
+// big and projects hq00 … hq49, on the shipped templates and tariffs.
+func benchBundle(tb testing.TB) *config.Bundle {
+	tb.Helper()
+	b := &config.Bundle{}
+	if err := config.LoadFile("../../configs/tariffs.yaml", &b.Tariffs); err != nil {
+		tb.Fatal(err)
+	}
+	ts, err := config.LoadTemplates("../../configs/templates")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b.Templates = ts
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	kinds := []struct{ kind, template string }{{"pump", "pump-vfd"}, {"elevator", "elevator"}, {"lighting", "lighting-panel"}, {"pump", "pump-vfd"}}
+	project := func(id string, devices int) config.Project {
+		p := config.Project{ID: id, Name: "项目 " + id, TimeZone: "Asia/Shanghai", Location: sh, FloorAreaM2: 50000, Tariff: "sh-general",
+			Buildings: []config.Building{{ID: id + "-b", Name: "主楼", FloorAreaM2: 50000}}}
+		g := config.Gateway{ID: id + "-gw", Building: id + "-b"}
+		for d := 0; d < devices; d++ {
+			k := kinds[d%len(kinds)]
+			g.Devices = append(g.Devices, config.Device{ID: fmt.Sprintf("%s-d%03d", id, d), Name: fmt.Sprintf("设备 %d", d),
+				Kind: k.kind, Template: k.template, Building: id + "-b", PollInterval: config.D(benchStep * time.Second)})
+		}
+		p.Gateways = []config.Gateway{g}
+		return p
+	}
+	c := config.Company{ID: "bench", Name: "基准物业"}
+	c.Projects = append(c.Projects, project("big", benchDevices))
+	for i := 0; i < benchHQ; i++ {
+		c.Projects = append(c.Projects, project(fmt.Sprintf("hq%02d", i), benchHQDevs))
+	}
+	b.Org.Companies = []config.Company{c}
+	b.Org.Staff = []config.Staff{{ID: "bench-admin", Name: "Bench", Company: "bench", Role: config.RoleHQAdmin, TokenHash: api.HashToken(token("bench-admin"))}}
+	return b
+}
+
+// benchStore opens the benchmark database, generating the data if absent.
+func benchStore(b *testing.B) *store.DB {
+	b.Helper()
+	name := os.Getenv("PLANTROOM_BENCH_DB")
+	if name == "" {
+		name = "plantroom_bench"
+	}
+	o := chtest.Addr(b)
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Options{Addr: o.Addr, User: o.User, Password: o.Password, Database: name, ReadTimeout: 30 * time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	conn := db.Conn()
+	if err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS `"+name+"`.bench_meta (version String) ENGINE = TinyLog"); err != nil {
+		b.Fatal(err)
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM `"+name+"`.bench_meta WHERE version = ?", benchVersion).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	if n > 0 {
+		return db
+	}
+	b.Logf("generating the benchmark dataset in %s (once; takes minutes)", name)
+	for _, t := range []string{store.TableReadings, store.TableHourly} {
+		if err := conn.Exec(ctx, "TRUNCATE TABLE `"+name+"`."+t); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	// From 30 June 23:00 to 1 August 23:00 local: July has readings on
+	// both sides of its edges.
+	start := time.Date(2026, 6, 30, 23, 0, 0, 0, sh).UnixMilli()
+	const perDay = 86400 / benchStep
+	// Reading index of 15 July 10:00 local (347 h after the start), when
+	// devices with k % 67 == 5 get a new meter.
+	const replaced = 347 * 3600 / benchStep
+	for _, set := range []struct{ project, device string }{
+		{"'big'", "k"}, // 200 devices of one project
+		{"concat('hq', substring(toString(100 + intDiv(k, 4)), 2))", "k % 4"}, // 50 projects × 4
+	} {
+		for d := 0; d < 32; d++ {
+			began := time.Now()
+			// Device k draws (3 + k mod 20) kW: (3 + k%20)/360 kWh per 10 s.
+			q := fmt.Sprintf("INSERT INTO `%s`.readings (company, project, gateway, device, metric, ts_ms, value, quality, seq)\n"+
+				"SELECT 'bench', p, concat(p, '-gw'), concat(p, '-d', substring(toString(1000 + dk), 2)), 'energy_kwh', ts, v, 0, toUInt64(i)\n"+
+				"FROM (SELECT number %% 200 AS k, intDiv(number, 200) + %d AS i, %s AS p, %s AS dk, %d + i * %d AS ts,\n"+
+				"  if(i >= %d AND k %% 67 = 5, (i - %d) * (3 + k %% 20) / 360, 1000 * k + i * (3 + k %% 20) / 360) AS v\n"+
+				"  FROM numbers(%d))",
+				name, d*perDay, set.project, set.device, start, benchStep*1000, replaced, replaced, 200*perDay)
+			if err := conn.Exec(ctx, q); err != nil {
+				b.Fatalf("generate day %d: %v\n%s", d, err, q)
+			}
+			if d == 0 {
+				b.Logf("one day of 200 devices (%s) in %s", set.project, time.Since(began).Round(time.Millisecond))
+			}
+		}
+	}
+	if err := conn.Exec(ctx, "INSERT INTO `"+name+"`.bench_meta (version) SELECT ?", benchVersion); err != nil {
+		b.Fatal(err)
+	}
+	return db
+}
+
+func BenchmarkMonthlyReport(b *testing.B) {
+	s := newBenchServer(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rec := call(b, s.Handler(), "bench-admin", http.MethodGet, "/api/v1/projects/big/energy/monthly?month=2026-07")
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
+}
+
+func BenchmarkCompanyReport(b *testing.B) {
+	s := newBenchServer(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rec := call(b, s.Handler(), "bench-admin", http.MethodGet, "/api/v1/energy/monthly?month=2026-07")
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
+}
+
+func newBenchServer(b *testing.B) *api.Server {
+	db := benchStore(b)
+	s, err := api.New(api.Config{Listen: "127.0.0.1:0"}, api.Deps{
+		Bundle: benchBundle(b), DB: db, Logger: testLogger(b), Now: func() time.Time { return benchNow },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// One warm-up call, checked for sense: 200 devices drawing 3–22 kW.
+	rec := call(b, s.Handler(), "bench-admin", http.MethodGet, "/api/v1/projects/big/energy/monthly?month=2026-07")
+	if rec.Code != http.StatusOK {
+		b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+	}
+	return s
+}
