@@ -144,7 +144,6 @@ func (x *external) connected(c paho.Client) {
 	x.lifeMu.Unlock()
 	defer x.wg.Done()
 
-	x.in.metrics.connected.Set(1)
 	x.subMu.Lock()
 	defer x.subMu.Unlock()
 	x.subscribed = map[string]bool{} // a clean session starts without any
@@ -154,6 +153,7 @@ func (x *external) connected(c paho.Client) {
 			"broker", x.cfg.URL, "error", err)
 		return
 	}
+	x.in.metrics.connected.Set(1)
 	x.in.log.Info("MQTT device input connected to the site broker", "broker", x.cfg.URL, "topics", len(topics))
 }
 

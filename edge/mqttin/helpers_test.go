@@ -211,8 +211,8 @@ type mosquitto struct {
 }
 
 // startMosquitto runs mosquitto with a generated configuration on a free
-// loopback port (port 0: pick one).
-func startMosquitto(t *testing.T, port int) *mosquitto {
+// loopback port (port 0: pick one); extra is added to its listener.
+func startMosquitto(t *testing.T, port int, extra string) *mosquitto {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -225,7 +225,7 @@ func startMosquitto(t *testing.T, port int) *mosquitto {
 		port = freePort(t)
 	}
 	m := &mosquitto{t: t, addr: fmt.Sprintf("127.0.0.1:%d", port), conf: filepath.Join(t.TempDir(), "mosquitto.conf")}
-	err = os.WriteFile(m.conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n", port)), 0o600)
+	err = os.WriteFile(m.conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\n%sallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n", port, extra)), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
