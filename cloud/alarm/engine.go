@@ -49,10 +49,12 @@ type StoredReading struct {
 
 // Config configures an Engine. Org, Rules and Log are required.
 type Config struct {
-	Org      *config.Org
-	Rules    *config.RuleFile
-	Log      EventLog
-	Feed     *Feed // shared with the work-order service; a private one when nil
+	Org   *config.Org
+	Rules *config.RuleFile
+	Log   EventLog
+	// Feed is shared with the work-order desk; a private one when nil.
+	// Start adds the log's Backfill to it when the log has one.
+	Feed     *Feed
 	Sinks    []Sink
 	Notifier Notifier // optional
 	Logger   *slog.Logger
@@ -197,6 +199,11 @@ func (e *Engine) Start(ctx context.Context) error {
 		return fmt.Errorf("cannot start alarm engine: %w", err)
 	}
 	e.procMu.Unlock()
+	if bf, ok := e.cfg.Log.(interface {
+		Backfill(ctx context.Context, after uint64, limit int) ([]Item, error)
+	}); ok {
+		e.feed.AddBackfill(bf.Backfill)
+	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
 	e.wg.Add(1)

@@ -113,7 +113,6 @@ func startCloud(t testing.TB) *cloud {
 	}
 	t.Cleanup(c.desk.Stop)
 	alog := alarm.NewClickHouseLog(db.Conn())
-	feed.AddBackfill(alog.Backfill)
 	c.engine, err = alarm.New(alarm.Config{Org: &b.Org, Rules: &b.Rules, Log: alog, Feed: feed, Sinks: []alarm.Sink{c.desk},
 		Logger: logger, TickInterval: 200 * time.Millisecond})
 	if err != nil {

@@ -91,7 +91,6 @@ func newAPIRig(t *testing.T) *apiRig {
 	}
 	t.Cleanup(r.desk.Stop)
 	alog := alarm.NewClickHouseLog(db.Conn())
-	r.feed.AddBackfill(alog.Backfill)
 	r.engine, err = alarm.New(alarm.Config{Org: &b.Org, Rules: &b.Rules, Log: alog, Feed: r.feed, Sinks: []alarm.Sink{r.desk},
 		Now: r.clock.Now, TickInterval: time.Hour})
 	if err != nil {
