@@ -7,29 +7,21 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/plantroom/plantroom/cloud/ingest"
 	"github.com/plantroom/plantroom/config"
 )
 
-// LatestReading is the newest reading of one metric of a device.
-type LatestReading struct {
-	Metric  string
-	TS      int64 // Unix ms
-	Value   float64
-	Quality uint8
-}
-
-// LatestValues gives the newest reading of each metric of a device (the
-// ingest keeps them in memory).
+// LatestValues gives the newest value of each metric of a device:
+// *ingest.Latest, kept by the ingest or refreshed from ClickHouse.
 type LatestValues interface {
-	Latest(device string) []LatestReading
+	Get(device string) map[string]ingest.LatestValue
 }
 
-// Presence says whether a gateway is connected (the ingest follows the
-// gateways' status messages).
+// Presence says whether gateways are connected and devices report:
+// *ingest.Presence.
 type Presence interface {
-	// Gateway returns the gateway's state and since when; known is false
-	// for a gateway not heard of since the cloud started.
-	Gateway(id string) (online bool, since time.Time, known bool)
+	Gateway(id string) (ingest.GatewayState, bool)
+	Device(id string) (ingest.DeviceState, bool)
 }
 
 // Device states in the device list.
@@ -40,8 +32,8 @@ const (
 	StateUnknown = "unknown" // nothing heard of device or gateway yet
 )
 
-// StalePolls is how many poll intervals without a reading make a device
-// stale (and never less than MinStale).
+// Without a Presence, a device is stale after StalePolls poll intervals
+// without a reading (never less than MinStale).
 const (
 	StalePolls = 3
 	MinStale   = 30 * time.Second
@@ -76,7 +68,7 @@ type gatewayState struct {
 }
 
 // deviceView assembles a device with its newest values and state.
-func (s *Server) deviceView(d config.DeviceInfo, latest []LatestReading, loc *time.Location) deviceView {
+func (s *Server) deviceView(d config.DeviceInfo, latest map[string]ingest.LatestValue, loc *time.Location) deviceView {
 	v := deviceView{
 		ID: d.Device.ID, Name: d.Device.Name, Kind: d.Device.Kind, Template: d.Device.Template,
 		Project: d.Project.ID, Building: d.Device.Building, Gateway: d.Gateway.ID,
@@ -84,59 +76,62 @@ func (s *Server) deviceView(d config.DeviceInfo, latest []LatestReading, loc *ti
 		GatewayState: &gatewayState{},
 	}
 	t := s.deps.Bundle.Templates[d.Device.Template]
-	var newest int64
-	for _, r := range latest {
-		mv := metricValue{Value: r.Value, At: time.UnixMilli(r.TS).In(loc), Quality: r.Quality}
+	var newest time.Time
+	for metric, r := range latest {
+		mv := metricValue{Value: r.Value, At: r.TS.In(loc), Quality: uint8(r.Quality)}
+		mv.Unit, _ = metricUnit(t, metric)
 		if t != nil {
-			if pt := t.Point(r.Metric); pt != nil {
-				mv.Unit = pt.Unit
+			if pt := t.Point(metric); pt != nil {
 				mv.State = pt.States[int(r.Value)]
-			} else if t.MQTT != nil {
-				for _, f := range t.MQTT.Fields {
-					if f.Metric == r.Metric {
-						mv.Unit = f.Unit
-					}
-				}
 			}
 		}
-		v.Values[r.Metric] = mv
-		newest = max(newest, r.TS)
-	}
-	known, online := false, false
-	if s.deps.Presence != nil {
-		var since time.Time
-		online, since, known = s.deps.Presence.Gateway(d.Gateway.ID)
-		if known {
-			v.GatewayState.Online = &online
-			since = since.In(loc)
-			v.GatewayState.Since = &since
+		v.Values[metric] = mv
+		if r.TS.After(newest) {
+			newest = r.TS
 		}
 	}
-	stale := max(StalePolls*d.Device.PollInterval.Duration, MinStale)
+	gwKnown, gwOnline := false, false
+	var fresh, everSeen bool
+	if s.deps.Presence != nil {
+		if g, ok := s.deps.Presence.Gateway(d.Gateway.ID); ok && g.Known {
+			gwKnown, gwOnline = true, g.Online
+			since := g.Since.In(loc)
+			v.GatewayState.Online, v.GatewayState.Since = &gwOnline, &since
+		}
+		if ds, ok := s.deps.Presence.Device(d.Device.ID); ok {
+			fresh, everSeen = !ds.Stale, !ds.LastTS.IsZero()
+			if ds.LastTS.After(newest) {
+				newest = ds.LastTS
+			}
+		}
+	} else if !newest.IsZero() {
+		everSeen = true
+		fresh = s.now().Sub(newest) <= max(StalePolls*d.Device.PollInterval.Duration, MinStale)
+	}
 	switch {
-	case known && !online:
+	case gwKnown && !gwOnline:
 		v.State = StateOffline
-	case newest > 0 && s.now().Sub(time.UnixMilli(newest)) <= stale:
+	case fresh:
 		v.State = StateOnline
-	case newest > 0 || known:
+	case everSeen || gwKnown:
 		v.State = StateStale
 	default:
 		v.State = StateUnknown
 	}
-	if newest > 0 {
-		ls := time.UnixMilli(newest).In(loc)
+	if !newest.IsZero() {
+		ls := newest.In(loc)
 		v.LastSeen = &ls
 	}
 	return v
 }
 
-// latestOf returns the newest readings of devices: from the ingest's cache
-// when there is one, otherwise from the hourly roll-up of the last day.
-func (s *Server) latestOf(c echo.Context, company, project string, devs []string) (map[string][]LatestReading, error) {
-	out := map[string][]LatestReading{}
+// latestOf returns the newest values of devs: from the ingest's cache when
+// the server has one, otherwise from the hourly roll-up of the last day.
+func (s *Server) latestOf(c echo.Context, company, project string, devs []string) (map[string]map[string]ingest.LatestValue, error) {
 	if s.deps.Latest != nil {
+		out := make(map[string]map[string]ingest.LatestValue, len(devs))
 		for _, d := range devs {
-			out[d] = s.deps.Latest.Latest(d)
+			out[d] = s.deps.Latest.Get(d)
 		}
 		return out, nil
 	}
@@ -204,8 +199,8 @@ func (s *Server) projectView(co *config.Company, pr *config.Project) projectView
 	for _, g := range pr.Gateways {
 		gv := gatewayView{ID: g.ID, Name: g.Name, Building: g.Building, Devices: len(g.Devices)}
 		if s.deps.Presence != nil {
-			if online, since, known := s.deps.Presence.Gateway(g.ID); known {
-				since = since.In(pr.Location)
+			if st, ok := s.deps.Presence.Gateway(g.ID); ok && st.Known {
+				online, since := st.Online, st.Since.In(pr.Location)
 				gv.Online, gv.Since = &online, &since
 			}
 		}

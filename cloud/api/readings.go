@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/plantroom/plantroom/cloud/energy"
+	"github.com/plantroom/plantroom/cloud/ingest"
 	"github.com/plantroom/plantroom/cloud/store"
 )
 
@@ -259,28 +260,32 @@ GROUP BY device, metric, ts_ms ORDER BY device, metric, ts_ms`
 	return out, nil
 }
 
-// latest returns the newest reading of each metric of devs since since,
-// from the hourly roll-up (so quality good or uncertain only).
-func (s *readingStore) latest(ctx context.Context, company, project string, devs []string, since time.Time) (map[string][]LatestReading, error) {
-	out := map[string][]LatestReading{}
+// latest returns the newest value of each metric of devs since since,
+// from the hourly roll-up (so of quality good or uncertain only).
+func (s *readingStore) latest(ctx context.Context, company, project string, devs []string, since time.Time) (map[string]map[string]ingest.LatestValue, error) {
+	out := map[string]map[string]ingest.LatestValue{}
 	if len(devs) == 0 {
 		return out, nil
 	}
 	q := `SELECT device, metric, maxMerge(last_ts), argMaxMerge(last_v) FROM ` + s.table(store.TableHourly) + `
 WHERE company = ? AND project = ? AND device IN ? AND hour_ms >= ?
-GROUP BY device, metric ORDER BY device, metric`
+GROUP BY device, metric`
 	rows, err := s.conn.Query(ctx, q, company, project, groupSet(devs), since.UnixMilli()/energy.HourMS*energy.HourMS)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query latest values: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var dev string
-		var r LatestReading
-		if err := rows.Scan(&dev, &r.Metric, &r.TS, &r.Value); err != nil {
+		var dev, metric string
+		var ts int64
+		var v float64
+		if err := rows.Scan(&dev, &metric, &ts, &v); err != nil {
 			return nil, fmt.Errorf("cannot read latest values: %w", err)
 		}
-		out[dev] = append(out[dev], r)
+		if out[dev] == nil {
+			out[dev] = map[string]ingest.LatestValue{}
+		}
+		out[dev][metric] = ingest.LatestValue{Value: v, TS: time.UnixMilli(ts)}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot read latest values: %w", err)
