@@ -40,7 +40,8 @@ type Batch struct {
 	SentAt   int64  // Unix ms, as in the payload
 	Payload  []byte // protocol telemetry batch; nil until rebuilt after a restart
 
-	first, last uint64 // item range
+	first, last uint64   // item range
+	values      [][]byte // copies of the items, until the payload is encoded
 }
 
 // rangeLen is the stored size of a batch's item range record.
@@ -99,12 +100,48 @@ func (q *Queue) Next(ctx context.Context, lane Lane, maxReadings, maxBatches int
 	q.pending.nexts = append(q.pending.nexts, r)
 	signal(q.kick)
 	q.pmu.Unlock()
+	var rep nextReply
 	select {
-	case rep := <-r.reply:
-		return rep.batches, rep.err
+	case rep = <-r.reply:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("cannot form batches: %w", ctx.Err())
 	}
+	// The writer chose the items and made the mapping durable; encoding
+	// the payloads here keeps that work off the writer.
+	out := rep.batches[:0]
+	var dec itemDecoder
+	for _, b := range rep.batches {
+		p, err := q.encodeBatch(b, b.values, &dec)
+		b.values = nil
+		if err != nil {
+			q.log.Error("dropping a batch that cannot be encoded", "seq", b.Seq, "err", err)
+			q.stats.corrupt.Add(1)
+			q.Ack(b.Seq)
+			continue
+		}
+		b.Payload = p
+		out = append(out, b)
+	}
+	return out, rep.err
+}
+
+// encodeBatch builds a batch's payload from its items.
+func (q *Queue) encodeBatch(b *Batch, values [][]byte, dec *itemDecoder) ([]byte, error) {
+	rs := make([]protocol.Reading, 0, b.Readings)
+	for _, v := range values {
+		var err error
+		if rs, err = dec.decode(v, rs); err != nil {
+			return nil, fmt.Errorf("cannot encode batch %d: %w", b.Seq, err)
+		}
+	}
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	p, err := protocol.AppendBatch(nil, &protocol.Batch{Gateway: q.cfg.Gateway, Seq: b.Seq, SentAt: b.SentAt, Readings: rs})
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode batch %d: %w", b.Seq, err)
+	}
+	return p, nil
 }
 
 // Ack deletes a published batch's items (in the next commit). Acking an
@@ -156,29 +193,26 @@ func (q *Queue) InFlight() ([]*Batch, error) {
 }
 
 // rebuild re-encodes a batch from its items after a restart, with its
-// original seq and send time.
+// original seq and send time. It returns nil when no item is left.
 func (q *Queue) rebuild(b *Batch) ([]byte, error) {
-	var rs []protocol.Reading
-	var scratch protocol.Batch
+	var values [][]byte
 	err := q.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketItems).Cursor()
 		for k, v := c.Seek(u64(b.first)); k != nil && getU64(k) <= b.last; k, v = c.Next() {
-			var err error
-			if rs, err = decodeItem(v, rs, &scratch); err != nil {
+			if err := checkItem(v); err != nil {
 				q.log.Warn("skipping corrupt queue item", "item", getU64(k), "batch", b.Seq, "err", err)
+				continue
 			}
+			values = append(values, append([]byte(nil), v...))
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot rebuild batch %d: %w", b.Seq, err)
 	}
-	if len(rs) == 0 {
-		return nil, nil
-	}
-	p, err := protocol.AppendBatch(nil, &protocol.Batch{Gateway: q.cfg.Gateway, Seq: b.Seq, SentAt: b.SentAt, Readings: rs})
-	if err != nil {
-		return nil, fmt.Errorf("cannot rebuild batch %d: %w", b.Seq, err)
+	p, err := q.encodeBatch(b, values, &itemDecoder{})
+	if err != nil || p == nil {
+		return nil, err
 	}
 	q.smu.Lock()
 	b.Payload = p
@@ -200,11 +234,10 @@ func (q *Queue) formBatches(tx *bolt.Tx, st *writerState, r *nextRequest, now ti
 	var (
 		out     []*Batch
 		corrupt []uint64
-		scratch protocol.Batch
 	)
 	for len(out) < r.maxBatches && k != nil {
 		var (
-			rs          []protocol.Reading
+			values      [][]byte
 			first, last uint64
 			n, size     int
 		)
@@ -225,14 +258,13 @@ func (q *Queue) formBatches(tx *bolt.Tx, st *writerState, r *nextRequest, now ti
 			if n > 0 && (n+cnt > r.maxReadings || size+len(v) > protocol.MaxBatchBytes/2) {
 				break
 			}
-			var err error
-			rs, err = decodeItem(v, rs, &scratch)
-			if err != nil {
+			if err := checkItem(v); err != nil {
 				q.log.Warn("deleting corrupt queue item", "item", key, "err", err)
 				corrupt = append(corrupt, key)
 				k, v = c.Next()
 				continue
 			}
+			values = append(values, append([]byte(nil), v...))
 			if n == 0 {
 				first = key
 			}
@@ -244,12 +276,7 @@ func (q *Queue) formBatches(tx *bolt.Tx, st *writerState, r *nextRequest, now ti
 		if n == 0 {
 			break
 		}
-		b := &Batch{Seq: st.nextSeq, Lane: r.lane, Readings: n, SentAt: now.UnixMilli(), first: first, last: last}
-		p, err := protocol.AppendBatch(nil, &protocol.Batch{Gateway: q.cfg.Gateway, Seq: b.Seq, SentAt: b.SentAt, Readings: rs})
-		if err != nil {
-			return out, 0, fmt.Errorf("cannot encode batch %d from items %d–%d: %w", b.Seq, first, last, err)
-		}
-		b.Payload = p
+		b := &Batch{Seq: st.nextSeq, Lane: r.lane, Readings: n, SentAt: now.UnixMilli(), first: first, last: last, values: values}
 		if err := tx.Bucket(bucketBatches).Put(u64(b.Seq), b.encodeRange()); err != nil {
 			return out, 0, fmt.Errorf("cannot store batch %d: %w", b.Seq, err)
 		}

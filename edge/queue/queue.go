@@ -6,9 +6,8 @@
 // # Layout
 //
 // Bucket "items" holds one item per Add call: key = big-endian uint64 item
-// number (append order), value = 8 bytes append time (Unix ms), 4 bytes
-// reading count, then the readings as a protocol telemetry batch (which
-// brings its own CRC). Bucket "batches" maps a batch sequence number to the
+// number (append order), value = append time, reading count, CRC-32C and
+// the readings (see item.go). Bucket "batches" maps a batch sequence number to the
 // contiguous range of item numbers it carries. Bucket "events" holds gateway
 // events (JSON) by event sequence number. Bucket "meta" keeps the next item
 // number, the next batch seq and the next event seq.
@@ -268,7 +267,7 @@ func (q *Queue) Add(rs []protocol.Reading) (*Commit, error) {
 		return nil, errors.New("cannot add readings: none given")
 	}
 	now := time.Now().UnixMilli()
-	val, err := encodeItem(q.cfg.Gateway, now, rs)
+	val, err := encodeItem(now, rs)
 	if err != nil {
 		return nil, fmt.Errorf("cannot add readings: %w", err)
 	}

@@ -211,8 +211,14 @@ func TestDropOldestAtBound(t *testing.T) {
 	q := openQueue(t, Config{MaxBytes: maxBytes, OverflowEventInterval: time.Hour})
 	const perItem, items = 100, 2000 // about 1.8 MB of items
 	for i := 0; i < items; i++ {
-		if err := q.Append(ctx, readings("meter-1", i*perItem, perItem)); err != nil {
+		c, err := q.Add(readings("meter-1", i*perItem, perItem))
+		if err != nil {
 			t.Fatal(err)
+		}
+		if i%50 == 49 {
+			if err := c.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	st := q.Stats()

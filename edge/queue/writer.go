@@ -2,7 +2,6 @@ package queue
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -407,35 +406,4 @@ func (q *Queue) updateOldest(tx *bolt.Tx) {
 	}
 	ms, _ := itemHeader(v)
 	q.stats.oldestMs.Store(ms)
-}
-
-// encodeItem builds an item value: append time, reading count, readings.
-func encodeItem(gateway string, appendMs int64, rs []protocol.Reading) ([]byte, error) {
-	buf := make([]byte, 12, 12+16*len(rs)+64)
-	binary.BigEndian.PutUint64(buf, uint64(appendMs))
-	binary.BigEndian.PutUint32(buf[8:], uint32(len(rs)))
-	return protocol.AppendBatch(buf, &protocol.Batch{Gateway: gateway, SentAt: appendMs, Readings: rs})
-}
-
-// itemHeader returns an item's append time and reading count.
-func itemHeader(v []byte) (int64, int) {
-	if len(v) < 12 {
-		return 0, 0
-	}
-	return int64(binary.BigEndian.Uint64(v)), int(binary.BigEndian.Uint32(v[8:]))
-}
-
-// decodeItem appends an item's readings to rs.
-func decodeItem(v []byte, rs []protocol.Reading, scratch *protocol.Batch) ([]protocol.Reading, error) {
-	_, n := itemHeader(v)
-	if len(v) < 12 {
-		return rs, errors.New("item shorter than its header")
-	}
-	if err := protocol.DecodeBatch(v[12:], scratch); err != nil {
-		return rs, err
-	}
-	if len(scratch.Readings) != n {
-		return rs, fmt.Errorf("item header says %d readings, payload has %d", n, len(scratch.Readings))
-	}
-	return append(rs, scratch.Readings...), nil
 }
