@@ -153,7 +153,7 @@ func testBundle(t testing.TB) *config.Bundle {
 }
 
 // openStore gives a fresh, migrated database on the test ClickHouse.
-func openStore(t testing.TB) *store.DB {
+func openStore(t testing.TB, extra ...store.Migration) *store.DB {
 	t.Helper()
 	_, name := chtest.NewDatabase(t)
 	o := chtest.Addr(t)
@@ -164,7 +164,7 @@ func openStore(t testing.TB) *store.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
+	if err := db.Migrate(ctx, extra...); err != nil {
 		t.Fatal(err)
 	}
 	return db

@@ -6,10 +6,13 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/workorder"
 )
 
 var httpMethods = map[string]bool{"get": true, "put": true, "post": true, "delete": true, "patch": true, "head": true, "options": true}
@@ -40,10 +43,32 @@ func documented(t *testing.T) map[string]bool {
 	return out
 }
 
+// deployedServer is the API as bin/cloud serves it: this package's routes
+// and those of the alarm engine and the work-order desk.
+func deployedServer(t *testing.T) *api.Server {
+	t.Helper()
+	b := testBundle(t)
+	db := openStore(t, append(alarm.Migrations(), workorder.Migrations()...)...)
+	feed := alarm.NewFeed(0, time.Now)
+	desk, err := workorder.New(workorder.Config{Org: &b.Org, Rules: &b.Rules, Log: workorder.NewClickHouseLog(db.Conn()), Feed: feed, CheckInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := alarm.New(alarm.Config{Org: &b.Org, Rules: &b.Rules, Log: alarm.NewClickHouseLog(db.Conn()), Feed: feed,
+		Sinks: []alarm.Sink{desk}, TickInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, b, db, nil)
+	s.Register(engine.Routes()...)
+	s.Register(desk.Routes(engine)...)
+	return s
+}
+
 // TestOpenAPIMatchesRoutes fails when a served route is missing from
 // openapi.yaml or the document lists a route nobody serves.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	s := newServer(t, testBundle(t), openStore(t), nil)
+	s := deployedServer(t)
 	doc := documented(t)
 	served := map[string]bool{}
 	for _, r := range s.Endpoints() {
