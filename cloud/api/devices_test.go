@@ -13,8 +13,8 @@ import (
 )
 
 type deviceJSON struct {
-	ID           string `json:"id"`
-	State        string `json:"state"`
+	ID           string     `json:"id"`
+	State        string     `json:"state"`
 	LastSeen     *time.Time `json:"last_seen"`
 	GatewayState struct {
 		Online *bool `json:"online"`
