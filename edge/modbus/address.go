@@ -27,6 +27,9 @@ const (
 	DefaultStopBits = 1
 )
 
+// baudRates are the serial speeds a port can be set to.
+var baudRates = []int{300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600}
+
 // DefaultTCPPort is the Modbus TCP port used when a tcp:// address has none.
 const DefaultTCPPort = "502"
 
@@ -117,7 +120,7 @@ func parseSerialAddress(s string, u *url.URL) (Address, error) {
 		}
 		switch key {
 		case "baud":
-			a.BaudRate, err = num(key, func(n int) bool { return n >= 300 && n <= 4000000 }, "a baud rate from 300 to 4000000")
+			a.BaudRate, err = num(key, func(n int) bool { return slices.Contains(baudRates, n) }, "a standard baud rate (1200 … 921600)")
 		case "data_bits":
 			a.DataBits, err = num(key, func(n int) bool { return n == 7 || n == 8 }, "7 or 8")
 		case "stop_bits":

@@ -143,7 +143,7 @@ func cause(err error) string {
 		return CauseFrame
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed),
-		errors.As(err, new(*net.OpError)), errors.As(err, new(*os.PathError)):
+		errors.As(err, new(*net.OpError)), errors.As(err, new(*os.PathError)), errors.As(err, new(syscall.Errno)):
 		return CauseConnection
 	}
 	return CauseFrame // goburrow reports id and length mismatches as plain errors
