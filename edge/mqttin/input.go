@@ -247,22 +247,6 @@ func (in *Input) handle(topic string, payload []byte, retained bool) {
 	}
 }
 
-// fail counts every error err carries (one per field) and logs it, at most
-// once a minute per device and cause.
-func (in *Input) fail(d *Device, topic string, err error) {
-	errs := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	}
-	for _, e := range errs {
-		cause := Cause(e)
-		in.metrics.errors.WithLabelValues(d.ID, cause).Inc()
-		if in.logs.every("err:"+d.ID+"\x00"+cause, time.Minute) {
-			in.log.Warn("MQTT device message rejected", "device", d.ID, "topic", topic, "cause", cause, "error", e)
-		}
-	}
-}
-
 // setState reports a device's availability when it changed.
 func (in *Input) setState(id string, online bool) {
 	in.stateMu.Lock()
@@ -278,35 +262,4 @@ func (in *Input) setState(id string, online bool) {
 	if in.opts.OnState != nil {
 		in.opts.OnState(id, online)
 	}
-}
-
-// logLimiter keeps log lines about misbehaving devices rare. It remembers
-// at most logLimit keys; past that it stays quiet.
-type logLimiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-const logLimit = 1000
-
-func (l *logLimiter) first(key string) bool { return l.every(key, 0) }
-
-// every reports whether key may be logged now: the first time, and again
-// after interval when interval > 0.
-func (l *logLimiter) every(key string, interval time.Duration) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last == nil {
-		l.last = map[string]time.Time{}
-	}
-	now := time.Now()
-	at, seen := l.last[key]
-	switch {
-	case !seen && len(l.last) >= logLimit:
-		return false
-	case seen && (interval == 0 || now.Sub(at) < interval):
-		return false
-	}
-	l.last[key] = now
-	return true
 }
