@@ -38,6 +38,7 @@ const CategoryGateway = "gateway"
 var (
 	ErrNotFound   = errors.New("alarm not found")
 	ErrNotStarted = errors.New("alarm engine not started")
+	ErrForbidden  = errors.New("not allowed for this role")
 )
 
 // Alarm is one occurrence of a rule's condition on a device or gateway, from

@@ -1,0 +1,157 @@
+package alarm
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/plantroom/plantroom/config"
+)
+
+// apply turns transitions into events, updating the alarms and publishing
+// the events to the feed.
+func (e *Engine) apply(trs []transition) []Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	evs := make([]Event, 0, len(trs))
+	for _, tr := range trs {
+		t, r, s := tr.t, tr.t.rule, tr.t.subject
+		var a *Alarm
+		from, to := StateActive, StateActive
+		switch tr.kind {
+		case EventRaise:
+			subj := s.device
+			if subj == "" {
+				subj = s.gateway
+			}
+			a = &Alarm{
+				ID: alarmID(subj, r.ID, t.pendingSince), Company: s.company, Project: s.project, Gateway: s.gateway,
+				Device: s.device, Category: s.category, Rule: r.ID, RuleName: r.Name, RuleKind: r.Kind,
+				Severity: r.Severity, Metric: r.Metric, State: StateActive, RaisedAt: msTime(tr.at),
+				Value: tr.in.value, ReadingTS: msTime(tr.in.ts), Count: 1, WorkOrder: r.WorkOrder != nil,
+			}
+			if old := e.alarms[a.ID]; old != nil {
+				// Same subject, rule and start: this alarm was raised before.
+				t.alarm = old
+				t.pendingSince = 0
+				continue
+			}
+			from = StateNormal
+			t.alarm = a
+			t.pendingSince = 0
+			e.alarms[a.ID] = a
+		case EventRepeat:
+			a = t.alarm
+			a.Count++
+			a.ReadingTS = msTime(tr.in.ts)
+		case EventUpdate:
+			a = t.alarm
+			a.Value = tr.in.value
+			a.ReadingTS = msTime(tr.in.ts)
+		case EventClear:
+			a = t.alarm
+			to = StateCleared
+			a.State = StateCleared
+			a.ClearedAt = msTime(tr.at)
+			a.ReadingTS = msTime(tr.in.ts)
+			t.clearingSince, t.pendingSince = 0, 0
+		default:
+			panic("BUG: unknown transition " + tr.kind)
+		}
+		ev := Event{Kind: tr.kind, At: msTime(tr.at), From: from, To: to, Value: tr.in.value, ReadingTS: msTime(tr.in.ts)}
+		if !tr.in.replay {
+			ev.Arrived = tr.in.arrived
+		}
+		evs = append(evs, e.record(a, ev))
+	}
+	return evs
+}
+
+// record numbers an event of alarm a, publishes it and returns it with the
+// alarm's snapshot. e.mu must be held.
+func (e *Engine) record(a *Alarm, ev Event) Event {
+	a.N++
+	ev.N = a.N
+	e.feed.Publish(func(seq uint64) Item {
+		a.Seq = seq
+		ev.Seq = seq
+		ev.Alarm = *a
+		return eventItem(ev)
+	})
+	e.m.events.WithLabelValues(ev.Kind, a.Severity).Inc()
+	return ev
+}
+
+// commit stores events (queueing them for retry when storage fails) and
+// hands them to the sinks and the notifier. e.procMu must be held.
+func (e *Engine) commit(ctx context.Context, evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	e.outbox = append(e.outbox, evs...)
+	e.flush(ctx)
+	for _, ev := range evs {
+		for _, s := range e.cfg.Sinks {
+			s.AlarmEvent(ctx, ev)
+		}
+		if e.cfg.Notifier != nil && (ev.Kind == EventRaise || ev.Kind == EventClear) {
+			e.cfg.Notifier.Notify(message(ev))
+		}
+	}
+}
+
+// flush stores the outbox. It reports success. e.procMu must be held.
+func (e *Engine) flush(ctx context.Context) bool {
+	if len(e.outbox) == 0 {
+		return true
+	}
+	err := e.cfg.Log.AppendAlarmEvents(ctx, e.outbox)
+	if err != nil {
+		e.m.storeFailures.Inc()
+		if !e.failed {
+			e.log.Error("cannot store alarm events; keeping them for retry", "events", len(e.outbox), "err", err)
+			e.failed = true
+		}
+		e.m.outbox.Set(float64(len(e.outbox)))
+		return false
+	}
+	if e.failed {
+		e.log.Info("alarm events stored again after failures", "events", len(e.outbox))
+		e.failed = false
+	}
+	e.outbox = nil
+	e.m.outbox.Set(0)
+	return true
+}
+
+// Ack acknowledges an alarm for the viewer. Acknowledging twice is not an
+// error and records nothing new.
+func (e *Engine) Ack(ctx context.Context, v Viewer, id, note string) (Alarm, error) {
+	if !e.isRunning() {
+		return Alarm{}, ErrNotStarted
+	}
+	e.procMu.Lock()
+	defer e.procMu.Unlock()
+	e.mu.Lock()
+	a := e.alarms[id]
+	if a == nil || !v.SeesProject(a.Company, a.Project) {
+		e.mu.Unlock()
+		return Alarm{}, fmt.Errorf("cannot acknowledge alarm %q: %w", id, ErrNotFound)
+	}
+	if v.Role == config.RoleHQViewer {
+		e.mu.Unlock()
+		return Alarm{}, fmt.Errorf("cannot acknowledge alarm %q: %w", id, ErrForbidden)
+	}
+	if a.Acked {
+		out := *a
+		e.mu.Unlock()
+		return out, nil
+	}
+	now := e.cfg.Now().UTC()
+	a.Acked, a.AckedBy, a.AckedAt = true, v.Staff, now
+	ev := e.record(a, Event{Kind: EventAck, At: now, From: a.State, To: a.State, Who: v.Staff, Note: note,
+		Value: a.Value, ReadingTS: a.ReadingTS, Arrived: now})
+	out := *a
+	e.mu.Unlock()
+	e.commit(ctx, []Event{ev})
+	return out, nil
+}

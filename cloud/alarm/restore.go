@@ -1,0 +1,109 @@
+package alarm
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// restore installs stored alarms; active ones go back to their trackers.
+func (e *Engine) restore(alarms []Alarm) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.cfg.Now()
+	var maxSeq uint64
+	for i := range alarms {
+		a := &alarms[i]
+		e.alarms[a.ID] = a
+		maxSeq = max(maxSeq, a.Seq)
+		t := e.tracker(a)
+		if t == nil {
+			continue // device or rule gone from the configuration: listed, no longer evaluated
+		}
+		// Readings up to the latest stored transition are accounted for;
+		// a replay re-evaluates only what came after.
+		t.lastTS = max(t.lastTS, unixMS(a.ReadingTS))
+		if a.State != StateActive {
+			continue
+		}
+		if t.alarm != nil && t.alarm.State == StateActive {
+			e.log.Warn("two active alarms for one device and rule in storage; keeping the newer", "alarm", a.ID, "other", t.alarm.ID)
+			if t.alarm.RaisedAt.After(a.RaisedAt) {
+				continue
+			}
+		}
+		t.alarm = a
+		t.lastArrived = now
+		t.last = input{ts: t.lastTS, value: a.Value, metric: a.Metric, arrived: now}
+	}
+	e.feed.Advance(maxSeq)
+	e.m.restored.Add(float64(len(alarms)))
+}
+
+// catchUp re-evaluates the stored readings of the replay window and starts
+// the offline timer of gateways known to be offline. Events it raises are
+// stored and dispatched like live ones. e.procMu must be held.
+func (e *Engine) catchUp(ctx context.Context) error {
+	var trs []transition
+	if e.cfg.GatewayStatus != nil {
+		for id, g := range e.gateways {
+			if offline, since, known := e.cfg.GatewayStatus(id); known && offline && g.offline != nil {
+				trs = append(trs, g.offline.step(input{ts: since.UnixMilli(), arrived: since, replay: true}, true, false)...)
+			}
+		}
+	}
+	if e.cfg.Readings != nil {
+		rs, err := e.recentReadings(ctx)
+		if err != nil {
+			return err
+		}
+		for i := range rs {
+			r := &rs[i]
+			trs = append(trs, e.evaluate(r.Gateway, &r.Reading, time.UnixMilli(r.TS), true, map[*subject]bool{})...)
+		}
+		e.m.replayed.Add(float64(len(rs)))
+	}
+	e.commit(ctx, e.apply(trs))
+	return nil
+}
+
+// recentReadings loads the readings of the replay window for every metric
+// a rule watches.
+func (e *Engine) recentReadings(ctx context.Context) ([]StoredReading, error) {
+	set := map[string]bool{}
+	for _, s := range e.devices {
+		for m := range s.byMetric {
+			set[m] = true
+		}
+	}
+	if len(set) == 0 {
+		return nil, nil
+	}
+	metrics := make([]string, 0, len(set))
+	for m := range set {
+		metrics = append(metrics, m)
+	}
+	sort.Strings(metrics)
+	rs, err := e.cfg.Readings.RecentReadings(ctx, e.cfg.Now().Add(-e.cfg.ReplayWindow), metrics)
+	if err != nil {
+		return nil, fmt.Errorf("cannot replay recent readings: %w", err)
+	}
+	return rs, nil
+}
+
+func (e *Engine) tracker(a *Alarm) *tracker {
+	s := e.devices[a.Device]
+	if a.Device == "" {
+		s = e.gateways[a.Gateway]
+	}
+	if s == nil {
+		return nil
+	}
+	for _, t := range s.trackers {
+		if t.rule.ID == a.Rule {
+			return t
+		}
+	}
+	return nil
+}
