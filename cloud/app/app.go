@@ -223,6 +223,9 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		if err := n.c.Start(ctx); err != nil {
 			stopAll()
+			if ctx.Err() != nil {
+				return nil // asked to stop while starting
+			}
 			return fmt.Errorf("cannot start %s: %w", n.name, err)
 		}
 		started = append(started, n)

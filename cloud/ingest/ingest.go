@@ -157,13 +157,15 @@ type Ingest struct {
 	observersMu sync.Mutex
 	observers   []Observer
 
-	slots    chan struct{} // one per unacknowledged message
-	writer   *writer
-	sub      *subscriber
-	ctx      context.Context // cancelled by Stop
-	cancel   context.CancelFunc
-	stopping chan struct{}
-	wg       sync.WaitGroup
+	ready     chan struct{} // closed once subscribed
+	readyOnce sync.Once
+	slots     chan struct{} // one per unacknowledged message
+	writer    *writer
+	sub       *subscriber
+	ctx       context.Context // cancelled by Stop
+	cancel    context.CancelFunc
+	stopping  chan struct{}
+	wg        sync.WaitGroup
 
 	started             atomic.Bool
 	startOnce, stopOnce sync.Once
@@ -189,6 +191,7 @@ func New(cfg Config) (*Ingest, error) {
 		latest:   cfg.Latest,
 		presence: cfg.Presence,
 		dedup:    newRecentSeqs(),
+		ready:    make(chan struct{}),
 		slots:    make(chan struct{}, cfg.MaxUnacked),
 		stopping: make(chan struct{}),
 	}
@@ -254,7 +257,7 @@ func (in *Ingest) start(ctx context.Context) error {
 }
 
 // Ready is closed once the ingest's first subscription is in place.
-func (in *Ingest) Ready() <-chan struct{} { return in.sub.ready }
+func (in *Ingest) Ready() <-chan struct{} { return in.ready }
 
 // Stop stops taking messages, commits and acknowledges what it holds (for
 // at most ShutdownTimeout while ClickHouse is down; the rest is left

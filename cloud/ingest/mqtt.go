@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -66,14 +65,12 @@ func (c *MQTTConfig) Filters() []string {
 
 // subscriber is the ingest's MQTT client.
 type subscriber struct {
-	in        *Ingest
-	client    paho.Client
-	ready     chan struct{}
-	readyOnce sync.Once
+	in     *Ingest
+	client paho.Client
 }
 
 func newSubscriber(in *Ingest) *subscriber {
-	s := &subscriber{in: in, ready: make(chan struct{})}
+	s := &subscriber{in: in}
 	c := in.cfg.MQTT
 	opts := paho.NewClientOptions().
 		AddBroker(c.URL).
@@ -110,7 +107,7 @@ func (s *subscriber) connect(ctx context.Context) error {
 	t := time.NewTimer(s.in.cfg.MQTT.ConnectTimeout)
 	defer t.Stop()
 	select {
-	case <-s.ready:
+	case <-s.in.ready:
 		return nil
 	case <-t.C:
 		return fmt.Errorf("not subscribed after %s", s.in.cfg.MQTT.ConnectTimeout)
@@ -157,7 +154,7 @@ func (s *subscriber) subscribe(c paho.Client) {
 		}
 		if problem == "" {
 			s.in.log.Info("ingest subscribed", "broker", cfg.URL, "client_id", cfg.ClientID, "filters", strings.Join(cfg.Filters(), " "))
-			s.readyOnce.Do(func() { close(s.ready) })
+			s.in.readyOnce.Do(func() { close(s.in.ready) })
 			return
 		}
 		if !c.IsConnectionOpen() {
