@@ -2,6 +2,7 @@ package modbus
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,6 +131,14 @@ func TestOfflineOnline(t *testing.T) {
 	b := startSim(t, sim.DeviceConfig{ID: "pump", Template: "pump-vfd"})
 	rec := newRecorder()
 	p := startPoller(t, rec, Options{MaxBackoff: 300 * time.Millisecond}, simDevice(t, b, "pump", "pump-vfd", "tcp", 20*time.Millisecond))
+	var mu sync.Mutex
+	var online []bool
+	rec.setHook(func() { // a callback may read Stats
+		o := p.Stats()["pump"].Online
+		mu.Lock()
+		online = append(online, o)
+		mu.Unlock()
+	})
 	eventually(t, 5*time.Second, "first poll", func() bool { return rec.count("pump") > 0 })
 	if err := b.SetFault("pump", sim.Fault{Unreachable: true}); err != nil {
 		t.Fatal(err)
@@ -146,6 +155,11 @@ func TestOfflineOnline(t *testing.T) {
 	eventually(t, 5*time.Second, "online report", func() bool { return len(rec.stateLog("pump")) == 2 })
 	if got := rec.stateLog("pump"); got[0] || !got[1] {
 		t.Errorf("state reports = %v, want offline then online", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(online) != 2 || online[0] || !online[1] {
+		t.Errorf("Stats().Online seen from the callbacks = %v, want false then true", online)
 	}
 	eventually(t, 5*time.Second, "readings again", func() bool { return rec.count("pump") > n })
 	if s := p.Stats()["pump"]; !s.Online || s.ConsecutiveFailures != 0 {

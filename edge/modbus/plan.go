@@ -1,8 +1,9 @@
 package modbus
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/plantroom/plantroom/config"
 )
@@ -68,10 +69,12 @@ func Plan(t *config.Template, maxGap int) ([]Request, error) {
 	if maxGap < 0 || maxGap > MaxRegisters {
 		return nil, fmt.Errorf("cannot plan reads of template %q: gap fill %d is not between 0 and %d", t.ID, maxGap, MaxRegisters)
 	}
-	idx := make([]int, 0, len(t.Points))
+	// Sort keys: register kind (function code order) above the address.
+	keys := make([]uint32, 0, len(t.Points))
 	for i := range t.Points {
 		pt := &t.Points[i]
-		if _, ok := registerOrder[pt.Register]; !ok {
+		kind, ok := registerOrder[pt.Register]
+		if !ok {
 			return nil, fmt.Errorf("cannot plan reads of template %q: point %q: unknown register kind %q", t.ID, pt.Metric, pt.Register)
 		}
 		if pt.Registers() == 0 {
@@ -80,15 +83,13 @@ func Plan(t *config.Template, maxGap int) ([]Request, error) {
 		if int(pt.Address)+pt.Registers() > 65536 {
 			return nil, fmt.Errorf("cannot plan reads of template %q: point %q at %d runs past address 65535", t.ID, pt.Metric, pt.Address)
 		}
-		idx = append(idx, i)
+		keys = append(keys, uint32(kind)<<16|uint32(pt.Address))
 	}
-	sort.SliceStable(idx, func(a, b int) bool {
-		pa, pb := &t.Points[idx[a]], &t.Points[idx[b]]
-		if ra, rb := registerOrder[pa.Register], registerOrder[pb.Register]; ra != rb {
-			return ra < rb
-		}
-		return pa.Address < pb.Address
-	})
+	idx := make([]int, len(t.Points))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(keys[a], keys[b]) })
 	var reqs []Request
 	var end int // one past the last register of the open request
 	for _, i := range idx {

@@ -33,6 +33,7 @@ type Options struct {
 	// OnState is told when a device goes offline (after OfflineAfter failed
 	// polls in a row, with the last error) and when it answers again
 	// (cause nil). Called from the device's poll goroutine; optional.
+	// Sink and OnState may call Stats, but not Update or Stop.
 	OnState func(deviceID string, online bool, cause error)
 	// OfflineAfter failed polls in a row make a device offline; 0: 3.
 	OfflineAfter int
@@ -53,8 +54,12 @@ type Poller struct {
 	log  *slog.Logger
 	m    *metrics
 
-	mu      sync.Mutex // guards the fields below; held through Update
-	devices map[string]*devicePoller
+	// opMu serialises Start, Stop and Update and guards the fields below;
+	// mu guards devices for Stats. Neither is held while a device poller
+	// is waited for, so Sink and OnState may call Stats.
+	opMu    sync.Mutex
+	mu      sync.Mutex
+	devices map[string]*devicePoller // written under opMu and mu
 	links   map[string]*link
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -98,8 +103,8 @@ func NewPoller(devs []Device, opts Options) (*Poller, error) {
 // Start starts polling every device; the first polls go out at once.
 // Polling ends with Stop or when ctx is done.
 func (p *Poller) Start(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
 	if p.started || p.stopped {
 		return errors.New("cannot start Modbus poller: already started or stopped")
 	}
@@ -116,8 +121,8 @@ func (p *Poller) Start(ctx context.Context) error {
 // finishes first, at most its device's timeout) and closes the connections.
 // It may be called more than once.
 func (p *Poller) Stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
 	if p.stopped {
 		return
 	}
@@ -143,8 +148,8 @@ func (p *Poller) Update(devs []Device) error {
 		return fmt.Errorf("cannot configure Modbus devices: %w", err)
 	}
 	keys := linkKeys(devs)
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
 	if p.stopped {
 		return errors.New("cannot configure Modbus devices: poller stopped")
 	}
@@ -177,7 +182,9 @@ func (p *Poller) Update(devs []Device) error {
 	// old and new connection at once.
 	for _, d := range stops {
 		d.stop()
+		p.mu.Lock()
 		delete(p.devices, d.cfg.ID)
+		p.mu.Unlock()
 		p.releaseLink(d.link)
 		p.m.forget(d.cfg.ID)
 	}
@@ -193,7 +200,9 @@ func (p *Poller) Update(devs []Device) error {
 		if err != nil { // planned above: cannot happen
 			panic(fmt.Sprintf("BUG: plan of device %q failed after check: %v", a.cfg.ID, err))
 		}
+		p.mu.Lock()
 		p.devices[a.cfg.ID] = d
+		p.mu.Unlock()
 		if p.started {
 			d.start(p.ctx)
 		}
@@ -205,7 +214,7 @@ func (p *Poller) Update(devs []Device) error {
 }
 
 // releaseLink drops a device's hold on its link and closes the link when
-// no device uses it any more. p.mu is held.
+// no device uses it any more. p.opMu is held.
 func (p *Poller) releaseLink(l *link) {
 	l.refs--
 	if l.refs == 0 {
@@ -217,10 +226,14 @@ func (p *Poller) releaseLink(l *link) {
 // Stats returns every device's statistics by device id.
 func (p *Poller) Stats() map[string]DeviceStats {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[string]DeviceStats, len(p.devices))
-	for id, d := range p.devices {
-		out[id] = d.snapshot()
+	devs := make([]*devicePoller, 0, len(p.devices))
+	for _, d := range p.devices {
+		devs = append(devs, d)
+	}
+	p.mu.Unlock()
+	out := make(map[string]DeviceStats, len(devs))
+	for _, d := range devs {
+		out[d.cfg.ID] = d.snapshot()
 	}
 	return out
 }

@@ -48,6 +48,7 @@ type recorder struct {
 	last   map[string][]protocol.Reading // readings of the last call per device
 	states map[string][]bool             // online/offline reports per device, in order
 	causes map[string]error              // cause of the last offline report
+	hook   func()                        // called by onState, outside the lock
 }
 
 func newRecorder() *recorder {
@@ -70,11 +71,21 @@ func (r *recorder) sink(rs []protocol.Reading) {
 
 func (r *recorder) onState(id string, online bool, cause error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.states[id] = append(r.states[id], online)
 	if !online {
 		r.causes[id] = cause
 	}
+	hook := r.hook
+	r.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+}
+
+func (r *recorder) setHook(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hook = f
 }
 
 func (r *recorder) count(id string) int {
