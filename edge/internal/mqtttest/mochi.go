@@ -47,6 +47,8 @@ type Mochi struct {
 	messages []Message
 	connects map[string]int // client id → successful connects
 	notify   chan struct{}
+	hold     chan struct{} // non-nil: publishes below holdOn wait (no PUBACK) until it closes
+	holdOn   string
 }
 
 // StartMochi starts a broker on a free port. users maps user name to
@@ -93,6 +95,7 @@ func (m *Mochi) URL() string { return "tcp://" + m.addr }
 
 // Stop closes the broker and every connection. Idempotent.
 func (m *Mochi) Stop() {
+	m.Release()
 	m.mu.Lock()
 	s := m.server
 	m.server = nil
@@ -120,6 +123,28 @@ func (m *Mochi) Messages(prefix string) []Message {
 		}
 	}
 	return out
+}
+
+// Hold makes the broker withhold PUBACKs of QoS 1 publishes to topics
+// starting with prefix (they wait before being accepted) until Release,
+// like a broker applying flow control.
+func (m *Mochi) Hold(prefix string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.hold == nil {
+		m.hold = make(chan struct{})
+	}
+	m.holdOn = prefix
+}
+
+// Release lets held publishes through.
+func (m *Mochi) Release() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.hold != nil {
+		close(m.hold)
+		m.hold = nil
+	}
 }
 
 // Connects is how often a client id connected successfully.
@@ -157,7 +182,17 @@ type hook struct {
 func (h *hook) ID() string { return "mqtttest" }
 
 func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublished, mqtt.OnSessionEstablished}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPublished, mqtt.OnSessionEstablished}, []byte{b})
+}
+
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.m.mu.Lock()
+	hold, on := h.m.hold, h.m.holdOn
+	h.m.mu.Unlock()
+	if hold != nil && pk.FixedHeader.Qos > 0 && strings.HasPrefix(pk.TopicName, on) {
+		<-hold
+	}
+	return pk, nil
 }
 
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
