@@ -2,11 +2,14 @@ package mqttin
 
 import (
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/plantroom/plantroom/config"
 )
@@ -151,6 +154,9 @@ func checkListen(p *config.Problems, path, addr string) {
 func hashProblem(h string) string {
 	switch {
 	case strings.HasPrefix(h, "$2"):
+		if _, err := bcrypt.Cost([]byte(h)); err != nil {
+			return fmt.Sprintf("not a valid bcrypt hash: %v", err)
+		}
 		return ""
 	case strings.HasPrefix(h, "sha256:"):
 		if b, err := hex.DecodeString(strings.TrimPrefix(h, "sha256:")); err != nil || len(b) != 32 {

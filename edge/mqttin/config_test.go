@@ -71,14 +71,16 @@ embedded:
     - {username: a}
     - {username: a, password: x, password_hash: "$2a$10$abc"}
     - {username: b, password_hash: "md5:abc"}
-    - {username: c, password_hash: "sha256:abc"}`),
+    - {username: c, password_hash: "sha256:abc"}
+    - {username: d, password_hash: "$2a$10$tooshort"}`),
 		`embedded.listen: must be host:port, got "1884"`,
 		"embedded.users[0].username: required",
 		"embedded.users[1].password: one of password or password_hash is required",
 		`embedded.users[2].username: duplicate user "a"`,
 		"embedded.users[2].password_hash: password and password_hash exclude each other",
 		"embedded.users[3].password_hash: must be a bcrypt hash (\"$2a$…\", from `bin/cloud hash-password`) or \"sha256:<hex>\"",
-		`embedded.users[4].password_hash: a sha256 hash must be "sha256:" and 64 hex digits`)
+		`embedded.users[4].password_hash: a sha256 hash must be "sha256:" and 64 hex digits`,
+		"embedded.users[5].password_hash: not a valid bcrypt hash: crypto/bcrypt: hashedSecret too short to be a bcrypted password")
 	checkProblems(t, problems(t, "embedded: {listen: \"127.0.0.1:99999\"}"),
 		`embedded.listen: invalid port in "127.0.0.1:99999"`,
 		"embedded.users: at least one user is required (anonymous devices are refused)")

@@ -154,7 +154,11 @@ func (a *deviceAuth) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 		return true
 	}
 	a.in.metrics.refused.Inc()
-	if a.in.logs.every("refused:"+cl.Net.Remote, time.Minute) {
+	host, _, err := net.SplitHostPort(cl.Net.Remote)
+	if err != nil {
+		host = cl.Net.Remote
+	}
+	if a.in.logs.every("refused:"+host, time.Minute) {
 		a.in.log.Warn("MQTT device login refused: unknown user or wrong password",
 			"username", name, "remote", cl.Net.Remote, "client_id", pk.Connect.ClientIdentifier)
 	}

@@ -5,10 +5,13 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/plantroom/plantroom/protocol"
 )
 
 func embeddedConfig(t *testing.T) Config {
@@ -223,5 +226,42 @@ func TestEmbeddedPortInUse(t *testing.T) {
 	defer in.Stop()
 	if err := in.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "cannot listen for MQTT devices on \""+l.Addr().String()) {
 		t.Errorf("Start on a taken port: %v", err)
+	}
+}
+
+// Stop while a device is publishing: it waits for the message in hand, and
+// the sink is never called after it returned.
+func TestEmbeddedStopWhilePublishing(t *testing.T) {
+	var stopped atomic.Bool
+	var calls, late atomic.Int64
+	in, err := New(embeddedConfig(t), demoDevices(t), Options{Log: discard, Sink: func([]protocol.Reading) {
+		calls.Add(1)
+		if stopped.Load() {
+			late.Add(1)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := device(t, "tcp://"+in.Addr(), "devsim", "devsim-demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 5000 && c.IsConnectionOpen(); i++ {
+			c.Publish("tele/garden_garage/SENSOR", 0, false, tasmotaSensor)
+		}
+	}()
+	waitFor(t, 10*time.Second, "messages flowing", func() bool { return calls.Load() >= 20 })
+	in.Stop()
+	stopped.Store(true)
+	<-done
+	if n := late.Load(); n != 0 {
+		t.Errorf("the sink was called %d times after Stop returned", n)
 	}
 }

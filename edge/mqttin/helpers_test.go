@@ -169,7 +169,8 @@ func device(t *testing.T, broker, user, password string) (paho.Client, error) {
 	opts := paho.NewClientOptions().AddBroker(broker).
 		SetClientID(fmt.Sprintf("test-device-%d", clientSeq.Add(1))).
 		SetUsername(user).SetPassword(password).
-		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
+		SetWriteTimeout(2 * time.Second) // a publish into a closed connection gives up
 	c := paho.NewClient(opts)
 	tok := c.Connect()
 	if !tok.WaitTimeout(10 * time.Second) {

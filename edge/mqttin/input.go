@@ -24,7 +24,8 @@ type Options struct {
 	Sink func([]protocol.Reading)
 	// OnState is told when a device announces it is online or offline
 	// (Tasmota LWT, Shelly online): once at the first announcement and then
-	// at every change. Optional.
+	// at every change. Optional; like Sink it must not block for long, and
+	// neither may call Stop.
 	OnState func(deviceID string, online bool)
 	// Log [slog.Default()].
 	Log *slog.Logger
