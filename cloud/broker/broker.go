@@ -170,7 +170,7 @@ func (b *Broker) start() error {
 		return fmt.Errorf("cannot start broker: %w", err)
 	}
 	if b.cfg.StorePath != "" {
-		err := s.AddHook(new(bolt.Hook), &bolt.Options{Path: b.cfg.StorePath, Options: &bbolt.Options{Timeout: 5 * time.Second}})
+		err := s.AddHook(storeHook{new(bolt.Hook)}, &bolt.Options{Path: b.cfg.StorePath, Options: &bbolt.Options{Timeout: 5 * time.Second}})
 		if err != nil {
 			return fmt.Errorf("cannot open broker store %q: %w", b.cfg.StorePath, err)
 		}
