@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -206,5 +208,14 @@ func TestNewProblems(t *testing.T) {
 	}
 	if ext.External.MaxReconnectInterval.Duration != 0 || ext.External.ClientID != "" {
 		t.Errorf("New changed the caller's external section: %+v", ext.External)
+	}
+	// A second input on the same registry is an error, not a panic.
+	reg := prometheus.NewRegistry()
+	opts := Options{Sink: (&collector{}).sink, Log: discard, Registerer: reg}
+	if _, err := New(ext, demoDevices(t), opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ext, demoDevices(t), opts); err == nil || !strings.Contains(err.Error(), "cannot register MQTT input metrics") {
+		t.Errorf("second registration: %v", err)
 	}
 }

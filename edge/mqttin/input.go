@@ -93,12 +93,15 @@ func New(cfg Config, devs []Device, opts Options) (*Input, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	in := &Input{
-		opts: opts, log: opts.Log, now: opts.Now, metrics: newMetrics(opts.Registerer),
+		opts: opts, log: opts.Log, now: opts.Now, metrics: m,
 		done: make(chan struct{}), online: map[string]bool{},
 	}
 	in.table.Store(newRoutes(devs))
-	var err error
 	if cfg.Embedded != nil {
 		in.tr, err = newEmbedded(in, *cfg.Embedded)
 	} else {

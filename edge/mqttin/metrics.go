@@ -1,6 +1,7 @@
 package mqttin
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -16,7 +17,7 @@ type metrics struct {
 	connected prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plantroom_edge_mqtt_messages_total",
@@ -44,9 +45,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.messages, m.readings, m.errors, m.unknown, m.refused, m.connected)
+		for _, c := range []prometheus.Collector{m.messages, m.readings, m.errors, m.unknown, m.refused, m.connected} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("cannot register MQTT input metrics: %w", err)
+			}
+		}
 	}
-	return m
+	return m, nil
 }
 
 // forget removes the series of a device that is no longer configured.
