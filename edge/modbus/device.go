@@ -38,7 +38,8 @@ type Device struct {
 	// Timeout of one request (connect included); 0: DefaultTimeout.
 	Timeout time.Duration
 	// Retries of a request that got no answer (timeout, connection or frame
-	// error), within one poll; 0: none. Exception answers are not retried.
+	// error, a gateway's exception 10 or 11), within one poll; 0: none.
+	// Other exception answers are not retried.
 	Retries int
 	// SingleConnection marks a Modbus TCP device or gateway that serves
 	// one connection at a time: every device at its address then shares one

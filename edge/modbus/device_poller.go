@@ -128,9 +128,10 @@ func backoff(interval, maxBackoff time.Duration, failures, offlineAfter int) tim
 }
 
 // poll reads every request of the plan once and hands the readings to the
-// sink. A request that gets no answer ends the poll: the device is not
-// there, and every further request would cost another timeout on what may be
-// a shared bus. An exception answer ends only its own request. An offline
+// sink. A request that gets no answer (or a gateway's exception 10 or 11)
+// ends the poll: the device is not there, and every further request would
+// cost another timeout on what may be a shared bus. Any other exception
+// answer ends only its own request. An offline
 // device is probed with its first request alone, without retries.
 func (d *devicePoller) poll(ctx context.Context) {
 	start := time.Now()
@@ -150,14 +151,14 @@ func (d *devicePoller) poll(ctx context.Context) {
 		data, err := d.read(ctx, r, probing)
 		if err != nil {
 			lastErr = err
-			if code, ok := exceptionCode(err); ok {
-				if (code == 2 || code == 3) && len(r.Points) > 1 {
-					d.splitRequest(i, code)
-					i-- // read the parts now
-				}
-				continue
+			if transportFailure(err) {
+				break
 			}
-			break
+			if code, _ := exceptionCode(err); (code == 2 || code == 3) && len(r.Points) > 1 {
+				d.splitRequest(i, code)
+				i-- // read the parts now
+			}
+			continue
 		}
 		answered++
 		probing = false

@@ -43,11 +43,12 @@
 // where a device is marked SingleConnection (its unit ids then share one
 // connection). Other Modbus TCP devices have a connection each.
 //
-// A request without an answer (timeout, connection or frame error) is
-// retried Retries times (50 ms, then doubling) and then ends the poll: the
-// device's further requests are not sent, so a dead device on a shared bus
-// costs that bus one timeout per attempt. An exception answer is counted
-// (cause "exception_<code>") and the poll goes on with the next request.
+// A request without an answer (timeout, connection or frame error, or a
+// gateway's exception 10 or 11) is retried Retries times (50 ms, then
+// doubling) and then ends the poll: the device's further requests are not
+// sent, so a dead device on a shared bus costs that bus one timeout per
+// attempt. Any other exception answer is counted (cause "exception_<code>")
+// and the poll goes on with the next request.
 // A poll in which no request was answered fails; after OfflineAfter (3)
 // failed polls in a row the device is reported offline (OnState) and polled
 // less often, the interval doubling with every further failure up to

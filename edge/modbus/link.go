@@ -149,11 +149,13 @@ func cause(err error) string {
 	return CauseFrame // goburrow reports id and length mismatches as plain errors
 }
 
-// transportFailure reports whether err means the device did not answer at
-// all (as opposed to an exception answer or a bad value).
+// transportFailure reports whether err means the device did not answer:
+// no answer, or a gateway's exception 10 (gateway path unavailable) or 11
+// (gateway target device failed to respond), as opposed to the device
+// refusing a request or a bad value.
 func transportFailure(err error) bool {
 	switch cause(err) {
-	case CauseTimeout, CauseConnection, CauseFrame:
+	case CauseTimeout, CauseConnection, CauseFrame, "exception_10", "exception_11":
 		return true
 	}
 	return false
