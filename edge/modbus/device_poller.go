@@ -131,8 +131,8 @@ func backoff(interval, maxBackoff time.Duration, failures, offlineAfter int) tim
 // sink. A request that gets no answer (or a gateway's exception 10 or 11)
 // ends the poll: the device is not there, and every further request would
 // cost another timeout on what may be a shared bus. Any other exception
-// answer ends only its own request. An offline
-// device is probed with its first request alone, without retries.
+// answer ends only its own request. An offline device is probed with its
+// first request alone, without retries; when it answers, the poll goes on.
 func (d *devicePoller) poll(ctx context.Context) {
 	start := time.Now()
 	ts := d.p.opts.Now().UnixMilli()

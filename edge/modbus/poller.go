@@ -56,7 +56,7 @@ type Poller struct {
 	m    *metrics
 
 	// opMu serialises Start, Stop and Update and guards the fields below;
-	// mu guards devices for Stats. Neither is held while a device poller
+	// mu guards devices for Stats and is never held while a device poller
 	// is waited for, so Sink and OnState may call Stats.
 	opMu    sync.Mutex
 	mu      sync.Mutex
