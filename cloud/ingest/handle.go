@@ -86,7 +86,7 @@ func (in *Ingest) handle(m paho.Message) {
 		m.Ack()
 		release()
 	}
-	it, err := in.decode(m.Topic(), m.Payload(), m.Retained(), time.Now())
+	it, err := in.decode(m.Topic(), m.Payload(), m.Retained(), time.UnixMilli(time.Now().UnixMilli())) // ms, as stored
 	if err != nil {
 		in.rejected(m.Topic(), err)
 		ack()

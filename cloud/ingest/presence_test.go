@@ -76,13 +76,17 @@ func TestGatewayOnlineAndLastWill(t *testing.T) {
 	// will it receives on subscribing is not stored a second time.
 	e.ingest.Stop()
 	in := e.startIngest()
+	offlineSince := g.Since
 	g, _ = in.Presence().Gateway("gw-garden-1")
-	if !g.Known || g.Online || g.Reason != "last_will" {
-		t.Errorf("rebuilt state %+v, want offline by last_will", g)
+	if !g.Known || g.Online || g.Reason != "last_will" || !g.Since.Equal(offlineSince) {
+		t.Errorf("rebuilt state %+v, want offline by last_will since %v", g, offlineSince)
 	}
 	waitFor(t, 5*time.Second, "the retained status to be processed", func() bool {
 		return e.metric(in.metrics.messages.WithLabelValues("status")) == 1 && e.metric(in.metrics.unacked) == 0
 	})
+	if g, _ := in.Presence().Gateway("gw-garden-1"); !g.Since.Equal(offlineSince) {
+		t.Errorf("the replayed retained will moved the offline time from %v to %v", offlineSince, g.Since)
+	}
 	if n := e.count("SELECT count() FROM events WHERE kind IN ('gateway_online', 'gateway_offline')"); n != 2 {
 		t.Errorf("%d status rows after the restart, want 2", n)
 	}

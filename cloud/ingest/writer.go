@@ -242,7 +242,13 @@ func (w *writer) committed(f *flush) {
 			in.dedup.add(it.batch.Gateway, it.batch.Seq, it.batch.SentAt)
 		case protocol.KindStatus:
 			s := it.status
-			in.presence.setStatus(s.Gateway, s.State == protocol.StateOnline, statusTime(s, it.arrived), s.Reason, s.Agent)
+			online := s.State == protocol.StateOnline
+			if g, _ := in.presence.Gateway(s.Gateway); !it.store && g.Known && g.Online == online {
+				// The retained copy replayed on subscribing: the state is
+				// known already, with the time it really changed.
+				continue
+			}
+			in.presence.setStatus(s.Gateway, online, statusTime(s, it.arrived), s.Reason, s.Agent)
 		}
 	}
 	for _, it := range f.items {
