@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# make bench: every headline figure in one table, each next to the baseline
+# measured in the same run (or, where no baseline exists, the target).
+#
+# The figures come from Go benchmarks (*_timing_test.go) and, for the edge
+# agent's CPU and memory, from a load run of the real binary
+# (edge/bench/agentload.sh). Raw output: .data/bench/.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+OUT="$REPO/.data/bench"
+mkdir -p "$OUT"
+
+scripts/clickhouse.sh start >/dev/null
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+# bench NAME PKG PATTERN [extra go test flags…]: run a benchmark, keep its output.
+bench() {
+    local name=$1 pkg=$2 pattern=$3
+    shift 3
+    say "running $pattern in $pkg…"
+    go test -run '^$' -bench "$pattern" -benchmem "$@" "$pkg" >"$OUT/$name.txt" 2>&1 ||
+        { cat "$OUT/$name.txt" >&2; echo "bench: $name failed" >&2; exit 1; }
+}
+
+# metric FILE BENCHMARK UNIT: the value reported for UNIT on BENCHMARK's line.
+metric() {
+    awk -v b="$2" -v u="$3" '
+        $1 ~ "^"b"(-[0-9]+)?$" { for (i = 2; i < NF; i++) if ($(i+1) == u) { print $i; exit } }
+    ' "$1"
+}
+
+bench protocol ./protocol/ 'DecodeBatch' -cpu 1 -benchtime 3000x
+bench queue ./edge/queue/ 'QueueAppendAck'
+bench ingest ./cloud/ingest/ 'EndToEnd'
+bench reports ./cloud/api/ 'MonthlyReport|CompanyReport' -benchtime 5x -timeout 30m
+bench dispatch ./cloud/workorder/ 'ReadingToWorkOrder' -benchtime 200x
+say "running the edge agent load test (500 devices × 30 points at 1 s)…"
+bash edge/bench/agentload.sh >"$OUT/agentload.txt" 2>&1 ||
+    { cat "$OUT/agentload.txt" >&2; echo "bench: agentload failed" >&2; exit 1; }
+
+dec=$(metric "$OUT/protocol.txt" BenchmarkDecodeBatch readings/s)
+decjson=$(metric "$OUT/protocol.txt" BenchmarkDecodeBatchJSON readings/s)
+q=$(metric "$OUT/queue.txt" BenchmarkQueueAppendAck readings/s)
+qbare=$(metric "$OUT/queue.txt" BenchmarkQueueAppendAck bare_readings/s)
+e2e=$(metric "$OUT/ingest.txt" BenchmarkEndToEnd readings/s)
+raw=$(metric "$OUT/ingest.txt" BenchmarkEndToEnd raw-readings/s)
+monthly=$(metric "$OUT/reports.txt" BenchmarkMonthlyReport ms/op)
+monthlybase=$(metric "$OUT/reports.txt" BenchmarkMonthlyReport baseline-ms/op)
+company=$(metric "$OUT/reports.txt" BenchmarkCompanyReport ms/op)
+companybase=$(metric "$OUT/reports.txt" BenchmarkCompanyReport baseline-ms/op)
+p99=$(metric "$OUT/dispatch.txt" BenchmarkReadingToWorkOrder p99-ms)
+p50=$(metric "$OUT/dispatch.txt" BenchmarkReadingToWorkOrder p50-ms)
+cpu=$(awk '$1=="cpu_pct_per_1000_points_s" {print $2}' "$OUT/agentload.txt")
+rss=$(awk '$1=="rss_mib" {print $2}' "$OUT/agentload.txt")
+cpu_total=$(awk '$1=="cpu_pct" {print $2}' "$OUT/agentload.txt")
+pps=$(awk '$1=="points_per_s" {print $2}' "$OUT/agentload.txt")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "" || b == 0 || a == "") print "-"; else printf "%.2f", a / b }'; }
+num() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else if (a >= 1000) printf "%.0f", a; else printf "%.3g", a }'; }
+
+{
+    printf '%-44s %16s %-34s %8s  %s\n' "figure" "value" "baseline (same run)" "ratio" "target"
+    printf '%-44s %16s %-34s %8s  %s\n' "protocol decode (readings/s, 1 core)" "$(num "$dec")" "JSON decode: $(num "$decjson")" "$(ratio "$dec" "$decjson")" "≥ 2,000,000/s"
+    printf '%-44s %16s %-34s %8s  %s\n' "edge queue append+ack (readings/s)" "$(num "$q")" "bare bbolt loop: $(num "$qbare")" "$(ratio "$q" "$qbare")" "≥ 500,000/s, ratio ≥ 0.5"
+    printf '%-44s %16s %-34s %8s  %s\n' "edge agent CPU (% of a core per 1,000 pt/s)" "$(num "$cpu")" "total $(num "$cpu_total")% at $(num "$pps") pt/s" "-" "≤ 1.33 (20% at 15,000 pt/s)"
+    printf '%-44s %16s %-34s %8s  %s\n' "edge agent RSS (MiB)" "$(num "$rss")" "-" "-" "≤ 64"
+    printf '%-44s %16s %-34s %8s  %s\n' "ingest end to end (readings/s)" "$(num "$e2e")" "raw batch insert: $(num "$raw")" "$(ratio "$e2e" "$raw")" "≥ 200,000/s, ratio ≥ 0.3"
+    printf '%-44s %16s %-34s %8s  %s\n' "monthly report, 200 devices (ms)" "$(num "$monthly")" "hourly roll-up scan: $(num "$monthlybase")" "$(ratio "$monthly" "$monthlybase")" "≤ 300 ms"
+    printf '%-44s %16s %-34s %8s  %s\n' "HQ report, 50 projects (ms)" "$(num "$company")" "hourly roll-up scan: $(num "$companybase")" "$(ratio "$company" "$companybase")" "≤ 1,000 ms"
+    printf '%-44s %16s %-34s %8s  %s\n' "reading → work order p99 (ms)" "$(num "$p99")" "p50: $(num "$p50")" "$(ratio "$p99" "$p50")" "≤ 1,000 ms"
+} | tee "$OUT/summary.txt"

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# make demo: the whole Plantroom system on this machine.
+#
+#   local ClickHouse (scripts/clickhouse.sh, 127.0.0.1:19000)
+#   bin/cloud        embedded broker 127.0.0.1:1883, API 127.0.0.1:8080, metrics :9464
+#   bin/devsim       two simulated buildings (Modbus on 151xx/152xx, MQTT lighting)
+#   bin/edge-agent   one per building (metrics on 9102/9103, local broker 1884/1885)
+#
+# The first run backfills three months of history through the broker, as a
+# gateway would; later runs reuse the data under .data/. Ctrl-C stops all.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+DATA="$REPO/.data/demo"
+LOGS="$DATA/logs"
+mkdir -p "$LOGS"
+
+API=http://127.0.0.1:8080
+BUILDINGS=(garden tower)
+declare -A GATEWAY=([garden]=gw-garden-1 [tower]=gw-tower-1)
+declare -A EDGE_HTTP=([garden]=9102 [tower]=9103)
+
+say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
+die() { printf 'demo: ERROR: %s\n' "$*" >&2; exit 1; }
+
+for b in bin/cloud bin/devsim bin/edge-agent; do
+    [[ -x $b ]] || die "$b is missing: run 'make build' (make demo does it for you)"
+done
+
+# Refuse to start on top of something else that holds our ports.
+busy=()
+for port in 1883 8080 9464 1884 1885 9102 9103 15190 15290 15101 15201; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then busy+=("$port"); fi
+done
+if ((${#busy[@]})); then
+    die "ports already in use on 127.0.0.1: ${busy[*]} — is another demo (or a system mosquitto on 1883) running? Stop it first."
+fi
+
+PIDS=()
+STARTED_CH=0
+cleanup() {
+    trap - INT TERM EXIT
+    say "stopping…"
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if ((STARTED_CH)); then scripts/clickhouse.sh stop >/dev/null || true; fi
+    say "stopped. Data kept in .data/ (make demo again reuses it; rm -rf .data to start over)."
+}
+trap cleanup INT TERM EXIT
+
+start() { # name, command…
+    local name=$1; shift
+    "$@" >"$LOGS/$name.log" 2>&1 &
+    PIDS+=($!)
+    say "started $name (pid $!, log .data/demo/logs/$name.log)"
+}
+
+wait_http() { # url, name, seconds
+    local deadline=$((SECONDS + ${3:-30}))
+    until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+        ((SECONDS < deadline)) || die "$2 did not answer $1 within ${3:-30}s; see .data/demo/logs/$2.log"
+        for pid in "${PIDS[@]}"; do
+            kill -0 "$pid" 2>/dev/null || die "$2 exited; last lines of its log:
+$(tail -20 "$LOGS/$2.log")"
+        done
+        sleep 0.3
+    done
+}
+
+if ! scripts/clickhouse.sh status >/dev/null 2>&1; then
+    STARTED_CH=1
+fi
+scripts/clickhouse.sh start
+
+start cloud bin/cloud -config configs/cloud.yaml
+wait_http "$API/readyz" cloud 60
+
+# History: three months up to now, published through the broker exactly as
+# the gateway would. The simulators' counter state continues from it.
+for b in "${BUILDINGS[@]}"; do
+    gw=${GATEWAY[$b]}
+    marker="$DATA/backfill-$gw.done"
+    if [[ -f $marker ]]; then
+        say "history for $gw already loaded ($(cat "$marker"))"
+        continue
+    fi
+    from=$(TZ=Asia/Shanghai date -d "$(TZ=Asia/Shanghai date +%Y-%m-01) -3 months" +%Y-%m-%d)
+    to=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    say "backfilling $gw from $from to $to (first run only)…"
+    bin/devsim backfill -config "configs/building-$b.yaml" -state "$DATA/devsim-$b.state.json" \
+        -gateway "$gw" -company acme -project "$b" -from "$from" -to "$to" \
+        -broker tcp://127.0.0.1:1883 -username "$gw" -password "demo-$gw-secret" \
+        -expected "$DATA/expected-$gw.json" >"$LOGS/backfill-$gw.log" 2>&1 ||
+        die "backfill of $gw failed; see .data/demo/logs/backfill-$gw.log"
+    echo "$from … $to" >"$marker"
+done
+
+for b in "${BUILDINGS[@]}"; do
+    gw=${GATEWAY[$b]}
+    start "edge-$gw" bin/edge-agent -config "configs/edge-$gw.yaml"
+    wait_http "http://127.0.0.1:${EDGE_HTTP[$b]}/healthz" "edge-$gw" 30
+    start "devsim-$b" bin/devsim -config "configs/building-$b.yaml" -state "$DATA/devsim-$b.state.json"
+done
+
+month=$(TZ=Asia/Shanghai date +%Y-%m)
+last=$(TZ=Asia/Shanghai date -d "$(TZ=Asia/Shanghai date +%Y-%m-15) -1 month" +%Y-%m)
+today=$(TZ=Asia/Shanghai date +%Y-%m-%d)
+first=$(TZ=Asia/Shanghai date +%Y-%m-01)
+cat <<EOF
+
+Plantroom is running. Try (tokens are listed in README.md):
+
+  # HQ: every project of the company, ranked by kWh/m²
+  curl -s -H 'Authorization: Bearer demo-hq-admin' '$API/api/v1/energy/monthly?month=$last'
+
+  # a project's monthly report as CSV (opens in Excel with the Chinese names intact)
+  curl -s -H 'Authorization: Bearer demo-pm-garden' '$API/api/v1/projects/garden/energy/monthly?month=$last&format=csv' -o garden-$last.csv
+
+  # daily kWh for a chart
+  curl -s -H 'Authorization: Bearer demo-pm-garden' '$API/api/v1/projects/garden/energy/daily?from=$first&to=$today'
+
+  # devices with their latest values and online state
+  curl -s -H 'Authorization: Bearer demo-pm-tower' '$API/api/v1/projects/tower/devices'
+
+  # trap a passenger in an elevator, then watch the on-duty technician's alarm feed
+  curl -s -X POST http://127.0.0.1:15190/devices/garden-elevator-1/trapped
+  curl -sN -H 'Authorization: Bearer demo-tech-garden-1' '$API/api/v1/alarms/stream'
+
+  # the work order it opened, and a transition
+  curl -s -H 'Authorization: Bearer demo-tech-garden-1' '$API/api/v1/workorders?project=garden'
+  curl -s -X POST -H 'Authorization: Bearer demo-tech-garden-1' -H 'Content-Type: application/json' \\
+       -d '{"to":"accepted","note":"on my way"}' '$API/api/v1/workorders/<id>/transitions'
+
+  # the edge box's own metrics (queue depth, device state, uplink)
+  curl -s http://127.0.0.1:9102/metrics | grep plantroom_edge_
+
+Logs: .data/demo/logs/. Ctrl-C stops everything.
+EOF
+
+# Stay in the foreground until Ctrl-C or until a component dies.
+while true; do
+    for i in "${!PIDS[@]}"; do
+        if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
+            die "a component (pid ${PIDS[$i]}) exited; see .data/demo/logs/"
+        fi
+    done
+    sleep 2
+done
