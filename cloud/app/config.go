@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/broker"
 	"github.com/plantroom/plantroom/cloud/ingest"
 	"github.com/plantroom/plantroom/cloud/store"
@@ -46,7 +47,8 @@ type Config struct {
 	Broker     Broker     `yaml:"broker"`
 	Ingest     Ingest     `yaml:"ingest"`
 	ClickHouse ClickHouse `yaml:"clickhouse"`
-	API        API        `yaml:"api"`
+	// API is the api component's section, defined by package api.
+	API api.Config `yaml:"api"`
 }
 
 // Log configures the process log (on stderr).
@@ -132,11 +134,6 @@ type ClickHouse struct {
 	TTLDays int `yaml:"ttl_days"`
 }
 
-// API configures the HTTP API component.
-type API struct {
-	Listen string `yaml:"listen"` // default 127.0.0.1:8080
-}
-
 // Defaults.
 const (
 	DefaultBrokerListen  = "127.0.0.1:1883"
@@ -212,7 +209,7 @@ func (c *Config) Validate(p *config.Problems) {
 	if c.API.Listen == "" {
 		c.API.Listen = DefaultAPIListen
 	}
-	checkHostPort(p, "api.listen", c.API.Listen)
+	c.API.Validate(p, "api")
 }
 
 func (c *Config) validateBroker(p *config.Problems) {

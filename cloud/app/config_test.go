@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/broker"
 	"github.com/plantroom/plantroom/config"
 )
@@ -72,7 +73,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 			External: External{URL: "http://broker", SharedGroup: "a/b"}},
 		Ingest:     Ingest{FlushRows: -5, FlushInterval: config.D(time.Hour), MaxFutureSkew: config.D(time.Millisecond)},
 		ClickHouse: ClickHouse{Addr: "localhost", Database: "plant-room", TTLDays: -1},
-		API:        API{Listen: "8080"},
+		API:        api.Config{Listen: "8080"},
 	}
 	err := validate(c)
 	var ve *config.ValidationError
@@ -89,7 +90,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		`broker.external.url: scheme "http" not supported`, "broker.external.shared_group:",
 		"ingest.flush_rows: must be between 1 and 1000000, got -5", "ingest.flush_interval: must be between",
 		"ingest.max_future_skew: must be between", `clickhouse.addr: want host:port, got "localhost"`,
-		`clickhouse.database: invalid name "plant-room"`, "clickhouse.ttl_days: must be >= 0", `api.listen: want host:port, got "8080"`,
+		`clickhouse.database: invalid name "plant-room"`, "clickhouse.ttl_days: must be >= 0", `api.listen: invalid address "8080"`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing problem %q in:\n%v", want, err)

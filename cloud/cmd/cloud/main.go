@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/app"
 )
 
@@ -83,12 +84,17 @@ func run(args []string) int {
 		log.Error("cannot start the cloud", "error", err)
 		return 1
 	}
-	// Components of other packages register here, before Run, e.g.
-	//   a.Add(app.ComponentAPI, api.New(api.Config{Listen: cfg.API.Listen, DB: a.DB,
-	//       Bundle: a.Bundle, Latest: a.Latest, Presence: a.Presence}))
-	//   a.AddObserver(alarmEngine)
 	if cfg.Has(app.ComponentAPI) {
-		log.Warn("the api component is enabled but not part of this build yet", "listen", cfg.API.Listen)
+		srv, err := api.New(cfg.API, api.Deps{Bundle: a.Bundle, DB: a.DB, Latest: a.Latest, Presence: a.Presence,
+			Logger: log.With("component", "api"), Registry: a.Registry})
+		if err != nil {
+			log.Error("cannot start the cloud", "error", err)
+			return 1
+		}
+		// Other packages' routes (alarms, work orders) are registered here
+		// with srv.Register(…Routes()...), their observers with
+		// a.AddObserver, and their components with a.Add.
+		a.Add(app.ComponentAPI, srv)
 	}
 	if err := a.Run(ctx); err != nil {
 		log.Error("cloud stopped with an error", "error", err)

@@ -38,6 +38,26 @@ type child struct {
 	ready  chan struct{}
 	exited chan struct{}
 	err    error
+
+	mu    sync.Mutex
+	lines []string // stderr so far
+}
+
+// logged returns the value of key= in the first stderr line containing msg.
+func (c *child) logged(msg, key string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.lines {
+		if !strings.Contains(l, msg) {
+			continue
+		}
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, key+"="); ok {
+				return strings.Trim(v, `"`)
+			}
+		}
+	}
+	return ""
 }
 
 func startChild(t *testing.T, bin string, args ...string) *child {
@@ -56,6 +76,9 @@ func startChild(t *testing.T, bin string, args ...string) *child {
 		for sc.Scan() {
 			line := sc.Text()
 			fmt.Fprintln(os.Stderr, "  cloud:", line)
+			c.mu.Lock()
+			c.lines = append(c.lines, line)
+			c.mu.Unlock()
 			if strings.Contains(line, "ingest subscribed") {
 				once.Do(func() { close(c.ready) })
 			}
