@@ -1,0 +1,325 @@
+package agent
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/edge/modbus"
+	"github.com/plantroom/plantroom/edge/mqttin"
+	"github.com/plantroom/plantroom/edge/queue"
+	"github.com/plantroom/plantroom/edge/report"
+	"github.com/plantroom/plantroom/edge/uplink"
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// Defaults applied by Validate.
+const (
+	DefaultTemplates  = "configs/templates"
+	DefaultHTTPListen = "127.0.0.1:9102"
+)
+
+// Config is the edge agent's configuration file (configs/edge-<gateway>.yaml).
+// Relative paths are relative to the agent's working directory.
+type Config struct {
+	Gateway   GatewayConfig  `yaml:"gateway"`
+	Templates string         `yaml:"templates"`
+	Uplink    UplinkConfig   `yaml:"uplink"`
+	Queue     QueueConfig    `yaml:"queue"`
+	HTTP      HTTPConfig     `yaml:"http"`
+	MQTT      *mqttin.Config `yaml:"mqtt"`
+	Modbus    ModbusConfig   `yaml:"modbus"`
+	Report    ReportConfig   `yaml:"report"`
+	Devices   []DeviceConfig `yaml:"devices"`
+
+	templates config.Templates // loaded by Validate
+	devices   *deviceSet       // resolved by Validate
+}
+
+// GatewayConfig names the gateway as configs/org.yaml does and holds its
+// broker secret.
+type GatewayConfig struct {
+	ID       string `yaml:"id"`
+	Company  string `yaml:"company"`
+	Project  string `yaml:"project"`
+	Password string `yaml:"password"`
+	// PasswordFile holds the password (trailing newline ignored); use it
+	// instead of Password to keep the secret out of the configuration.
+	PasswordFile string `yaml:"password_file"`
+}
+
+// Ref is the gateway's topic identity.
+func (g GatewayConfig) Ref() protocol.GatewayRef {
+	return protocol.GatewayRef{Company: g.Company, Project: g.Project, Gateway: g.ID}
+}
+
+// UplinkConfig is the connection to the cloud broker.
+type UplinkConfig struct {
+	Broker           string          `yaml:"broker"`
+	TLS              TLSConfig       `yaml:"tls"`
+	ClientID         string          `yaml:"client_id"`
+	KeepAlive        config.Duration `yaml:"keepalive"`
+	ConnectTimeout   config.Duration `yaml:"connect_timeout"`
+	PublishTimeout   config.Duration `yaml:"publish_timeout"`
+	InFlight         int             `yaml:"inflight"`
+	BatchMaxReadings int             `yaml:"batch_max_readings"`
+	BatchMaxDelay    config.Duration `yaml:"batch_max_delay"`
+	BacklogRate      float64         `yaml:"backlog_rate"` // readings per second
+	ReconnectMin     config.Duration `yaml:"reconnect_min"`
+	ReconnectMax     config.Duration `yaml:"reconnect_max"`
+}
+
+// TLSConfig names PEM files for an ssl:// broker.
+type TLSConfig struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// QueueConfig is the durable queue.
+type QueueConfig struct {
+	Path           string          `yaml:"path"`
+	MaxBytes       ByteSize        `yaml:"max_bytes"`
+	CommitInterval config.Duration `yaml:"commit_interval"`
+}
+
+// HTTPConfig is the local metrics and health endpoint.
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// ModbusConfig holds settings for every Modbus device.
+type ModbusConfig struct {
+	GapFill      *int            `yaml:"gap_fill"` // unused registers read to save a request [16]
+	OfflineAfter int             `yaml:"offline_after"`
+	MaxBackoff   config.Duration `yaml:"max_backoff"`
+}
+
+// ReportConfig is report by exception.
+type ReportConfig struct {
+	Heartbeat config.Duration `yaml:"heartbeat"`
+}
+
+// DeviceConfig is one device the gateway reads. Address "mqtt:<topic>"
+// makes it an MQTT device (its template must be an mqtt one); anything
+// else is a Modbus address (see modbus.ParseAddress).
+type DeviceConfig struct {
+	ID               string          `yaml:"id"`
+	Template         string          `yaml:"template"`
+	Address          string          `yaml:"address"`
+	UnitID           int             `yaml:"unit_id"`
+	PollInterval     config.Duration `yaml:"poll_interval"`
+	Timeout          config.Duration `yaml:"timeout"`
+	Retries          int             `yaml:"retries"`
+	SingleConnection bool            `yaml:"single_connection"`
+}
+
+// IsMQTT reports whether the device is read over MQTT.
+func (d DeviceConfig) IsMQTT() bool { return strings.HasPrefix(d.Address, mqttin.AddressPrefix) }
+
+// ByteSize is a size in bytes written as a number or with a unit: "256MiB",
+// "1GiB", "500MB", "64KiB".
+type ByteSize int64
+
+// UnmarshalYAML parses a size.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// ParseByteSize parses "268435456", "256MiB", "1GiB", "500MB", "64KiB".
+func ParseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mul    int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mul := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mul = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mul
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 || v*float64(mul) > 1<<50 {
+		return 0, fmt.Errorf("invalid size %q (want bytes, or a number with KiB, MiB, GiB, KB, MB or GB)", s)
+	}
+	return int64(v * float64(mul)), nil
+}
+
+// Load reads and validates an agent configuration file. It checks the file
+// on its own; New checks the devices against the templates.
+func Load(path string) (*Config, error) {
+	var c Config
+	if err := config.LoadFile(path, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Validate records every problem with its path and applies defaults.
+func (c *Config) Validate(p *config.Problems) {
+	g := &c.Gateway
+	if err := g.Ref().Validate(); err != nil {
+		p.Add("gateway", err)
+	}
+	switch {
+	case g.Password != "" && g.PasswordFile != "":
+		p.Addf("gateway.password_file", "set password or password_file, not both")
+	case g.PasswordFile != "":
+		data, err := os.ReadFile(g.PasswordFile)
+		if err != nil {
+			p.Addf("gateway.password_file", "cannot read %q: %v", g.PasswordFile, err)
+		} else {
+			g.Password = strings.TrimRight(string(data), "\r\n")
+		}
+	}
+	if g.Password == "" && g.PasswordFile == "" {
+		p.Addf("gateway.password", "required (the gateway's broker secret), or password_file")
+	}
+	if c.Templates == "" {
+		c.Templates = DefaultTemplates
+	}
+	c.validateUplink(p)
+	if c.Queue.Path == "" {
+		p.Addf("queue.path", "required (e.g. .data/edge/%s/queue.db)", g.ID)
+	}
+	if c.Queue.MaxBytes == 0 {
+		c.Queue.MaxBytes = queue.DefaultMaxBytes
+	} else if c.Queue.MaxBytes < 1<<20 {
+		p.Addf("queue.max_bytes", "must be at least 1MiB, got %d bytes", c.Queue.MaxBytes)
+	}
+	if ci := c.Queue.CommitInterval.Duration; ci < 0 || ci > 10*time.Second {
+		p.Addf("queue.commit_interval", "must be between 0 and 10s, got %s", ci)
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = DefaultHTTPListen
+	} else if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		p.Addf("http.listen", "invalid address %q: %v", c.HTTP.Listen, err)
+	}
+	if c.MQTT != nil {
+		c.MQTT.ValidateAt(p, "mqtt")
+	}
+	if c.Modbus.GapFill == nil {
+		gap := modbus.DefaultMaxGap
+		c.Modbus.GapFill = &gap
+	} else if *c.Modbus.GapFill < 0 || *c.Modbus.GapFill > modbus.MaxRegisters {
+		p.Addf("modbus.gap_fill", "must be 0–%d, got %d", modbus.MaxRegisters, *c.Modbus.GapFill)
+	}
+	if c.Modbus.OfflineAfter < 0 {
+		p.Addf("modbus.offline_after", "must be >= 0, got %d", c.Modbus.OfflineAfter)
+	}
+	if c.Report.Heartbeat.Duration == 0 {
+		c.Report.Heartbeat = config.D(report.DefaultHeartbeat)
+	} else if c.Report.Heartbeat.Duration < time.Second {
+		p.Addf("report.heartbeat", "must be at least 1s, got %s", c.Report.Heartbeat)
+	}
+	c.validateDevices(p)
+	ts, err := config.LoadTemplates(c.Templates)
+	if err != nil {
+		p.Add("templates", err)
+		return
+	}
+	c.templates = ts
+	c.devices = buildDevices(p, c, ts)
+}
+
+func (c *Config) validateUplink(p *config.Problems) {
+	u := &c.Uplink
+	if u.Broker == "" {
+		p.Addf("uplink.broker", "required, e.g. tcp://127.0.0.1:1883 or ssl://cloud.example.com:8883")
+	} else if err := uplink.CheckBrokerURL(u.Broker); err != nil {
+		p.Add("uplink.broker", err)
+	}
+	for _, f := range []struct{ path, file string }{{"uplink.tls.ca", u.TLS.CA}, {"uplink.tls.cert", u.TLS.Cert}, {"uplink.tls.key", u.TLS.Key}} {
+		if f.file == "" {
+			continue
+		}
+		if _, err := os.Stat(f.file); err != nil {
+			p.Addf(f.path, "cannot read %q: %v", f.file, err)
+		}
+	}
+	if (u.TLS.Cert == "") != (u.TLS.Key == "") {
+		p.Addf("uplink.tls", "cert and key go together")
+	}
+	if (u.TLS != TLSConfig{}) && u.Broker != "" && !uplink.IsTLS(u.Broker) {
+		p.Addf("uplink.tls", "set, but broker %q is not ssl://, tls:// or mqtts://", u.Broker)
+	}
+	if u.ClientID != "" && protocol.CheckID(u.ClientID) != nil {
+		p.Add("uplink.client_id", protocol.CheckID(u.ClientID))
+	}
+	for _, d := range []struct {
+		path string
+		v    config.Duration
+		min  time.Duration
+	}{
+		{"uplink.keepalive", u.KeepAlive, time.Second}, {"uplink.connect_timeout", u.ConnectTimeout, 100 * time.Millisecond},
+		{"uplink.publish_timeout", u.PublishTimeout, time.Second}, {"uplink.batch_max_delay", u.BatchMaxDelay, time.Millisecond},
+		{"uplink.reconnect_min", u.ReconnectMin, time.Millisecond}, {"uplink.reconnect_max", u.ReconnectMax, time.Millisecond},
+	} {
+		if d.v.Duration != 0 && d.v.Duration < d.min {
+			p.Addf(d.path, "must be at least %s, got %s", d.min, d.v)
+		}
+	}
+	if u.InFlight != 0 && (u.InFlight < 2 || u.InFlight > 1000) {
+		p.Addf("uplink.inflight", "must be 2–1000, got %d", u.InFlight)
+	}
+	if u.BatchMaxReadings < 0 || u.BatchMaxReadings > protocol.MaxBatchReadings {
+		p.Addf("uplink.batch_max_readings", "must be 1–%d, got %d", protocol.MaxBatchReadings, u.BatchMaxReadings)
+	}
+	if u.BacklogRate < 0 {
+		p.Addf("uplink.backlog_rate", "must be > 0 readings per second, got %v", u.BacklogRate)
+	}
+	if u.ReconnectMin.Duration > 0 && u.ReconnectMax.Duration > 0 && u.ReconnectMax.Duration < u.ReconnectMin.Duration {
+		p.Addf("uplink.reconnect_max", "%s is below reconnect_min %s", u.ReconnectMax, u.ReconnectMin)
+	}
+}
+
+// validateDevices checks what can be checked without the templates: ids,
+// duplicates, addresses and the Modbus-only fields of MQTT devices.
+func (c *Config) validateDevices(p *config.Problems) {
+	seen := map[string]int{}
+	mqttDevices := false
+	for i, d := range c.Devices {
+		dp := config.Join("devices", i)
+		if err := protocol.CheckID(d.ID); err != nil {
+			p.Add(config.Join(dp, "id"), err)
+		} else if j, dup := seen[d.ID]; dup {
+			p.Addf(config.Join(dp, "id"), "duplicate device id %q (also devices[%d])", d.ID, j)
+		}
+		seen[d.ID] = i
+		if d.Template == "" {
+			p.Addf(config.Join(dp, "template"), "required")
+		}
+		if d.IsMQTT() {
+			mqttDevices = true
+			if strings.TrimPrefix(d.Address, mqttin.AddressPrefix) == "" {
+				p.Addf(config.Join(dp, "address"), "an MQTT device's address is \"mqtt:<topic>\", got %q", d.Address)
+			}
+			if d.UnitID != 0 || d.Timeout.Duration != 0 || d.Retries != 0 || d.SingleConnection {
+				p.Addf(dp, "unit_id, timeout, retries and single_connection are Modbus settings; device %q is read over MQTT", d.ID)
+			}
+			continue
+		}
+		if d.Address == "" {
+			p.Addf(config.Join(dp, "address"), "required: tcp://host:port, rtuovertcp://host:port, rtu:///dev/ttyUSB0?baud=9600 or mqtt:<topic>")
+		}
+		if d.UnitID < 0 || d.UnitID > 255 {
+			p.Addf(config.Join(dp, "unit_id"), "must be 0–255, got %d", d.UnitID)
+		}
+	}
+	if mqttDevices && c.MQTT == nil {
+		p.Addf("mqtt", "required: devices with mqtt: addresses need the embedded broker or a site broker")
+	}
+}
