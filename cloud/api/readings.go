@@ -70,48 +70,40 @@ func wanted(keys []energy.Key) map[energy.Key]bool {
 	return m
 }
 
-// Hours implements energy.Readings. Rows come sorted by key and hour, with
-// the key as a number (position in keys) rather than two strings: that
-// halves the decoding work of the largest result an energy report reads.
+// Hours implements energy.Readings. It reads the roll-up with FINAL, which
+// merges the rows of each (company, project, device, metric, hour) — the
+// table's sorting key — exactly as GROUP BY with the -Merge functions
+// would, at half the cost on large reads. Keys come as numbers (positions
+// in keys) rather than two strings, which halves the client's decoding.
 func (s *readingStore) Hours(ctx context.Context, w energy.Where, keys []energy.Key, from, to int64) (map[energy.Key][]energy.Hour, error) {
 	if len(keys) == 0 || len(w.Projects) == 0 {
 		return nil, nil
 	}
-	keys = slices.Clone(keys)
-	slices.SortFunc(keys, func(a, b energy.Key) int {
-		return cmp.Or(strings.Compare(a.Device, b.Device), strings.Compare(a.Metric, b.Metric))
-	})
 	names := make([]string, len(keys))
 	ids := make([]uint32, len(keys))
 	for i, k := range keys {
 		names[i] = k.Device + "/" + k.Metric // '/' is in neither ids nor metric names
 		ids[i] = uint32(i + 1)
 	}
-	// N is not read: merging uniqExact states costs ten times the rest of
-	// the query, and energy needs only "this hour has readings", which a
-	// roll-up row means (the view rolls up quality < 2 only).
 	where, args := keyFilter(w, keys)
 	q := `SELECT transform(concat(device, '/', metric), ?, ?, toUInt32(0)) AS k, hour_ms,
-  minMerge(first_ts), argMinMerge(first_v), maxMerge(last_ts), argMaxMerge(last_v),
-  minMerge(min_v), maxMerge(max_v)
-FROM ` + s.table(store.TableHourly) + `
-WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?
-GROUP BY device, metric, hour_ms
-HAVING k > 0
-ORDER BY device, metric, hour_ms`
+  finalizeAggregation(first_ts), finalizeAggregation(first_v), finalizeAggregation(last_ts), finalizeAggregation(last_v),
+  finalizeAggregation(min_v), finalizeAggregation(max_v)
+FROM ` + s.table(store.TableHourly) + ` FINAL
+WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 	rows, err := s.conn.Query(ctx, q, append([]any{names, ids}, append(args, from, to)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query hourly roll-ups: %w", err)
 	}
 	defer rows.Close()
-	// Rows come key by key; each key gets one array sized for the range.
-	// The scan targets are allocated once, not per row.
+	// Rows come in runs of one key (each partition in key order); each key
+	// gets one array sized for the range. The scan targets are allocated
+	// once, not per row.
 	hours := int((to - from) / energy.HourMS)
-	out := map[energy.Key][]energy.Hour{}
+	byKey := make([][]energy.Hour, len(keys))
 	var (
-		h       energy.Hour
-		k, last uint32
-		cur     []energy.Hour
+		h energy.Hour
+		k uint32
 	)
 	dest := []any{&k, &h.Hour, &h.FirstTS, &h.First, &h.LastTS, &h.Last, &h.Min, &h.Max}
 	for rows.Next() {
@@ -119,23 +111,26 @@ ORDER BY device, metric, hour_ms`
 			return nil, fmt.Errorf("cannot read hourly roll-ups: %w", err)
 		}
 		if k == 0 || int(k) > len(keys) {
-			return nil, fmt.Errorf("BUG: hourly roll-up row for key %d of %d", k, len(keys))
+			continue // another metric of a wanted device, or a device of another key
 		}
-		if k != last {
-			if last != 0 {
-				out[keys[last-1]] = cur
-			}
-			cur, last = make([]energy.Hour, 0, hours), k
-		} else if cur[len(cur)-1].Hour >= h.Hour {
-			return nil, fmt.Errorf("BUG: hourly roll-up rows of %v out of order", keys[k-1])
+		if byKey[k-1] == nil {
+			byKey[k-1] = make([]energy.Hour, 0, hours)
 		}
-		cur = append(cur, h)
+		byKey[k-1] = append(byKey[k-1], h)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot read hourly roll-ups: %w", err)
 	}
-	if last != 0 {
-		out[keys[last-1]] = cur
+	out := make(map[energy.Key][]energy.Hour, len(keys))
+	byHour := func(a, b energy.Hour) int { return cmp.Compare(a.Hour, b.Hour) }
+	for i, hs := range byKey {
+		if len(hs) == 0 {
+			continue
+		}
+		if !slices.IsSortedFunc(hs, byHour) {
+			slices.SortFunc(hs, byHour)
+		}
+		out[keys[i]] = hs
 	}
 	return out, nil
 }

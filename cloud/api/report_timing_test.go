@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/energy"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/chtest"
@@ -31,7 +32,7 @@ import (
 // per HQ report.
 
 const (
-	benchVersion = "v1: 200 devices + 50×4 devices, 10 s, 2026-07"
+	benchVersion = "v2: bench/big 200 devices, benchhq 50×4 devices, 10 s, 2026-07"
 	benchDevices = 200
 	benchHQ      = 50
 	benchHQDevs  = 4
@@ -41,7 +42,8 @@ const (
 var benchNow = time.Date(2026, 8, 15, 12, 0, 0, 0, time.UTC)
 
 // benchBundle is the benchmark organisation: company bench with project
-// big and projects hq00 … hq49, on the shipped templates and tariffs.
+// big, company benchhq with projects hq00 … hq49, on the shipped templates
+// and tariffs.
 func benchBundle(tb testing.TB) *config.Bundle {
 	tb.Helper()
 	b := &config.Bundle{}
@@ -67,13 +69,16 @@ func benchBundle(tb testing.TB) *config.Bundle {
 		p.Gateways = []config.Gateway{g}
 		return p
 	}
-	c := config.Company{ID: "bench", Name: "基准物业"}
-	c.Projects = append(c.Projects, project("big", benchDevices))
+	big := config.Company{ID: "bench", Name: "基准物业", Projects: []config.Project{project("big", benchDevices)}}
+	hq := config.Company{ID: "benchhq", Name: "基准集团"}
 	for i := 0; i < benchHQ; i++ {
-		c.Projects = append(c.Projects, project(fmt.Sprintf("hq%02d", i), benchHQDevs))
+		hq.Projects = append(hq.Projects, project(fmt.Sprintf("hq%02d", i), benchHQDevs))
 	}
-	b.Org.Companies = []config.Company{c}
-	b.Org.Staff = []config.Staff{{ID: "bench-admin", Name: "Bench", Company: "bench", Role: config.RoleHQAdmin, TokenHash: api.HashToken(token("bench-admin"))}}
+	b.Org.Companies = []config.Company{big, hq}
+	b.Org.Staff = []config.Staff{
+		{ID: "bench-admin", Name: "Bench", Company: "bench", Role: config.RoleHQAdmin, TokenHash: api.HashToken(token("bench-admin"))},
+		{ID: "benchhq-admin", Name: "Bench HQ", Company: "benchhq", Role: config.RoleHQAdmin, TokenHash: api.HashToken(token("benchhq-admin"))},
+	}
 	return b
 }
 
@@ -119,19 +124,19 @@ func benchStore(b *testing.B) *store.DB {
 	// Reading index of 15 July 10:00 local (347 h after the start), when
 	// devices with k % 67 == 5 get a new meter.
 	const replaced = 347 * 3600 / benchStep
-	for _, set := range []struct{ project, device string }{
-		{"'big'", "k"}, // 200 devices of one project
-		{"concat('hq', substring(toString(100 + intDiv(k, 4)), 2))", "k % 4"}, // 50 projects × 4
+	for _, set := range []struct{ company, project, device string }{
+		{"bench", "'big'", "k"}, // 200 devices of one project
+		{"benchhq", "concat('hq', substring(toString(100 + intDiv(k, 4)), 2))", "k % 4"}, // 50 projects × 4
 	} {
 		for d := 0; d < 32; d++ {
 			began := time.Now()
 			// Device k draws (3 + k mod 20) kW: (3 + k%20)/360 kWh per 10 s.
 			q := fmt.Sprintf("INSERT INTO `%s`.readings (company, project, gateway, device, metric, ts_ms, value, quality, seq)\n"+
-				"SELECT 'bench', p, concat(p, '-gw'), concat(p, '-d', substring(toString(1000 + dk), 2)), 'energy_kwh', ts, v, 0, toUInt64(i)\n"+
+				"SELECT '%s', p, concat(p, '-gw'), concat(p, '-d', substring(toString(1000 + dk), 2)), 'energy_kwh', ts, v, 0, toUInt64(i)\n"+
 				"FROM (SELECT number %% 200 AS k, intDiv(number, 200) + %d AS i, %s AS p, %s AS dk, %d + i * %d AS ts,\n"+
 				"  if(i >= %d AND k %% 67 = 5, (i - %d) * (3 + k %% 20) / 360, 1000 * k + i * (3 + k %% 20) / 360) AS v\n"+
 				"  FROM numbers(%d))",
-				name, d*perDay, set.project, set.device, start, benchStep*1000, replaced, replaced, 200*perDay)
+				name, set.company, d*perDay, set.project, set.device, start, benchStep*1000, replaced, replaced, 200*perDay)
 			if err := conn.Exec(ctx, q); err != nil {
 				b.Fatalf("generate day %d: %v\n%s", d, err, q)
 			}
@@ -162,7 +167,7 @@ func BenchmarkCompanyReport(b *testing.B) {
 	s := newBenchServer(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		rec := call(b, s.Handler(), "bench-admin", http.MethodGet, "/api/v1/energy/monthly?month=2026-07")
+		rec := call(b, s.Handler(), "benchhq-admin", http.MethodGet, "/api/v1/energy/monthly?month=2026-07")
 		if rec.Code != http.StatusOK {
 			b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
 		}
@@ -178,10 +183,17 @@ func newBenchServer(b *testing.B) *api.Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// One warm-up call, checked for sense: 200 devices drawing 3–22 kW.
-	rec := call(b, s.Handler(), "bench-admin", http.MethodGet, "/api/v1/projects/big/energy/monthly?month=2026-07")
-	if rec.Code != http.StatusOK {
-		b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+	// A warm-up call of each report, checked: device k draws (3 + k mod 20)
+	// kW, so 200 devices draw 10 × (3 + … + 22) = 2500 kW: 2500 × 744 h =
+	// 1,860,000 kWh in July; the three new meters read 0 at the instant of
+	// the change, which drops one 10-second step of 8, 15 and 22 kW:
+	// 45/360 = 0.125 kWh. Both sets of 200 devices give 1,859,999.875 kWh.
+	var m energy.Monthly
+	decode(b, call(b, s.Handler(), "bench-admin", http.MethodGet, "/api/v1/projects/big/energy/monthly?month=2026-07"), &m)
+	var c energy.CompanyMonthly
+	decode(b, call(b, s.Handler(), "benchhq-admin", http.MethodGet, "/api/v1/energy/monthly?month=2026-07"), &c)
+	if m.KWh != 1859999.875 || c.KWh != 1859999.875 || len(c.Projects) != benchHQ || len(m.CounterDrops) != 3 {
+		b.Fatalf("benchmark data: project %v kWh (%d drops), company %v kWh over %d projects", m.KWh, len(m.CounterDrops), c.KWh, len(c.Projects))
 	}
 	return s
 }
