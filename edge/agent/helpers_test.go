@@ -256,9 +256,17 @@ func hasEvent(evs []protocol.Event, kind, device string) bool {
 // scrape reads the agent's /metrics into "name{labels}" → value.
 func scrape(t testing.TB, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	m, err := scrapeMetrics(addr)
 	if err != nil {
 		t.Fatalf("cannot scrape metrics: %v", err)
+	}
+	return m
+}
+
+func scrapeMetrics(addr string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	out := map[string]float64{}
@@ -276,5 +284,5 @@ func scrape(t testing.TB, addr string) map[string]float64 {
 		}
 		out[line[:i]] = v
 	}
-	return out
+	return out, sc.Err()
 }
