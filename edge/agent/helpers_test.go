@@ -62,6 +62,7 @@ uplink:
   inflight: 4
   batch_max_readings: 500
   batch_max_delay: 50ms
+  backlog_rate: 50000
   reconnect_min: 20ms
   reconnect_max: 300ms
 queue: {path: %s, commit_interval: 5ms}
