@@ -1,0 +1,205 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// Cut modes of a Link.
+const (
+	// CutReset closes every connection and refuses new ones: the far end
+	// went away (a broker host rebooting, a firewall sending RSTs).
+	CutReset = "reset"
+	// CutBlackhole stops forwarding bytes in both directions and accepts
+	// new connections without connecting them anywhere: a 4G uplink that
+	// drops every packet. Neither end learns of it until its keepalive
+	// or timeout fires; bytes held at the cut are delivered on restore,
+	// as TCP retransmission would, if both ends still hold the connection.
+	CutBlackhole = "blackhole"
+)
+
+// Link is a TCP path on loopback from a local port to a target that a
+// drill can cut and restore. Every goroutine it starts ends in Close.
+type Link struct {
+	target string
+	l      net.Listener
+
+	mu      sync.Mutex
+	mode    string        // "" while up, else CutReset or CutBlackhole
+	restore chan struct{} // closed when the current cut ends
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
+	closed  bool
+}
+
+// newLink listens on a fresh loopback port and forwards to target.
+func newLink(target string) (*Link, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen for a link to %q: %w", target, err)
+	}
+	k := &Link{target: target, l: l, conns: map[net.Conn]struct{}{}}
+	k.wg.Add(1)
+	go k.accept()
+	return k, nil
+}
+
+// Addr is the link's local host:port.
+func (k *Link) Addr() string { return k.l.Addr().String() }
+
+// Cut cuts the path in the given mode.
+func (k *Link) Cut(mode string) {
+	k.mu.Lock()
+	if k.mode != "" {
+		k.mu.Unlock()
+		return
+	}
+	k.mode, k.restore = mode, make(chan struct{})
+	var open []net.Conn
+	if mode == CutReset {
+		for c := range k.conns {
+			open = append(open, c)
+		}
+	}
+	k.mu.Unlock()
+	for _, c := range open {
+		c.Close()
+	}
+}
+
+// Restore ends the cut: held bytes flow again and new connections reach
+// the target.
+func (k *Link) Restore() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.mode == "" {
+		return
+	}
+	k.mode = ""
+	close(k.restore)
+}
+
+// Close stops the link, closes every connection and waits for its
+// goroutines.
+func (k *Link) Close() {
+	k.mu.Lock()
+	k.closed = true
+	var open []net.Conn
+	for c := range k.conns {
+		open = append(open, c)
+	}
+	k.mu.Unlock()
+	k.Restore()
+	k.l.Close()
+	for _, c := range open {
+		c.Close()
+	}
+	k.wg.Wait()
+}
+
+// gate waits while the link is blackholed. It reports false when the
+// connection must be given up (reset cut or link closed).
+func (k *Link) gate() bool {
+	for {
+		k.mu.Lock()
+		mode, restore, closed := k.mode, k.restore, k.closed
+		k.mu.Unlock()
+		switch {
+		case closed || mode == CutReset:
+			return false
+		case mode == "":
+			return true
+		}
+		<-restore
+	}
+}
+
+func (k *Link) track(cs ...net.Conn) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed || k.mode == CutReset {
+		return false
+	}
+	for _, c := range cs {
+		k.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (k *Link) untrack(cs ...net.Conn) {
+	k.mu.Lock()
+	for _, c := range cs {
+		delete(k.conns, c)
+	}
+	k.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+func (k *Link) accept() {
+	defer k.wg.Done()
+	for {
+		c, err := k.l.Accept()
+		if err != nil {
+			return
+		}
+		k.wg.Add(1)
+		go k.serve(c)
+	}
+}
+
+func (k *Link) serve(in net.Conn) {
+	defer k.wg.Done()
+	if !k.track(in) {
+		in.Close()
+		return
+	}
+	// A connection opened during a blackhole waits for the restore
+	// before it reaches the target, like a SYN retransmitted until the
+	// path heals; the client's connect timeout decides meanwhile.
+	if !k.gate() {
+		k.untrack(in)
+		return
+	}
+	out, err := net.DialTimeout("tcp", k.target, 5*time.Second)
+	if err != nil {
+		k.untrack(in)
+		return
+	}
+	if !k.track(out) {
+		out.Close()
+		k.untrack(in)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); k.pipe(out, in) }()
+	go func() { defer wg.Done(); k.pipe(in, out) }()
+	wg.Wait()
+	k.untrack(in, out)
+}
+
+// pipe copies src to dst through the gate; when either side ends it
+// closes both so the other direction ends too.
+func (k *Link) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !k.gate() {
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return // io.EOF or a closed connection
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// storeCounts are what the drill's database holds for its gateway.
+type storeCounts struct {
+	distinct int64 // distinct (device, metric, ts_ms)
+	final    int64 // rows read with FINAL (the storage rule)
+	raw      int64 // rows without FINAL: duplicates not merged yet included
+	rollup   int64 // readings counted by the hourly roll-up (uniqExact of ts per hour)
+}
+
+func (s *Stand) where() string {
+	return fmt.Sprintf("company = '%s' AND project = '%s' AND gateway = '%s'", drillCompany, drillProject, drillGateway)
+}
+
+func (s *Stand) queryInt(ctx context.Context, q string) (int64, error) {
+	var n uint64
+	if err := s.conn.QueryRow(ctx, q).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cannot query %q: %w", q, err)
+	}
+	return int64(n), nil
+}
+
+// storedReadings counts the gateway's readings the way every reader must:
+// with FINAL.
+func (s *Stand) storedReadings(ctx context.Context) (int64, error) {
+	return s.queryInt(ctx, fmt.Sprintf("SELECT count() FROM %s.readings FINAL WHERE %s", s.ch.database, s.where()))
+}
+
+func (s *Stand) counts(ctx context.Context) (storeCounts, error) {
+	var c storeCounts
+	var err error
+	db, w := s.ch.database, s.where()
+	if c.final, err = s.storedReadings(ctx); err != nil {
+		return c, err
+	}
+	if c.distinct, err = s.queryInt(ctx, fmt.Sprintf("SELECT uniqExact(device, metric, ts_ms) FROM %s.readings WHERE %s", db, w)); err != nil {
+		return c, err
+	}
+	if c.raw, err = s.queryInt(ctx, fmt.Sprintf("SELECT count() FROM %s.readings WHERE %s", db, w)); err != nil {
+		return c, err
+	}
+	c.rollup, err = s.queryInt(ctx, fmt.Sprintf(`SELECT sum(n) FROM (
+    SELECT uniqExactMerge(n) AS n FROM %s.readings_hourly
+    WHERE company = '%s' AND project = '%s'
+    GROUP BY company, project, device, metric, hour_ms)`, db, drillCompany, drillProject))
+	return c, err
+}
+
+// edgeCommitted waits until the agent's committed-readings counter stops
+// moving (the devices are frozen or gone) and returns it with the
+// overflow counter.
+func (s *Stand) edgeCommitted(ctx context.Context) (committed, dropped int64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var last *Metrics
+	committed, err = stable(ctx, 250*time.Millisecond, 2*time.Second, func() (int64, error) {
+		m, err := s.edgeMetrics(ctx)
+		if err != nil {
+			return 0, err
+		}
+		last = m
+		return m.Int(mEdgeCommitted), nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot read the edge's committed readings: %w", err)
+	}
+	return committed, last.Int(mEdgeDropped), nil
+}
+
+// freezeDevices stops the simulated building (SIGSTOP) so that the edge
+// takes no more readings, and returns the agent's counters once they
+// settled. thawDevices resumes it.
+func (s *Stand) freezeDevices(ctx context.Context) (committed, dropped int64, err error) {
+	if err := s.devsim.Freeze(); err != nil {
+		return 0, 0, err
+	}
+	return s.edgeCommitted(ctx)
+}
+
+func (s *Stand) thawDevices() error { return s.devsim.Thaw() }
+
+// tally is the end state of a drill.
+type tally struct {
+	produced, dropped int64
+	counts            storeCounts
+	edge, cloud       *Metrics
+}
+
+// settle ends production and waits until everything the edge committed
+// has left its queue and the ingest holds nothing unacknowledged, then
+// counts.
+func (s *Stand) settle(ctx context.Context) (*tally, error) {
+	if err := s.devsim.Stop(15 * time.Second); err != nil {
+		return nil, err
+	}
+	committed, dropped, err := s.edgeCommitted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := &tally{produced: s.committedBefore + committed, dropped: s.droppedBefore + dropped}
+	want := t.produced - t.dropped
+
+	err = s.await(ctx, "the edge queue to drain", s.opts.drain, s.edge, func() (bool, error) {
+		m, err := s.edgeMetrics(ctx)
+		if err != nil {
+			return false, nil
+		}
+		return m.Int(mEdgeQueueItems) == 0 && m.Int(mEdgeQueueRead) == 0, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Stored readings reach the expected count, or stop changing with
+	// nothing left unacknowledged at the ingest (then some are lost).
+	var last int64 = -1
+	var since time.Time
+	err = s.await(ctx, "the ingest to commit everything", 60*time.Second, s.ingestProc, func() (bool, error) {
+		m, err := s.cloudMetrics(ctx)
+		if err != nil {
+			return false, nil
+		}
+		n, err := s.storedReadings(ctx)
+		if err != nil {
+			return false, nil
+		}
+		if m.Int(mIngestUnacked) != 0 {
+			return false, nil
+		}
+		if n != last {
+			last, since = n, time.Now()
+		}
+		return n == want || time.Since(since) > 5*time.Second, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if t.counts, err = s.counts(ctx); err != nil {
+		return nil, err
+	}
+	if t.edge, err = s.edgeMetrics(ctx); err != nil {
+		return nil, err
+	}
+	if t.cloud, err = s.cloudMetrics(ctx); err != nil {
+		return nil, err
+	}
+	return t, nil
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+)
+
+// poll calls check every interval until it reports true or an error, or
+// ctx ends (then the error says so, with check's last error if any).
+func poll(ctx context.Context, every time.Duration, check func() (bool, error)) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ok, err := check()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gave up: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// pause waits d or until ctx ends. Drills use it only where the fault
+// itself is a duration (an uplink down for 20 s), never to wait for a
+// condition.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// dialOK reports whether something accepts TCP connections at addr.
+func dialOK(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// stable calls read every interval until its value has not changed for
+// quiet, and returns that value.
+func stable(ctx context.Context, every, quiet time.Duration, read func() (int64, error)) (int64, error) {
+	last, err := read()
+	if err != nil {
+		return 0, err
+	}
+	since := time.Now()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("still changing (last %d): %w", last, ctx.Err())
+		case <-t.C:
+		}
+		v, err := read()
+		if err != nil {
+			return 0, err
+		}
+		if v != last {
+			last, since = v, time.Now()
+			continue
+		}
+		if time.Since(since) >= quiet {
+			return v, nil
+		}
+	}
+}
