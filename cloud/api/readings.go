@@ -86,9 +86,11 @@ func (s *readingStore) Hours(ctx context.Context, w energy.Where, keys []energy.
 		ids[i] = uint32(i + 1)
 	}
 	where, args := keyFilter(w, keys)
-	q := `SELECT transform(concat(device, '/', metric), ?, ?, toUInt32(0)) AS k, hour_ms,
-  finalizeAggregation(first_ts), finalizeAggregation(first_v), finalizeAggregation(last_ts), finalizeAggregation(last_v),
-  finalizeAggregation(min_v), finalizeAggregation(max_v)
+	// The hour is that of first_ts; min_v and max_v only say whether the
+	// value fell inside the hour, so the server compares them.
+	q := `SELECT transform(concat(device, '/', metric), ?, ?, toUInt32(0)) AS k,
+  finalizeAggregation(first_ts), finalizeAggregation(first_v) AS fv, finalizeAggregation(last_ts), finalizeAggregation(last_v) AS lv,
+  finalizeAggregation(min_v) < fv OR finalizeAggregation(max_v) > lv
 FROM ` + s.table(store.TableHourly) + ` FINAL
 WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 	rows, err := s.conn.Query(ctx, q, append([]any{names, ids}, append(args, from, to)...)...)
@@ -102,14 +104,17 @@ WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 	hours := int((to - from) / energy.HourMS)
 	byKey := make([][]energy.Hour, len(keys))
 	var (
-		h energy.Hour
-		k uint32
+		h    energy.Hour
+		k    uint32
+		fell uint8
 	)
-	dest := []any{&k, &h.Hour, &h.FirstTS, &h.First, &h.LastTS, &h.Last, &h.Min, &h.Max}
+	dest := []any{&k, &h.FirstTS, &h.First, &h.LastTS, &h.Last, &fell}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("cannot read hourly roll-ups: %w", err)
 		}
+		h.Hour = h.FirstTS - h.FirstTS%energy.HourMS // Unix ms after 2000: never negative
+		h.Fell = fell != 0
 		if k == 0 || int(k) > len(keys) {
 			continue // another metric of a wanted device, or a device of another key
 		}
@@ -137,18 +142,19 @@ WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 
 // LastBefore implements energy.Readings.
 func (s *readingStore) LastBefore(ctx context.Context, w energy.Where, keys []energy.Key, t int64) (map[energy.Key]energy.Point, error) {
-	return s.edge(ctx, w, keys, t, true)
+	return s.edge(ctx, w, keys, t, 0, true)
 }
 
 // FirstFrom implements energy.Readings.
-func (s *readingStore) FirstFrom(ctx context.Context, w energy.Where, keys []energy.Key, t int64) (map[energy.Key]energy.Point, error) {
-	return s.edge(ctx, w, keys, t, false)
+func (s *readingStore) FirstFrom(ctx context.Context, w energy.Where, keys []energy.Key, t, within int64) (map[energy.Key]energy.Point, error) {
+	return s.edge(ctx, w, keys, t, within, false)
 }
 
 // edge finds the reading just before (or at/after) t per key: first
-// within edgeWindow, then, for keys still without one, unbounded. t is on
-// an hour boundary, so whole roll-up hours answer exactly.
-func (s *readingStore) edge(ctx context.Context, w energy.Where, keys []energy.Key, t int64, before bool) (map[energy.Key]energy.Point, error) {
+// within edgeWindow (or within, when shorter), then, for keys still without
+// one and unless within limits the search, unbounded. t is on an hour
+// boundary, so whole roll-up hours answer exactly.
+func (s *readingStore) edge(ctx context.Context, w energy.Where, keys []energy.Key, t, within int64, before bool) (map[energy.Key]energy.Point, error) {
 	out := map[energy.Key]energy.Point{}
 	if len(keys) == 0 || len(w.Projects) == 0 {
 		return out, nil
@@ -156,7 +162,14 @@ func (s *readingStore) edge(ctx context.Context, w energy.Where, keys []energy.K
 	if t%energy.HourMS != 0 {
 		return nil, fmt.Errorf("BUG: edge time %d is not on an hour", t)
 	}
+	window := int64(edgeWindow)
+	if within > 0 {
+		window = min(window, within)
+	}
 	for _, bounded := range []bool{true, false} {
+		if !bounded && within > 0 && within <= edgeWindow {
+			break
+		}
 		var rest []energy.Key
 		for _, k := range keys {
 			if _, ok := out[k]; !ok {
@@ -175,10 +188,10 @@ func (s *readingStore) edge(ctx context.Context, w energy.Where, keys []energy.K
 		if bounded {
 			if before {
 				cond += " AND hour_ms >= ?"
-				args = append(args, t-edgeWindow)
+				args = append(args, t-window)
 			} else {
 				cond += " AND hour_ms < ?"
-				args = append(args, t+edgeWindow)
+				args = append(args, t+window)
 			}
 		}
 		q := "SELECT device, metric, " + sel + " FROM " + s.table(store.TableHourly) +

@@ -10,26 +10,26 @@ import (
 // HourMS is one hour in Unix milliseconds.
 const HourMS = int64(time.Hour / time.Millisecond)
 
+// CounterLookahead: a device whose counter has no reading before or in a
+// period, nor in this long after it, is taken to report no counter, and its
+// power is integrated instead.
+const CounterLookahead = 7 * 24 * time.Hour
+
 // Key names one metric of one device.
 type Key struct{ Device, Metric string }
 
 // Hour is one hour of one key from the hourly roll-up: the first and last
-// reading with their times, and the extremes. A row means the hour has at
-// least one reading.
+// reading with their times, and whether the value fell somewhere inside the
+// hour (its minimum is below the first reading or its maximum above the
+// last). A row means the hour has at least one reading.
 type Hour struct {
 	Hour    int64 // Unix ms of the UTC hour's start
 	FirstTS int64
 	LastTS  int64
 	First   float64
 	Last    float64
-	Min     float64
-	Max     float64
+	Fell    bool
 }
-
-// Monotonic reports whether the hour's readings never fall below the
-// first or rise above the last, so the counter rose steadily through it
-// and its first and last reading carry all its energy.
-func (h *Hour) Monotonic() bool { return h.Min >= h.First && h.Max <= h.Last }
 
 // Range asks for the raw readings of one key in [From, To).
 type Range struct {
@@ -51,8 +51,9 @@ type Readings interface {
 	Hours(ctx context.Context, w Where, keys []Key, from, to int64) (map[Key][]Hour, error)
 	// LastBefore returns, per key, the last reading before t, if any.
 	LastBefore(ctx context.Context, w Where, keys []Key, t int64) (map[Key]Point, error)
-	// FirstFrom returns, per key, the first reading at or after t, if any.
-	FirstFrom(ctx context.Context, w Where, keys []Key, t int64) (map[Key]Point, error)
+	// FirstFrom returns, per key, the first reading at or after t, if any;
+	// within [t, t+within) when within > 0. The map is never nil.
+	FirstFrom(ctx context.Context, w Where, keys []Key, t, within int64) (map[Key]Point, error)
 	// Raw returns the readings in each range, sorted by time.
 	Raw(ctx context.Context, w Where, ranges []Range) (map[Key][]Point, error)
 }
@@ -98,7 +99,9 @@ type Result struct {
 // Compute works out every device's energy for jobs of one company. It reads
 // hourly roll-ups and fetches raw readings only for the hours that need
 // them: hours whose counter fell, and hours holding a slot boundary that
-// is not on the hour.
+// is not on the hour. Jobs may share devices (a month and the month
+// before): the readings of the whole span are read once and each job takes
+// its own stretch of the same counter.
 func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]Result, error) {
 	if len(jobs) == 0 {
 		return nil, nil
@@ -130,9 +133,30 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 	if err != nil {
 		return nil, fmt.Errorf("cannot compute energy of company %q: %w", company, err)
 	}
-	after, err := src.FirstFrom(ctx, w, counterKeys, h1)
+	// The first reading after the span matters to counters with readings
+	// before or in it (it closes the last step). For the others it only
+	// tells whether the counter reports at all (else power is used), which
+	// a look at the following week answers without scanning all history.
+	var open, closed []Key
+	for _, k := range counterKeys {
+		if _, ok := before[k]; ok || len(byKey[k]) > 0 {
+			open = append(open, k)
+		} else {
+			closed = append(closed, k)
+		}
+	}
+	after, err := src.FirstFrom(ctx, w, open, h1, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot compute energy of company %q: %w", company, err)
+	}
+	if len(closed) > 0 {
+		soon, err := src.FirstFrom(ctx, w, closed, h1, CounterLookahead.Milliseconds())
+		if err != nil {
+			return nil, fmt.Errorf("cannot compute energy of company %q: %w", company, err)
+		}
+		for k, p := range soon {
+			after[k] = p
+		}
 	}
 
 	// Which hours need raw readings, and which devices fall back to power.
@@ -148,11 +172,11 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 			_, hasAfter := after[k]
 			if d.Counter == "" || (len(byKey[k]) == 0 && !hasBefore && !hasAfter) {
 				if d.Power != "" {
+					// Each job of the device adds its own range; the store
+					// returns a reading in two overlapping ranges once.
 					pk := Key{d.ID, d.Power}
-					if !usePower[pk] {
-						usePower[pk] = true
-						ranges = append(ranges, Range{pk, jh0 - HourMS, jh1 + HourMS})
-					}
+					usePower[pk] = true
+					ranges = append(ranges, Range{pk, jh0 - HourMS, jh1 + HourMS})
 				}
 				continue
 			}
@@ -166,7 +190,7 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 			}
 			for i := range byKey[k] {
 				h := &byKey[k][i]
-				if h.Hour >= jh0 && h.Hour < jh1 && !h.Monotonic() {
+				if h.Hour >= jh0 && h.Hour < jh1 && h.Fell {
 					mark(h.Hour)
 				}
 			}

@@ -34,17 +34,23 @@ func (m *memReadings) Hours(_ context.Context, _ Where, keys []Key, from, to int
 	out := map[Key][]Hour{}
 	for k := range m.want(keys) {
 		var hs []Hour
+		var mins, maxs []float64 // like the roll-up's min_v and max_v
 		for _, p := range m.raw[k] {
 			if p.TS < from || p.TS >= to {
 				continue
 			}
 			h := floorHour(p.TS)
 			if n := len(hs); n == 0 || hs[n-1].Hour != h {
-				hs = append(hs, Hour{Hour: h, FirstTS: p.TS, First: p.V, Min: p.V, Max: p.V})
+				hs = append(hs, Hour{Hour: h, FirstTS: p.TS, First: p.V})
+				mins = append(mins, p.V)
+				maxs = append(maxs, p.V)
 			}
-			cur := &hs[len(hs)-1]
-			cur.LastTS, cur.Last = p.TS, p.V
-			cur.Min, cur.Max = min(cur.Min, p.V), max(cur.Max, p.V)
+			i := len(hs) - 1
+			hs[i].LastTS, hs[i].Last = p.TS, p.V
+			mins[i], maxs[i] = min(mins[i], p.V), max(maxs[i], p.V)
+		}
+		for i := range hs {
+			hs[i].Fell = mins[i] < hs[i].First || maxs[i] > hs[i].Last
 		}
 		if len(hs) > 0 {
 			out[k] = hs
@@ -66,12 +72,12 @@ func (m *memReadings) LastBefore(_ context.Context, _ Where, keys []Key, t int64
 	return out, nil
 }
 
-func (m *memReadings) FirstFrom(_ context.Context, _ Where, keys []Key, t int64) (map[Key]Point, error) {
+func (m *memReadings) FirstFrom(_ context.Context, _ Where, keys []Key, t, within int64) (map[Key]Point, error) {
 	m.calls.after++
 	out := map[Key]Point{}
 	for k := range m.want(keys) {
 		for _, p := range m.raw[k] {
-			if p.TS >= t {
+			if p.TS >= t && (within <= 0 || p.TS < t+within) {
 				out[k] = p
 				break
 			}

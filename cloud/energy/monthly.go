@@ -1,6 +1,7 @@
 package energy
 
 import (
+	"cmp"
 	"context"
 	"sort"
 	"sync"
@@ -85,24 +86,26 @@ func computeMonths(ctx context.Context, src Readings, company string, ps []*Proj
 		prev = append(prev, p.job(out[i].prevPd))
 		yoy = append(yoy, p.job(out[i].yoyPd))
 	}
-	var wg sync.WaitGroup
-	var results [3][]Result
-	var errs [3]error
-	for k, jobs := range [3][]Job{cur, prev, yoy} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[k], errs[k] = Compute(ctx, src, company, jobs)
-		}()
-	}
+	// The month and the one before are adjacent: one read covers both,
+	// and the readings around their common edge are read once. The month a
+	// year before is read at the same time.
+	var (
+		wg             sync.WaitGroup
+		recent, before []Result
+		errRecent, err error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		recent, errRecent = Compute(ctx, src, company, append(cur, prev...))
+	}()
+	before, err = Compute(ctx, src, company, yoy)
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err = cmp.Or(errRecent, err); err != nil {
+		return nil, err
 	}
 	for i := range out {
-		out[i].cur, out[i].prev, out[i].yoy = &results[0][i], &results[1][i], &results[2][i]
+		out[i].cur, out[i].prev, out[i].yoy = &recent[i], &recent[len(cur)+i], &before[i]
 	}
 	return out, nil
 }
