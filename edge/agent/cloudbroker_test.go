@@ -41,7 +41,7 @@ func TestDemoGatewayAgainstCloudBroker(t *testing.T) {
 
 	var mu sync.Mutex
 	got := map[string][][]byte{}
-	sub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+b.Addr()).
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).
 		SetClientID(fmt.Sprintf("ingest-test-%d", time.Now().UnixNano())).SetUsername("ingest").SetPassword(ingestPassword).
 		SetCleanSession(true).SetAutoReconnect(false))
 	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
