@@ -54,6 +54,7 @@ func TestClickHouseDownAndBack(t *testing.T) {
 	e := ch
 	e.chAddr = p.addr()
 	e.cfg.MaxUnacked = maxUnacked
+	e.cfg.MQTT.KeepAlive = 2 * time.Second // a stalled client loop would lose the connection within seconds
 	e.broker.Stop()
 	// A broker with a small window and its own registry.
 	b, err := broker.New(broker.Config{Listen: "127.0.0.1:0", Org: e.org, Logger: testLogger(), MaxPending: maxPending, Registerer: brokerReg})
@@ -100,6 +101,14 @@ func TestClickHouseDownAndBack(t *testing.T) {
 	if n := e.stored(); n != 10*perBatch {
 		t.Errorf("%d readings stored while ClickHouse was unreachable through the proxy, want %d", n, 10*perBatch)
 	}
+	// Held this way for several keepalive periods, the ingest stays
+	// connected: its handlers wait, its network loop does not. (Elapsed time
+	// is the condition here; the connection is checked again at the end,
+	// after the held messages were acknowledged.)
+	<-time.After(3 * e.cfg.MQTT.KeepAlive)
+	if n := e.metric(in.metrics.connectionLosses); n != 0 || e.metric(in.metrics.connected) != 1 {
+		t.Errorf("the ingest lost its connection %v times while holding a full window", n)
+	}
 
 	p.restore()
 	waitFor(t, 60*time.Second, "everything after ClickHouse came back", func() bool { return e.stored() == 60*perBatch })
@@ -109,6 +118,9 @@ func TestClickHouseDownAndBack(t *testing.T) {
 		}
 	}
 	waitFor(t, 5*time.Second, "no unacknowledged messages", func() bool { return e.metric(in.metrics.unacked) == 0 })
+	if n := e.metric(in.metrics.connectionLosses); n != 0 {
+		t.Errorf("the ingest lost its connection %v times", n)
+	}
 	// Every insert has returned: the roll-up holds each reading once.
 	if n := e.count("SELECT sum(c) FROM (SELECT uniqExactMerge(n) AS c FROM readings_hourly GROUP BY company, project, device, metric, hour_ms)"); n != 60*perBatch {
 		t.Errorf("hourly roll-up counts %d readings, want %d", n, 60*perBatch)

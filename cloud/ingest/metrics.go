@@ -18,6 +18,7 @@ type metrics struct {
 	unacked          prometheus.Gauge
 	chErrors         prometheus.Counter
 	connected        prometheus.Gauge
+	connectionLosses prometheus.Counter
 	events           *prometheus.CounterVec // derived presence events by kind
 }
 
@@ -65,6 +66,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "plantroom_ingest_mqtt_connected",
 			Help: "1 while the ingest is connected to the MQTT broker.",
 		}),
+		connectionLosses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plantroom_ingest_mqtt_connection_losses_total",
+			Help: "Times the ingest lost its connection to the MQTT broker.",
+		}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plantroom_ingest_presence_events_total",
 			Help: "Events the ingest derived itself (device_stale, device_fresh).",
@@ -72,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.messages, m.rejectedMessages, m.readings, m.rejectedReadings, m.duplicates,
-			m.batchRows, m.flushSeconds, m.unacked, m.chErrors, m.connected, m.events)
+			m.batchRows, m.flushSeconds, m.unacked, m.chErrors, m.connected, m.connectionLosses, m.events)
 	}
 	return m
 }

@@ -82,7 +82,7 @@ func newSubscriber(in *Ingest) *subscriber {
 		SetAutoAckDisabled(true). // acknowledged after the ClickHouse commit
 		SetOrderMatters(false).   // handlers in their own goroutines: see the package doc
 		SetKeepAlive(c.KeepAlive).
-		SetPingTimeout(10 * time.Second).
+		SetPingTimeout(min(10*time.Second, c.KeepAlive)).
 		SetWriteTimeout(10 * time.Second).
 		SetConnectTimeout(c.ConnectTimeout).
 		SetAutoReconnect(true).
@@ -93,6 +93,7 @@ func newSubscriber(in *Ingest) *subscriber {
 		SetOnConnectHandler(s.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			in.metrics.connected.Set(0)
+			in.metrics.connectionLosses.Inc()
 			in.log.Warn("lost the MQTT broker; reconnecting", "broker", c.URL, "error", err)
 		})
 	if c.TLS != nil {
