@@ -320,3 +320,32 @@ func TestJitterStaysInRange(t *testing.T) {
 		}
 	}
 }
+
+// TLS with a private CA and a client certificate, as a cloud broker on the
+// internet would be reached.
+func TestTLSWithClientCertificate(t *testing.T) {
+	files := mqtttest.NewTLSFiles(t)
+	broker := mqtttest.StartMochiTLS(t, users(), files.Server)
+	q := newQueue(t)
+	if err := q.Append(context.Background(), []protocol.Reading{{Device: "meter-1", Metric: "power_w", TS: baseTS, Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(broker.URL())
+	cfg.TLS = TLSFiles{CA: files.CA, Cert: files.ClientCert, Key: files.ClientKey}
+	u := startUplink(t, cfg, q, nil)
+	waitFor(t, 10*time.Second, "queue drained over TLS", func() bool { return q.Stats().Items == 0 })
+	if !u.Connected() || len(broker.Messages(gw.Topic(protocol.KindTelemetry))) != 1 {
+		t.Fatal("batch not delivered over TLS")
+	}
+
+	// Without the client certificate the broker refuses the handshake.
+	q2 := newQueue(t)
+	cfg.TLS = TLSFiles{CA: files.CA}
+	cfg.ClientID = "gw-test-1-nocert"
+	reg := prometheus.NewRegistry()
+	u2 := startUplink(t, cfg, q2, reg)
+	waitFor(t, 10*time.Second, "refused attempts", func() bool { return metricValue(u2.m.connectErrors) >= 2 })
+	if u2.Connected() {
+		t.Fatal("connected without a client certificate")
+	}
+}

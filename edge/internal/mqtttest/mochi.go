@@ -6,6 +6,7 @@ package mqtttest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"strings"
@@ -41,6 +42,7 @@ type Mochi struct {
 	t     testing.TB
 	users map[string]User
 	addr  string
+	tls   *tls.Config
 
 	mu       sync.Mutex
 	server   *mqtt.Server
@@ -55,7 +57,14 @@ type Mochi struct {
 // account; a nil map lets anyone in.
 func StartMochi(t testing.TB, users map[string]User) *Mochi {
 	t.Helper()
-	m := &Mochi{t: t, users: users, addr: "127.0.0.1:0", connects: map[string]int{}, notify: make(chan struct{}, 1)}
+	return StartMochiTLS(t, users, nil)
+}
+
+// StartMochiTLS starts a broker whose listener speaks TLS with the given
+// configuration (nil: plain TCP).
+func StartMochiTLS(t testing.TB, users map[string]User, tc *tls.Config) *Mochi {
+	t.Helper()
+	m := &Mochi{t: t, users: users, addr: "127.0.0.1:0", tls: tc, connects: map[string]int{}, notify: make(chan struct{}, 1)}
 	m.start()
 	t.Cleanup(m.Stop)
 	return m
@@ -67,7 +76,7 @@ func (m *Mochi) start() {
 	if err := s.AddHook(&hook{m: m}, nil); err != nil {
 		m.t.Fatalf("cannot add broker hook: %v", err)
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "t", Address: m.addr})
+	l := listeners.NewTCP(listeners.Config{ID: "t", Address: m.addr, TLSConfig: m.tls})
 	var err error
 	for i := 0; i < 50; i++ { // a restart may find the port still held for a moment
 		if err = s.AddListener(l); err == nil {
@@ -90,8 +99,13 @@ func (m *Mochi) start() {
 // Addr is the broker's host:port; it stays the same across restarts.
 func (m *Mochi) Addr() string { return m.addr }
 
-// URL is the broker's tcp:// URL.
-func (m *Mochi) URL() string { return "tcp://" + m.addr }
+// URL is the broker's tcp:// (or ssl://) URL.
+func (m *Mochi) URL() string {
+	if m.tls != nil {
+		return "ssl://" + m.addr
+	}
+	return "tcp://" + m.addr
+}
 
 // Stop closes the broker and every connection. Idempotent.
 func (m *Mochi) Stop() {
