@@ -218,3 +218,22 @@ func TestBrokerOutageWithSimulators(t *testing.T) {
 	tm.lanesOrdered(t)
 	tm.seqsContiguous(t)
 }
+
+// A start that fails half way (the HTTP port is taken) stops what it
+// started: the queue file is closed again and a second agent can use it.
+func TestFailedStartCleansUp(t *testing.T) {
+	cloud := mqtttest.StartMochi(t, cloudUsers())
+	dir := t.TempDir()
+	first := startAgent(t, agentYAML(cloud.URL(), t.TempDir(), "devices: []\n"))
+	text := agentYAML(cloud.URL(), dir, "devices: []\n")
+	text = replaceOnce(t, text, `http: {listen: "127.0.0.1:0"}`, "http: {listen: "+first.HTTPAddr()+"}")
+	a, err := New(loadConfig(t, text), testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "cannot listen") {
+		t.Fatalf("start with a taken port: %v", err)
+	}
+	a.Stop()
+	startAgent(t, agentYAML(cloud.URL(), dir, "devices: []\n")) // same queue file
+}
