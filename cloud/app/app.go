@@ -185,8 +185,9 @@ func loopback(listen string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// Add registers a component (the API, the alarm engine); components start
-// in the order added, after the broker and the ingest, and stop in reverse.
+// Add registers a component (the API, the alarm engine). Components start
+// in the order added, after the broker; the ingest starts after all of
+// them, so its observers run before data flows. They stop in reverse.
 func (a *App) Add(name string, c Component) {
 	a.components = append(a.components, named{name, c})
 }
@@ -216,7 +217,20 @@ func (a *App) Run(ctx context.Context) error {
 			n.c.Stop()
 		}
 	}
+	// The ingest starts last and stops first: every other component (the
+	// alarm engine observing it, the API) is running while data flows.
+	order := make([]named, 0, len(a.components))
 	for _, n := range a.components {
+		if n.name != ComponentIngest {
+			order = append(order, n)
+		}
+	}
+	for _, n := range a.components {
+		if n.name == ComponentIngest {
+			order = append(order, n)
+		}
+	}
+	for _, n := range order {
 		if n.name == ComponentIngest && a.Broker != nil && a.Config.IngestInProcess() {
 			// Dial the port the broker actually bound (listen may say :0).
 			a.Ingest.SetBrokerURL("tcp://" + loopback(a.Broker.Addr()))
