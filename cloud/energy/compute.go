@@ -164,7 +164,7 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 	var ranges []Range
 	usePower := map[Key]bool{}
 	for _, j := range jobs {
-		inner := j.Schedule.InnerHours()
+		inner := j.Schedule.InnerBounds()
 		jh0, jh1 := floorHour(j.Schedule.From), ceilHour(j.Schedule.To)
 		for _, d := range j.Devices {
 			k := Key{d.ID, d.Counter}
@@ -194,9 +194,14 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 					mark(h.Hour)
 				}
 			}
-			for _, h := range inner {
-				if hasHour(byKey[k], h) {
-					mark(h)
+			// A boundary inside an hour needs the hour's readings only
+			// when it falls between the hour's first and last one; before
+			// the first or after the last, the neighbouring hours' edge
+			// readings bracket it exactly (the end of a running period,
+			// now, is after every reading).
+			for _, b := range inner {
+				if h, ok := hourAt(byKey[k], floorHour(b)); ok && h.FirstTS < b && b < h.LastTS {
+					mark(h.Hour)
 				}
 			}
 		}
@@ -310,9 +315,12 @@ func counterPoints(hours []Hour, rawHours map[int64]bool, raw []Point, before, a
 	return pts
 }
 
-func hasHour(hs []Hour, h int64) bool {
+func hourAt(hs []Hour, h int64) (*Hour, bool) {
 	i := sort.Search(len(hs), func(i int) bool { return hs[i].Hour >= h })
-	return i < len(hs) && hs[i].Hour == h
+	if i < len(hs) && hs[i].Hour == h {
+		return &hs[i], true
+	}
+	return nil, false
 }
 
 // hourRanges merges a key's hours into contiguous ranges.

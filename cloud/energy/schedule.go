@@ -145,21 +145,17 @@ func (s *Schedule) Contiguous() bool {
 	return at == s.To
 }
 
-// InnerHours returns the UTC hours (start, Unix ms) that have a slot
-// boundary strictly inside them: energy there must be split at an instant
-// that the hourly roll-up alone cannot place.
-func (s *Schedule) InnerHours() []int64 {
-	const hour = int64(time.Hour / time.Millisecond)
-	var hs []int64
+// InnerBounds returns the slot boundaries that are not on a UTC hour
+// (Unix ms, in order): energy must be split there at an instant that an
+// hour's first and last reading may not bracket.
+func (s *Schedule) InnerBounds() []int64 {
+	var out []int64
 	for _, b := range s.Bounds() {
-		if b%hour != 0 {
-			h := floorDiv(b, hour) * hour
-			if len(hs) == 0 || hs[len(hs)-1] != h {
-				hs = append(hs, h)
-			}
+		if b%HourMS != 0 {
+			out = append(out, b)
 		}
 	}
-	return hs
+	return out
 }
 
 func floorDiv(a, b int64) int64 {

@@ -70,8 +70,8 @@ func TestScheduleVersionChange(t *testing.T) {
 		time.UnixMilli(cp.From).In(sh).Hour() != 12 || time.UnixMilli(cp.To).In(sh).Hour() != 14 {
 		t.Errorf("1 July critical peak slot = %+v", cp)
 	}
-	if hs := s.InnerHours(); len(hs) != 0 {
-		t.Errorf("Shanghai on whole-hour spans has inner hours %v", hs)
+	if bs := s.InnerBounds(); len(bs) != 0 {
+		t.Errorf("Shanghai on whole-hour spans has inner bounds %v", bs)
 	}
 }
 
@@ -130,14 +130,14 @@ func TestScheduleQuarterHours(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Bounds 2026-06-30T18:30Z, 07-01T02:15Z, 07-01T18:30Z: all inside UTC hours.
-	hs := s.InnerHours()
-	want := []time.Time{time.Date(2026, 6, 30, 18, 0, 0, 0, time.UTC), time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC), time.Date(2026, 7, 1, 18, 0, 0, 0, time.UTC)}
-	if len(hs) != len(want) {
-		t.Fatalf("inner hours = %v", hs)
+	bs := s.InnerBounds()
+	want := []time.Time{time.Date(2026, 6, 30, 18, 30, 0, 0, time.UTC), time.Date(2026, 7, 1, 2, 15, 0, 0, time.UTC), time.Date(2026, 7, 1, 18, 30, 0, 0, time.UTC)}
+	if len(bs) != len(want) {
+		t.Fatalf("inner bounds = %v", bs)
 	}
 	for i := range want {
-		if !time.UnixMilli(hs[i]).Equal(want[i]) {
-			t.Errorf("inner hour %d = %s, want %s", i, time.UnixMilli(hs[i]).UTC(), want[i])
+		if !time.UnixMilli(bs[i]).Equal(want[i]) {
+			t.Errorf("inner bound %d = %s, want %s", i, time.UnixMilli(bs[i]).UTC(), want[i])
 		}
 	}
 }
