@@ -44,6 +44,7 @@ type session struct {
 	results     chan pubResult
 	done        chan struct{}
 	outstanding map[msgKey]*outMsg
+	ackedEvents map[uint64]bool // acknowledged, until the queue's commit deletes them
 	resend      []*queue.Batch
 	lastLive    time.Time
 	tokens      float64
@@ -111,6 +112,7 @@ func (u *Uplink) session(ctx context.Context) error {
 		results:     make(chan pubResult, 2*u.cfg.InFlight),
 		done:        make(chan struct{}),
 		outstanding: map[msgKey]*outMsg{},
+		ackedEvents: map[uint64]bool{},
 		lastRefill:  time.Now(),
 	}
 	defer func() {
@@ -208,13 +210,25 @@ func (s *session) fill(ctx context.Context) error {
 		u.m.resent.Inc()
 		free--
 	}
-	if free > 0 {
-		for _, e := range u.q.Events() {
+	if free > 0 || len(s.ackedEvents) > 0 {
+		evs := u.q.Events()
+		if len(s.ackedEvents) > 0 {
+			stored := make(map[uint64]bool, len(evs))
+			for _, e := range evs {
+				stored[e.Seq] = true
+			}
+			for seq := range s.ackedEvents {
+				if !stored[seq] {
+					delete(s.ackedEvents, seq) // deleted from the queue meanwhile
+				}
+			}
+		}
+		for _, e := range evs {
 			if free == 0 {
 				break
 			}
 			k := msgKey{kindEvent, e.Seq}
-			if _, busy := s.outstanding[k]; busy {
+			if _, busy := s.outstanding[k]; busy || s.ackedEvents[e.Seq] {
 				continue
 			}
 			s.publish(&outMsg{key: k}, u.topics.events, e.Payload)
@@ -290,6 +304,7 @@ func (s *session) complete(r pubResult) error {
 		s.u.m.latency.Observe(time.Since(r.msg.sent).Seconds())
 	case kindEvent:
 		s.u.q.AckEvent(r.msg.key.seq)
+		s.ackedEvents[r.msg.key.seq] = true
 		s.u.m.events.Inc()
 	}
 	return nil

@@ -349,3 +349,33 @@ func TestTLSWithClientCertificate(t *testing.T) {
 		t.Fatal("connected without a client certificate")
 	}
 }
+
+// Events go out once each (without a reconnect), in seq order, and are
+// deleted after their PUBACK.
+func TestEventsSentOnceInOrder(t *testing.T) {
+	broker := mqtttest.StartMochi(t, users())
+	q := newQueue(t)
+	for i := 0; i < 5; i++ {
+		if err := q.AddEvent(protocol.Event{Kind: protocol.EventDeviceOffline, Device: "pump-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := startUplink(t, testConfig(broker.URL()), q, nil)
+	waitFor(t, 10*time.Second, "events acknowledged", func() bool { return q.Stats().Events == 0 && len(broker.Messages(gw.Topic(protocol.KindEvents))) >= 5 })
+	// A few more rounds of the session loop must not send them again.
+	if err := q.Append(context.Background(), []protocol.Reading{{Device: "pump-1", Metric: "power_w", TS: baseTS, Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a batch after the events", func() bool { return q.Stats().Items == 0 })
+	msgs := broker.Messages(gw.Topic(protocol.KindEvents))
+	if len(msgs) != 5 {
+		t.Fatalf("%d event messages for 5 events", len(msgs))
+	}
+	for i, m := range msgs {
+		e, err := protocol.DecodeEvent(m.Payload)
+		if err != nil || e.Seq != uint64(i+1) || e.Gateway != gw.Gateway {
+			t.Fatalf("event %d: %+v, %v", i, e, err)
+		}
+	}
+	_ = u
+}
