@@ -11,6 +11,8 @@
 // /proc/<pid>/status (VmRSS) for the measuring window and scrapes the
 // agent's /metrics at both ends to show the load it carried. The load
 // generator and the broker run in this process, so their CPU is not counted.
+// It ends with machine-readable lines: points_per_s, cpu_pct (of one core),
+// cpu_pct_per_1000_points_s and rss_mib (the largest VmRSS sampled).
 package main
 
 import (
@@ -143,6 +145,12 @@ func run(agentBin string, devices, points int, interval, warmup, duration time.D
 		cpuPct, rate("process_cpu_seconds_total")*100)
 	fmt.Printf("  RSS                    %10.1f MiB average, %.1f MiB max, %.1f MiB high-water   (target ≤ 64 MiB)\n",
 		float64(rssSum)/float64(max(samples, 1))/1024, float64(rssMax)/1024, float64(hwm)/1024)
+	// Machine-readable figures (scripts/bench.sh reads these).
+	pps := rate("points_read")
+	fmt.Printf("points_per_s %.0f\n", pps)
+	fmt.Printf("cpu_pct %.2f\n", cpuPct)
+	fmt.Printf("cpu_pct_per_1000_points_s %.3f\n", cpuPct/max(pps, 1)*1000)
+	fmt.Printf("rss_mib %.1f\n", float64(rssMax)/1024)
 	return nil
 }
 
