@@ -67,9 +67,7 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	// Schema migrations of other components (alarms, work orders) join the
-	// readings schema here, e.g. Migrations: append(alarm.Migrations(), workorder.Migrations()...).
-	opts := app.Options{Logger: log}
+	opts := app.Options{Logger: log, Migrations: alarmMigrations()}
 	if cmd == "migrate" {
 		if err := app.Migrate(ctx, cfg, opts); err != nil {
 			log.Error("migration failed", "error", err)
@@ -84,16 +82,20 @@ func run(args []string) int {
 		log.Error("cannot start the cloud", "error", err)
 		return 1
 	}
+	var srv *api.Server
 	if cfg.Has(app.ComponentAPI) {
-		srv, err := api.New(cfg.API, api.Deps{Bundle: a.Bundle, DB: a.DB, Latest: a.Latest, Presence: a.Presence,
+		srv, err = api.New(cfg.API, api.Deps{Bundle: a.Bundle, DB: a.DB, Latest: a.Latest, Presence: a.Presence,
 			Logger: log.With("component", "api"), Registry: a.Registry})
 		if err != nil {
 			log.Error("cannot start the cloud", "error", err)
 			return 1
 		}
-		// Other packages' routes (alarms, work orders) are registered here
-		// with srv.Register(…Routes()...), their observers with
-		// a.AddObserver, and their components with a.Add.
+	}
+	if err := addAlarms(a, srv, log); err != nil {
+		log.Error("cannot start the cloud", "error", err)
+		return 1
+	}
+	if srv != nil {
 		a.Add(app.ComponentAPI, srv)
 	}
 	if err := a.Run(ctx); err != nil {

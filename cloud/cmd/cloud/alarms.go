@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/app"
+	"github.com/plantroom/plantroom/cloud/notify"
+	"github.com/plantroom/plantroom/cloud/store"
+	"github.com/plantroom/plantroom/cloud/workorder"
+)
+
+// alarmMigrations are the schema migrations of the alarm and work-order logs.
+func alarmMigrations() []store.Migration {
+	return append(alarm.Migrations(), workorder.Migrations()...)
+}
+
+// addAlarms wires the alarm engine, the work-order desk and the webhooks into
+// a process that runs the ingest: the engine observes what the ingest
+// commits. Their routes join srv when this process also serves the API.
+// Without an ingest here there is nothing to evaluate, so nothing is added.
+func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
+	if a.Ingest == nil {
+		return nil
+	}
+	feed := alarm.NewFeed(0, nil)
+	notifier, err := notify.New(notify.Config{Org: &a.Bundle.Org, Logger: log.With("component", "notify"), Registerer: a.Registry})
+	if err != nil {
+		return fmt.Errorf("cannot set up webhooks: %w", err)
+	}
+	desk, err := workorder.New(workorder.Config{Org: &a.Bundle.Org, Rules: &a.Bundle.Rules,
+		Log: workorder.NewClickHouseLog(a.DB.Conn()), Feed: feed, Notifier: notifier,
+		Logger: log.With("component", "workorders"), Registerer: a.Registry})
+	if err != nil {
+		return fmt.Errorf("cannot set up work orders: %w", err)
+	}
+	alog := alarm.NewClickHouseLog(a.DB.Conn())
+	presence := a.Presence
+	engine, err := alarm.New(alarm.Config{Org: &a.Bundle.Org, Rules: &a.Bundle.Rules, Log: alog, Readings: alog,
+		GatewayStatus: func(id string) (bool, time.Time, bool) {
+			g, ok := presence.Gateway(id)
+			return !g.Online, g.Since, ok && g.Known
+		},
+		Feed: feed, Sinks: []alarm.Sink{desk}, Notifier: notifier,
+		Logger: log.With("component", "alarms"), Registerer: a.Registry})
+	if err != nil {
+		return fmt.Errorf("cannot set up alarms: %w", err)
+	}
+	a.Add("notify", notifier) // start order: notifier, desk, engine
+	a.Add("workorders", desk)
+	a.Add("alarms", engine)
+	a.AddObserver(engine)
+	if srv != nil {
+		srv.Register(engine.Routes()...)
+		srv.Register(desk.Routes(engine)...)
+	}
+	return nil
+}
