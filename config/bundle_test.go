@@ -167,8 +167,11 @@ func TestRuleHelpers(t *testing.T) {
 		t.Error("lighting-circuit-fault should match the lighting-panel template only")
 	}
 	stale := b.Rules.Rule("device-stale")
-	if !stale.Matches(KindPump, "pump-vfd") || stale.StaleAfter(10*time.Second) != 30*time.Second {
-		t.Errorf("device-stale: matches every device and waits 3 intervals; got %s", stale.StaleAfter(10*time.Second))
+	if !stale.Matches(KindPump, "pump-vfd") || stale.StaleAfter(10*time.Second) != 11*time.Minute {
+		t.Errorf("device-stale: matches every device and waits its 11m (two edge heartbeats); got %s", stale.StaleAfter(10*time.Second))
+	}
+	if got := (&Rule{Kind: RuleStale}).StaleAfter(10 * time.Second); got != 30*time.Second {
+		t.Errorf("a stale rule without after waits 3 intervals; got %s", got)
 	}
 	if got := b.Rules.Rule("gateway-offline").StaleAfter(time.Second); got != 2*time.Minute {
 		t.Errorf("gateway-offline after = %s, want 2m", got)

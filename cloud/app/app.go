@@ -81,6 +81,7 @@ func New(ctx context.Context, cfg *Config, o Options) (*App, error) {
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.Latest = ingest.NewLatest()
 	a.Presence = ingest.NewPresence(&bundle.Org, cfg.Ingest.StaleAfterIntervals)
+	a.Presence.MinStale = cfg.Ingest.StaleAfterMin.Duration
 
 	if cfg.Metrics.Listen != "off" {
 		a.components = append(a.components, named{"metrics", newMetricsServer(cfg.Metrics.Listen, a.Registry, log)})

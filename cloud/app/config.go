@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/broker"
@@ -110,7 +111,10 @@ type Ingest struct {
 	MaxUnackedMessages  int             `yaml:"max_unacked_messages"`
 	MaxFutureSkew       config.Duration `yaml:"max_future_skew"`
 	StaleAfterIntervals int             `yaml:"stale_after_intervals"`
-	LatestLookback      config.Duration `yaml:"latest_lookback"`
+	// StaleAfterMin is the shortest stale window: longer than the edge
+	// agents' report heartbeat (default 11m against their default 5m).
+	StaleAfterMin  config.Duration `yaml:"stale_after_min"`
+	LatestLookback config.Duration `yaml:"latest_lookback"`
 }
 
 // ClickHouse configures the storage.
@@ -132,6 +136,9 @@ type ClickHouse struct {
 
 // Defaults.
 const (
+	// DefaultStaleAfterMin exceeds two of the edge agent's default report
+	// heartbeats (5 min), so a quiet but healthy device is never stale.
+	DefaultStaleAfterMin = 11 * time.Minute
 	DefaultBrokerListen  = "127.0.0.1:1883"
 	DefaultMetricsListen = "127.0.0.1:9464"
 	DefaultAPIListen     = "127.0.0.1:8080"

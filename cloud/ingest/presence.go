@@ -43,6 +43,11 @@ type Presence struct {
 	now     func() time.Time
 	devices map[string]config.DeviceInfo
 	factor  int
+	// MinStale is the shortest stale window whatever the poll interval.
+	// Gateways report by exception: an unchanged value is re-sent only at
+	// the edge's heartbeat (5 min by default), so a quiet device must not
+	// count as stale sooner. Set it before the ingest starts.
+	MinStale time.Duration
 
 	mu       sync.RWMutex
 	gateways map[string]*GatewayState
@@ -120,6 +125,7 @@ func (p *Presence) state(d config.DeviceInfo, last, now time.Time) DeviceState {
 	if after <= 0 {
 		after = time.Duration(p.factor) * config.DefaultPollInterval
 	}
+	after = max(after, p.MinStale)
 	return DeviceState{Device: d.Device.ID, Gateway: d.Gateway.ID, LastTS: last, StaleAfter: after,
 		Stale: last.IsZero() || now.Sub(last) > after}
 }
