@@ -37,7 +37,7 @@ const (
 // without a reading (never less than MinStale).
 const (
 	StalePolls = 3
-	MinStale   = 30 * time.Second
+	MinStale   = 11 * time.Minute // unchanged values are re-sent every heartbeat (5m)
 )
 
 type metricValue struct {

@@ -114,7 +114,7 @@ func TestDevicesFromRollups(t *testing.T) {
 	db := openStore(t)
 	insertDataset(t, db)
 	s := newServer(t, testBundle(t), db, func(d *api.Deps) {
-		d.Now = func() time.Time { return time.Date(2026, 8, 1, 1, 56, 0, 0, time.FixedZone("CST", 8*3600)) }
+		d.Now = func() time.Time { return time.Date(2026, 8, 1, 2, 10, 0, 0, time.FixedZone("CST", 8*3600)) } // 15 min after the last reading
 	})
 	var one deviceJSON
 	decode(t, call(t, s.Handler(), "acme-pm1", http.MethodGet, "/api/v1/devices/p1-elev"), &one)

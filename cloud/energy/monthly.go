@@ -119,8 +119,9 @@ func buildMonthly(p *Project, m Month, mr monthResult, top int) *Monthly {
 	rep := &Monthly{
 		Project: ProjectRef{ID: p.ID, Name: p.Name, TimeZone: p.Location.String(), FloorAreaM2: p.FloorAreaM2,
 			Tariff: p.Tariff.ID, Currency: p.Tariff.Currency},
-		Month: m.String(), From: pd.from, To: pd.to, Partial: pd.to.Before(pd.end),
-		KWh: KWh(t.kwh), Cost: Cents(t.cost), Estimated: t.estimated,
+		Month: m.String(), From: pd.from.In(p.Location), To: pd.to.In(p.Location).Truncate(time.Millisecond),
+		Partial: pd.to.Before(pd.end),
+		KWh:     KWh(t.kwh), Cost: Cents(t.cost), Estimated: t.estimated,
 		MonthOverMonth: newChange(m.Add(-1), mr.prevPd, mr.prev, t),
 		YearOverYear:   newChange(m.Add(-12), mr.yoyPd, mr.yoy, t),
 		Completeness: Completeness{Ratio: t.ratio(), HoursPresent: t.present, HoursExpected: t.expected,
