@@ -203,7 +203,7 @@ func (q *Queue) rebuild(b *Batch) ([]byte, error) {
 				q.log.Warn("skipping corrupt queue item", "item", getU64(k), "batch", b.Seq, "err", err)
 				continue
 			}
-			values = append(values, append([]byte(nil), v...))
+			values = append(values, v) // copied below, before the transaction ends
 		}
 		return nil
 	})
@@ -264,7 +264,7 @@ func (q *Queue) formBatches(tx *bolt.Tx, st *writerState, r *nextRequest, now ti
 				k, v = c.Next()
 				continue
 			}
-			values = append(values, append([]byte(nil), v...))
+			values = append(values, v) // copied below, before the transaction ends
 			if n == 0 {
 				first = key
 			}
@@ -275,6 +275,13 @@ func (q *Queue) formBatches(tx *bolt.Tx, st *writerState, r *nextRequest, now ti
 		}
 		if n == 0 {
 			break
+		}
+		// The values point into the transaction's pages: copy them into one
+		// buffer for the caller.
+		buf := make([]byte, 0, size)
+		for i, v := range values {
+			buf = append(buf, v...)
+			values[i] = buf[len(buf)-len(v):]
 		}
 		b := &Batch{Seq: st.nextSeq, Lane: r.lane, Readings: n, SentAt: now.UnixMilli(), first: first, last: last, values: values}
 		if err := tx.Bucket(bucketBatches).Put(u64(b.Seq), b.encodeRange()); err != nil {

@@ -366,11 +366,22 @@ func (q *Queue) applyAcks(tx *bolt.Tx, st *writerState, seqs []uint64) error {
 			continue // acknowledged twice, or never formed: nothing to do
 		}
 		b := st.inflight[idx]
+		// Delete from the last item backwards: a deletion shifts the items
+		// after the cursor, not the ones before it, so Prev stays valid.
 		c := items.Cursor()
-		for k, v := c.Seek(u64(b.first)); k != nil && getU64(k) <= b.last; k, v = c.Seek(u64(b.first)) {
-			if _, err := deleteItem(c, st, getU64(k), v, false); err != nil {
-				return err
+		k, v := c.Seek(u64(b.last + 1))
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for k != nil && getU64(k) >= b.first {
+			if getU64(k) <= b.last {
+				if _, err := deleteItem(c, st, getU64(k), v, false); err != nil {
+					return err
+				}
 			}
+			k, v = c.Prev()
 		}
 		if err := batches.Delete(u64(seq)); err != nil {
 			return fmt.Errorf("cannot delete batch %d: %w", seq, err)
