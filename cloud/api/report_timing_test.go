@@ -161,6 +161,7 @@ func BenchmarkMonthlyReport(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
+	b.ReportMetric(rollupScan(b, "company = 'bench'"), "baseline-ms/op")
 }
 
 func BenchmarkCompanyReport(b *testing.B) {
@@ -173,6 +174,49 @@ func BenchmarkCompanyReport(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
+	b.ReportMetric(rollupScan(b, "company = 'benchhq'"), "baseline-ms/op")
+}
+
+// rollupScan is the baseline for a report: the bare read of the month's
+// hourly roll-up rows it covers (first and last counter value of every
+// device-hour), with no energy computation, averaged over b.N runs. The
+// report's ratio to it is the cost of everything the report adds.
+func rollupScan(b *testing.B, where string) float64 {
+	b.Helper()
+	name := os.Getenv("PLANTROOM_BENCH_DB")
+	if name == "" {
+		name = "plantroom_bench"
+	}
+	o := chtest.Addr(b)
+	db, err := store.Open(context.Background(), store.Options{Addr: o.Addr, User: o.User, Password: o.Password, Database: name})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	from, to := time.Date(2026, 7, 1, 0, 0, 0, 0, sh).UnixMilli(), time.Date(2026, 8, 1, 0, 0, 0, 0, sh).UnixMilli()
+	q := "SELECT device, hour_ms, argMinMerge(first_v), minMerge(first_ts), argMaxMerge(last_v), maxMerge(last_ts), minMerge(min_v), maxMerge(max_v) " +
+		"FROM `" + name + "`.readings_hourly WHERE " + where + " AND metric = 'energy_kwh' AND hour_ms >= ? AND hour_ms < ? " +
+		"GROUP BY company, project, device, metric, hour_ms"
+	began := time.Now()
+	for i := 0; i < b.N; i++ {
+		rows, err := db.Conn().Query(context.Background(), q, from, to)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			b.Fatal(err)
+		}
+		rows.Close()
+		if n == 0 {
+			b.Fatal("baseline scan read no roll-up rows")
+		}
+	}
+	return float64(time.Since(began).Milliseconds()) / float64(b.N)
 }
 
 func newBenchServer(b *testing.B) *api.Server {
