@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -119,11 +120,11 @@ type edgeDevice struct {
 func building(heavy bool) (devs []simDevice, speed float64, poll time.Duration) {
 	none := 0.0
 	if heavy {
-		for i := 1; i <= 6; i++ {
+		for i := 1; i <= 8; i++ {
 			devs = append(devs, simDevice{ID: fmt.Sprintf("drill-meter-%d", i), Template: "sdm630", kind: "meter",
 				BaseLoadKW: 30 + float64(i), Initial: map[string]float64{"energy_import_kwh": 1000, "energy_total_kwh": 1000}})
 		}
-		return devs, 20, 50 * time.Millisecond
+		return devs, 10, 100 * time.Millisecond
 	}
 	devs = []simDevice{
 		{ID: "drill-meter-main", Template: "sdm630", kind: "meter", BaseLoadKW: 20,
@@ -225,7 +226,7 @@ func cloudFile(s *Stand, components []string, metrics, apiAddr string) *app.Conf
 	if hasBroker {
 		c.Broker.Listen = s.brokerAddr
 		c.Broker.StorePath = s.path("broker.db")
-		c.Broker.Services = []broker.Service{{Username: ingestUser, PasswordHash: s.ingestHash}}
+		c.Broker.Services = []broker.Service{{Username: ingestUser, PasswordHash: s.ingestHash, Subscribe: broker.DefaultServiceSubscribe}}
 	}
 	return c
 }
@@ -265,4 +266,28 @@ func edgeFile(s *Stand) *edgeConfig {
 			PollInterval: s.poll.String(), Timeout: "500ms"})
 	}
 	return e
+}
+
+var deadbandRE = regexp.MustCompile(`,\s*deadband:\s*[0-9.eE+-]+`)
+
+// copyTemplates copies the shipped templates without their deadbands.
+func copyTemplates(src, dst string) error {
+	files, err := filepath.Glob(filepath.Join(src, "*.yaml"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("cannot find templates in %q: %v", src, err)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return fmt.Errorf("cannot create %q: %w", dst, err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("cannot read template: %w", err)
+		}
+		out := deadbandRE.ReplaceAll(data, nil)
+		if err := os.WriteFile(filepath.Join(dst, filepath.Base(f)), out, 0o644); err != nil {
+			return fmt.Errorf("cannot write template: %w", err)
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -15,6 +16,8 @@ type drill struct {
 	about string
 	spec  func(o *Options) standSpec
 	fault func(ctx context.Context, o *Options, s *Stand, r *Result) error
+	// after, if set, checks the stored readings once everything settled.
+	after func(ctx context.Context, s *Stand, r *Result) error
 }
 
 // warm is how long readings flow before a fault and after the repair.
@@ -58,6 +61,7 @@ var drills = []drill{
 			return standSpec{layout: oneCloud, heavy: true, queueBytes: 1 << 20}
 		},
 		fault: diskBound,
+		after: oneHolePerDevice,
 	},
 }
 
@@ -253,6 +257,12 @@ func diskBound(ctx context.Context, o *Options, s *Stand, r *Result) error {
 		return err
 	}
 	s.uplink.Cut(CutReset)
+	if !s.awaitEdge(ctx, 10*time.Second, func(m *Metrics) bool {
+		r.InFlightAtCut = m.Int(mEdgeQueueRead, "state", "inflight")
+		return m.Sum(mEdgeConnected) == 0
+	}) {
+		r.problem("the edge did not notice the cut uplink within 10s")
+	}
 	overflowed := s.awaitEdge(ctx, o.diskWait, func(m *Metrics) bool { return m.Int(mEdgeDropped) > 0 })
 	if !overflowed {
 		r.problem("the edge queue never reached its bound in %s", o.diskWait)
@@ -264,6 +274,51 @@ func diskBound(ctx context.Context, o *Options, s *Stand, r *Result) error {
 		return err
 	}
 	return pause(ctx, warm)
+}
+
+// oneHolePerDevice checks that what the queue dropped is one stretch of
+// time per device (its oldest readings), not readings here and there. The
+// disk-bound building reports every device every poll (its counters move
+// every model step), so any other gap over a second is a lost reading.
+func oneHolePerDevice(ctx context.Context, s *Stand, r *Result) error {
+	q := fmt.Sprintf("SELECT DISTINCT device, ts_ms FROM %s.readings WHERE %s ORDER BY device, ts_ms", s.ch.database, s.where())
+	rows, err := s.conn.Query(ctx, q)
+	if err != nil {
+		return fmt.Errorf("cannot read reading times: %w", err)
+	}
+	defer rows.Close()
+	holes := map[string][]string{}
+	var dev string
+	var prev int64
+	for rows.Next() {
+		var d string
+		var ts int64
+		if err := rows.Scan(&d, &ts); err != nil {
+			return fmt.Errorf("cannot read reading times: %w", err)
+		}
+		if d == dev && ts-prev > 1000 {
+			holes[d] = append(holes[d], fmt.Sprintf("%.1fs at %s", float64(ts-prev)/1000, time.UnixMilli(prev).UTC().Format("15:04:05.000")))
+		}
+		dev, prev = d, ts
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("cannot read reading times: %w", err)
+	}
+	widest := ""
+	for _, d := range s.devices {
+		switch h := holes[d.ID]; {
+		case len(h) > 1:
+			r.problem("device %q has %d holes, want the one the drop made: %s", d.ID, len(h), strings.Join(h, ", "))
+		case len(h) == 1:
+			widest = h[0]
+		case r.Dropped > 0:
+			r.problem("device %q has no hole although the queue dropped %d readings", d.ID, r.Dropped)
+		}
+	}
+	if widest != "" {
+		r.note("one hole per device where the queue dropped (e.g. %s)", widest)
+	}
+	return nil
 }
 
 // awaitEdge polls the agent's metrics until cond holds or timeout passes;

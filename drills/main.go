@@ -215,6 +215,12 @@ func runDrill(ctx context.Context, o *Options, d drill) (r *Result) {
 		return r
 	}
 	r.judge(t)
+	if d.after != nil {
+		if err := d.after(ctx, s, r); err != nil {
+			r.Err = err
+			return r
+		}
+	}
 	e, err := s.checkEnergy(ctx)
 	if err != nil {
 		r.Err = fmt.Errorf("cannot compare the energy reports: %w", err)

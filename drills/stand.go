@@ -47,6 +47,7 @@ type Stand struct {
 
 	ch      chTarget
 	conn    driver.Conn
+	tmplDir string // device templates of every process
 	devices []simDevice
 	speed   float64
 	poll    time.Duration
@@ -84,6 +85,15 @@ func newStand(ctx context.Context, opts *Options, name string, spec standSpec) (
 	}
 	if err := s.setupClickHouse(ctx); err != nil {
 		return nil, err
+	}
+	s.tmplDir = filepath.Join(opts.configs, "templates")
+	if spec.heavy {
+		// Every change of every value is reported, so the queue fills in
+		// seconds rather than minutes.
+		s.tmplDir = s.path("templates")
+		if err := copyTemplates(filepath.Join(opts.configs, "templates"), s.tmplDir); err != nil {
+			return nil, err
+		}
 	}
 	s.devices, s.speed, s.poll = building(spec.heavy)
 	ports, err := freePorts(len(s.devices) + 6)
@@ -222,7 +232,7 @@ func (s *Stand) path(elem ...string) string {
 	return filepath.Join(append([]string{s.dir}, elem...)...)
 }
 
-func (s *Stand) templates() string { return filepath.Join(s.opts.configs, "templates") }
+func (s *Stand) templates() string { return s.tmplDir }
 
 // Start runs the cloud, the building and the edge agent, and waits until
 // readings reach the database.
