@@ -163,6 +163,7 @@ func (b *Broker) start() error {
 	b.server = s
 	b.access.server = s
 	b.flow.server = s
+	b.flow.guard.server = s
 	if err := s.AddHook(b.access, nil); err != nil {
 		return fmt.Errorf("cannot start broker: %w", err)
 	}

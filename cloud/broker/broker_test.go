@@ -99,6 +99,11 @@ type clientOpts struct {
 
 func dial(t *testing.T, addr string, o clientOpts) (paho.Client, error) {
 	t.Helper()
+	return dialWith(t, addr, o, nil)
+}
+
+func dialWith(t *testing.T, addr string, o clientOpts, mutate func(*paho.ClientOptions)) (paho.Client, error) {
+	t.Helper()
 	scheme := "tcp://"
 	if o.tls != nil {
 		scheme = "ssl://"
@@ -113,6 +118,9 @@ func dial(t *testing.T, addr string, o clientOpts) (paho.Client, error) {
 	}
 	if o.handler != nil {
 		opts.SetDefaultPublishHandler(o.handler)
+	}
+	if mutate != nil {
+		mutate(opts)
 	}
 	c := paho.NewClient(opts)
 	tok := c.Connect()

@@ -35,6 +35,8 @@ type flow struct {
 
 	mu       sync.Mutex
 	progress chan struct{} // closed and replaced whenever a subscriber acknowledges
+
+	guard takeoverGuard
 }
 
 func newFlow(maxPending int, m *metrics, done <-chan struct{}) *flow {
@@ -46,11 +48,32 @@ func (f *flow) ID() string { return "plantroom-flow" }
 
 // Provides reports the hook methods flow implements.
 func (f *flow) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPublish, mqtt.OnQosComplete, mqtt.OnSelectSubscribers, mqtt.OnDisconnect}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnPublish, mqtt.OnQosComplete, mqtt.OnSelectSubscribers, mqtt.OnDisconnect,
+		mqtt.OnSessionEstablish, mqtt.OnPublished, mqtt.OnPacketProcessed, mqtt.OnPacketSent}, []byte{b})
 }
 
-// OnQosComplete wakes publishers waiting for a subscriber to catch up.
-func (f *flow) OnQosComplete(cl *mqtt.Client, pk packets.Packet) { f.wake() }
+// OnSessionEstablish guards a session takeover (see takeoverGuard).
+func (f *flow) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) { f.guard.takingOver(cl) }
+
+// OnPacketSent ends a session takeover's guard once its CONNACK is out.
+func (f *flow) OnPacketSent(cl *mqtt.Client, pk packets.Packet, b []byte) { f.guard.sent(cl, pk) }
+
+// OnPublished ends a publish's delivery.
+func (f *flow) OnPublished(cl *mqtt.Client, pk packets.Packet) { f.guard.delivered(cl) }
+
+// OnPacketProcessed ends a publish's delivery also when it failed.
+func (f *flow) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
+	if pk.FixedHeader.Type == packets.Publish {
+		f.guard.delivered(cl)
+	}
+}
+
+// OnQosComplete wakes publishers waiting for a subscriber to catch up, and
+// starts the delivery of a QoS 1 publish just acknowledged.
+func (f *flow) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	f.guard.acknowledged(cl)
+	f.wake()
+}
 
 // OnDisconnect wakes waiting publishers: the client that left may have been
 // one of them, or a subscriber they waited for.
@@ -74,9 +97,20 @@ func (f *flow) progressed() <-chan struct{} {
 // sender will resend it) when the publishing client disconnects or the
 // broker stops.
 func (f *flow) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Qos == 0 || cl.Net.Inline || !f.congested(pk.TopicName) {
+	if cl.Net.Inline {
 		return pk, nil
 	}
+	if pk.FixedHeader.Qos > 0 && f.congested(pk.TopicName) {
+		if err := f.hold(cl, pk); err != nil {
+			return pk, err
+		}
+	}
+	f.guard.beforeDelivery(cl, pk)
+	return pk, nil
+}
+
+// hold waits while a durable subscriber of the publish's topic is full.
+func (f *flow) hold(cl *mqtt.Client, pk packets.Packet) error {
 	f.metrics.held.Inc()
 	start := time.Now()
 	defer func() { f.metrics.heldSeconds.Add(time.Since(start).Seconds()) }()
@@ -89,13 +123,13 @@ func (f *flow) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		case <-f.progressed():
 		case <-recheck.C:
 		case <-f.done:
-			return pk, packets.ErrRejectPacket
+			return packets.ErrRejectPacket
 		}
 		if cl.Closed() {
-			return pk, packets.ErrRejectPacket
+			return packets.ErrRejectPacket
 		}
 	}
-	return pk, nil
+	return nil
 }
 
 // load is the number of unacknowledged messages queued for a client.
