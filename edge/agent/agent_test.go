@@ -130,7 +130,9 @@ func TestSteadyStateWithSimulators(t *testing.T) {
 	if _, ok := a.poller.Stats()["pump-2"]; !ok {
 		t.Fatal("a refused reload changed the devices")
 	}
-	decodeTelemetry(t, cloud.Messages(topic)).seqsContiguous(t)
+	final := decodeTelemetry(t, cloud.Messages(topic))
+	final.seqsContiguous(t)
+	final.noReadingInTwoSeqs(t)
 }
 
 // A dead device next to live ones: the live devices keep their poll rate,
@@ -217,6 +219,7 @@ func TestBrokerOutageWithSimulators(t *testing.T) {
 	}
 	tm.lanesOrdered(t)
 	tm.seqsContiguous(t)
+	tm.noReadingInTwoSeqs(t)
 }
 
 // A start that fails half way (the HTTP port is taken) stops what it

@@ -99,4 +99,5 @@ func TestDiskBoundDropsOldestAndKeepsRunning(t *testing.T) {
 		t.Fatalf("committed %d = delivered %d + dropped %d does not hold", st.CommittedReadings, n, st.DroppedReadings)
 	}
 	got.lanesOrdered(t)
+	got.noReadingInTwoSeqs(t)
 }

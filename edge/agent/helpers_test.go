@@ -175,6 +175,23 @@ func (tm telemetry) distinct() map[readingKey]float64 {
 	return out
 }
 
+// noReadingInTwoSeqs asserts that no reading travelled in two different
+// batches: a re-send keeps the seq, so a reading under two seqs means the
+// queue handed it out twice.
+func (tm telemetry) noReadingInTwoSeqs(t testing.TB) {
+	t.Helper()
+	seqOf := map[readingKey]uint64{}
+	for _, b := range tm.batches {
+		for _, r := range b.Readings {
+			k := readingKey{r.Device, r.Metric, r.TS}
+			if s, ok := seqOf[k]; ok && s != b.Seq {
+				t.Fatalf("reading %s/%s at %d arrived in batches %d and %d", r.Device, r.Metric, r.TS, s, b.Seq)
+			}
+			seqOf[k] = b.Seq
+		}
+	}
+}
+
 // metrics returns the metric names each device sent.
 func (tm telemetry) metrics() map[string]map[string]bool {
 	out := map[string]map[string]bool{}

@@ -135,6 +135,7 @@ func TestKill9DuringOutageLosesNothingCommitted(t *testing.T) {
 	got := decodeTelemetry(t, cloud.Messages(topic))
 	got.seqsContiguous(t)
 	got.lanesOrdered(t)
+	got.noReadingInTwoSeqs(t)
 	delivered := len(got.distinct())
 	leftMsgs := leftInQueue(t, filepath.Join(dir, "queue.db"))
 	left := decodeTelemetry(t, leftMsgs).distinct()

@@ -288,6 +288,7 @@ func (q *Queue) formBatches(tx *bolt.Tx, st *writerState, r *nextRequest, now ti
 			return out, 0, fmt.Errorf("cannot store batch %d: %w", b.Seq, err)
 		}
 		st.nextSeq++
+		st.inflightReadings += int64(n)
 		if r.lane == Live {
 			st.live -= int64(n)
 		} else {
@@ -304,7 +305,7 @@ func (q *Queue) formBatches(tx *bolt.Tx, st *writerState, r *nextRequest, now ti
 	for _, key := range corrupt {
 		c := items.Cursor()
 		if k, v := c.Seek(u64(key)); k != nil && getU64(k) == key {
-			if _, err := deleteItem(c, st, key, v, true); err != nil {
+			if _, err := deleteItem(c, st, key, v, false); err != nil {
 				return out, 0, err
 			}
 		}

@@ -45,6 +45,7 @@ type writerState struct {
 	boundary                    uint64 // first item number of the live lane
 	items, bytes, readings      int64
 	live, backlog               int64 // readings not yet in a batch, per lane
+	inflightReadings            int64 // readings stored in the items of in-flight batches
 	inflight                    []*Batch
 	events                      []Event
 	droppedSinceEvent           int64
@@ -104,6 +105,8 @@ func (q *Queue) load() error {
 			w.readings += int64(n)
 			if w.batchOf(key) == nil {
 				w.backlog += int64(n)
+			} else {
+				w.inflightReadings += int64(n)
 			}
 			if key >= w.nextKey {
 				w.nextKey = key + 1
@@ -309,8 +312,9 @@ func (q *Queue) putItems(tx *bolt.Tx, st *writerState, items [][]byte, now time.
 	return tx.Bucket(bucketMeta).Put(metaNextKey, u64(st.nextKey))
 }
 
-// deleteItem removes the item under the cursor and updates the counters.
-func deleteItem(c *bolt.Cursor, st *writerState, key uint64, v []byte, unbatched bool) (int64, error) {
+// deleteItem removes the item under the cursor and updates the counters;
+// inFlight says whether the item belongs to an in-flight batch.
+func deleteItem(c *bolt.Cursor, st *writerState, key uint64, v []byte, inFlight bool) (int64, error) {
 	_, n := itemHeader(v)
 	size := int64(len(v)) + itemOverhead
 	if err := c.Delete(); err != nil {
@@ -319,12 +323,13 @@ func deleteItem(c *bolt.Cursor, st *writerState, key uint64, v []byte, unbatched
 	st.items--
 	st.bytes -= size
 	st.readings -= int64(n)
-	if unbatched {
-		if key >= st.boundary {
-			st.live -= int64(n)
-		} else {
-			st.backlog -= int64(n)
-		}
+	switch {
+	case inFlight:
+		st.inflightReadings -= int64(n)
+	case key >= st.boundary:
+		st.live -= int64(n)
+	default:
+		st.backlog -= int64(n)
 	}
 	return int64(n), nil
 }
@@ -339,7 +344,7 @@ func (q *Queue) dropOldest(tx *bolt.Tx, st *writerState) (int64, error) {
 			break
 		}
 		key := getU64(k)
-		n, err := deleteItem(c, st, key, v, st.batchOf(key) == nil)
+		n, err := deleteItem(c, st, key, v, st.batchOf(key) != nil)
 		if err != nil {
 			return dropped, err
 		}
@@ -366,22 +371,11 @@ func (q *Queue) applyAcks(tx *bolt.Tx, st *writerState, seqs []uint64) error {
 			continue // acknowledged twice, or never formed: nothing to do
 		}
 		b := st.inflight[idx]
-		// Delete from the last item backwards: a deletion shifts the items
-		// after the cursor, not the ones before it, so Prev stays valid.
 		c := items.Cursor()
-		k, v := c.Seek(u64(b.last + 1))
-		if k == nil {
-			k, v = c.Last()
-		} else {
-			k, v = c.Prev()
-		}
-		for k != nil && getU64(k) >= b.first {
-			if getU64(k) <= b.last {
-				if _, err := deleteItem(c, st, getU64(k), v, false); err != nil {
-					return err
-				}
+		for k, v := c.Seek(u64(b.first)); k != nil && getU64(k) <= b.last; k, v = c.Seek(u64(b.first)) {
+			if _, err := deleteItem(c, st, getU64(k), v, true); err != nil {
+				return err
 			}
-			k, v = c.Prev()
 		}
 		if err := batches.Delete(u64(seq)); err != nil {
 			return fmt.Errorf("cannot delete batch %d: %w", seq, err)
@@ -400,11 +394,7 @@ func (q *Queue) publishState() {
 	s.readings.Store(w.readings)
 	s.live.Store(w.live)
 	s.backlog.Store(w.backlog)
-	var r int64
-	for _, b := range w.inflight {
-		r += int64(b.Readings)
-	}
-	s.inflightR.Store(r)
+	s.inflightR.Store(w.inflightReadings)
 	s.inflightB.Store(int64(len(w.inflight)))
 	s.events.Store(int64(len(w.events)))
 }
