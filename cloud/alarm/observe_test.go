@@ -32,22 +32,23 @@ func TestDeviceStale(t *testing.T) {
 	if r.active(el, "device-stale") != nil {
 		t.Fatal("stale alarm not cleared 30s after readings resumed")
 	}
-	// The engine's own watch: nothing for 3 poll intervals (30s).
-	r.tick(69 * time.Second)
+	// The engine's own watch: nothing for the rule's 11m (two edge
+	// heartbeats; the demo rule's after) since the last reading at 40s.
+	r.tick(40*time.Second + 11*time.Minute - time.Second)
 	if r.active(el, "device-stale") != nil {
-		t.Fatal("stale before 30s of silence")
+		t.Fatal("stale before 11m of silence")
 	}
-	r.tick(71 * time.Second)
+	r.tick(40*time.Second + 11*time.Minute + time.Second)
 	a = r.active(el, "device-stale")
-	if a == nil || !a.RaisedAt.Equal(t0.Add(70*time.Second)) {
-		t.Fatalf("watch: stale alarm %+v, want raised 30s after the last reading", a)
+	if a == nil || !a.RaisedAt.Equal(t0.Add(40*time.Second+11*time.Minute)) {
+		t.Fatalf("watch: stale alarm %+v, want raised 11m after the last reading", a)
 	}
 	// A device that was never seen since start is left to ingest's events.
 	if r.active("garden-elevator-1", "device-stale") != nil {
 		t.Fatal("stale raised for a device never seen")
 	}
 	// Device events from the edge mean the same.
-	r.e.ObserveEvent(ctx, gw, protocol.Event{Gateway: gwGarden, Seq: 2, Kind: protocol.EventDeviceOffline, Device: "garden-pump-2", TS: t0.UnixMilli()}, t0.Add(80*time.Second))
+	r.e.ObserveEvent(ctx, gw, protocol.Event{Gateway: gwGarden, Seq: 2, Kind: protocol.EventDeviceOffline, Device: "garden-pump-2", TS: t0.UnixMilli()}, t0.Add(12*time.Minute))
 	if r.active("garden-pump-2", "device-stale") == nil {
 		t.Fatal("device_offline from the edge did not raise")
 	}
