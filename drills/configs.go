@@ -219,6 +219,9 @@ func cloudFile(s *Stand, components []string, metrics, apiAddr string) *app.Conf
 		API:        api.Config{Listen: apiAddr},
 	}
 	c.Ingest.FlushInterval = config.D(200 * time.Millisecond)
+	if s.spec.ingestFlush > 0 {
+		c.Ingest.FlushInterval = config.D(s.spec.ingestFlush)
+	}
 	hasBroker := false
 	for _, comp := range components {
 		hasBroker = hasBroker || comp == app.ComponentBroker
@@ -251,6 +254,9 @@ func edgeFile(s *Stand) *edgeConfig {
 	u.Broker = "tcp://" + s.uplink.Addr()
 	u.KeepAlive, u.ConnectTimeout = "5s", "2s"
 	u.BatchMaxReadings, u.BatchMaxDelay = 200, "500ms"
+	if s.spec.batchMax > 0 {
+		u.BatchMaxReadings = s.spec.batchMax
+	}
 	u.BacklogRate = s.spec.backlogRate
 	u.ReconnectMin, u.ReconnectMax = "200ms", "2s"
 	e.Queue.Path = s.path("edge", "queue.db")

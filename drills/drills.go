@@ -45,13 +45,13 @@ var drills = []drill{
 	{
 		name:  "edge-kill",
 		about: "the edge agent gets SIGKILL while it drains a backlog, and restarts on the same queue",
-		spec:  func(*Options) standSpec { return standSpec{layout: oneCloud, backlogRate: 40} },
+		spec:  func(*Options) standSpec { return standSpec{layout: oneCloud, backlogRate: 40, batchMax: 20} },
 		fault: edgeKill,
 	},
 	{
 		name:  "ingest-kill",
 		about: "the ingest process (components [ingest]) gets SIGKILL mid-stream and restarts",
-		spec:  func(*Options) standSpec { return standSpec{layout: ingestApart} },
+		spec:  func(*Options) standSpec { return standSpec{layout: ingestApart, ingestFlush: 2 * time.Second} },
 		fault: ingestKill,
 	},
 	{
@@ -181,9 +181,12 @@ func sharedClickHouse(ctx context.Context, o *Options, verb string) error {
 }
 
 // edgeKill builds a backlog, lets the agent drain it and kills it with
-// SIGKILL in the middle, then restarts it on the same queue file. The
-// building is frozen around the kill so that the readings the killed
-// agent committed are known exactly.
+// SIGKILL in the middle, then restarts it on the same queue file. Just
+// before the kill the link stops carrying anything back from the broker:
+// the agent's next batch reaches the cloud and its PUBACK is lost with the
+// agent, so the restarted agent must send it again under the same seq and
+// the cloud must store it once. The building is frozen around the kill so
+// that the readings the killed agent committed are known exactly.
 func edgeKill(ctx context.Context, o *Options, s *Stand, r *Result) error {
 	if err := pause(ctx, warm); err != nil {
 		return err
@@ -196,42 +199,71 @@ func edgeKill(ctx context.Context, o *Options, s *Stand, r *Result) error {
 	if err != nil {
 		return err
 	}
+	m, err := s.edgeMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	sentBefore := m.Sum(mEdgePublished, "lane", "backlog")
 	s.uplink.Restore()
-	var left int64
 	drainStarted := s.awaitEdge(ctx, 30*time.Second, func(m *Metrics) bool {
-		left = m.Int(mEdgeQueueRead)
-		return m.Sum(mEdgePublished, "lane", "backlog") > 0
+		return m.Sum(mEdgePublished, "lane", "backlog") > sentBefore
+	})
+	cm, err := s.cloudMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	s.uplink.Cut(CutReturn)
+	var left, inflight int64
+	held := s.awaitEdge(ctx, 10*time.Second, func(m *Metrics) bool {
+		left, inflight = m.Int(mEdgeQueueRead), m.Int(mEdgeQueueRead, "state", "inflight")
+		return inflight > 0
+	})
+	arrived := s.awaitCloud(ctx, 10*time.Second, func(m *Metrics) bool {
+		return m.Sum(mIngestMessages, "kind", "telemetry") > cm.Sum(mIngestMessages, "kind", "telemetry")
 	})
 	if err := s.edge.Kill(); err != nil {
 		return err
 	}
+	s.uplink.Restore()
 	s.committedBefore += committed
 	s.droppedBefore += dropped
-	s.log.Info("edge agent killed", "queued_readings", left)
-	if !drainStarted || left == 0 {
-		r.problem("the kill did not fall into a backlog drain (drain started: %t, readings left %d)", drainStarted, left)
+	s.log.Info("edge agent killed", "queued_readings", left, "inflight_readings", inflight)
+	if !drainStarted || !held || left <= inflight {
+		r.problem("the kill did not fall into a backlog drain with batches in flight (drain started: %t, queued %d, in flight %d)",
+			drainStarted, left, inflight)
 	}
-	r.note("SIGKILL with %d of %d committed readings still queued", left, committed)
+	if !arrived {
+		r.problem("the batch in flight at the kill never reached the ingest")
+	}
+	r.note("SIGKILL with %d of %d committed readings still queued, %d of them in flight (delivered, PUBACK lost)", left, committed, inflight)
 	if err := s.thawDevices(); err != nil {
 		return err
 	}
 	if err := s.startEdge(ctx); err != nil {
 		return err
 	}
-	return pause(ctx, warm)
+	if err := pause(ctx, warm); err != nil {
+		return err
+	}
+	if m, err := s.edgeMetrics(ctx); err == nil && m.Int(mEdgeResent) == 0 {
+		r.problem("the restarted agent did not send the batch in flight again")
+	}
+	return nil
 }
 
 // ingestKill kills the ingest process while it holds unacknowledged
-// messages and starts it again after a few seconds.
+// messages (its flushes wait 2 s to hold several) and starts it again
+// after a few seconds.
 func ingestKill(ctx context.Context, o *Options, s *Stand, r *Result) error {
 	if err := pause(ctx, warm); err != nil {
 		return err
 	}
-	var unacked int64
+	var unacked, inserted int64
 	busy := s.awaitCloud(ctx, 10*time.Second, func(m *Metrics) bool {
-		unacked = m.Int(mIngestUnacked)
-		return unacked > 0
+		unacked, inserted = m.Int(mIngestUnacked), m.Int(mIngestReadings)
+		return unacked >= 2
 	})
+	s.insertedBefore += inserted
 	if err := s.ingestProc.Kill(); err != nil {
 		return err
 	}

@@ -18,6 +18,10 @@ const (
 	// or timeout fires; bytes held at the cut are delivered on restore,
 	// as TCP retransmission would, if both ends still hold the connection.
 	CutBlackhole = "blackhole"
+	// CutReturn holds every byte from the target back to the client
+	// while the client's bytes still flow: the broker gets a publish and
+	// its PUBACK never arrives.
+	CutReturn = "return"
 )
 
 // Link is a TCP path on loopback from a local port to a target that a
@@ -99,9 +103,10 @@ func (k *Link) Close() {
 	k.wg.Wait()
 }
 
-// gate waits while the link is blackholed. It reports false when the
-// connection must be given up (reset cut or link closed).
-func (k *Link) gate() bool {
+// gate waits while the link holds bytes going this way (toTarget: from
+// the client to the target). It reports false when the connection must
+// be given up (reset cut or link closed).
+func (k *Link) gate(toTarget bool) bool {
 	for {
 		k.mu.Lock()
 		mode, restore, closed := k.mode, k.restore, k.closed
@@ -109,7 +114,7 @@ func (k *Link) gate() bool {
 		switch {
 		case closed || mode == CutReset:
 			return false
-		case mode == "":
+		case mode == "" || (mode == CutReturn && toTarget):
 			return true
 		}
 		<-restore
@@ -160,7 +165,7 @@ func (k *Link) serve(in net.Conn) {
 	// A connection opened during a blackhole waits for the restore
 	// before it reaches the target, like a SYN retransmitted until the
 	// path heals; the client's connect timeout decides meanwhile.
-	if !k.gate() {
+	if !k.gate(true) {
 		k.untrack(in)
 		return
 	}
@@ -176,22 +181,22 @@ func (k *Link) serve(in net.Conn) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); k.pipe(out, in) }()
-	go func() { defer wg.Done(); k.pipe(in, out) }()
+	go func() { defer wg.Done(); k.pipe(out, in, true) }()
+	go func() { defer wg.Done(); k.pipe(in, out, false) }()
 	wg.Wait()
 	k.untrack(in, out)
 }
 
 // pipe copies src to dst through the gate; when either side ends it
 // closes both so the other direction ends too.
-func (k *Link) pipe(dst, src net.Conn) {
+func (k *Link) pipe(dst, src net.Conn, toTarget bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if !k.gate() {
+			if !k.gate(toTarget) {
 				return
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {

@@ -88,6 +88,7 @@ func (s *Stand) thawDevices() error { return s.devsim.Thaw() }
 // tally is the end state of a drill.
 type tally struct {
 	produced, dropped int64
+	inserted          int64 // readings the ingest committed, redeliveries included (every run)
 	counts            storeCounts
 	edge, cloud       *Metrics
 }
@@ -149,5 +150,6 @@ func (s *Stand) settle(ctx context.Context) (*tally, error) {
 	if t.cloud, err = s.cloudMetrics(ctx); err != nil {
 		return nil, err
 	}
+	t.inserted = s.insertedBefore + t.cloud.Int(mIngestReadings)
 	return t, nil
 }

@@ -173,6 +173,8 @@ const (
 	mEdgeConnected    = "plantroom_edge_uplink_connected"
 	mEdgeResent       = "plantroom_edge_uplink_resent_batches_total"
 	mEdgePublished    = "plantroom_edge_uplink_readings_published_total" // {lane=live|backlog}
+	mIngestMessages   = "plantroom_ingest_messages_total"                // {kind=telemetry|status|events}
+	mIngestReadings   = "plantroom_ingest_readings_total"                // committed, redeliveries included
 	mIngestUnacked    = "plantroom_ingest_unacked_messages"
 	mIngestConnected  = "plantroom_ingest_mqtt_connected"
 	mIngestDupBatches = "plantroom_ingest_duplicate_batches_total"

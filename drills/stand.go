@@ -28,10 +28,12 @@ const (
 // standSpec is what a drill needs of its stand.
 type standSpec struct {
 	layout      layout
-	heavy       bool    // the disk-bound building (see building)
-	queueBytes  int64   // edge queue bound; 0: the agent's default
-	backlogRate float64 // edge backlog drain, readings/s; 0: the agent's default
-	chMode      string  // "" (the drill database on the common server), CHPrivate, CHShared or CHProxy
+	heavy       bool          // the disk-bound building (see building)
+	queueBytes  int64         // edge queue bound; 0: the agent's default
+	backlogRate float64       // edge backlog drain, readings/s; 0: the agent's default
+	chMode      string        // "" (the drill database on the common server), CHPrivate, CHShared or CHProxy
+	ingestFlush time.Duration // ingest flush_interval; 0: 200ms
+	batchMax    int           // edge batch_max_readings; 0: 200
 }
 
 // Stand is one drill's running system: a simulated building, the edge
@@ -66,6 +68,9 @@ type Stand struct {
 	// Readings committed and dropped by earlier runs of the edge agent
 	// (its counters start at 0 on every start).
 	committedBefore, droppedBefore int64
+	// Readings committed by earlier runs of the ingest, as last scraped
+	// before it was killed (a lower bound).
+	insertedBefore int64
 }
 
 // newStand writes the stand's configuration; Start runs it.
