@@ -39,8 +39,10 @@ fi
 
 PIDS=()
 STARTED_CH=0
+CLEANED=0
 cleanup() {
-    trap - INT TERM EXIT
+    ((CLEANED)) && return
+    CLEANED=1
     say "stopping…"
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         kill -TERM "${PIDS[$i]}" 2>/dev/null || true
@@ -52,7 +54,8 @@ cleanup() {
     if ((STARTED_CH)); then scripts/clickhouse.sh stop >/dev/null || true; fi
     say "stopped. Data kept in .data/ (make demo again reuses it; rm -rf .data to start over)."
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
 
 start() { # name, command…
     local name=$1; shift
@@ -112,6 +115,9 @@ month=$(TZ=Asia/Shanghai date +%Y-%m)
 last=$(TZ=Asia/Shanghai date -d "$(TZ=Asia/Shanghai date +%Y-%m-15) -1 month" +%Y-%m)
 today=$(TZ=Asia/Shanghai date +%Y-%m-%d)
 first=$(TZ=Asia/Shanghai date +%Y-%m-01)
+# Who is on duty at garden now (configs/org.yaml): 陈磊 08:00–20:00, 赵强 20:00–08:00.
+hour=$(TZ=Asia/Shanghai date +%-H)
+if ((hour >= 8 && hour < 20)); then tech=tech-garden-1; else tech=tech-garden-2; fi
 cat <<EOF
 
 Plantroom is running. Try (tokens are listed in README.md):
@@ -128,14 +134,18 @@ Plantroom is running. Try (tokens are listed in README.md):
   # devices with their latest values and online state
   curl -s -H 'Authorization: Bearer demo-pm-tower' '$API/api/v1/projects/tower/devices'
 
-  # trap a passenger in an elevator, then watch the on-duty technician's alarm feed
+  # the on-duty technician's alarm feed (Server-Sent Events; $tech is on duty now)…
+  curl -sN -H 'Authorization: Bearer demo-$tech' '$API/api/v1/alarms/stream'
+  # …and, in another terminal, trap a passenger in an elevator
   curl -s -X POST http://127.0.0.1:15190/devices/garden-elevator-1/trapped
-  curl -sN -H 'Authorization: Bearer demo-tech-garden-1' '$API/api/v1/alarms/stream'
 
-  # the work order it opened, and a transition
-  curl -s -H 'Authorization: Bearer demo-tech-garden-1' '$API/api/v1/workorders?project=garden'
-  curl -s -X POST -H 'Authorization: Bearer demo-tech-garden-1' -H 'Content-Type: application/json' \\
-       -d '{"to":"accepted","note":"on my way"}' '$API/api/v1/workorders/<id>/transitions'
+  # the work order it opened (30-minute SLA), then accept it as the technician
+  curl -s -H 'Authorization: Bearer demo-$tech' '$API/api/v1/workorders?project=garden'
+  id=\$(curl -s -H 'Authorization: Bearer demo-$tech' '$API/api/v1/workorders?project=garden&state=assigned' | sed -n 's/.*"id":"\\(wo-[^"]*\\)".*/\\1/p' | head -1)
+  curl -s -X POST -H 'Authorization: Bearer demo-$tech' -H 'Content-Type: application/json' \\
+       -d '{"to":"accepted","note":"on my way"}' "$API/api/v1/workorders/\$id/transitions"
+  # release the passenger; the alarm clears
+  curl -s -X POST http://127.0.0.1:15190/devices/garden-elevator-1/events/release
 
   # the edge box's own metrics (queue depth, device state, uplink)
   curl -s http://127.0.0.1:9102/metrics | grep plantroom_edge_
