@@ -57,8 +57,11 @@ func (r *Result) judge(t *tally) {
 		// Readings the queue dropped while their batch was in flight
 		// (sent, PUBACK not yet applied) may have reached the cloud: the
 		// drop counter then overstates what is missing.
-		r.note("the drop counter overstates the loss by %d: readings dropped while their batch was in flight had reached the cloud (%d in flight at the cut)",
-			-r.Lost, r.InFlightAtCut)
+		r.note("the drop counter overstates the loss by %d: readings dropped while their batch was in flight (sent, no PUBACK yet) had reached the cloud",
+			-r.Lost)
+		if r.InFlightAtCut > 0 {
+			r.note("%d readings were in flight when the uplink was cut", r.InFlightAtCut)
+		}
 	case r.Lost < 0:
 		r.problem("%d more readings stored than the edge committed (less its drops)", -r.Lost)
 	}
