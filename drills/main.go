@@ -187,8 +187,8 @@ func runDrill(ctx context.Context, o *Options, d drill) (r *Result) {
 	defer func() { r.Elapsed = time.Since(start) }()
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	s, err := newStand(ctx, o, d.name, d.spec(o))
-	if err != nil {
+	s, err := startStand(ctx, o, d)
+	if s == nil {
 		r.Err = err
 		return r
 	}
@@ -201,7 +201,7 @@ func runDrill(ctx context.Context, o *Options, d drill) (r *Result) {
 		defer ccancel()
 		s.Close(cctx, keep)
 	}()
-	if err := s.Start(ctx); err != nil {
+	if err != nil {
 		r.Err = err
 		return r
 	}
@@ -228,4 +228,23 @@ func runDrill(ctx context.Context, o *Options, d drill) (r *Result) {
 	}
 	r.judgeEnergy(e)
 	return r
+}
+
+// startStand sets up and starts a drill's stand. A port can be taken by
+// someone else between the drill choosing it and a process binding it;
+// then the stand is set up once more on new ports. A stand that could not
+// start is returned with the error, for its logs.
+func startStand(ctx context.Context, o *Options, d drill) (*Stand, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := newStand(ctx, o, d.name, d.spec(o))
+		if err != nil {
+			return nil, err
+		}
+		err = s.Start(ctx)
+		if err == nil || attempt == 2 || !strings.Contains(err.Error(), "address already in use") {
+			return s, err
+		}
+		o.log.Warn("a port was taken meanwhile; starting the drill again on new ports", "drill", d.name, "err", err)
+		s.Close(ctx, false)
+	}
 }
