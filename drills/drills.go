@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -306,87 +305,4 @@ func diskBound(ctx context.Context, o *Options, s *Stand, r *Result) error {
 		return err
 	}
 	return pause(ctx, warm)
-}
-
-// oneHolePerDevice checks that what the queue dropped is one stretch of
-// time per device (its oldest readings), not readings here and there. The
-// disk-bound building reports every device every poll (its counters move
-// every model step), so any other gap over a second is a lost reading.
-func oneHolePerDevice(ctx context.Context, s *Stand, r *Result) error {
-	q := fmt.Sprintf("SELECT DISTINCT device, ts_ms FROM %s.readings WHERE %s ORDER BY device, ts_ms", s.ch.database, s.where())
-	rows, err := s.conn.Query(ctx, q)
-	if err != nil {
-		return fmt.Errorf("cannot read reading times: %w", err)
-	}
-	defer rows.Close()
-	holes := map[string][]string{}
-	var dev string
-	var prev int64
-	for rows.Next() {
-		var d string
-		var ts int64
-		if err := rows.Scan(&d, &ts); err != nil {
-			return fmt.Errorf("cannot read reading times: %w", err)
-		}
-		if d == dev && ts-prev > 1000 {
-			holes[d] = append(holes[d], fmt.Sprintf("%.1fs at %s", float64(ts-prev)/1000, time.UnixMilli(prev).UTC().Format("15:04:05.000")))
-		}
-		dev, prev = d, ts
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("cannot read reading times: %w", err)
-	}
-	widest := ""
-	for _, d := range s.devices {
-		switch h := holes[d.ID]; {
-		case len(h) > 1:
-			r.problem("device %q has %d holes, want the one the drop made: %s", d.ID, len(h), strings.Join(h, ", "))
-		case len(h) == 1:
-			widest = h[0]
-		case r.Dropped > 0:
-			r.problem("device %q has no hole although the queue dropped %d readings", d.ID, r.Dropped)
-		}
-	}
-	if widest != "" {
-		r.note("one hole per device where the queue dropped (e.g. %s)", widest)
-	}
-	return nil
-}
-
-// awaitEdge polls the agent's metrics until cond holds or timeout passes;
-// it reports whether cond held.
-func (s *Stand) awaitEdge(ctx context.Context, timeout time.Duration, cond func(*Metrics) bool) bool {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
-		m, err := s.edgeMetrics(ctx)
-		return err == nil && cond(m), nil
-	}) == nil
-}
-
-// awaitCloud is awaitEdge for the ingest's process.
-func (s *Stand) awaitCloud(ctx context.Context, timeout time.Duration, cond func(*Metrics) bool) bool {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return poll(ctx, 20*time.Millisecond, func() (bool, error) {
-		m, err := s.cloudMetrics(ctx)
-		return err == nil && cond(m), nil
-	}) == nil
-}
-
-// awaitConnected waits for the agent's uplink after a repair.
-func (s *Stand) awaitConnected(ctx context.Context) error {
-	return s.await(ctx, "the edge to reconnect", 60*time.Second, s.edge, func() (bool, error) {
-		m, err := s.edgeMetrics(ctx)
-		return err == nil && m.Sum(mEdgeConnected) == 1, nil
-	})
-}
-
-// queued is the number of readings in the agent's queue.
-func (s *Stand) queued(ctx context.Context) (int64, error) {
-	m, err := s.edgeMetrics(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return m.Int(mEdgeQueueRead), nil
 }

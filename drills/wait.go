@@ -81,3 +81,41 @@ func stable(ctx context.Context, every, quiet time.Duration, read func() (int64,
 		}
 	}
 }
+
+// awaitEdge polls the agent's metrics until cond holds or timeout passes;
+// it reports whether cond held.
+func (s *Stand) awaitEdge(ctx context.Context, timeout time.Duration, cond func(*Metrics) bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
+		m, err := s.edgeMetrics(ctx)
+		return err == nil && cond(m), nil
+	}) == nil
+}
+
+// awaitCloud is awaitEdge for the ingest's process.
+func (s *Stand) awaitCloud(ctx context.Context, timeout time.Duration, cond func(*Metrics) bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return poll(ctx, 20*time.Millisecond, func() (bool, error) {
+		m, err := s.cloudMetrics(ctx)
+		return err == nil && cond(m), nil
+	}) == nil
+}
+
+// awaitConnected waits for the agent's uplink after a repair.
+func (s *Stand) awaitConnected(ctx context.Context) error {
+	return s.await(ctx, "the edge to reconnect", 60*time.Second, s.edge, func() (bool, error) {
+		m, err := s.edgeMetrics(ctx)
+		return err == nil && m.Sum(mEdgeConnected) == 1, nil
+	})
+}
+
+// queued is the number of readings in the agent's queue.
+func (s *Stand) queued(ctx context.Context) (int64, error) {
+	m, err := s.edgeMetrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return m.Int(mEdgeQueueRead), nil
+}
