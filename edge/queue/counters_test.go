@@ -3,7 +3,9 @@ package queue
 import (
 	"context"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
+	"time"
 )
 
 // A random mix of appends, reconnects (MarkLive), batch formation from both
@@ -52,5 +54,49 @@ func TestLaneCountersStayConsistent(t *testing.T) {
 					step, st.LiveReadings, st.BacklogReadings, st.InFlightReadings, st.Readings, st.DroppedReadings)
 			}
 		}
+	}
+}
+
+// Acknowledgements arrive in any order (PUBACKs race each other); acking
+// neighbouring batches backwards in one commit, over many pages, must
+// delete every item of every batch.
+func TestAcksInReverseOrderDeleteEverything(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q := openQueue(t, Config{Path: path})
+	src := newBenchSource()
+	for i := 0; i < 2000; i++ {
+		if _, err := q.Add(src.item(i, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seqs []uint64
+	for {
+		bs, err := q.Next(ctx, Live, 2000, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bs) == 0 {
+			break
+		}
+		for _, b := range bs {
+			seqs = append(seqs, b.Seq)
+		}
+	}
+	if len(seqs) < 10 {
+		t.Fatalf("only %d batches", len(seqs))
+	}
+	q.Stop()
+	// Reopened with a long commit interval, so that every ack lands in the
+	// one commit Flush forces.
+	q = openQueue(t, Config{Path: path, CommitInterval: time.Hour})
+	for i := len(seqs) - 1; i >= 0; i-- {
+		q.Ack(seqs[i])
+	}
+	if err := q.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.Items != 0 || st.Readings != 0 || st.InFlightBatches != 0 || st.InFlightReadings != 0 || st.Commits != 1 {
+		t.Fatalf("after acking every batch in one commit: %+v", st)
 	}
 }
