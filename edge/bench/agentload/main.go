@@ -145,6 +145,9 @@ func run(agentBin string, devices, points int, interval, warmup, duration time.D
 		cpuPct, rate("process_cpu_seconds_total")*100)
 	fmt.Printf("  RSS                    %10.1f MiB average, %.1f MiB max, %.1f MiB high-water   (target ≤ 64 MiB)\n",
 		float64(rssSum)/float64(max(samples, 1))/1024, float64(rssMax)/1024, float64(hwm)/1024)
+	if sent, queued := m1["published"], m1["plantroom_edge_readings_taken_total"]; sent > queued {
+		return fmt.Errorf("the agent published %.0f readings but queued only %.0f: readings were sent twice", sent, queued)
+	}
 	// Machine-readable figures (scripts/bench.sh reads these).
 	pps := rate("points_read")
 	fmt.Printf("points_per_s %.0f\n", pps)
