@@ -107,7 +107,11 @@ func (e *Engine) listHandler(c echo.Context) error {
 			return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("project %q not found", f.Project)}
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"alarms": e.Alarms(v, f)})
+	list := e.Alarms(v, f)
+	if list == nil {
+		list = []Alarm{} // an empty list, not null
+	}
+	return c.JSON(http.StatusOK, map[string]any{"alarms": list})
 }
 
 func (e *Engine) getHandler(c echo.Context) error {

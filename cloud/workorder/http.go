@@ -94,7 +94,11 @@ func (h *handlers) list(c echo.Context) error {
 			return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("project %q not found", f.Project)}
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"work_orders": h.d.List(v, f)})
+	list := h.d.List(v, f)
+	if list == nil {
+		list = []WorkOrder{} // an empty list, not null
+	}
+	return c.JSON(http.StatusOK, map[string]any{"work_orders": list})
 }
 
 func (h *handlers) get(c echo.Context) error {
@@ -165,6 +169,9 @@ func (h *handlers) deviceHistory(c echo.Context) error {
 	}
 	if out.WorkOrders == nil {
 		out.WorkOrders = []WorkOrder{}
+	}
+	if out.Alarms == nil {
+		out.Alarms = []alarm.Alarm{}
 	}
 	return c.JSON(http.StatusOK, out)
 }

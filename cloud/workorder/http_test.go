@@ -25,9 +25,16 @@ func TestWorkOrderFlowOverHTTP(t *testing.T) {
 	if len(list.Alarms) != 1 || list.Alarms[0].Device != "garden-pump-1" {
 		t.Fatalf("garden alarms %+v", list.Alarms)
 	}
-	r.decode(r.call("pm-garden", "GET", "/api/v1/alarms?severity=critical", nil), 200, &list)
+	rec0 := r.call("pm-garden", "GET", "/api/v1/alarms?severity=critical", nil)
+	r.decode(rec0, 200, &list)
 	if len(list.Alarms) != 0 {
 		t.Errorf("critical filter: %+v", list.Alarms)
+	}
+	if got := strings.TrimSpace(rec0.Body.String()); got != `{"alarms":[]}` {
+		t.Errorf("no alarms: body %s, want an empty list", got)
+	}
+	if rec := r.call("tech-tower-1", "GET", "/api/v1/workorders?state=closed", nil); strings.TrimSpace(rec.Body.String()) != `{"work_orders":[]}` {
+		t.Errorf("no work orders: %d %s, want an empty list", rec.Code, rec.Body.String())
 	}
 	for _, q := range []string{"?state=open", "?severity=fatal", "?since=yesterday", "?limit=0"} {
 		if rec := r.call("pm-garden", "GET", "/api/v1/alarms"+q, nil); rec.Code != http.StatusBadRequest {
