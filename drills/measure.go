@@ -158,7 +158,8 @@ func (s *Stand) settle(ctx context.Context) (*tally, error) {
 // oneHolePerDevice checks that what the queue dropped is one stretch of
 // time per device (its oldest readings), not readings here and there. The
 // disk-bound building reports every device every poll (its counters move
-// every model step), so any other gap over a second is a lost reading.
+// every model step), so any other gap over two seconds (ten polls; a loaded machine may
+// stall the poller for a moment) is lost readings.
 func oneHolePerDevice(ctx context.Context, s *Stand, r *Result) error {
 	q := fmt.Sprintf("SELECT DISTINCT device, ts_ms FROM %s.readings WHERE %s ORDER BY device, ts_ms", s.ch.database, s.where())
 	rows, err := s.conn.Query(ctx, q)
@@ -175,7 +176,7 @@ func oneHolePerDevice(ctx context.Context, s *Stand, r *Result) error {
 		if err := rows.Scan(&d, &ts); err != nil {
 			return fmt.Errorf("cannot read reading times: %w", err)
 		}
-		if d == dev && ts-prev > 1000 {
+		if d == dev && ts-prev > 2000 {
 			holes[d] = append(holes[d], fmt.Sprintf("%.1fs at %s", float64(ts-prev)/1000, time.UnixMilli(prev).UTC().Format("15:04:05.000")))
 		}
 		dev, prev = d, ts
