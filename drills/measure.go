@@ -158,8 +158,8 @@ func (s *Stand) settle(ctx context.Context) (*tally, error) {
 // oneHolePerDevice checks that what the queue dropped is one stretch of
 // time per device (its oldest readings), not readings here and there. The
 // disk-bound building reports every device every poll (its counters move
-// every model step), so any other gap over two seconds (ten polls; a loaded machine may
-// stall the poller for a moment) is lost readings.
+// every model step), so any other gap over two seconds (twenty polls; a
+// loaded machine may stall the poller for a moment) is lost readings.
 func oneHolePerDevice(ctx context.Context, s *Stand, r *Result) error {
 	q := fmt.Sprintf("SELECT DISTINCT device, ts_ms FROM %s.readings WHERE %s ORDER BY device, ts_ms", s.ch.database, s.where())
 	rows, err := s.conn.Query(ctx, q)
