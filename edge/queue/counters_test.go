@@ -90,13 +90,19 @@ func TestAcksInReverseOrderDeleteEverything(t *testing.T) {
 	// Reopened with a long commit interval, so that every ack lands in the
 	// one commit Flush forces.
 	q = openQueue(t, Config{Path: path, CommitInterval: time.Hour})
+	// Whatever the reopened queue commits on its own at start is done
+	// before the acks, so they are counted alone.
+	if err := q.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := q.Stats().Commits
 	for i := len(seqs) - 1; i >= 0; i-- {
 		q.Ack(seqs[i])
 	}
 	if err := q.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := q.Stats(); st.Items != 0 || st.Readings != 0 || st.InFlightBatches != 0 || st.InFlightReadings != 0 || st.Commits != 1 {
-		t.Fatalf("after acking every batch in one commit: %+v", st)
+	if st := q.Stats(); st.Items != 0 || st.Readings != 0 || st.InFlightBatches != 0 || st.InFlightReadings != 0 || st.Commits != before+1 {
+		t.Fatalf("after acking every batch in one commit (%d commits before): %+v", before, st)
 	}
 }
