@@ -89,14 +89,14 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.poller, err = modbus.NewPoller(set.modbus, modbus.Options{
 		MaxGap: *cfg.Modbus.GapFill, Sink: a.sink, OnState: a.modbusState,
 		OfflineAfter: cfg.Modbus.OfflineAfter, MaxBackoff: cfg.Modbus.MaxBackoff.Duration,
-		Log: log.With("part", "modbus"), Registerer: a.reg,
+		Log: log.With("part", "modbus"), Registerer: a.reg, Now: cfg.Now,
 	})
 	if err != nil {
 		return nil, err
 	}
 	if cfg.MQTT != nil {
 		a.input, err = mqttin.New(*cfg.MQTT, set.mqtt, mqttin.Options{
-			Sink: a.sink, OnState: a.mqttState, Log: log.With("part", "mqtt"), Registerer: a.reg,
+			Sink: a.sink, OnState: a.mqttState, Log: log.With("part", "mqtt"), Registerer: a.reg, Now: cfg.Now,
 		})
 		if err != nil {
 			return nil, err

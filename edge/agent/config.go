@@ -38,6 +38,11 @@ type Config struct {
 	Report    ReportConfig   `yaml:"report"`
 	Devices   []DeviceConfig `yaml:"devices"`
 
+	// Now stamps the readings taken (Modbus polls and MQTT messages); nil:
+	// time.Now. Not part of the file: for a simulated plant room whose
+	// devices run on a simulated clock.
+	Now func() time.Time `yaml:"-"`
+
 	templates config.Templates // loaded by Validate
 	devices   *deviceSet       // resolved by Validate
 }
