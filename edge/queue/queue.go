@@ -25,8 +25,10 @@
 // # Bound and overflow
 //
 // The items are bounded by MaxBytes (payload plus per-item overhead). When a
-// commit would exceed it, the oldest items are deleted in the same
-// transaction, the dropped readings are counted and a queue_overflow event
+// commit would exceed it, the oldest items not in flight are deleted in the
+// same transaction (an in-flight item was sent and may have arrived: it is
+// kept for its PUBACK or its re-send, so the bound yields by at most the
+// in-flight window), the dropped readings are counted and a queue_overflow event
 // (Attrs["dropped"]) is stored, at most one per OverflowEventInterval. If
 // the writer falls behind (a stalled disk), Add refuses with ErrOverloaded
 // instead of blocking the caller or growing without bound.
@@ -84,7 +86,7 @@ type Config struct {
 	Path    string // bbolt file; its directory is created
 	Gateway string // gateway id, written into every batch
 	// MaxBytes bounds the stored items (payload + overhead); the oldest
-	// are dropped beyond it.
+	// items not in flight are dropped beyond it.
 	MaxBytes int64
 	// CommitInterval is the longest time between commits while there is
 	// work; it bounds how long an appended reading waits to be durable and

@@ -255,6 +255,57 @@ func TestDropOldestAtBound(t *testing.T) {
 	}
 }
 
+// Items of a batch in flight (sent, PUBACK pending) are never dropped at the
+// bound: they may have reached the cloud, so dropping them would count as
+// lost what was not, and they must stay for the re-send. The drop counter
+// then equals exactly what the queue deleted.
+func TestDropSparesInFlight(t *testing.T) {
+	ctx := context.Background()
+	const maxBytes = 1 << 20
+	q := openQueue(t, Config{MaxBytes: maxBytes, OverflowEventInterval: time.Hour})
+	const perItem = 100
+	for i := 0; i < 50; i++ {
+		if err := q.Append(ctx, readings("meter-1", i*perItem, perItem)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inflight, err := q.Next(ctx, Live, 1000, 2) // the 2 000 oldest readings, in flight
+	if err != nil || len(inflight) != 2 {
+		t.Fatalf("in flight: %v, %v", inflight, err)
+	}
+	for i := 50; i < 2000; i++ { // about 1.8 MB more: far past the bound
+		if err := q.Append(ctx, readings("meter-1", i*perItem, perItem)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := q.Stats()
+	if st.DroppedReadings == 0 || st.InFlightReadings != 2000 || st.InFlightBatches != 2 {
+		t.Fatalf("after the bound: %+v", st)
+	}
+	if st.DroppedReadings+st.Readings != 2000*perItem {
+		t.Fatalf("dropped %d + kept %d readings, want %d in total", st.DroppedReadings, st.Readings, 2000*perItem)
+	}
+	// The in-flight readings 0…1999 are all still there; what was dropped is
+	// the oldest of the rest, 2000 onwards.
+	q.Ack(inflight[0].Seq)
+	q.Ack(inflight[1].Seq)
+	if err := q.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st2 := q.Stats(); st2.Readings != st.Readings-2000 || st2.InFlightReadings != 0 {
+		t.Fatalf("acking the in-flight batches removed %d readings, want 2000: %+v", st.Readings-st2.Readings, st2)
+	}
+	bs, err := q.Next(ctx, Live, protocol.MaxBatchReadings, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, b := range bs {
+		got = append(got, values(decode(t, b).Readings)...)
+	}
+	wantRange(t, got, 2000+int(st.DroppedReadings), 2000*perItem-2000-int(st.DroppedReadings))
+}
+
 func TestEventsPersistWithSeq(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "queue.db")

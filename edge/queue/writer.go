@@ -334,21 +334,27 @@ func deleteItem(c *bolt.Cursor, st *writerState, key uint64, v []byte, inFlight 
 	return int64(n), nil
 }
 
-// dropOldest enforces MaxBytes by deleting the oldest items.
+// dropOldest enforces MaxBytes by deleting the oldest items that are not in
+// flight. An in-flight item was sent and waits for its PUBACK: it may well
+// have reached the cloud, so deleting it would count as lost what was not,
+// and re-sending it after a reconnect is what keeps its batch whole. The
+// bound therefore yields by at most the in-flight window.
 func (q *Queue) dropOldest(tx *bolt.Tx, st *writerState) (int64, error) {
 	var dropped int64
 	c := tx.Bucket(bucketItems).Cursor()
-	for st.bytes > q.cfg.MaxBytes {
-		k, v := c.First()
-		if k == nil {
-			break
-		}
+	k, v := c.First()
+	for k != nil && st.bytes > q.cfg.MaxBytes {
 		key := getU64(k)
-		n, err := deleteItem(c, st, key, v, st.batchOf(key) != nil)
+		if st.batchOf(key) != nil {
+			k, v = c.Next()
+			continue
+		}
+		n, err := deleteItem(c, st, key, v, false)
 		if err != nil {
 			return dropped, err
 		}
 		dropped += n
+		k, v = c.Seek(u64(key + 1))
 	}
 	return dropped, nil
 }
