@@ -16,6 +16,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/plantroom/plantroom/internal/nettest"
 )
 
 // ClickHouse restart modes of the clickhouse-restart drill.
@@ -37,8 +39,8 @@ const (
 type chTarget struct {
 	addr, user, password string
 	database             string
-	proxy                *Link     // CHProxy: the cloud's path to the server
-	server               *chServer // CHPrivate: the drill's own server
+	proxy                *nettest.Proxy // CHProxy: the cloud's path to the server
+	server               *chServer      // CHPrivate: the drill's own server
 }
 
 // cloudAddr is the address the cloud processes use.

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/plantroom/plantroom/internal/nettest"
 )
 
 // drill is one scripted fault: the stand it needs and what it does to it
@@ -70,8 +72,8 @@ func uplinkDown(ctx context.Context, o *Options, s *Stand, r *Result) error {
 		return err
 	}
 	cutAt := time.Now()
-	s.uplink.Cut(CutBlackhole)
-	s.log.Info("uplink cut", "mode", CutBlackhole, "for", o.cut)
+	s.uplink.Cut(nettest.CutBlackhole)
+	s.log.Info("uplink cut", "mode", nettest.CutBlackhole, "for", o.cut)
 	noticed := s.awaitEdge(ctx, o.cut, func(m *Metrics) bool { return m.Sum(mEdgeConnected) == 0 })
 	if err := pause(ctx, time.Until(cutAt.Add(o.cut))); err != nil {
 		return err
@@ -147,7 +149,7 @@ func clickhouseRestart(ctx context.Context, o *Options, s *Stand, r *Result) err
 		}
 		up = func() error { return sharedClickHouse(ctx, o, "start") }
 	case CHProxy:
-		s.ch.proxy.Cut(CutReset)
+		s.ch.proxy.Cut(nettest.CutReset)
 		up = func() error { s.ch.proxy.Restore(); return nil }
 	}
 	s.log.Info("ClickHouse down", "mode", o.chMode, "for", o.chDown)
@@ -190,7 +192,7 @@ func edgeKill(ctx context.Context, o *Options, s *Stand, r *Result) error {
 	if err := pause(ctx, warm); err != nil {
 		return err
 	}
-	s.uplink.Cut(CutReset)
+	s.uplink.Cut(nettest.CutReset)
 	if err := pause(ctx, o.edgeCut); err != nil {
 		return err
 	}
@@ -211,7 +213,7 @@ func edgeKill(ctx context.Context, o *Options, s *Stand, r *Result) error {
 	if err != nil {
 		return err
 	}
-	s.uplink.Cut(CutReturn)
+	s.uplink.Cut(nettest.CutReturn)
 	var left, inflight int64
 	held := s.awaitEdge(ctx, 10*time.Second, func(m *Metrics) bool {
 		left, inflight = m.Int(mEdgeQueueRead), m.Int(mEdgeQueueRead, "state", "inflight")
@@ -287,7 +289,7 @@ func diskBound(ctx context.Context, o *Options, s *Stand, r *Result) error {
 	if err := pause(ctx, warm); err != nil {
 		return err
 	}
-	s.uplink.Cut(CutReset)
+	s.uplink.Cut(nettest.CutReset)
 	if !s.awaitEdge(ctx, 10*time.Second, func(m *Metrics) bool {
 		r.InFlightAtCut = m.Int(mEdgeQueueRead, "state", "inflight")
 		return m.Sum(mEdgeConnected) == 0

@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/plantroom/plantroom/cloud/app"
+	"github.com/plantroom/plantroom/internal/nettest"
 )
 
 // layout is how the cloud components are split into processes.
@@ -58,7 +59,7 @@ type Stand struct {
 	gwSecret, ingestSecret, ingestHash     string
 	token                                  string
 
-	uplink *Link // edge → broker
+	uplink *nettest.Proxy // edge → broker
 
 	brokerProc, ingestProc, apiProc *Process // the cloud process running each component
 	ingestMetrics                   string   // metrics address of the ingest's process
@@ -120,7 +121,7 @@ func newStand(ctx context.Context, opts *Options, name string, spec standSpec) (
 	if s.ingestHash, err = app.HashPassword(s.ingestSecret); err != nil {
 		return nil, err
 	}
-	if s.uplink, err = newLink(s.brokerAddr); err != nil {
+	if s.uplink, err = nettest.ListenProxy(s.brokerAddr); err != nil {
 		return nil, err
 	}
 
@@ -169,7 +170,7 @@ func (s *Stand) setupClickHouse(ctx context.Context) error {
 		}
 		s.ch = chTarget{addr: srv.tcp, user: "default", server: srv}
 	case CHProxy:
-		if s.ch.proxy, err = newLink(s.ch.addr); err != nil {
+		if s.ch.proxy, err = nettest.ListenProxy(s.ch.addr); err != nil {
 			return err
 		}
 	}

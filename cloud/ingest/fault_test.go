@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plantroom/plantroom/cloud/broker"
+	"github.com/plantroom/plantroom/internal/nettest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -47,12 +48,12 @@ func completed(toks []paho.Token) int {
 // and once ClickHouse answers again everything is stored exactly once.
 func TestClickHouseDownAndBack(t *testing.T) {
 	const maxUnacked, maxPending = 8, 16
-	var p *proxy
+	var p *nettest.Proxy
 	brokerReg := prometheus.NewRegistry()
 	ch := newEnv(t, envOptions{noIngest: true})
-	p = newProxy(t, ch.chAddr)
+	p = nettest.NewProxy(t, ch.chAddr)
 	e := ch
-	e.chAddr = p.addr()
+	e.chAddr = p.Addr()
 	e.cfg.MaxUnacked = maxUnacked
 	e.cfg.MQTT.KeepAlive = 2 * time.Second // a stalled client loop would lose the connection within seconds
 	e.broker.Stop()
@@ -84,7 +85,7 @@ func TestClickHouseDownAndBack(t *testing.T) {
 	}
 	e.waitStored(20*time.Second, 10*perBatch, in)
 
-	p.cut()
+	p.Cut(nettest.CutReset)
 	var toks []paho.Token
 	for s := 10; s < 60; s++ {
 		toks = append(toks, gw.Publish(garden.Topic(protocol.KindTelemetry), 1, false, batch(s)))
@@ -110,7 +111,7 @@ func TestClickHouseDownAndBack(t *testing.T) {
 		t.Errorf("the ingest lost its connection %v times while holding a full window", n)
 	}
 
-	p.restore()
+	p.Restore()
 	waitFor(t, 60*time.Second, "everything after ClickHouse came back", func() bool { return e.stored() == 60*perBatch })
 	for _, tok := range toks {
 		if !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {

@@ -1,68 +1,25 @@
 package ingest
 
 import (
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/plantroom/plantroom/internal/nettest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
-// startMosquitto runs a mosquitto broker on a free loopback port with a
-// generated configuration and returns its address.
+// startMosquitto runs a mosquitto broker on a free loopback port and
+// returns its address. The ingest's window is bounded by
+// max_inflight_messages; queued messages beyond it must not be dropped
+// (max_queued_messages 0: no limit), or mosquitto loses data while the
+// ingest is slow.
 func startMosquitto(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if os.Getenv("PLANTROOM_SKIP_MOSQUITTO") == "1" {
-			t.Skip("mosquitto not installed (PLANTROOM_SKIP_MOSQUITTO=1)")
-		}
-		t.Fatal("mosquitto not installed: apt-get install mosquitto (or PLANTROOM_SKIP_MOSQUITTO=1 to skip)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "mosquitto.conf")
-	// The ingest's window is bounded by max_inflight_messages; queued
-	// messages beyond it must not be dropped (max_queued_messages 0: no
-	// limit), or mosquitto loses data while the ingest is slow.
-	err = os.WriteFile(conf, []byte(fmt.Sprintf(`listener %d 127.0.0.1
-allow_anonymous true
-persistence false
-max_inflight_messages 200
-max_queued_messages 0
-log_dest stderr
-log_type error
-log_type warning
-`, port)), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", conf)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitFor(t, 10*time.Second, "mosquitto to accept connections", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr
+	return nettest.StartMosquitto(t, nettest.MosquittoOptions{
+		Config: "max_inflight_messages 200\nmax_queued_messages 0\nlog_type warning\n",
+	}).Addr()
 }
 
 // Two ingest replicas share a subscription on mosquitto: the messages are

@@ -10,6 +10,7 @@ import (
 
 	"github.com/plantroom/plantroom/edge/internal/modbustest"
 	"github.com/plantroom/plantroom/edge/internal/mqtttest"
+	"github.com/plantroom/plantroom/internal/nettest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -47,8 +48,8 @@ func startBusyDevices(t testing.TB, n int) []*modbustest.Server {
 // goes on, the file stays bounded, and what was not dropped arrives.
 func TestDiskBoundDropsOldestAndKeepsRunning(t *testing.T) {
 	cloud := mqtttest.StartMochi(t, cloudUsers())
-	path := mqtttest.StartProxy(t, cloud.Addr())
-	path.SetDown(true)
+	path := nettest.NewProxy(t, cloud.Addr())
+	path.Cut(nettest.CutReset)
 	dir := t.TempDir()
 	tdir := filepath.Join(dir, "templates")
 	os.Mkdir(tdir, 0o700)
@@ -81,7 +82,7 @@ func TestDiskBoundDropsOldestAndKeepsRunning(t *testing.T) {
 		t.Fatalf("dropped %v, refused %v", m["plantroom_edge_queue_dropped_readings_total"], m[`plantroom_edge_readings_rejected_total{cause="overloaded"}`])
 	}
 
-	path.SetDown(false)
+	path.Restore()
 	waitFor(t, 30*time.Second, "queue_overflow event at the cloud", func() bool { return hasEvent(events(t, cloud), protocol.EventQueueOverflow, "") })
 	for _, e := range events(t, cloud) {
 		if e.Kind == protocol.EventQueueOverflow && (e.Attrs["dropped"] <= 0 || e.Attrs["dropped"] > float64(a.queue.Stats().DroppedReadings)) {

@@ -16,6 +16,7 @@ import (
 	"github.com/plantroom/plantroom/devices/sim"
 	"github.com/plantroom/plantroom/edge/internal/mqtttest"
 	"github.com/plantroom/plantroom/edge/queue"
+	"github.com/plantroom/plantroom/internal/nettest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -98,7 +99,7 @@ func committed(t *testing.T, addr string) float64 {
 // carries the same payload as before.
 func TestKill9DuringOutageLosesNothingCommitted(t *testing.T) {
 	cloud := mqtttest.StartMochi(t, cloudUsers())
-	path := mqtttest.StartProxy(t, cloud.Addr())
+	path := nettest.NewProxy(t, cloud.Addr())
 	b := startSim(t, sim.MQTTConfig{},
 		sim.DeviceConfig{ID: "meter-1", Template: "sdm630"},
 		sim.DeviceConfig{ID: "elevator-1", Template: "elevator"},
@@ -113,7 +114,7 @@ func TestKill9DuringOutageLosesNothingCommitted(t *testing.T) {
 
 	first := startChild(t, configPath)
 	waitFor(t, 30*time.Second, "first telemetry", func() bool { return len(cloud.Messages(topic)) > 3 })
-	path.SetDown(true)
+	path.Cut(nettest.CutReset)
 	atCut := committed(t, httpAddr)
 	waitFor(t, 30*time.Second, "readings committed during the outage", func() bool { return committed(t, httpAddr) > atCut+400 })
 	c1 := committed(t, httpAddr)
@@ -122,7 +123,7 @@ func TestKill9DuringOutageLosesNothingCommitted(t *testing.T) {
 
 	second := startChild(t, configPath)
 	waitFor(t, 30*time.Second, "restarted agent committing", func() bool { return committed(t, httpAddr) > 200 })
-	path.SetDown(false)
+	path.Restore()
 	waitFor(t, 30*time.Second, "the first run's readings delivered", func() bool {
 		return float64(len(decodeTelemetry(t, cloud.Messages(topic)).distinct())) > c1
 	})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/nettest"
 )
 
 func externalConfig(url string) Config {
@@ -32,8 +33,8 @@ func (ti *testInput) waitConnected(t *testing.T, want float64) {
 // telemetry (of unknown age) does not, live messages map as on the
 // embedded broker.
 func TestExternalMosquitto(t *testing.T) {
-	m := startMosquitto(t, 0, "")
-	dev, err := device(t, m.url(), "", "")
+	m := nettest.StartMosquitto(t, nettest.MosquittoOptions{})
+	dev, err := device(t, m.URL(), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func TestExternalMosquitto(t *testing.T) {
 	publish(t, dev, "tele/garden_garage/SENSOR", true, `{"ENERGY":{"Total":1.5,"Power":3}}`)
 	publish(t, dev, "shellyplus1pm-garden01/online", true, "false")
 
-	in := startInput(t, externalConfig(m.url()), demoDevices(t))
+	in := startInput(t, externalConfig(m.URL()), demoDevices(t))
 	in.waitConnected(t, 1)
 	waitFor(t, 5*time.Second, "the retained availability", func() bool { return len(in.got.stateLog()) == 2 })
 	if !in.got.hasState("garden-plug-1=online") || !in.got.hasState("garden-shelly-1=offline") {
@@ -72,11 +73,11 @@ func TestExternalMosquitto(t *testing.T) {
 
 	// The broker goes away and comes back: the input reconnects and
 	// subscribes again (the session is clean).
-	m.stop()
+	m.Stop()
 	in.waitConnected(t, 0)
-	m = startMosquitto(t, portOf(t, m.addr), "")
+	m.Start()
 	in.waitConnected(t, 1)
-	dev, err = device(t, m.url(), "", "")
+	dev, err = device(t, m.URL(), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,28 +85,17 @@ func TestExternalMosquitto(t *testing.T) {
 	waitFor(t, 10*time.Second, "a reading after the reconnect", func() bool { return in.got.latest("garden-plug-1")["switch_on"] == 1 })
 }
 
-func portOf(t *testing.T, addr string) int {
-	t.Helper()
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	fmt.Sscan(p, &n)
-	return n
-}
-
 // A site broker that is down at start is not an error: the input connects
 // when it comes up, and Stop works at any point.
 func TestExternalBrokerDownAtStart(t *testing.T) {
-	port := freePort(t)
+	port := nettest.FreePort(t)
 	in := startInput(t, externalConfig(fmt.Sprintf("tcp://127.0.0.1:%d", port)), demoDevices(t))
 	if v := metricValue(t, in.metrics.connected); v != 0 {
 		t.Fatalf("connected = %v without a broker", v)
 	}
-	m := startMosquitto(t, port, "")
+	m := nettest.StartMosquitto(t, nettest.MosquittoOptions{Port: port})
 	in.waitConnected(t, 1)
-	dev, err := device(t, m.url(), "", "")
+	dev, err := device(t, m.URL(), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +103,7 @@ func TestExternalBrokerDownAtStart(t *testing.T) {
 	waitFor(t, 10*time.Second, "a reading", func() bool { return in.got.latest("garden-plug-1")["switch_on"] == 1 })
 
 	// Stopped while the broker is unreachable: returns, nothing leaks.
-	lonely := startInput(t, externalConfig(fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))), demoDevices(t))
+	lonely := startInput(t, externalConfig(fmt.Sprintf("tcp://127.0.0.1:%d", nettest.FreePort(t))), demoDevices(t))
 	lonely.Stop()
 	lonely.Stop()
 }
@@ -121,11 +111,11 @@ func TestExternalBrokerDownAtStart(t *testing.T) {
 // Update subscribes to new devices' topics and unsubscribes from removed
 // ones while connected.
 func TestExternalUpdate(t *testing.T) {
-	m := startMosquitto(t, 0, "")
+	m := nettest.StartMosquitto(t, nettest.MosquittoOptions{})
 	devs := demoDevices(t)
-	in := startInput(t, externalConfig(m.url()), devs[:1])
+	in := startInput(t, externalConfig(m.URL()), devs[:1])
 	in.waitConnected(t, 1)
-	dev, err := device(t, m.url(), "", "")
+	dev, err := device(t, m.URL(), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,9 +141,9 @@ func TestExternalTLS(t *testing.T) {
 	ca := writeTestPKI(t, dir)
 	// "user root": run as root, mosquitto would otherwise switch to its own
 	// user, which cannot read the test's private temporary directory.
-	m := startMosquitto(t, 0, fmt.Sprintf("user root\ncafile %s\ncertfile %s\nkeyfile %s\n",
-		ca, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")))
-	cfg := externalConfig("ssl://" + m.addr)
+	m := nettest.StartMosquitto(t, nettest.MosquittoOptions{Config: fmt.Sprintf("user root\ncafile %s\ncertfile %s\nkeyfile %s\n",
+		ca, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"))})
+	cfg := externalConfig("ssl://" + m.Addr())
 	cfg.External.TLS = &TLS{CAFile: ca}
 	in := startInput(t, cfg, demoDevices(t))
 	in.waitConnected(t, 1)
@@ -165,11 +155,11 @@ func TestExternalTLS(t *testing.T) {
 		t.Errorf("default TLS config: server name %q, own roots %v, error %v", tc.ServerName, tc.RootCAs != nil, err)
 	}
 
-	if _, err := New(Config{External: &External{URL: "ssl://" + m.addr, TLS: &TLS{CAFile: filepath.Join(dir, "missing.pem")}}},
+	if _, err := New(Config{External: &External{URL: "ssl://" + m.Addr(), TLS: &TLS{CAFile: filepath.Join(dir, "missing.pem")}}},
 		demoDevices(t), Options{Sink: (&collector{}).sink, Log: discard}); err == nil || !strings.Contains(err.Error(), "missing.pem") {
 		t.Errorf("missing CA file: %v", err)
 	}
-	if _, err := New(Config{External: &External{URL: "ssl://" + m.addr, TLS: &TLS{CAFile: filepath.Join(dir, "server.key")}}},
+	if _, err := New(Config{External: &External{URL: "ssl://" + m.Addr(), TLS: &TLS{CAFile: filepath.Join(dir, "server.key")}}},
 		demoDevices(t), Options{Sink: (&collector{}).sink, Log: discard}); err == nil || !strings.Contains(err.Error(), "no PEM certificates") {
 		t.Errorf("CA file without certificates: %v", err)
 	}

@@ -5,10 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,69 +185,5 @@ func publish(t *testing.T, c paho.Client, topic string, retained bool, payload s
 	tok := c.Publish(topic, 1, retained, payload)
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("cannot publish to %q: %v", topic, tok.Error())
-	}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// mosquitto is a mosquitto broker process on a loopback port.
-type mosquitto struct {
-	t    *testing.T
-	addr string
-	conf string
-	cmd  *exec.Cmd
-}
-
-// startMosquitto runs mosquitto with a generated configuration on a free
-// loopback port (port 0: pick one); extra is added to its listener.
-func startMosquitto(t *testing.T, port int, extra string) *mosquitto {
-	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if os.Getenv("PLANTROOM_SKIP_MOSQUITTO") == "1" {
-			t.Skip("mosquitto not installed (PLANTROOM_SKIP_MOSQUITTO=1)")
-		}
-		t.Fatal("mosquitto not installed: apt-get install mosquitto (or PLANTROOM_SKIP_MOSQUITTO=1 to skip)")
-	}
-	if port == 0 {
-		port = freePort(t)
-	}
-	m := &mosquitto{t: t, addr: fmt.Sprintf("127.0.0.1:%d", port), conf: filepath.Join(t.TempDir(), "mosquitto.conf")}
-	err = os.WriteFile(m.conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\n%sallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n", port, extra)), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.cmd = exec.Command(bin, "-c", m.conf)
-	m.cmd.Stderr = os.Stderr
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.stop)
-	waitFor(t, 10*time.Second, "mosquitto to accept connections", func() bool {
-		c, err := net.Dial("tcp", m.addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return m
-}
-
-func (m *mosquitto) url() string { return "tcp://" + m.addr }
-
-func (m *mosquitto) stop() {
-	if m.cmd != nil {
-		m.cmd.Process.Kill()
-		m.cmd.Wait()
-		m.cmd = nil
 	}
 }

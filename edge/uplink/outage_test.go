@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/edge/internal/mqtttest"
+	"github.com/plantroom/plantroom/internal/nettest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -94,8 +95,8 @@ func TestBrokerRestartLosesNothingAndSendsLiveFirst(t *testing.T) {
 // gateway offline by its last will, and after the path returns everything
 // taken meanwhile arrives.
 func TestMosquittoPathCutLastWillAndRecovery(t *testing.T) {
-	mosq := mqtttest.StartMosquitto(t)
-	proxy := mqtttest.StartProxy(t, mosq.Addr())
+	mosq := nettest.StartMosquitto(t, nettest.MosquittoOptions{Config: "log_type warning\nmax_queued_messages 100000\n"})
+	proxy := nettest.NewProxy(t, mosq.Addr())
 	sub := mqtttest.Subscribe(t, mosq.URL(), gw.Prefix()+"/#")
 	q := newQueue(t)
 	cfg := testConfig(proxy.URL())
@@ -111,7 +112,7 @@ func TestMosquittoPathCutLastWillAndRecovery(t *testing.T) {
 		return len(ms) > 0 && statusOf(t, ms[len(ms)-1]).State == protocol.StateOnline
 	})
 	waitFor(t, 10*time.Second, "first readings", func() bool { return len(sub.Messages(telemetry)) >= 3 })
-	proxy.SetDown(true)
+	proxy.Cut(nettest.CutReset)
 	waitFor(t, 10*time.Second, "last will", func() bool {
 		ms := sub.Messages(status)
 		s := statusOf(t, ms[len(ms)-1])
@@ -119,7 +120,7 @@ func TestMosquittoPathCutLastWillAndRecovery(t *testing.T) {
 	})
 	atCut := p.count()
 	waitFor(t, 20*time.Second, "readings during the outage", func() bool { return p.count() >= atCut+300 })
-	proxy.SetDown(false)
+	proxy.Restore()
 	waitFor(t, 20*time.Second, "online again", func() bool {
 		ms := sub.Messages(status)
 		return statusOf(t, ms[len(ms)-1]).State == protocol.StateOnline

@@ -1,4 +1,4 @@
-package main
+package nettest
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Cut modes of a Link.
+// Cut modes of a Proxy.
 const (
 	// CutReset closes every connection and refuses new ones: the far end
 	// went away (a broker host rebooting, a firewall sending RSTs).
@@ -24,9 +24,10 @@ const (
 	CutReturn = "return"
 )
 
-// Link is a TCP path on loopback from a local port to a target that a
-// drill can cut and restore. Every goroutine it starts ends in Close.
-type Link struct {
+// Proxy is a TCP path on loopback from a local port to a target that a
+// test or drill can cut and restore: a broken uplink, an unreachable
+// ClickHouse. Every goroutine it starts ends in Close.
+type Proxy struct {
 	target string
 	l      net.Listener
 
@@ -38,23 +39,38 @@ type Link struct {
 	closed  bool
 }
 
-// newLink listens on a fresh loopback port and forwards to target.
-func newLink(target string) (*Link, error) {
+// NewProxy forwards a fresh loopback port to target until the test ends.
+func NewProxy(t TB, target string) *Proxy {
+	t.Helper()
+	k, err := ListenProxy(target)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(k.Close)
+	return k
+}
+
+// ListenProxy listens on a fresh loopback port and forwards to target; the
+// caller must Close it.
+func ListenProxy(target string) (*Proxy, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("cannot listen for a link to %q: %w", target, err)
+		return nil, fmt.Errorf("cannot listen for a proxy to %q: %w", target, err)
 	}
-	k := &Link{target: target, l: l, conns: map[net.Conn]struct{}{}}
+	k := &Proxy{target: target, l: l, conns: map[net.Conn]struct{}{}}
 	k.wg.Add(1)
 	go k.accept()
 	return k, nil
 }
 
-// Addr is the link's local host:port.
-func (k *Link) Addr() string { return k.l.Addr().String() }
+// Addr is the proxy's local host:port.
+func (k *Proxy) Addr() string { return k.l.Addr().String() }
+
+// URL is the proxy's tcp:// URL, for MQTT clients.
+func (k *Proxy) URL() string { return "tcp://" + k.Addr() }
 
 // Cut cuts the path in the given mode.
-func (k *Link) Cut(mode string) {
+func (k *Proxy) Cut(mode string) {
 	k.mu.Lock()
 	if k.mode != "" {
 		k.mu.Unlock()
@@ -75,7 +91,7 @@ func (k *Link) Cut(mode string) {
 
 // Restore ends the cut: held bytes flow again and new connections reach
 // the target.
-func (k *Link) Restore() {
+func (k *Proxy) Restore() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.mode == "" {
@@ -85,9 +101,9 @@ func (k *Link) Restore() {
 	close(k.restore)
 }
 
-// Close stops the link, closes every connection and waits for its
+// Close stops the proxy, closes every connection and waits for its
 // goroutines.
-func (k *Link) Close() {
+func (k *Proxy) Close() {
 	k.mu.Lock()
 	k.closed = true
 	var open []net.Conn
@@ -103,10 +119,10 @@ func (k *Link) Close() {
 	k.wg.Wait()
 }
 
-// gate waits while the link holds bytes going this way (toTarget: from
+// gate waits while the proxy holds bytes going this way (toTarget: from
 // the client to the target). It reports false when the connection must
-// be given up (reset cut or link closed).
-func (k *Link) gate(toTarget bool) bool {
+// be given up (reset cut or proxy closed).
+func (k *Proxy) gate(toTarget bool) bool {
 	for {
 		k.mu.Lock()
 		mode, restore, closed := k.mode, k.restore, k.closed
@@ -121,7 +137,7 @@ func (k *Link) gate(toTarget bool) bool {
 	}
 }
 
-func (k *Link) track(cs ...net.Conn) bool {
+func (k *Proxy) track(cs ...net.Conn) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed || k.mode == CutReset {
@@ -133,7 +149,7 @@ func (k *Link) track(cs ...net.Conn) bool {
 	return true
 }
 
-func (k *Link) untrack(cs ...net.Conn) {
+func (k *Proxy) untrack(cs ...net.Conn) {
 	k.mu.Lock()
 	for _, c := range cs {
 		delete(k.conns, c)
@@ -144,7 +160,7 @@ func (k *Link) untrack(cs ...net.Conn) {
 	}
 }
 
-func (k *Link) accept() {
+func (k *Proxy) accept() {
 	defer k.wg.Done()
 	for {
 		c, err := k.l.Accept()
@@ -156,7 +172,7 @@ func (k *Link) accept() {
 	}
 }
 
-func (k *Link) serve(in net.Conn) {
+func (k *Proxy) serve(in net.Conn) {
 	defer k.wg.Done()
 	if !k.track(in) {
 		in.Close()
@@ -189,7 +205,7 @@ func (k *Link) serve(in net.Conn) {
 
 // pipe copies src to dst through the gate; when either side ends it
 // closes both so the other direction ends too.
-func (k *Link) pipe(dst, src net.Conn, toTarget bool) {
+func (k *Proxy) pipe(dst, src net.Conn, toTarget bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)

@@ -1,4 +1,4 @@
-package main
+package nettest
 
 import (
 	"bufio"
@@ -54,7 +54,7 @@ func echoServer(t *testing.T) (addr string, received func() []string) {
 	}
 }
 
-func dialLink(t *testing.T, k *Link) (net.Conn, *bufio.Reader) {
+func dialProxy(t *testing.T, k *Proxy) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", k.Addr(), 2*time.Second)
 	if err != nil {
@@ -87,48 +87,40 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestLinkForwardsAndResets(t *testing.T) {
+func TestProxyForwardsAndResets(t *testing.T) {
 	target, _ := echoServer(t)
-	k, err := newLink(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	c, r := dialLink(t, k)
+	k := NewProxy(t, target)
+	c, r := dialProxy(t, k)
 	if got, err := roundTrip(t, c, r, "hello", 2*time.Second); err != nil || got != "hello" {
-		t.Fatalf("through the link: %q, %v", got, err)
+		t.Fatalf("through the proxy: %q, %v", got, err)
 	}
 	k.Cut(CutReset)
 	if _, err := roundTrip(t, c, r, "lost", 2*time.Second); err == nil {
-		t.Fatal("a reset link still carried a line")
+		t.Fatal("a reset proxy still carried a line")
 	}
 	// New connections are refused (closed at once) while cut.
-	c2, r2 := dialLink(t, k)
+	c2, r2 := dialProxy(t, k)
 	if _, err := roundTrip(t, c2, r2, "refused", 2*time.Second); err == nil {
-		t.Fatal("a new connection through a reset link worked")
+		t.Fatal("a new connection through a reset proxy worked")
 	}
 	k.Restore()
-	c3, r3 := dialLink(t, k)
+	c3, r3 := dialProxy(t, k)
 	if got, err := roundTrip(t, c3, r3, "again", 2*time.Second); err != nil || got != "again" {
 		t.Fatalf("after restore: %q, %v", got, err)
 	}
 }
 
-func TestLinkBlackholeHoldsBytes(t *testing.T) {
+func TestProxyBlackholeHoldsBytes(t *testing.T) {
 	target, received := echoServer(t)
-	k, err := newLink(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	c, r := dialLink(t, k)
+	k := NewProxy(t, target)
+	c, r := dialProxy(t, k)
 	if got, err := roundTrip(t, c, r, "one", 2*time.Second); err != nil || got != "one" {
-		t.Fatalf("through the link: %q, %v", got, err)
+		t.Fatalf("through the proxy: %q, %v", got, err)
 	}
 	k.Cut(CutBlackhole)
-	_, err = roundTrip(t, c, r, "held", 200*time.Millisecond)
+	_, err := roundTrip(t, c, r, "held", 200*time.Millisecond)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("a blackholed link answered: %v", err)
+		t.Fatalf("a blackholed proxy answered: %v", err)
 	}
 	if got := received(); len(got) != 1 {
 		t.Fatalf("the target got %q during the blackhole", got)
@@ -142,14 +134,10 @@ func TestLinkBlackholeHoldsBytes(t *testing.T) {
 	}
 }
 
-func TestLinkReturnCutDeliversButHoldsAnswers(t *testing.T) {
+func TestProxyReturnCutDeliversButHoldsAnswers(t *testing.T) {
 	target, received := echoServer(t)
-	k, err := newLink(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	c, r := dialLink(t, k)
+	k := NewProxy(t, target)
+	c, r := dialProxy(t, k)
 	k.Cut(CutReturn)
 	if _, err := roundTrip(t, c, r, "publish", 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("the answer came through a return cut: %v", err)
@@ -157,19 +145,19 @@ func TestLinkReturnCutDeliversButHoldsAnswers(t *testing.T) {
 	waitFor(t, "the target to receive the line", func() bool { return len(received()) == 1 })
 	c.Close() // the client dies; its answer is lost with it
 	k.Restore()
-	c2, r2 := dialLink(t, k)
+	c2, r2 := dialProxy(t, k)
 	if got, err := roundTrip(t, c2, r2, "next", 2*time.Second); err != nil || got != "next" {
 		t.Fatalf("after restore: %q, %v", got, err)
 	}
 }
 
-func TestLinkCloseEndsConnections(t *testing.T) {
+func TestProxyCloseEndsConnections(t *testing.T) {
 	target, _ := echoServer(t)
-	k, err := newLink(target)
+	k, err := ListenProxy(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, r := dialLink(t, k)
+	c, r := dialProxy(t, k)
 	if _, err := roundTrip(t, c, r, "x", 2*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/nettest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -127,8 +128,8 @@ func TestIngestKilledAndRestarted(t *testing.T) {
 	}
 	defer db.Close()
 	b := demoBroker(t)
-	chProxy := newProxy(t, ch.Addr)
-	cfgPath := writeConfig(t, b.Addr(), chProxy.addr(), dbName)
+	chProxy := nettest.NewProxy(t, ch.Addr)
+	cfgPath := writeConfig(t, b.Addr(), chProxy.Addr(), dbName)
 
 	first := startChild(t, bin, "-config", cfgPath)
 	first.waitReady(t)
@@ -173,7 +174,7 @@ func TestIngestKilledAndRestarted(t *testing.T) {
 	waitFor(t, 60*time.Second, "the first commit", func() bool {
 		return count(t, db, "SELECT count() FROM readings") > 0
 	})
-	chProxy.cut()
+	chProxy.Cut(nettest.CutReset)
 	waitFor(t, 30*time.Second, "messages held by the ingest", func() bool { return b.Pending("plantroom-ingest-1") >= 10 })
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -181,7 +182,7 @@ func TestIngestKilledAndRestarted(t *testing.T) {
 	<-first.exited
 	killedAt := count(t, db, "SELECT count() FROM readings FINAL")
 	t.Logf("killed the ingest with %d of %d readings stored and %d messages unacknowledged", killedAt, total, b.Pending("plantroom-ingest-1"))
-	chProxy.restore()
+	chProxy.Restore()
 	close(resume)
 
 	second := startChild(t, bin, "-config", cfgPath)
