@@ -12,7 +12,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/plantroom/plantroom/cloud/broker"
@@ -20,6 +19,8 @@ import (
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/chtest"
 	"github.com/plantroom/plantroom/protocol"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // Test organisation: gw-garden-1 (acme/garden) with three devices and
@@ -321,21 +322,7 @@ FROM readings_hourly GROUP BY company, project, device, metric, hour_ms ORDER BY
 	return sb.String()
 }
 
-func counterValue(t testing.TB, c prometheus.Collector) float64 {
-	t.Helper()
-	ch := make(chan prometheus.Metric, 1)
-	c.Collect(ch)
-	var m dto.Metric
-	if err := (<-ch).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if m.Counter != nil {
-		return m.GetCounter().GetValue()
-	}
-	return m.GetGauge().GetValue()
-}
-
-func (e *env) metric(c prometheus.Collector) float64 { return counterValue(e.t, c) }
+func (e *env) metric(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
 
 func (e *env) rejectedMessages(cause string) float64 {
 	return e.metric(e.ingest.metrics.rejectedMessages.WithLabelValues(cause))

@@ -12,6 +12,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/plantroom/plantroom/protocol"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func embeddedConfig(t *testing.T) Config {
@@ -89,10 +91,10 @@ func TestEmbeddedTasmotaAndShelly(t *testing.T) {
 	if v := in.got.latest("garden-plug-1")["voltage_v"]; v != 231 {
 		t.Errorf("voltage %v: the good field of a message with a NaN was lost", v)
 	}
-	if n := metricValue(t, in.metrics.unknown); n != 1 {
+	if n := testutil.ToFloat64(in.metrics.unknown); n != 1 {
 		t.Errorf("unknown topic messages = %v, want 1", n)
 	}
-	if n := metricValue(t, in.metrics.connected); n != 1 {
+	if n := testutil.ToFloat64(in.metrics.connected); n != 1 {
 		t.Errorf("connected = %v, want 1 while serving", n)
 	}
 }
@@ -117,7 +119,7 @@ func TestEmbeddedRefusesUnknownLogins(t *testing.T) {
 			t.Errorf("login %q/%q: error %v, want not Authorized", login[0], login[1], err)
 		}
 	}
-	if n := metricValue(t, in.metrics.refused); n != 4 {
+	if n := testutil.ToFloat64(in.metrics.refused); n != 4 {
 		t.Errorf("refused connections = %v, want 4", n)
 	}
 	if _, err := device(t, broker, "devsim", "devsim-demo"); err != nil {
@@ -157,7 +159,7 @@ func TestEmbeddedUpdate(t *testing.T) {
 	}
 	publish(t, c, "shellyplus1pm-garden01/online", true, "true")
 	publish(t, c, "shellyplus1pm-garden01/status/switch:0", false, shellyStatus)
-	waitFor(t, 5*time.Second, "two messages on unknown topics", func() bool { return metricValue(t, in.metrics.unknown) == 2 })
+	waitFor(t, 5*time.Second, "two messages on unknown topics", func() bool { return testutil.ToFloat64(in.metrics.unknown) == 2 })
 	if err := in.Update(devs[1:]); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +169,7 @@ func TestEmbeddedUpdate(t *testing.T) {
 	publish(t, c, "shellyplus1pm-garden01/status/switch:0", false, shellyStatus)
 	waitFor(t, 5*time.Second, "shelly readings", func() bool { return len(in.got.latest("garden-shelly-1")) == 5 })
 	publish(t, c, "tele/garden_garage/SENSOR", false, tasmotaSensor)
-	waitFor(t, 5*time.Second, "the removed plug's message", func() bool { return metricValue(t, in.metrics.unknown) == 3 })
+	waitFor(t, 5*time.Second, "the removed plug's message", func() bool { return testutil.ToFloat64(in.metrics.unknown) == 3 })
 	if got := in.got.latest("garden-plug-1"); len(got) != 0 {
 		t.Errorf("readings %v of a removed device", got)
 	}

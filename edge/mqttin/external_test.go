@@ -18,6 +18,8 @@ import (
 
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/nettest"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func externalConfig(url string) Config {
@@ -26,7 +28,7 @@ func externalConfig(url string) Config {
 
 func (ti *testInput) waitConnected(t *testing.T, want float64) {
 	t.Helper()
-	waitFor(t, 15*time.Second, fmt.Sprintf("connected = %v", want), func() bool { return metricValue(t, ti.metrics.connected) == want })
+	waitFor(t, 15*time.Second, fmt.Sprintf("connected = %v", want), func() bool { return testutil.ToFloat64(ti.metrics.connected) == want })
 }
 
 // Against a real mosquitto: retained availability counts, retained
@@ -90,7 +92,7 @@ func TestExternalMosquitto(t *testing.T) {
 func TestExternalBrokerDownAtStart(t *testing.T) {
 	port := nettest.FreePort(t)
 	in := startInput(t, externalConfig(fmt.Sprintf("tcp://127.0.0.1:%d", port)), demoDevices(t))
-	if v := metricValue(t, in.metrics.connected); v != 0 {
+	if v := testutil.ToFloat64(in.metrics.connected); v != 0 {
 		t.Fatalf("connected = %v without a broker", v)
 	}
 	m := nettest.StartMosquitto(t, nettest.MosquittoOptions{Port: port})
@@ -130,7 +132,7 @@ func TestExternalUpdate(t *testing.T) {
 	if got := in.got.latest("garden-plug-1"); len(got) != 0 {
 		t.Errorf("readings %v of a removed device", got)
 	}
-	if n := metricValue(t, in.metrics.unknown); n != 0 {
+	if n := testutil.ToFloat64(in.metrics.unknown); n != 0 {
 		t.Errorf("unknown topic messages = %v: the removed device's topics are still subscribed", n)
 	}
 }

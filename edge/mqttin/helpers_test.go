@@ -12,10 +12,11 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/protocol"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func templates(t testing.TB) config.Templates {
@@ -132,27 +133,12 @@ func startInput(t *testing.T, cfg Config, devs []Device) *testInput {
 	return &testInput{Input: in, got: got, reg: reg}
 }
 
-// metricValue reads one counter or gauge.
-func metricValue(t testing.TB, c prometheus.Collector) float64 {
-	t.Helper()
-	ch := make(chan prometheus.Metric, 1)
-	c.Collect(ch)
-	var m dto.Metric
-	if err := (<-ch).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if m.Counter != nil {
-		return m.GetCounter().GetValue()
-	}
-	return m.GetGauge().GetValue()
-}
-
 func (ti *testInput) messages(t testing.TB, device string) float64 {
-	return metricValue(t, ti.metrics.messages.WithLabelValues(device))
+	return testutil.ToFloat64(ti.metrics.messages.WithLabelValues(device))
 }
 
 func (ti *testInput) errorCount(t testing.TB, device, cause string) float64 {
-	return metricValue(t, ti.metrics.errors.WithLabelValues(device, cause))
+	return testutil.ToFloat64(ti.metrics.errors.WithLabelValues(device, cause))
 }
 
 var clientSeq atomic.Int64

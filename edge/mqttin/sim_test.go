@@ -8,6 +8,8 @@ import (
 
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/devices/sim"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // The simulator's Tasmota plug and Shelly switch publish into the embedded
@@ -108,11 +110,11 @@ func TestSimulatedLightingDevices(t *testing.T) {
 		t.Errorf("plug switch_on = %v after the off event", on)
 	}
 	for _, id := range []string{"garden-plug-1", "garden-shelly-1"} {
-		if n := metricValue(t, in.metrics.errors.WithLabelValues(id, "malformed")) + metricValue(t, in.metrics.errors.WithLabelValues(id, "unusable")); n != 0 {
+		if n := testutil.ToFloat64(in.metrics.errors.WithLabelValues(id, "malformed")) + testutil.ToFloat64(in.metrics.errors.WithLabelValues(id, "unusable")); n != 0 {
 			t.Errorf("%s: %v messages of the simulator could not be mapped", id, n)
 		}
 	}
-	if n := metricValue(t, in.metrics.unknown); n != 0 {
+	if n := testutil.ToFloat64(in.metrics.unknown); n != 0 {
 		t.Errorf("%v simulator messages on unknown topics", n)
 	}
 }

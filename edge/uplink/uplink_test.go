@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/plantroom/plantroom/edge/internal/mqtttest"
 	"github.com/plantroom/plantroom/edge/queue"
 	"github.com/plantroom/plantroom/protocol"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var gw = protocol.GatewayRef{Company: "acme", Project: "garden", Gateway: "gw-test-1"}
@@ -61,18 +62,6 @@ func startUplink(t *testing.T, cfg Config, q Queue, reg prometheus.Registerer) *
 	}
 	t.Cleanup(u.Stop)
 	return u
-}
-
-// metricValue reads a counter's or gauge's current value.
-func metricValue(c prometheus.Metric) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return -1
-	}
-	if m.Counter != nil {
-		return m.Counter.GetValue()
-	}
-	return m.Gauge.GetValue()
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -250,7 +239,7 @@ func TestDeliversAndDeletesOnlyAfterPuback(t *testing.T) {
 		t.Fatalf("retained status %+v", st)
 	}
 	// Stored before the connection: backlog.
-	if got := metricValue(u.m.readings.WithLabelValues("backlog")); got != 10 {
+	if got := testutil.ToFloat64(u.m.readings.WithLabelValues("backlog")); got != 10 {
 		t.Fatalf("published backlog readings metric %v, want 10", got)
 	}
 	u.Stop()
@@ -291,7 +280,7 @@ func TestWrongPasswordKeepsRetrying(t *testing.T) {
 	cfg.Password = "wrong"
 	reg := prometheus.NewRegistry()
 	u := startUplink(t, cfg, q, reg)
-	waitFor(t, 10*time.Second, "three refused attempts", func() bool { return metricValue(u.m.connectErrors) >= 3 })
+	waitFor(t, 10*time.Second, "three refused attempts", func() bool { return testutil.ToFloat64(u.m.connectErrors) >= 3 })
 	if u.Connected() || broker.Connects(gw.Gateway) != 0 {
 		t.Fatal("connected with a wrong password")
 	}
@@ -344,7 +333,7 @@ func TestTLSWithClientCertificate(t *testing.T) {
 	cfg.ClientID = "gw-test-1-nocert"
 	reg := prometheus.NewRegistry()
 	u2 := startUplink(t, cfg, q2, reg)
-	waitFor(t, 10*time.Second, "refused attempts", func() bool { return metricValue(u2.m.connectErrors) >= 2 })
+	waitFor(t, 10*time.Second, "refused attempts", func() bool { return testutil.ToFloat64(u2.m.connectErrors) >= 2 })
 	if u2.Connected() {
 		t.Fatal("connected without a client certificate")
 	}
