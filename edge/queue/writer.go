@@ -179,6 +179,13 @@ func (q *Queue) commitOnce() bool {
 	q.pmu.Lock()
 	work := q.pending
 	q.pending = pendingWork{}
+	// A "full" or Flush signal sent for the work just taken must not cut
+	// short the wait for the next commit; drained under the same lock, any
+	// signal left afterwards is for work added after this point.
+	select {
+	case <-q.full:
+	default:
+	}
 	q.pmu.Unlock()
 	if len(work.items) == 0 && len(work.acks) == 0 && len(work.nexts) == 0 &&
 		len(work.events) == 0 && len(work.eventAcks) == 0 && !work.markLive && work.group == nil {
