@@ -134,9 +134,14 @@ type ByteSize int64
 
 // UnmarshalYAML parses a size.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	// A *yaml.TypeError lets decoding go on, so the other problems of the
+	// file are reported with this one.
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: size must be a number or a string like \"256MiB\"", n.Line)}}
+	}
 	v, err := ParseByteSize(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*b = ByteSize(v)
 	return nil
@@ -144,6 +149,7 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 
 // ParseByteSize parses "268435456", "256MiB", "1GiB", "500MB", "64KiB".
 func ParseByteSize(s string) (int64, error) {
+	orig := s
 	s = strings.TrimSpace(s)
 	units := []struct {
 		suffix string
@@ -158,7 +164,7 @@ func ParseByteSize(s string) (int64, error) {
 	}
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil || v < 0 || v*float64(mul) > 1<<50 {
-		return 0, fmt.Errorf("invalid size %q (want bytes, or a number with KiB, MiB, GiB, KB, MB or GB)", s)
+		return 0, fmt.Errorf("invalid size %q (want bytes, or a number with KiB, MiB, GiB, KB, MB or GB)", orig)
 	}
 	return int64(v * float64(mul)), nil
 }
