@@ -66,6 +66,9 @@ func DecodeStatus(data []byte) (Status, error) {
 	if s.State != StateOnline && s.State != StateOffline {
 		return Status{}, fmt.Errorf("%w: status state %q (want %q or %q)", ErrJSON, s.State, StateOnline, StateOffline)
 	}
+	if s.TS != 0 && s.TS < MinTimestamp {
+		return Status{}, fmt.Errorf("%w: status ts %d (want 0 in a last will, else not before %d)", ErrTimestamp, s.TS, MinTimestamp)
+	}
 	return s, nil
 }
 

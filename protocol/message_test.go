@@ -24,6 +24,8 @@ func TestDecodeStatusRejects(t *testing.T) {
 		{"bad gateway", `{"v":1,"gateway":"gw/1","state":"online"}`, ErrID, "id"},
 		{"unknown state", `{"v":1,"gateway":"gw-1","state":"sleeping"}`, ErrJSON, "json"},
 		{"missing state", `{"v":1,"gateway":"gw-1"}`, ErrJSON, "json"},
+		{"negative ts", `{"v":1,"gateway":"gw-1","state":"online","ts":-1}`, ErrTimestamp, "timestamp"},
+		{"ts in seconds", `{"v":1,"gateway":"gw-1","state":"online","ts":1773475200}`, ErrTimestamp, "timestamp"},
 		{"too large", `{"v":1,"gateway":"gw-1","state":"online","agent":"` + strings.Repeat("x", MaxMessageBytes) + `"}`, ErrTooLarge, "too_large"},
 	}
 	for _, c := range cases {
