@@ -139,7 +139,8 @@ Plantroom is running. Try (tokens are listed in README.md):
   # …and, in another terminal, trap a passenger in an elevator
   curl -s -X POST http://127.0.0.1:15190/devices/garden-elevator-1/trapped
 
-  # the work order it opened (30-minute SLA), then accept it as the technician
+  # the work order it opened (30-minute SLA; it appears within the elevator's 10 s poll
+  # interval), then accept it as the technician
   curl -s -H 'Authorization: Bearer demo-$tech' '$API/api/v1/workorders?project=garden'
   id=\$(curl -s -H 'Authorization: Bearer demo-$tech' '$API/api/v1/workorders?project=garden&state=assigned' | sed -n 's/.*"id":"\\(wo-[^"]*\\)".*/\\1/p' | head -1)
   curl -s -X POST -H 'Authorization: Bearer demo-$tech' -H 'Content-Type: application/json' \\
