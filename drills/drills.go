@@ -38,6 +38,12 @@ var drills = []drill{
 		fault: brokerRestart,
 	},
 	{
+		name:  "broker-kill",
+		about: "the broker process (components [broker], store_path set) gets SIGKILL mid-stream and restarts",
+		spec:  func(*Options) standSpec { return standSpec{layout: brokerApart} },
+		fault: brokerKill,
+	},
+	{
 		name:  "clickhouse-restart",
 		about: "ClickHouse stops for -clickhouse-down while readings flow, then starts again",
 		spec:  func(o *Options) standSpec { return standSpec{layout: oneCloud, chMode: o.chMode} },
@@ -96,13 +102,53 @@ func uplinkDown(ctx context.Context, o *Options, s *Stand, r *Result) error {
 // brokerRestart stops the broker process (SIGTERM) for o.brokerDown and
 // starts it again on the same store.
 func brokerRestart(ctx context.Context, o *Options, s *Stand, r *Result) error {
+	return brokerDown(ctx, o, s, r, false)
+}
+
+// brokerKill is brokerRestart with SIGKILL: whatever the broker had
+// acknowledged to the gateway but not yet delivered to the ingest must come
+// back from its store.
+func brokerKill(ctx context.Context, o *Options, s *Stand, r *Result) error {
+	return brokerDown(ctx, o, s, r, true)
+}
+
+func brokerDown(ctx context.Context, o *Options, s *Stand, r *Result, kill bool) error {
 	if err := pause(ctx, warm); err != nil {
 		return err
 	}
-	if err := s.brokerProc.Stop(30 * time.Second); err != nil {
+	if kill {
+		// Kill the ingest first, so that the broker queues for its offline
+		// session what it has acknowledged to the gateway: after the
+		// broker's own SIGKILL only its store can bring those back.
+		before, err := s.cloudMetrics(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.ingestProc.Kill(); err != nil {
+			return err
+		}
+		s.insertedBefore += before.Int(mIngestReadings)
+		if err := pause(ctx, 3*time.Second); err != nil {
+			return err
+		}
+		edge, err := s.edgeMetrics(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.brokerProc.Kill(); err != nil {
+			return err
+		}
+		// Readings the gateway had seen acknowledged (and deleted from its
+		// queue) that the ingest had not committed: the broker's to keep.
+		held := edge.Int(mEdgePublished) - before.Int(mIngestReadings)
+		r.note("SIGKILL of the ingest, 3s later of the broker, which then held %d readings acknowledged to the gateway and not stored", held)
+		if held <= 0 {
+			r.problem("the broker held nothing for the ingest when it was killed, so the drill proved nothing")
+		}
+	} else if err := s.brokerProc.Stop(30 * time.Second); err != nil {
 		return err
 	}
-	s.log.Info("broker stopped", "for", o.brokerDown)
+	s.log.Info("broker stopped", "kill", kill, "for", o.brokerDown)
 	noticed := s.awaitEdge(ctx, o.brokerDown, func(m *Metrics) bool { return m.Sum(mEdgeConnected) == 0 })
 	if err := pause(ctx, o.brokerDown); err != nil {
 		return err
@@ -110,6 +156,11 @@ func brokerRestart(ctx context.Context, o *Options, s *Stand, r *Result) error {
 	backlog, _ := s.queued(ctx)
 	if err := s.startCloud(ctx, s.brokerProc); err != nil {
 		return err
+	}
+	if kill {
+		if err := s.startCloud(ctx, s.ingestProc); err != nil {
+			return err
+		}
 	}
 	if !noticed {
 		r.problem("the edge never noticed the broker was gone")

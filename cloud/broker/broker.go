@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -171,6 +173,9 @@ func (b *Broker) start() error {
 		return fmt.Errorf("cannot start broker: %w", err)
 	}
 	if b.cfg.StorePath != "" {
+		if err := os.MkdirAll(filepath.Dir(b.cfg.StorePath), 0o750); err != nil {
+			return fmt.Errorf("cannot create the directory of broker store %q: %w", b.cfg.StorePath, err)
+		}
 		err := s.AddHook(storeHook{new(bolt.Hook)}, &bolt.Options{Path: b.cfg.StorePath, Options: &bbolt.Options{Timeout: 5 * time.Second}})
 		if err != nil {
 			return fmt.Errorf("cannot open broker store %q: %w", b.cfg.StorePath, err)

@@ -7,9 +7,9 @@ import (
 )
 
 // With store_path, messages queued for a persistent session survive a
-// broker restart.
+// broker restart. The store's directory is created when missing.
 func TestQueuedMessagesSurviveRestartWithStore(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "broker.db")
+	path := filepath.Join(t.TempDir(), "state", "cloud", "broker.db")
 	first := startBroker(t, func(c *Config) { c.StorePath = path })
 	opts := clientOpts{user: "ingest", password: first.ingestPW, id: "ingest-1", manualAck: true}
 	sub := mustDial(t, first.Addr(), opts)
