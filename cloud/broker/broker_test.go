@@ -29,7 +29,7 @@ import (
 
 // testOrg has two gateways in two projects; their passwords are
 // "<id>-secret".
-func testOrg(t *testing.T) *config.Org {
+func testOrg(t testing.TB) *config.Org {
 	t.Helper()
 	hash := func(id string) string {
 		h, err := bcrypt.GenerateFromPassword([]byte(id+"-secret"), bcrypt.MinCost)
@@ -50,7 +50,7 @@ type testBroker struct {
 	ingestPW string
 }
 
-func startBroker(t *testing.T, mutate func(*Config)) *testBroker {
+func startBroker(t testing.TB, mutate func(*Config)) *testBroker {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := Config{
@@ -97,12 +97,12 @@ type clientOpts struct {
 	handler            paho.MessageHandler
 }
 
-func dial(t *testing.T, addr string, o clientOpts) (paho.Client, error) {
+func dial(t testing.TB, addr string, o clientOpts) (paho.Client, error) {
 	t.Helper()
 	return dialWith(t, addr, o, nil)
 }
 
-func dialWith(t *testing.T, addr string, o clientOpts, mutate func(*paho.ClientOptions)) (paho.Client, error) {
+func dialWith(t testing.TB, addr string, o clientOpts, mutate func(*paho.ClientOptions)) (paho.Client, error) {
 	t.Helper()
 	scheme := "tcp://"
 	if o.tls != nil {
@@ -134,7 +134,7 @@ func dialWith(t *testing.T, addr string, o clientOpts, mutate func(*paho.ClientO
 	return c, nil
 }
 
-func mustDial(t *testing.T, addr string, o clientOpts) paho.Client {
+func mustDial(t testing.TB, addr string, o clientOpts) paho.Client {
 	t.Helper()
 	c, err := dial(t, addr, o)
 	if err != nil {
@@ -172,7 +172,7 @@ func (b *inbox) topics() map[string]int {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -183,7 +183,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func subscribe(t *testing.T, c paho.Client, filter string) byte {
+func subscribe(t testing.TB, c paho.Client, filter string) byte {
 	t.Helper()
 	tok := c.Subscribe(filter, 1, nil)
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
@@ -192,7 +192,7 @@ func subscribe(t *testing.T, c paho.Client, filter string) byte {
 	return tok.(*paho.SubscribeToken).Result()[stripShare(filter)] // paho keys shared subscriptions without "$share/<group>/"
 }
 
-func publish(t *testing.T, c paho.Client, topic string, payload string) error {
+func publish(t testing.TB, c paho.Client, topic string, payload string) error {
 	t.Helper()
 	tok := c.Publish(topic, 1, false, payload)
 	if !tok.WaitTimeout(5 * time.Second) {
