@@ -69,7 +69,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 
 	a.queue, err = queue.New(queue.Config{
 		Path: cfg.Queue.Path, Gateway: cfg.Gateway.ID, MaxBytes: int64(cfg.Queue.MaxBytes),
-		CommitInterval: cfg.Queue.CommitInterval.Duration,
+		MinFreeBytes: int64(cfg.Queue.MinFree), CommitInterval: cfg.Queue.CommitInterval.Duration,
 	}, log.With("part", "queue"))
 	if err != nil {
 		return nil, err

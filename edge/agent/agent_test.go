@@ -93,6 +93,8 @@ func TestSteadyStateWithSimulators(t *testing.T) {
 		`plantroom_edge_readings_taken_total`:                                      func(v float64) bool { return v > 0 },
 		`plantroom_edge_queue_committed_readings_total`:                            func(v float64) bool { return v > 0 },
 		`plantroom_edge_queue_max_bytes`:                                           func(v float64) bool { return v == 256<<20 },
+		`plantroom_edge_queue_bound_bytes`:                                         func(v float64) bool { return v > 0 && v <= 256<<20 },
+		`plantroom_edge_queue_disk_free_bytes`:                                     func(v float64) bool { return v > 0 },
 		`plantroom_edge_uplink_readings_published_total{lane="live"}`:              func(v float64) bool { return v > 0 },
 		`plantroom_edge_queue_dropped_readings_total`:                              func(v float64) bool { return v == 0 },
 		`plantroom_edge_mqtt_messages_total{device="plug-1"}`:                      func(v float64) bool { return v > 0 },

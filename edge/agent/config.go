@@ -91,6 +91,7 @@ type TLSConfig struct {
 type QueueConfig struct {
 	Path           string          `yaml:"path"`
 	MaxBytes       ByteSize        `yaml:"max_bytes"`
+	MinFree        ByteSize        `yaml:"min_free"`
 	CommitInterval config.Duration `yaml:"commit_interval"`
 }
 
@@ -210,6 +211,9 @@ func (c *Config) Validate(p *config.Problems) {
 		c.Queue.MaxBytes = queue.DefaultMaxBytes
 	} else if c.Queue.MaxBytes < 1<<20 {
 		p.Addf("queue.max_bytes", "must be at least 1MiB, got %d bytes", c.Queue.MaxBytes)
+	}
+	if c.Queue.MinFree == 0 {
+		c.Queue.MinFree = queue.DefaultMinFreeBytes
 	}
 	if ci := c.Queue.CommitInterval.Duration; ci < 0 || ci > 10*time.Second {
 		p.Addf("queue.commit_interval", "must be between 0 and 10s, got %s", ci)

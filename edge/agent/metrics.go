@@ -77,19 +77,21 @@ var (
 	descItems     = prometheus.NewDesc("plantroom_edge_queue_items", "Items (one device poll or message each) in the queue.", nil, nil)
 	descBytes     = prometheus.NewDesc("plantroom_edge_queue_bytes", "Bytes the queued items take (the bound is queue.max_bytes).", nil, nil)
 	descMaxBytes  = prometheus.NewDesc("plantroom_edge_queue_max_bytes", "The configured bound of the queue.", nil, nil)
+	descBound     = prometheus.NewDesc("plantroom_edge_queue_bound_bytes", "The bound in force: queue.max_bytes, or less while the disk holds under queue.min_free.", nil, nil)
+	descDiskFree  = prometheus.NewDesc("plantroom_edge_queue_disk_free_bytes", "Free space on the queue's filesystem at the last commit (-1: unknown).", nil, nil)
 	descFile      = prometheus.NewDesc("plantroom_edge_queue_file_bytes", "Size of the queue file on disk.", nil, nil)
 	descReadings  = prometheus.NewDesc("plantroom_edge_queue_readings", "Readings in the queue, by state: live and backlog (not yet sent), inflight (sent, waiting for PUBACK).", []string{"state"}, nil)
 	descOldest    = prometheus.NewDesc("plantroom_edge_queue_oldest_age_seconds", "Age of the oldest queued item; 0 when empty.", nil, nil)
 	descEvents    = prometheus.NewDesc("plantroom_edge_queue_events", "Gateway events waiting to be sent.", nil, nil)
 	descCommitted = prometheus.NewDesc("plantroom_edge_queue_committed_readings_total", "Readings made durable (fsync'ed).", nil, nil)
 	descCommits   = prometheus.NewDesc("plantroom_edge_queue_commits_total", "Group commits of the queue.", nil, nil)
-	descDropped   = prometheus.NewDesc("plantroom_edge_queue_dropped_readings_total", "Oldest readings deleted because the queue reached max_bytes.", nil, nil)
+	descDropped   = prometheus.NewDesc("plantroom_edge_queue_dropped_readings_total", "Oldest readings deleted because the queue reached its bound (max_bytes, or what fits on a nearly full disk).", nil, nil)
 	descCorrupt   = prometheus.NewDesc("plantroom_edge_queue_corrupt_items_total", "Items that failed their checksum and were deleted.", nil, nil)
 	descCommitErr = prometheus.NewDesc("plantroom_edge_queue_commit_errors_total", "Failed commits (the work is retried).", nil, nil)
 )
 
 func (c queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descItems, descBytes, descMaxBytes, descFile, descReadings, descOldest, descEvents, descCommitted, descCommits, descDropped, descCorrupt, descCommitErr} {
+	for _, d := range []*prometheus.Desc{descItems, descBytes, descMaxBytes, descBound, descDiskFree, descFile, descReadings, descOldest, descEvents, descCommitted, descCommits, descDropped, descCorrupt, descCommitErr} {
 		ch <- d
 	}
 }
@@ -105,6 +107,8 @@ func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 	g(descItems, float64(st.Items))
 	g(descBytes, float64(st.Bytes))
 	g(descMaxBytes, float64(c.a.cfg.Queue.MaxBytes))
+	g(descBound, float64(st.BoundBytes))
+	g(descDiskFree, float64(st.DiskFreeBytes))
 	g(descFile, float64(st.FileBytes))
 	g(descReadings, float64(st.LiveReadings), "live")
 	g(descReadings, float64(st.BacklogReadings), "backlog")
@@ -124,7 +128,7 @@ func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 
 // Health is the /healthz document.
 type Health struct {
-	Status  string       `json:"status"` // "ok", or "degraded" when the uplink is down or a device is offline
+	Status  string       `json:"status"` // "ok", or "degraded" when the uplink is down, a device is offline or the disk has less than queue.min_free free
 	Gateway string       `json:"gateway"`
 	Version string       `json:"version"`
 	Uplink  HealthUplink `json:"uplink"`
@@ -143,6 +147,8 @@ type HealthQueue struct {
 	Items            int64   `json:"items"`
 	Bytes            int64   `json:"bytes"`
 	MaxBytes         int64   `json:"max_bytes"`
+	BoundBytes       int64   `json:"bound_bytes"`     // max_bytes, or less on a nearly full disk
+	DiskFreeBytes    int64   `json:"disk_free_bytes"` // -1: unknown
 	Readings         int64   `json:"readings"`
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
 	DroppedReadings  int64   `json:"dropped_readings"`
@@ -165,6 +171,7 @@ func (a *Agent) Health() Health {
 		Uplink: HealthUplink{Connected: a.uplink.Connected(), Broker: a.cfg.Uplink.Broker},
 		Queue: HealthQueue{
 			Items: st.Items, Bytes: st.Bytes, MaxBytes: int64(a.cfg.Queue.MaxBytes), Readings: st.Readings,
+			BoundBytes: st.BoundBytes, DiskFreeBytes: st.DiskFreeBytes,
 			DroppedReadings: st.DroppedReadings, BacklogReadings: st.BacklogReadings,
 		},
 		Devices: HealthDevs{Modbus: len(set.modbus), MQTT: len(set.mqtt), Offline: []string{}},
@@ -178,7 +185,8 @@ func (a *Agent) Health() Health {
 		}
 	}
 	sort.Strings(h.Devices.Offline)
-	if !h.Uplink.Connected || len(h.Devices.Offline) > 0 {
+	diskShort := st.DiskFreeBytes >= 0 && st.DiskFreeBytes < int64(a.cfg.Queue.MinFree)
+	if !h.Uplink.Connected || len(h.Devices.Offline) > 0 || diskShort {
 		h.Status = "degraded"
 	}
 	return h

@@ -72,11 +72,16 @@ func (q *Queue) applyEvents(tx *bolt.Tx, st *writerState, add []protocol.Event, 
 	}
 	st.droppedSinceEvent += dropped
 	if st.droppedSinceEvent > 0 && now.Sub(st.lastOverflowEvent) >= q.cfg.OverflowEventInterval {
-		add = append(add, protocol.Event{
-			Kind:    protocol.EventQueueOverflow,
-			Message: fmt.Sprintf("queue reached its bound of %d bytes: dropped the %d oldest readings", q.cfg.MaxBytes, st.droppedSinceEvent),
-			Attrs:   map[string]float64{"dropped": float64(st.droppedSinceEvent), "max_bytes": float64(q.cfg.MaxBytes)},
-		})
+		msg := fmt.Sprintf("queue reached its bound of %d bytes: dropped the %d oldest readings", q.cfg.MaxBytes, st.droppedSinceEvent)
+		attrs := map[string]float64{"dropped": float64(st.droppedSinceEvent), "max_bytes": float64(q.cfg.MaxBytes), "bound_bytes": float64(st.bound)}
+		if st.bound < q.cfg.MaxBytes {
+			msg = fmt.Sprintf("disk nearly full (%d bytes free, min_free %d): queue bound lowered to %d bytes, dropped the %d oldest readings",
+				st.diskFree, q.cfg.MinFreeBytes, st.bound, st.droppedSinceEvent)
+		}
+		if st.diskFree >= 0 {
+			attrs["disk_free_bytes"] = float64(st.diskFree)
+		}
+		add = append(add, protocol.Event{Kind: protocol.EventQueueOverflow, Message: msg, Attrs: attrs})
 		st.droppedSinceEvent = 0
 		st.lastOverflowEvent = now
 	}

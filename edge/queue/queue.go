@@ -68,6 +68,7 @@ import (
 // Defaults for a zero Config field.
 const (
 	DefaultMaxBytes              = 256 << 20
+	DefaultMinFreeBytes          = 64 << 20
 	DefaultCommitInterval        = 50 * time.Millisecond
 	DefaultCommitMaxItems        = 2048
 	DefaultPendingMaxBytes       = 16 << 20
@@ -88,6 +89,16 @@ type Config struct {
 	// MaxBytes bounds the stored items (payload + overhead); the oldest
 	// items not in flight are dropped beyond it.
 	MaxBytes int64
+	// MinFreeBytes is the room the queue leaves free on its filesystem.
+	// When other files (logs, say) have taken the disk, the bound drops
+	// below MaxBytes to what still fits, and the oldest items go as they
+	// would at MaxBytes: the queue never fills the disk, and live readings
+	// keep being stored. 0 means DefaultMinFreeBytes; negative turns the
+	// check off.
+	MinFreeBytes int64
+	// DiskFree reports the bytes available in dir; nil means statfs(2).
+	// Tests set it to simulate a filling disk.
+	DiskFree func(dir string) (int64, error)
 	// CommitInterval is the longest time between commits while there is
 	// work; it bounds how long an appended reading waits to be durable and
 	// how often the disk is synced.
@@ -109,6 +120,12 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.MaxBytes == 0 {
 		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if c.DiskFree == nil {
+		c.DiskFree = diskFree
 	}
 	if c.CommitInterval == 0 {
 		c.CommitInterval = DefaultCommitInterval
@@ -340,6 +357,10 @@ type Stats struct {
 	InFlightReadings       int64
 	Events                 int // stored, unacknowledged events
 	FileBytes              int64
+	// BoundBytes is the bound of the last commit: MaxBytes, or less while
+	// the disk is short of MinFreeBytes. DiskFreeBytes is what the
+	// filesystem had available then (-1: unknown, or the check is off).
+	BoundBytes, DiskFreeBytes int64
 
 	CommittedReadings int64 // readings made durable since start
 	Commits           int64
@@ -353,6 +374,7 @@ type statsCounters struct {
 	items, bytes, readings, oldestMs   atomic.Int64
 	live, backlog, inflightR, fileSize atomic.Int64
 	inflightB, events                  atomic.Int64
+	bound, diskFree                    atomic.Int64
 	committed, commits, dropped        atomic.Int64
 	refused, corrupt, commitErrors     atomic.Int64
 }
@@ -365,6 +387,7 @@ func (q *Queue) Stats() Stats {
 		LiveReadings: s.live.Load(), BacklogReadings: s.backlog.Load(),
 		InFlightBatches: int(s.inflightB.Load()), InFlightReadings: s.inflightR.Load(),
 		Events: int(s.events.Load()), FileBytes: s.fileSize.Load(),
+		BoundBytes: s.bound.Load(), DiskFreeBytes: s.diskFree.Load(),
 		CommittedReadings: s.committed.Load(), Commits: s.commits.Load(),
 		DroppedReadings: s.dropped.Load(), RefusedReadings: s.refused.Load(),
 		CorruptItems: s.corrupt.Load(), CommitErrors: s.commitErrors.Load(),

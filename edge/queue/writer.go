@@ -3,6 +3,7 @@ package queue
 import (
 	"encoding/binary"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,6 +53,8 @@ type writerState struct {
 	lastOverflowEvent           time.Time
 	lastCommit                  time.Time
 	lastFailLog                 time.Time
+	lastDiskErrLog              time.Time
+	bound, diskFree             int64 // of the last commit (Stats.BoundBytes, DiskFreeBytes)
 }
 
 func (w *writerState) clone() writerState {
@@ -77,6 +80,7 @@ func getU64(b []byte) uint64 {
 // load creates the buckets and rebuilds the in-memory index from the file.
 func (q *Queue) load() error {
 	w := &q.w
+	w.bound, w.diskFree = q.cfg.MaxBytes, -1
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketItems, bucketBatches, bucketEvents, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -194,6 +198,7 @@ func (q *Queue) commitOnce() bool {
 
 	now := time.Now()
 	st := q.w.clone()
+	st.bound, st.diskFree = q.bound(&st, now)
 	var (
 		formed  [][]*Batch
 		nextErr []error
@@ -215,7 +220,7 @@ func (q *Queue) commitOnce() bool {
 				return err
 			}
 			var err error
-			if dropped, err = q.dropOldest(tx, &st); err != nil {
+			if dropped, err = q.dropOldest(tx, &st, st.bound); err != nil {
 				return err
 			}
 			if err := q.applyEvents(tx, &st, work.events, work.eventAcks, dropped, now); err != nil {
@@ -341,16 +346,38 @@ func deleteItem(c *bolt.Cursor, st *writerState, key uint64, v []byte, inFlight 
 	return int64(n), nil
 }
 
-// dropOldest enforces MaxBytes by deleting the oldest items that are not in
+// bound is this commit's byte bound for the items: MaxBytes, lowered to
+// what still fits when the filesystem holds less than MinFreeBytes beyond
+// what the queue file has free inside it. The items being added grow the
+// file before the space freed in the same commit can be reused, so a commit
+// can overshoot by its own size: MinFreeBytes is the reserve that absorbs
+// it. It also returns the free space it saw (-1: unknown or not checked).
+func (q *Queue) bound(st *writerState, now time.Time) (bound, free int64) {
+	if q.cfg.MinFreeBytes < 0 {
+		return q.cfg.MaxBytes, -1
+	}
+	free, err := q.cfg.DiskFree(filepath.Dir(q.cfg.Path))
+	if err != nil {
+		if now.Sub(st.lastDiskErrLog) >= time.Hour {
+			st.lastDiskErrLog = now
+			q.log.Warn("queue bounded by max_bytes alone", "err", err)
+		}
+		return q.cfg.MaxBytes, -1
+	}
+	headroom := free - q.cfg.MinFreeBytes + int64(q.db.Stats().FreeAlloc)
+	return min(q.cfg.MaxBytes, max(st.bytes+headroom, 0)), free
+}
+
+// dropOldest enforces the bound by deleting the oldest items that are not in
 // flight. An in-flight item was sent and waits for its PUBACK: it may well
 // have reached the cloud, so deleting it would count as lost what was not,
 // and re-sending it after a reconnect is what keeps its batch whole. The
 // bound therefore yields by at most the in-flight window.
-func (q *Queue) dropOldest(tx *bolt.Tx, st *writerState) (int64, error) {
+func (q *Queue) dropOldest(tx *bolt.Tx, st *writerState, bound int64) (int64, error) {
 	var dropped int64
 	c := tx.Bucket(bucketItems).Cursor()
 	k, v := c.First()
-	for k != nil && st.bytes > q.cfg.MaxBytes {
+	for k != nil && st.bytes > bound {
 		key := getU64(k)
 		if st.batchOf(key) != nil {
 			k, v = c.Next()
@@ -410,6 +437,8 @@ func (q *Queue) publishState() {
 	s.inflightR.Store(w.inflightReadings)
 	s.inflightB.Store(int64(len(w.inflight)))
 	s.events.Store(int64(len(w.events)))
+	s.bound.Store(w.bound)
+	s.diskFree.Store(w.diskFree)
 }
 
 func (q *Queue) updateOldest(tx *bolt.Tx) {

@@ -1,0 +1,156 @@
+package queue
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// fakeDisk reports a settable amount of free space for the queue's
+// directory; the real filesystem is left alone.
+type fakeDisk struct{ free atomic.Int64 }
+
+func (d *fakeDisk) freeSpace(string) (int64, error) { return d.free.Load(), nil }
+
+// addCommitted adds n items of perItem readings starting at reading from and
+// waits for their commit.
+func addCommitted(t *testing.T, q *Queue, from, n, perItem int) {
+	t.Helper()
+	var c *Commit
+	for i := 0; i < n; i++ {
+		var err error
+		if c, err = q.Add(readings("meter-1", from+i*perItem, perItem)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// When the disk runs short of MinFreeBytes, the bound drops below MaxBytes:
+// the oldest readings go, as they would at MaxBytes, the newest are kept,
+// an overflow event says why, and the bound returns when space does.
+func TestDiskShortLowersTheBound(t *testing.T) {
+	ctx := context.Background()
+	disk := &fakeDisk{}
+	disk.free.Store(1 << 40)
+	const maxBytes, minFree, perItem = 64 << 20, 8 << 20, 100
+	q := openQueue(t, Config{MaxBytes: maxBytes, MinFreeBytes: minFree, DiskFree: disk.freeSpace, OverflowEventInterval: time.Hour})
+
+	addCommitted(t, q, 0, 500, perItem)
+	st := q.Stats()
+	if st.DroppedReadings != 0 || st.BoundBytes != maxBytes || st.DiskFreeBytes != 1<<40 {
+		t.Fatalf("with room on disk: %+v", st)
+	}
+	held := st.Bytes
+
+	// Others fill the disk: 1 MiB short of the reserve, and the queue file
+	// has next to no free pages inside.
+	short := int64(minFree - 1<<20)
+	disk.free.Store(short)
+	addCommitted(t, q, 500*perItem, 100, perItem)
+	st = q.Stats()
+	if st.DroppedReadings == 0 {
+		t.Fatalf("nothing dropped with the disk short of its reserve: %+v", st)
+	}
+	if st.BoundBytes >= held || st.Bytes > st.BoundBytes || st.DiskFreeBytes != short {
+		t.Fatalf("bound %d, holding %d bytes (held %d before), disk free %d: %+v", st.BoundBytes, st.Bytes, held, st.DiskFreeBytes, st)
+	}
+	if st.DroppedReadings+st.Readings != 600*perItem {
+		t.Fatalf("dropped %d + kept %d readings, want %d", st.DroppedReadings, st.Readings, 600*perItem)
+	}
+	// The newest readings are what is left.
+	bs, err := q.Next(ctx, Live, protocol.MaxBatchReadings, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, b := range bs {
+		got = append(got, values(decode(t, b).Readings)...)
+	}
+	wantRange(t, got, int(st.DroppedReadings), int(st.Readings))
+	evs := q.Events()
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want one queue_overflow", len(evs))
+	}
+	e, err := protocol.DecodeEvent(evs[0].Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Kind != protocol.EventQueueOverflow || !strings.Contains(e.Message, "disk nearly full") ||
+		e.Attrs["disk_free_bytes"] != float64(short) || e.Attrs["bound_bytes"] >= maxBytes || e.Attrs["dropped"] != float64(st.DroppedReadings) {
+		t.Fatalf("overflow event %+v", e)
+	}
+	for _, b := range bs {
+		q.Ack(b.Seq)
+	}
+
+	// Space comes back: the bound is MaxBytes again and nothing more goes.
+	disk.free.Store(1 << 40)
+	dropped := st.DroppedReadings
+	addCommitted(t, q, 600*perItem, 100, perItem)
+	if st = q.Stats(); st.DroppedReadings != dropped || st.BoundBytes != maxBytes {
+		t.Fatalf("with room again: dropped %d (was %d), bound %d", st.DroppedReadings, dropped, st.BoundBytes)
+	}
+}
+
+// Space free inside the queue file counts as room: after a backlog was sent
+// and acknowledged, new readings reuse the file's free pages, so a disk
+// short of its reserve drops nothing while that room lasts.
+func TestFreePagesInTheFileCountAsRoom(t *testing.T) {
+	ctx := context.Background()
+	disk := &fakeDisk{}
+	disk.free.Store(1 << 40)
+	const minFree, perItem = 8 << 20, 100
+	q := openQueue(t, Config{MinFreeBytes: minFree, DiskFree: disk.freeSpace})
+	addCommitted(t, q, 0, 4000, perItem) // several MiB of items
+	for {
+		bs, err := q.Next(ctx, Live, protocol.MaxBatchReadings, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bs) == 0 {
+			break
+		}
+		for _, b := range bs {
+			q.Ack(b.Seq)
+		}
+	}
+	if err := q.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Flush(ctx); err != nil { // the pages freed by the acks are released at the next commit
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.Items != 0 {
+		t.Fatalf("%d items left after acking everything", st.Items)
+	}
+	disk.free.Store(minFree - 1<<20)
+	addCommitted(t, q, 4000*perItem, 100, perItem)
+	if st := q.Stats(); st.DroppedReadings != 0 || st.Readings != 100*perItem {
+		t.Fatalf("dropped %d readings with the file's own free pages to spare (bound %d): %+v", st.DroppedReadings, st.BoundBytes, st)
+	}
+}
+
+// Without a test hook the queue asks the filesystem.
+func TestDiskFreeFromTheFilesystem(t *testing.T) {
+	dir := t.TempDir()
+	free, err := diskFree(dir)
+	if err != nil || free <= 0 {
+		t.Fatalf("diskFree(%q) = %d, %v", dir, free, err)
+	}
+	q := openQueue(t, Config{Path: filepath.Join(dir, "queue.db")})
+	addCommitted(t, q, 0, 1, 10)
+	if st := q.Stats(); st.DiskFreeBytes <= 0 || st.BoundBytes <= 0 {
+		t.Fatalf("disk free %d, bound %d after a commit", st.DiskFreeBytes, st.BoundBytes)
+	}
+	if _, err := diskFree(filepath.Join(dir, "no-such-dir")); err == nil {
+		t.Error("diskFree of a missing directory: no error")
+	}
+}

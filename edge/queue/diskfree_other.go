@@ -1,0 +1,10 @@
+//go:build !(linux || darwin || freebsd)
+
+package queue
+
+import "errors"
+
+// diskFree is unknown here; the queue is then bounded by MaxBytes alone.
+func diskFree(string) (int64, error) {
+	return 0, errors.New("cannot read free disk space on this system")
+}
