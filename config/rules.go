@@ -25,7 +25,109 @@ var Severities = []string{"critical", "major", "minor", "warning"}
 
 // RuleFile is the alarm rules file.
 type RuleFile struct {
-	Rules []Rule `yaml:"rules"`
+	Rules      []Rule            `yaml:"rules"`
+	WorkOrders WorkOrderSettings `yaml:"work_orders"`
+}
+
+// WorkOrderSettings hold what work orders need beyond their rules: the
+// working-day calendar behind sla_next_working_day, and the escalation to
+// HQ.
+type WorkOrderSettings struct {
+	// WorkdayStart is when a working day begins, "HH:MM" in each project's
+	// time zone [09:00].
+	WorkdayStart string `yaml:"workday_start"`
+	// Holidays are dates ("2027-01-01") that are no working day though they
+	// fall on Monday to Friday.
+	Holidays []string `yaml:"holidays"`
+	// Workdays are Saturdays or Sundays that are working days (the make-up
+	// days that come with public holidays in China).
+	Workdays []string `yaml:"workdays"`
+	// EscalateHQAfter is how long after its escalation to the project
+	// manager an order still not in progress escalates to HQ [1h].
+	EscalateHQAfter Duration `yaml:"escalate_hq_after"`
+}
+
+// DefaultWorkdayStart is when a working day begins unless
+// work_orders.workday_start says otherwise.
+const DefaultWorkdayStart = 9 * time.Hour
+
+const dateLayout = "2006-01-02"
+
+// DayStart is the offset of WorkdayStart from midnight.
+func (w *WorkOrderSettings) DayStart() time.Duration {
+	if w == nil || w.WorkdayStart == "" {
+		return DefaultWorkdayStart
+	}
+	m, err := ParseClock(w.WorkdayStart)
+	if err != nil || m >= 24*60 {
+		return DefaultWorkdayStart
+	}
+	return time.Duration(m) * time.Minute
+}
+
+// WorkingDay reports whether day (its date as written in its location) is
+// a working day: Monday to Friday unless a holiday, or a listed workday.
+func (w *WorkOrderSettings) WorkingDay(day time.Time) bool {
+	if w != nil {
+		key := day.Format(dateLayout)
+		if contains(w.Holidays, key) {
+			return false
+		}
+		if contains(w.Workdays, key) {
+			return true
+		}
+	}
+	return day.Weekday() != time.Saturday && day.Weekday() != time.Sunday
+}
+
+// NextWorkingDayStart is the start of the first working day after t's
+// date, in loc.
+func (w *WorkOrderSettings) NextWorkingDayStart(t time.Time, loc *time.Location) time.Time {
+	if loc == nil {
+		loc = time.UTC
+	}
+	lt := t.In(loc)
+	d := time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, loc)
+	// Validate refuses calendars without working days; the bound only
+	// guards against one built in code.
+	for i := 0; i < 366 && !w.WorkingDay(d); i++ {
+		d = d.AddDate(0, 0, 1)
+	}
+	start := w.DayStart()
+	return time.Date(d.Year(), d.Month(), d.Day(), int(start/time.Hour), int(start%time.Hour/time.Minute), 0, 0, loc)
+}
+
+func (w *WorkOrderSettings) validate(p *Problems) {
+	if w.WorkdayStart != "" {
+		if m, err := ParseClock(w.WorkdayStart); err != nil || m >= 24*60 {
+			p.Addf("work_orders.workday_start", "invalid time %q (want HH:MM, like \"09:00\")", w.WorkdayStart)
+		}
+	}
+	seen := map[string]string{}
+	for _, list := range []struct {
+		name  string
+		dates []string
+	}{{"holidays", w.Holidays}, {"workdays", w.Workdays}} {
+		for i, s := range list.dates {
+			path := Join("work_orders."+list.name, i)
+			d, err := time.Parse(dateLayout, s)
+			if err != nil {
+				p.Addf(path, "invalid date %q (want YYYY-MM-DD)", s)
+				continue
+			}
+			if prev, dup := seen[s]; dup {
+				p.Addf(path, "%s is already listed in work_orders.%s", s, prev)
+			}
+			seen[s] = list.name
+			weekend := d.Weekday() == time.Saturday || d.Weekday() == time.Sunday
+			if list.name == "workdays" && !weekend {
+				p.Addf(path, "%s is a %s, a working day anyway (workdays lists weekend days that are worked)", s, d.Weekday())
+			}
+		}
+	}
+	if w.EscalateHQAfter.Duration < 0 {
+		p.Addf("work_orders.escalate_hq_after", "must be >= 0, got %s", w.EscalateHQAfter)
+	}
 }
 
 // Rule is an alarm rule.
@@ -69,6 +171,7 @@ type WorkOrderSpec struct {
 
 // Validate checks every rule.
 func (f *RuleFile) Validate(p *Problems) {
+	f.WorkOrders.validate(p)
 	ids := map[string]bool{}
 	for i := range f.Rules {
 		r := &f.Rules[i]

@@ -140,3 +140,36 @@ func TestTariffPeriodAt(t *testing.T) {
 		t.Errorf("PeriodAt in a month of no season = %q, want none", p)
 	}
 }
+
+// The working-day calendar behind sla_next_working_day, around China's
+// National Day week of 2026: 1 October is a Thursday; the 1st, 2nd and the
+// 5th to 7th are holidays and Saturday the 10th is worked instead.
+func TestNextWorkingDayStart(t *testing.T) {
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := func(m time.Month, d, h, min int) time.Time { return time.Date(2026, m, d, h, min, 0, 0, sh) }
+	cal := &WorkOrderSettings{
+		WorkdayStart: "08:30",
+		Holidays:     []string{"2026-10-01", "2026-10-02", "2026-10-05", "2026-10-06", "2026-10-07"},
+		Workdays:     []string{"2026-10-10"},
+	}
+	for _, c := range []struct {
+		name     string
+		cal      *WorkOrderSettings
+		at, want time.Time
+	}{
+		{"Wednesday before the holidays → Thursday 8 October", cal, day(9, 30, 15, 0), day(10, 8, 8, 30)},
+		{"Friday 9 October → the worked Saturday", cal, day(10, 9, 15, 0), day(10, 10, 8, 30)},
+		{"the worked Saturday → Monday 12 October", cal, day(10, 10, 10, 0), day(10, 12, 8, 30)},
+		{"a holiday → the next working day", cal, day(10, 6, 23, 59), day(10, 8, 8, 30)},
+		{"no calendar: Friday → Monday 09:00", nil, day(10, 9, 15, 0), day(10, 12, 9, 0)},
+		{"no calendar: Wednesday → Thursday 09:00", nil, day(9, 30, 15, 0), day(10, 1, 9, 0)},
+		{"UTC evening is already the next day in Shanghai", cal, time.Date(2026, 10, 8, 17, 0, 0, 0, time.UTC), day(10, 10, 8, 30)},
+	} {
+		if got := c.cal.NextWorkingDayStart(c.at, sh); !got.Equal(c.want) {
+			t.Errorf("%s: NextWorkingDayStart(%s) = %s, want %s", c.name, c.at, got.In(sh), c.want)
+		}
+	}
+}

@@ -99,28 +99,11 @@ func canBeAssigned(s *config.Staff, company, project string) bool {
 	return false
 }
 
-// WorkdayStart is when the next working day begins for
-// sla_next_working_day (09:00 in the project's zone, Monday to Friday).
-const WorkdayStart = 9 * time.Hour
-
-// nextWorkingDay returns 09:00 of the first Monday-to-Friday day after t's
-// date, in loc.
-func nextWorkingDay(t time.Time, loc *time.Location) time.Time {
-	if loc == nil {
-		loc = time.UTC
-	}
-	lt := t.In(loc)
-	d := time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, loc)
-	for d.Weekday() == time.Saturday || d.Weekday() == time.Sunday {
-		d = d.AddDate(0, 0, 1)
-	}
-	return time.Date(d.Year(), d.Month(), d.Day(), int(WorkdayStart/time.Hour), 0, 0, 0, loc)
-}
-
-// slaDue is when someone must be on site for an order raised at t.
-func slaDue(t time.Time, sla time.Duration, workingDay bool, loc *time.Location) time.Time {
+// slaDue is when someone must be on site for an order raised at t: t+sla,
+// or with workingDay the start of the next working day of cal in loc.
+func slaDue(t time.Time, sla time.Duration, workingDay bool, cal *config.WorkOrderSettings, loc *time.Location) time.Time {
 	if workingDay {
-		return nextWorkingDay(t, loc).UTC()
+		return cal.NextWorkingDayStart(t, loc).UTC()
 	}
 	return t.Add(sla).UTC()
 }

@@ -95,7 +95,7 @@ func (d *Desk) Create(ctx context.Context, v alarm.Viewer, r NewOrder) (WorkOrde
 		if def, ok := ManualSLA[prio]; ok {
 			due = now.Add(def)
 		} else {
-			due = slaDue(now, 0, true, p.Location)
+			due = slaDue(now, 0, true, &d.cfg.Rules.WorkOrders, p.Location)
 		}
 	}
 	w := &WorkOrder{

@@ -42,7 +42,8 @@ type Config struct {
 	// storage retried. Default 30s.
 	CheckInterval time.Duration
 	// EscalateHQAfter is how long after escalating to the project manager
-	// an order still not in progress escalates to HQ. Default 1h.
+	// an order still not in progress escalates to HQ. Default: the rules
+	// file's work_orders.escalate_hq_after, else 1h.
 	EscalateHQAfter time.Duration
 }
 
@@ -70,6 +71,9 @@ func (c *Config) validate() error {
 	}
 	if c.CheckInterval == 0 {
 		c.CheckInterval = 30 * time.Second
+	}
+	if c.EscalateHQAfter == 0 {
+		c.EscalateHQAfter = c.Rules.WorkOrders.EscalateHQAfter.Duration
 	}
 	if c.EscalateHQAfter == 0 {
 		c.EscalateHQAfter = time.Hour

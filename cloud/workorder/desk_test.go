@@ -134,6 +134,45 @@ func TestOneOrderPerAlarmAndReopenWindow(t *testing.T) {
 	}
 }
 
+// The rules file's work_orders settings: a holiday moves a next-working-day
+// SLA on, and escalate_hq_after shortens the wait before HQ hears of a late
+// order.
+func TestWorkOrderCalendarAndHQDelay(t *testing.T) {
+	b := loadBundle(t)
+	b.Rules.WorkOrders = config.WorkOrderSettings{
+		WorkdayStart:    "08:00",
+		Holidays:        []string{"2025-03-10"}, // the Monday after monday10's week
+		EscalateHQAfter: config.D(10 * time.Minute),
+	}
+	r := newRig(t, b, nil)
+	ctx := context.Background()
+	fri := time.Date(2025, 3, 7, 15, 0, 0, 0, shanghai)
+	light := r.orderFor(r.raise("garden-lighting-1", "lighting-circuit-fault", fri))
+	if want := time.Date(2025, 3, 11, 8, 0, 0, 0, shanghai); !light.SLADue.Equal(want) {
+		t.Fatalf("lighting order raised Friday before a Monday holiday due %s, want Tuesday %s", light.SLADue.In(shanghai), want)
+	}
+	trapped := r.orderFor(r.raise("garden-elevator-1", "elevator-trapped", monday10))
+	level := func() int {
+		w, err := r.d.Get(hqAdmin, trapped.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.Escalation
+	}
+	r.d.checkSLA(ctx, monday10.Add(31*time.Minute))
+	if level() != EscalationManager {
+		t.Fatal("not escalated to the manager after the 30 minutes")
+	}
+	r.d.checkSLA(ctx, monday10.Add(39*time.Minute))
+	if level() != EscalationManager {
+		t.Fatal("escalated to HQ before escalate_hq_after")
+	}
+	r.d.checkSLA(ctx, monday10.Add(42*time.Minute))
+	if level() != EscalationHQ {
+		t.Fatal("not escalated to HQ 10 minutes after the manager")
+	}
+}
+
 func TestSLAAndEscalation(t *testing.T) {
 	r := newRig(t, nil, nil)
 	ctx := context.Background()

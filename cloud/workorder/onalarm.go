@@ -54,7 +54,7 @@ func (d *Desk) onRaise(ev alarm.Event) []Event {
 	if !ok {
 		return nil
 	}
-	due := slaDue(a.RaisedAt, spec.SLA.Duration, spec.SLAWorkingDay, p.Location)
+	due := slaDue(a.RaisedAt, spec.SLA.Duration, spec.SLAWorkingDay, &d.cfg.Rules.WorkOrders, p.Location)
 	if prev := d.orders[d.latest[a.Subject()+"/"+a.Rule]]; prev != nil {
 		switch {
 		case prev.Open():
