@@ -37,7 +37,6 @@ func addCommitted(t *testing.T, q *Queue, from, n, perItem int) {
 // the oldest readings go, as they would at MaxBytes, the newest are kept,
 // an overflow event says why, and the bound returns when space does.
 func TestDiskShortLowersTheBound(t *testing.T) {
-	ctx := context.Background()
 	disk := &fakeDisk{}
 	disk.free.Store(1 << 40)
 	const maxBytes, minFree, perItem = 64 << 20, 8 << 20, 100
@@ -66,23 +65,8 @@ func TestDiskShortLowersTheBound(t *testing.T) {
 		t.Fatalf("dropped %d + kept %d readings, want %d", st.DroppedReadings, st.Readings, 600*perItem)
 	}
 	// The newest readings are what is left.
-	bs, err := q.Next(ctx, Live, protocol.MaxBatchReadings, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []int
-	for _, b := range bs {
-		got = append(got, values(decode(t, b).Readings)...)
-	}
-	wantRange(t, got, int(st.DroppedReadings), int(st.Readings))
-	evs := q.Events()
-	if len(evs) != 1 {
-		t.Fatalf("%d events, want one queue_overflow", len(evs))
-	}
-	e, err := protocol.DecodeEvent(evs[0].Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bs := newestSurvive(t, q, st)
+	e := onlyEvent(t, q)
 	if e.Kind != protocol.EventQueueOverflow || !strings.Contains(e.Message, "disk nearly full") ||
 		e.Attrs["disk_free_bytes"] != float64(short) || e.Attrs["bound_bytes"] >= maxBytes || e.Attrs["dropped"] != float64(st.DroppedReadings) {
 		t.Fatalf("overflow event %+v", e)

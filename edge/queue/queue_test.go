@@ -232,24 +232,9 @@ func TestDropOldestAtBound(t *testing.T) {
 		t.Errorf("file is %d bytes for a bound of %d", st.FileBytes, maxBytes)
 	}
 	// The newest readings survive, the oldest are gone.
-	bs, err := q.Next(ctx, Live, protocol.MaxBatchReadings, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []int
-	for _, b := range bs {
-		got = append(got, values(decode(t, b).Readings)...)
-	}
-	wantRange(t, got, int(st.DroppedReadings), int(st.Readings))
+	newestSurvive(t, q, st)
 	// One overflow event carries the count.
-	evs := q.Events()
-	if len(evs) != 1 {
-		t.Fatalf("%d events, want 1 queue_overflow", len(evs))
-	}
-	e, err := protocol.DecodeEvent(evs[0].Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := onlyEvent(t, q)
 	if e.Kind != protocol.EventQueueOverflow || e.Attrs["dropped"] <= 0 || e.Attrs["dropped"] > float64(st.DroppedReadings) || e.Gateway != testGateway {
 		t.Fatalf("overflow event %+v (dropped in total %d)", e, st.DroppedReadings)
 	}
@@ -445,4 +430,35 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 	_ = os.Remove("x.db")
+}
+
+// newestSurvive checks that the live lane holds exactly the readings after
+// the st.DroppedReadings oldest ones (values are their index), and returns
+// the batches it formed.
+func newestSurvive(t *testing.T, q *Queue, st Stats) []*Batch {
+	t.Helper()
+	bs, err := q.Next(context.Background(), Live, protocol.MaxBatchReadings, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, b := range bs {
+		got = append(got, values(decode(t, b).Readings)...)
+	}
+	wantRange(t, got, int(st.DroppedReadings), int(st.Readings))
+	return bs
+}
+
+// onlyEvent returns the queue's one stored event, decoded.
+func onlyEvent(t *testing.T, q *Queue) protocol.Event {
+	t.Helper()
+	evs := q.Events()
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want one", len(evs))
+	}
+	e, err := protocol.DecodeEvent(evs[0].Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
