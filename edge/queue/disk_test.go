@@ -42,7 +42,7 @@ func TestDiskShortLowersTheBound(t *testing.T) {
 	const maxBytes, minFree, perItem = 64 << 20, 8 << 20, 100
 	q := openQueue(t, Config{MaxBytes: maxBytes, MinFreeBytes: minFree, DiskFree: disk.freeSpace, OverflowEventInterval: time.Hour})
 
-	addCommitted(t, q, 0, 500, perItem)
+	addCommitted(t, q, 0, 2000, perItem) // a few MB: well above MinBoundBytes
 	st := q.Stats()
 	if st.DroppedReadings != 0 || st.BoundBytes != maxBytes || st.DiskFreeBytes != 1<<40 {
 		t.Fatalf("with room on disk: %+v", st)
@@ -53,22 +53,22 @@ func TestDiskShortLowersTheBound(t *testing.T) {
 	// has next to no free pages inside.
 	short := int64(minFree - 1<<20)
 	disk.free.Store(short)
-	addCommitted(t, q, 500*perItem, 100, perItem)
+	addCommitted(t, q, 2000*perItem, 100, perItem)
 	st = q.Stats()
 	if st.DroppedReadings == 0 {
 		t.Fatalf("nothing dropped with the disk short of its reserve: %+v", st)
 	}
-	if st.BoundBytes >= held || st.Bytes > st.BoundBytes || st.DiskFreeBytes != short {
+	if st.BoundBytes >= held || st.BoundBytes <= MinBoundBytes || st.Bytes > st.BoundBytes || st.DiskFreeBytes != short {
 		t.Fatalf("bound %d, holding %d bytes (held %d before), disk free %d: %+v", st.BoundBytes, st.Bytes, held, st.DiskFreeBytes, st)
 	}
-	if st.DroppedReadings+st.Readings != 600*perItem {
-		t.Fatalf("dropped %d + kept %d readings, want %d", st.DroppedReadings, st.Readings, 600*perItem)
+	if st.DroppedReadings+st.Readings != 2100*perItem {
+		t.Fatalf("dropped %d + kept %d readings, want %d", st.DroppedReadings, st.Readings, 2100*perItem)
 	}
 	// The newest readings are what is left.
 	bs := newestSurvive(t, q, st)
 	e := onlyEvent(t, q)
 	if e.Kind != protocol.EventQueueOverflow || !strings.Contains(e.Message, "disk nearly full") ||
-		e.Attrs["disk_free_bytes"] != float64(short) || e.Attrs["bound_bytes"] >= maxBytes || e.Attrs["dropped"] != float64(st.DroppedReadings) {
+		e.Attrs["disk_free_bytes"] != float64(short) || e.Attrs["bound_bytes"] >= maxBytes || e.Attrs["dropped"] <= 0 || e.Attrs["dropped"] > float64(st.DroppedReadings) {
 		t.Fatalf("overflow event %+v", e)
 	}
 	for _, b := range bs {
@@ -78,7 +78,7 @@ func TestDiskShortLowersTheBound(t *testing.T) {
 	// Space comes back: the bound is MaxBytes again and nothing more goes.
 	disk.free.Store(1 << 40)
 	dropped := st.DroppedReadings
-	addCommitted(t, q, 600*perItem, 100, perItem)
+	addCommitted(t, q, 2100*perItem, 100, perItem)
 	if st = q.Stats(); st.DroppedReadings != dropped || st.BoundBytes != maxBytes {
 		t.Fatalf("with room again: dropped %d (was %d), bound %d", st.DroppedReadings, dropped, st.BoundBytes)
 	}
@@ -137,4 +137,21 @@ func TestDiskFreeFromTheFilesystem(t *testing.T) {
 	if _, err := diskFree(filepath.Join(dir, "no-such-dir")); err == nil {
 		t.Error("diskFree of a missing directory: no error")
 	}
+}
+
+// On a disk with nothing free at all the bound stops at MinBoundBytes: the
+// readings of the moment stay and can still be sent, only older ones go.
+func TestFullDiskKeepsTheNewestMegabyte(t *testing.T) {
+	disk := &fakeDisk{}
+	q := openQueue(t, Config{MinFreeBytes: 8 << 20, DiskFree: disk.freeSpace, OverflowEventInterval: time.Hour})
+	const perItem = 100
+	addCommitted(t, q, 0, 3000, perItem) // about 2.6 MB of items
+	st := q.Stats()
+	if st.BoundBytes != MinBoundBytes || st.Bytes > MinBoundBytes || st.Bytes < MinBoundBytes/2 {
+		t.Fatalf("bound %d, holding %d bytes; want the bound at %d and most of it used", st.BoundBytes, st.Bytes, MinBoundBytes)
+	}
+	if st.DroppedReadings == 0 || st.DroppedReadings+st.Readings != 3000*perItem {
+		t.Fatalf("dropped %d + kept %d readings, want %d", st.DroppedReadings, st.Readings, 3000*perItem)
+	}
+	newestSurvive(t, q, st)
 }

@@ -150,7 +150,7 @@ func (c *Config) validate() error {
 		return errors.New("cannot configure queue: path is empty")
 	case protocol.CheckID(c.Gateway) != nil:
 		return fmt.Errorf("cannot configure queue: gateway: %w", protocol.CheckID(c.Gateway))
-	case c.MaxBytes < 1<<20:
+	case c.MaxBytes < MinBoundBytes:
 		return fmt.Errorf("cannot configure queue: max bytes %d is below 1 MiB", c.MaxBytes)
 	case c.CommitInterval < 0 || c.CommitMaxItems < 0 || c.PendingMaxBytes < 0 || c.MaxEvents < 0:
 		return errors.New("cannot configure queue: negative limit")

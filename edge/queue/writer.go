@@ -365,8 +365,14 @@ func (q *Queue) bound(st *writerState, now time.Time) (bound, free int64) {
 		return q.cfg.MaxBytes, -1
 	}
 	headroom := free - q.cfg.MinFreeBytes + int64(q.db.Stats().FreeAlloc)
-	return min(q.cfg.MaxBytes, max(st.bytes+headroom, 0)), free
+	return min(q.cfg.MaxBytes, max(st.bytes+headroom, MinBoundBytes)), free
 }
+
+// MinBoundBytes is the least the bound shrinks to on a full disk: room for
+// the readings of the moment, so that they still reach the uplink instead
+// of being dropped in the commit that stores them. It is also the smallest
+// MaxBytes.
+const MinBoundBytes = 1 << 20
 
 // dropOldest enforces the bound by deleting the oldest items that are not in
 // flight. An in-flight item was sent and waits for its PUBACK: it may well
