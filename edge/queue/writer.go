@@ -199,6 +199,9 @@ func (q *Queue) commitOnce() bool {
 	now := time.Now()
 	st := q.w.clone()
 	st.bound, st.diskFree = q.bound(&st, now)
+	if st.diskFree >= 0 && st.diskFree < q.cfg.MinFreeBytes && len(work.items) > 0 && st.bytes+work.bytes > st.bound {
+		q.makeRoom(&st, st.bound-work.bytes)
+	}
 	var (
 		formed  [][]*Batch
 		nextErr []error
@@ -266,6 +269,38 @@ func (q *Queue) commitOnce() bool {
 		signal(q.notify)
 	}
 	return true
+}
+
+// makeRoom drops the oldest items down to target bytes in a commit of
+// their own, for a disk short of MinFreeBytes. Pages a transaction frees are
+// reusable only by later ones: new items written in the commit that drops
+// would need disk space that is not there, and on a full disk that commit
+// would fail again and again. If this commit fails too, the main one goes
+// ahead as before (and retries).
+func (q *Queue) makeRoom(st *writerState, target int64) {
+	next := st.clone()
+	tx, err := q.db.Begin(true)
+	if err != nil {
+		return
+	}
+	dropped, err := q.dropOldest(tx, &next, max(target, 0))
+	if err != nil || dropped == 0 {
+		tx.Rollback()
+		return
+	}
+	q.updateOldest(tx)
+	q.stats.fileSize.Store(tx.Size())
+	if err := tx.Commit(); err != nil {
+		return
+	}
+	next.droppedSinceEvent += dropped // the main commit stores the overflow event
+	*st = next
+	q.smu.Lock()
+	q.w = next.clone()
+	q.smu.Unlock()
+	q.publishState()
+	q.stats.commits.Add(1)
+	q.stats.dropped.Add(dropped)
 }
 
 // requeue puts the work of a failed commit back in front of what arrived

@@ -1,0 +1,115 @@
+package queue
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/plantroom/plantroom/protocol"
+)
+
+const envFullFS = "PLANTROOM_QUEUE_FULLFS"
+
+// TestFullFilesystem fills a real filesystem to the last byte beside the
+// queue: a 16 MiB tmpfs, mounted in a private mount namespace (unshare), so
+// nothing outside the test sees it. The queue must keep taking readings
+// without a failed commit, drop its oldest ones to make room, and hand the
+// newest ones to the uplink. The test binary runs itself again inside the
+// namespace; mounting needs root, as CI runs.
+func TestFullFilesystem(t *testing.T) {
+	if dir := os.Getenv(envFullFS); dir != "" {
+		fullFilesystem(t, dir)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a test tmpfs needs root (CI runs as root)")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatalf("cannot find unshare (util-linux): %v", err)
+	}
+	dir := t.TempDir()
+	script := `mount -t tmpfs -o size=16m plantroom-queue-test "$1" && exec "$2" -test.run '^TestFullFilesystem$' -test.v -test.count 1`
+	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", script, "sh", dir, os.Args[0])
+	cmd.Env = append(os.Environ(), envFullFS+"="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the queue on a full filesystem: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
+
+func fullFilesystem(t *testing.T, dir string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := openQueue(t, Config{Path: filepath.Join(dir, "q", "queue.db"), MaxBytes: 256 << 20, MinFreeBytes: 2 << 20,
+		CommitInterval: 5 * time.Millisecond})
+	const perItem = 100
+	added := 0
+	add := func(n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if _, err := q.Add(readings("meter-1", added*perItem, perItem)); err != nil {
+				t.Fatalf("Add refused item %d: %v", added, err)
+			}
+			added++
+		}
+		if err := q.Flush(ctx); err != nil {
+			t.Fatalf("Flush after item %d: %v (%+v)", added, err, q.Stats())
+		}
+	}
+	add(2000) // about 5 MB of items, the uplink down
+
+	// Someone else takes every byte left.
+	f, err := os.Create(filepath.Join(dir, "junk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	if free, err := diskFree(dir); err != nil || free != 0 {
+		t.Fatalf("the tmpfs has %d bytes free after the junk file (%v)", free, err)
+	}
+
+	for round := 0; round < 3; round++ {
+		add(1000)
+	}
+	st := q.Stats()
+	t.Logf("after filling the disk: %+v", st)
+	if st.CommitErrors != 0 || st.RefusedReadings != 0 || st.DroppedReadings == 0 || st.DiskFreeBytes != 0 {
+		t.Fatalf("commit errors %d, refused %d, dropped %d, disk free %d", st.CommitErrors, st.RefusedReadings, st.DroppedReadings, st.DiskFreeBytes)
+	}
+	if st.DroppedReadings+st.Readings != int64(added*perItem) {
+		t.Fatalf("dropped %d + kept %d readings, want %d", st.DroppedReadings, st.Readings, added*perItem)
+	}
+	// The uplink comes back: the newest readings go out, contiguous.
+	var got []int
+	for {
+		bs, err := q.Next(ctx, Live, protocol.MaxBatchReadings, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bs) == 0 {
+			break
+		}
+		for _, b := range bs {
+			got = append(got, values(decode(t, b).Readings)...)
+			q.Ack(b.Seq)
+		}
+	}
+	wantRange(t, got, int(st.DroppedReadings), int(st.Readings))
+	if err := q.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.Items != 0 || st.CommitErrors != 0 {
+		t.Fatalf("after draining: %+v", st)
+	}
+}
