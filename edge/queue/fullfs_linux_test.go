@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -32,10 +33,16 @@ func TestFullFilesystem(t *testing.T) {
 		t.Fatalf("cannot find unshare (util-linux): %v", err)
 	}
 	dir := t.TempDir()
-	script := `mount -t tmpfs -o size=16m plantroom-queue-test "$1" && exec "$2" -test.run '^TestFullFilesystem$' -test.v -test.count 1`
+	script := `mount -t tmpfs -o size=16m plantroom-queue-test "$1" || { echo "$2: mount refused"; exit 97; }
+exec "$2" -test.run '^TestFullFilesystem$' -test.v -test.count 1`
 	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", script, "sh", dir, os.Args[0])
 	cmd.Env = append(os.Environ(), envFullFS+"="+dir)
 	out, err := cmd.CombinedOutput()
+	// A container without CAP_SYS_ADMIN refuses the namespace or the
+	// mount: that is the machine, not the queue.
+	if err != nil && (bytes.Contains(out, []byte("mount refused")) || bytes.Contains(out, []byte("unshare failed"))) {
+		t.Skipf("this machine refuses a private tmpfs mount to root:\n%s", out)
+	}
 	if err != nil {
 		t.Fatalf("the queue on a full filesystem: %v\n%s", err, out)
 	}
