@@ -121,6 +121,9 @@ func (a *App) build() error {
 				return err
 			}
 		}
+		if cfg.Broker.StorePath == "" {
+			a.Log.Warn("broker.store_path is empty: sessions and queued messages live in memory, and a crash or restart loses what the broker acknowledged to gateways but had not yet delivered to the ingest (docs/cloud.md)", "component", "broker")
+		}
 		a.Broker = b
 		a.components = append(a.components, named{ComponentBroker, b})
 	}

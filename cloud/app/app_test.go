@@ -15,6 +15,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/logtest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -179,4 +180,22 @@ func TestAPIOnlyProcessLoadsLatestValues(t *testing.T) {
 		d, _ := a.Presence.Device("tower-pump-1")
 		return ok && v.TS.Equal(now) && d.LastTS.Equal(now)
 	})
+}
+
+// A broker without a store says at start what a crash would cost; with one
+// it says nothing of the kind.
+func TestWarnsWithoutBrokerStore(t *testing.T) {
+	for _, store := range []string{"", filepath.Join(t.TempDir(), "state", "broker.db")} {
+		cfg := testConfig(t, "[broker]")
+		cfg.Broker.StorePath = store
+		var buf logtest.Buffer
+		a, err := New(context.Background(), cfg, Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runApp(t, a)
+		if warned := strings.Contains(buf.String(), "broker.store_path is empty"); warned != (store == "") {
+			t.Errorf("store_path %q: warned %v\n%s", store, warned, buf.String())
+		}
+	}
 }

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,25 +13,8 @@ import (
 	"github.com/plantroom/plantroom/devices/backfill"
 	"github.com/plantroom/plantroom/devices/internal/mqtttest"
 	"github.com/plantroom/plantroom/devices/sim"
+	"github.com/plantroom/plantroom/internal/logtest"
 )
-
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestRunStopsOnCancel(t *testing.T) {
 	dir := t.TempDir()
@@ -46,7 +27,7 @@ clock: {speed: 60}
 devices:
   - {id: m1, template: sdm630, listen: "127.0.0.1:0"}
 `), 0o644)
-	var logs syncBuffer
+	var logs logtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
