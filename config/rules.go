@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -45,6 +46,38 @@ type WorkOrderSettings struct {
 	// EscalateHQAfter is how long after its escalation to the project
 	// manager an order still not in progress escalates to HQ [1h].
 	EscalateHQAfter Duration `yaml:"escalate_hq_after"`
+	// ManualSLA is the on-site time of a manual order that names none, by
+	// priority ("p1" … "p4"): a duration, or "next_working_day". Priorities
+	// left out keep DefaultManualSLA.
+	ManualSLA map[string]string `yaml:"manual_sla"`
+}
+
+// NextWorkingDay is the manual_sla value for "by the start of the next
+// working day".
+const NextWorkingDay = "next_working_day"
+
+// DefaultManualSLA is the on-site time of manual orders by priority.
+var DefaultManualSLA = map[string]string{"p1": "1h", "p2": "4h", "p3": NextWorkingDay, "p4": "72h"}
+
+// ManualOrderSLA returns the on-site time of a manual order of priority
+// 1–4, or workingDay for the start of the next working day.
+func (w *WorkOrderSettings) ManualOrderSLA(priority int) (sla time.Duration, workingDay bool) {
+	key := fmt.Sprintf("p%d", priority)
+	v, ok := "", false
+	if w != nil {
+		v, ok = w.ManualSLA[key]
+	}
+	if !ok {
+		v = DefaultManualSLA[key]
+	}
+	if v == NextWorkingDay || v == "" {
+		return 0, true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 { // Validate refuses these
+		return 0, true
+	}
+	return d, false
 }
 
 // DefaultWorkdayStart is when a working day begins unless
@@ -127,6 +160,18 @@ func (w *WorkOrderSettings) validate(p *Problems) {
 	}
 	if w.EscalateHQAfter.Duration < 0 {
 		p.Addf("work_orders.escalate_hq_after", "must be >= 0, got %s", w.EscalateHQAfter)
+	}
+	for _, k := range sortedKeys(w.ManualSLA) {
+		path := "work_orders.manual_sla." + k
+		if _, known := DefaultManualSLA[k]; !known {
+			p.Addf(path, "unknown priority %q (want p1, p2, p3 or p4)", k)
+			continue
+		}
+		if v := w.ManualSLA[k]; v != NextWorkingDay {
+			if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+				p.Addf(path, "invalid value %q (want a duration like \"4h\", or %s)", v, NextWorkingDay)
+			}
+		}
 	}
 }
 

@@ -107,8 +107,3 @@ func slaDue(t time.Time, sla time.Duration, workingDay bool, cal *config.WorkOrd
 	}
 	return t.Add(sla).UTC()
 }
-
-// ManualSLA is the on-site time of manual orders by priority when the
-// request gives none; priority 3 and 4 mean the next working day and three
-// days.
-var ManualSLA = map[int]time.Duration{1: time.Hour, 2: 4 * time.Hour, 4: 72 * time.Hour}

@@ -25,7 +25,8 @@ type NewOrder struct {
 	Description string `json:"description,omitempty"`
 	Skill       string `json:"skill,omitempty"`    // technician skill wanted
 	Priority    int    `json:"priority,omitempty"` // 1 … 4, default 3
-	// SLA is the on-site time ("2h"); default by priority (see ManualSLA).
+	// SLA is the on-site time ("2h"); default by priority, the rules
+	// file's work_orders.manual_sla (config.DefaultManualSLA).
 	SLA string `json:"sla,omitempty"`
 }
 
@@ -92,11 +93,8 @@ func (d *Desk) Create(ctx context.Context, v alarm.Viewer, r NewOrder) (WorkOrde
 	now := d.cfg.Now().UTC()
 	due := now.Add(sla)
 	if sla == 0 {
-		if def, ok := ManualSLA[prio]; ok {
-			due = now.Add(def)
-		} else {
-			due = slaDue(now, 0, true, &d.cfg.Rules.WorkOrders, p.Location)
-		}
+		def, workingDay := d.cfg.Rules.WorkOrders.ManualOrderSLA(prio)
+		due = slaDue(now, def, workingDay, &d.cfg.Rules.WorkOrders, p.Location)
 	}
 	w := &WorkOrder{
 		ID: manualID(now), Company: co.ID, Project: p.ID, Device: r.Device, Category: category, Source: SourceManual,

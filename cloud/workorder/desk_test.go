@@ -3,6 +3,7 @@ package workorder
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -143,9 +144,25 @@ func TestWorkOrderCalendarAndHQDelay(t *testing.T) {
 		WorkdayStart:    "08:00",
 		Holidays:        []string{"2025-03-10"}, // the Monday after monday10's week
 		EscalateHQAfter: config.D(10 * time.Minute),
+		ManualSLA:       map[string]string{"p2": "2h", "p4": config.NextWorkingDay},
 	}
 	r := newRig(t, b, nil)
 	ctx := context.Background()
+	// Manual orders without an SLA of their own take manual_sla.
+	for prio, want := range map[int]time.Time{
+		1: monday10.Add(time.Hour),                     // the default
+		2: monday10.Add(2 * time.Hour),                 // manual_sla.p2
+		3: time.Date(2025, 3, 4, 8, 0, 0, 0, shanghai), // the default, next working day at workday_start
+		4: time.Date(2025, 3, 4, 8, 0, 0, 0, shanghai), // manual_sla.p4
+	} {
+		w, err := r.d.Create(ctx, pmGarden, NewOrder{Project: "garden", Title: fmt.Sprintf("P%d 报修", prio), Priority: prio})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !w.SLADue.Equal(want) {
+			t.Errorf("manual P%d due %s, want %s", prio, w.SLADue.In(shanghai), want)
+		}
+	}
 	fri := time.Date(2025, 3, 7, 15, 0, 0, 0, shanghai)
 	light := r.orderFor(r.raise("garden-lighting-1", "lighting-circuit-fault", fri))
 	if want := time.Date(2025, 3, 11, 8, 0, 0, 0, shanghai); !light.SLADue.Equal(want) {
