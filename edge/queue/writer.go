@@ -199,8 +199,9 @@ func (q *Queue) commitOnce() bool {
 	now := time.Now()
 	st := q.w.clone()
 	st.bound, st.diskFree = q.bound(&st, now)
-	if st.diskFree >= 0 && st.diskFree < q.cfg.MinFreeBytes && len(work.items) > 0 && st.bytes+work.bytes > st.bound {
-		q.makeRoom(&st, st.bound-work.bytes)
+	if adding := work.bytes + int64(len(work.items))*itemOverhead; st.diskFree >= 0 && st.diskFree < q.cfg.MinFreeBytes &&
+		len(work.items) > 0 && st.bytes+adding > st.bound {
+		q.makeRoom(&st, st.bound-adding)
 	}
 	var (
 		formed  [][]*Batch
