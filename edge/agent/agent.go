@@ -123,6 +123,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.queue.Start(ctx); err != nil {
 		return err
 	}
+	if note := QueueRoomNote(a.cfg); note != "" {
+		a.log.Warn("the disk cannot hold queue.max_bytes", "detail", note)
+	}
 	st := a.queue.Stats()
 	if err := a.queue.AddEvent(protocol.Event{
 		Kind:    protocol.EventGatewayStart,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -338,3 +339,33 @@ func (c *Config) validateDevices(p *config.Problems) {
 		p.Addf("mqtt", "required: devices with mqtt: addresses need the embedded broker or a site broker")
 	}
 }
+
+// QueueRoomNote says when the disk cannot hold queue.max_bytes beside
+// queue.min_free, and so how much the queue will hold at most; "" when it
+// can, or when the free space cannot be read. Not an error: the queue then
+// bounds itself by what fits (edge/README.md).
+func QueueRoomNote(c *Config) string {
+	dir := filepath.Dir(c.Queue.Path)
+	for { // the queue's directory may not exist before the first start
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	free, err := queue.FreeSpace(dir)
+	if err != nil {
+		return ""
+	}
+	var file int64
+	if fi, err := os.Stat(c.Queue.Path); err == nil {
+		file = fi.Size()
+	}
+	room := max(free-int64(c.Queue.MinFree)+file, queue.MinBoundBytes)
+	if room >= int64(c.Queue.MaxBytes) {
+		return ""
+	}
+	return fmt.Sprintf("queue.max_bytes (%s) does not fit on the disk of %s: %s free, %s kept free (queue.min_free); the queue will hold at most about %s",
+		mib(int64(c.Queue.MaxBytes)), dir, mib(free), mib(int64(c.Queue.MinFree)), mib(room))
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20)) }

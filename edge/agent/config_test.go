@@ -67,3 +67,18 @@ func TestParseByteSize(t *testing.T) {
 		}
 	}
 }
+
+// A max_bytes the disk cannot hold beside min_free is not an error, but
+// -check and the start say how much the queue will hold.
+func TestQueueRoomNote(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &Config{Queue: QueueConfig{Path: filepath.Join(dir, "not", "yet", "queue.db"), MaxBytes: 1 << 20, MinFree: 1 << 20}}
+	if note := QueueRoomNote(cfg); note != "" {
+		t.Errorf("2 MiB needed, and a note: %s", note)
+	}
+	cfg.Queue.MaxBytes = 1 << 50 // a petabyte: no test machine has it
+	note := QueueRoomNote(cfg)
+	if !strings.Contains(note, "queue.max_bytes (1073741824.0MiB) does not fit on the disk of "+dir) || !strings.Contains(note, "will hold at most about") {
+		t.Errorf("note for a petabyte bound: %q", note)
+	}
+}

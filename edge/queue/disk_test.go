@@ -125,17 +125,17 @@ func TestFreePagesInTheFileCountAsRoom(t *testing.T) {
 // Without a test hook the queue asks the filesystem.
 func TestDiskFreeFromTheFilesystem(t *testing.T) {
 	dir := t.TempDir()
-	free, err := diskFree(dir)
+	free, err := FreeSpace(dir)
 	if err != nil || free <= 0 {
-		t.Fatalf("diskFree(%q) = %d, %v", dir, free, err)
+		t.Fatalf("FreeSpace(%q) = %d, %v", dir, free, err)
 	}
 	q := openQueue(t, Config{Path: filepath.Join(dir, "queue.db")})
 	addCommitted(t, q, 0, 1, 10)
 	if st := q.Stats(); st.DiskFreeBytes <= 0 || st.BoundBytes <= 0 {
 		t.Fatalf("disk free %d, bound %d after a commit", st.DiskFreeBytes, st.BoundBytes)
 	}
-	if _, err := diskFree(filepath.Join(dir, "no-such-dir")); err == nil {
-		t.Error("diskFree of a missing directory: no error")
+	if _, err := FreeSpace(filepath.Join(dir, "no-such-dir")); err == nil {
+		t.Error("FreeSpace of a missing directory: no error")
 	}
 }
 

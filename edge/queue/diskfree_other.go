@@ -4,7 +4,7 @@ package queue
 
 import "errors"
 
-// diskFree is unknown here; the queue is then bounded by MaxBytes alone.
-func diskFree(string) (int64, error) {
+// FreeSpace is unknown here; the queue is then bounded by MaxBytes alone.
+func FreeSpace(string) (int64, error) {
 	return 0, errors.New("cannot read free disk space on this system")
 }

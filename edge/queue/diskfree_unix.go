@@ -7,9 +7,9 @@ import (
 	"syscall"
 )
 
-// diskFree returns the bytes an unprivileged process may still write on
+// FreeSpace returns the bytes an unprivileged process may still write on
 // the filesystem holding dir.
-func diskFree(dir string) (int64, error) {
+func FreeSpace(dir string) (int64, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return 0, fmt.Errorf("cannot read free space of %q: %w", dir, err)

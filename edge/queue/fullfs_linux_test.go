@@ -82,7 +82,7 @@ func fullFilesystem(t *testing.T, dir string) {
 		}
 	}
 	f.Close()
-	if free, err := diskFree(dir); err != nil || free != 0 {
+	if free, err := FreeSpace(dir); err != nil || free != 0 {
 		t.Fatalf("the tmpfs has %d bytes free after the junk file (%v)", free, err)
 	}
 

@@ -125,7 +125,7 @@ func (c *Config) setDefaults() {
 		c.MinFreeBytes = DefaultMinFreeBytes
 	}
 	if c.DiskFree == nil {
-		c.DiskFree = diskFree
+		c.DiskFree = FreeSpace
 	}
 	if c.CommitInterval == 0 {
 		c.CommitInterval = DefaultCommitInterval

@@ -54,6 +54,9 @@ func run(path string, check bool, log *slog.Logger) error {
 	}
 	if check {
 		fmt.Printf("%s: configuration is valid (%d devices)\n", path, len(cfg.Devices))
+		if note := agent.QueueRoomNote(cfg); note != "" {
+			fmt.Printf("note: %s\n", note)
+		}
 		return nil
 	}
 	sigs := make(chan os.Signal, 1)
