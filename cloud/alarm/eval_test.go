@@ -35,7 +35,7 @@ func TestThresholdWaitsForDurationAndClearsBeyondHysteresisAfterHold(t *testing.
 	if !a.RaisedAt.Equal(t0.Add(40*s)) || a.Value != 1.6 || a.Severity != "major" || a.Category != "pump" || !a.WorkOrder {
 		t.Errorf("alarm %+v: want raised at +40s with value 1.6, major, pump, work order", a)
 	}
-	ev := r.log.events[0]
+	ev := r.log.Events()[0]
 	if ev.Kind != EventRaise || ev.From != StateNormal || ev.To != StateActive || ev.Value != 1.6 || !ev.ReadingTS.Equal(t0.Add(40*s)) {
 		t.Errorf("raise event %+v: want normal→active with the causing reading 1.6 at +40s", ev)
 	}
@@ -52,7 +52,7 @@ func TestThresholdWaitsForDurationAndClearsBeyondHysteresisAfterHold(t *testing.
 	if r.active(pump, lowRule) != nil {
 		t.Fatalf("still active after 1m beyond the hysteresis: %v", r.log.kinds())
 	}
-	last := r.log.events[len(r.log.events)-1]
+	last := r.log.Events()[len(r.log.Events())-1]
 	if last.Kind != EventClear || !last.At.Equal(t0.Add(120*s)) || last.Alarm.State != StateCleared || last.Value != 2.5 {
 		t.Errorf("last event %+v: want clear at +120s with value 2.5", last)
 	}
@@ -131,7 +131,7 @@ func TestForTimerRaisesWithoutFurtherReadings(t *testing.T) {
 	if n := r.log.count(EventClear, lowRule); n != 1 {
 		t.Fatalf("%d clear events", n)
 	}
-	for _, ev := range r.log.events {
+	for _, ev := range r.log.Events() {
 		if ev.Kind == EventClear && ev.Alarm.Rule == lowRule && !ev.At.Equal(t0.Add(100*time.Second)) {
 			t.Errorf("clear event %+v: want at +100s", ev)
 		}

@@ -6,10 +6,11 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/fakes"
 )
 
 func TestFeedSequenceRingAndBackfill(t *testing.T) {
-	clock := &fakeClock{t: t0}
+	clock := fakes.NewClock(t0)
 	f := NewFeed(3, clock.Now)
 	f.Advance(uint64(t0.UnixMicro()) + 100) // stored events from before a restart
 	var seqs []uint64

@@ -9,32 +9,19 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/fakes"
 	"github.com/plantroom/plantroom/protocol"
 )
 
 // memLog is an in-memory EventLog for tests of the engine's logic; the
 // ClickHouse log has its own tests against a real server.
-type memLog struct {
-	mu     sync.Mutex
-	events []Event
-	fail   error
-}
+type memLog struct{ fakes.Log[Event] }
 
-func (l *memLog) AppendAlarmEvents(_ context.Context, evs []Event) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.fail != nil {
-		return l.fail
-	}
-	l.events = append(l.events, evs...)
-	return nil
-}
+func (l *memLog) AppendAlarmEvents(_ context.Context, evs []Event) error { return l.Append(evs) }
 
 func (l *memLog) LoadAlarms(context.Context) ([]Alarm, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	latest := map[string]Alarm{}
-	for _, ev := range l.events {
+	for _, ev := range l.Events() {
 		if cur, ok := latest[ev.Alarm.ID]; !ok || ev.N > cur.N {
 			latest[ev.Alarm.ID] = ev.Alarm
 		}
@@ -47,50 +34,23 @@ func (l *memLog) LoadAlarms(context.Context) ([]Alarm, error) {
 	return out, nil
 }
 
-func (l *memLog) setFail(err error) {
-	l.mu.Lock()
-	l.fail = err
-	l.mu.Unlock()
-}
-
 // kinds lists the stored events as "kind rule subject" strings.
 func (l *memLog) kinds() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
-	for _, ev := range l.events {
+	for _, ev := range l.Events() {
 		out = append(out, ev.Kind+" "+ev.Alarm.Rule+" "+ev.Alarm.Subject())
 	}
 	return out
 }
 
 func (l *memLog) count(kind, rule string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
-	for _, ev := range l.events {
+	for _, ev := range l.Events() {
 		if ev.Kind == kind && ev.Alarm.Rule == rule {
 			n++
 		}
 	}
 	return n
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
 }
 
 // t0 is a Monday 10:00 in Shanghai.
@@ -109,7 +69,7 @@ type rig struct {
 	t      testing.TB
 	b      *config.Bundle
 	log    *memLog
-	clock  *fakeClock
+	clock  *fakes.Clock
 	e      *Engine
 	events []Event // delivered to the sink
 	mu     sync.Mutex
@@ -129,7 +89,7 @@ func newRig(t testing.TB, b *config.Bundle, log *memLog) *rig {
 	if log == nil {
 		log = &memLog{}
 	}
-	r := &rig{t: t, b: b, log: log, clock: &fakeClock{t: t0}}
+	r := &rig{t: t, b: b, log: log, clock: fakes.NewClock(t0)}
 	e, err := New(Config{Org: &b.Org, Rules: &b.Rules, Log: log, Sinks: []Sink{r}, Now: r.clock.Now, TickInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantroom/plantroom/internal/fakes"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -201,7 +202,7 @@ func TestAckScope(t *testing.T) {
 func TestStorageFailureKeepsEventsForRetry(t *testing.T) {
 	log := &memLog{}
 	r := newRig(t, nil, log)
-	log.setFail(errDown)
+	log.SetFail(errDown)
 	r.read(gwGarden, "garden-elevator-1", "trapped", 0, 1)
 	r.read(gwGarden, "garden-elevator-1", "trapped", time.Minute, 0)
 	r.read(gwGarden, "garden-elevator-1", "trapped", 2*time.Minute, 0)
@@ -211,7 +212,7 @@ func TestStorageFailureKeepsEventsForRetry(t *testing.T) {
 	if len(r.events) != 2 {
 		t.Fatalf("sinks got %d events while storage failed, want 2", len(r.events))
 	}
-	log.setFail(nil)
+	log.SetFail(nil)
 	r.read(gwGarden, "garden-elevator-1", "trapped", 3*time.Minute, 1)
 	got := r.log.kinds()
 	if len(got) != 3 || got[0] != "raise elevator-trapped garden-elevator-1" || got[1] != "clear elevator-trapped garden-elevator-1" {
@@ -259,7 +260,7 @@ func contains(s, sub string) bool {
 
 func TestGatewayKnownOfflineAtStart(t *testing.T) {
 	b := loadBundle(t)
-	clock := &fakeClock{t: t0}
+	clock := fakes.NewClock(t0)
 	e, err := New(Config{Org: &b.Org, Rules: &b.Rules, Log: &memLog{}, Now: clock.Now, TickInterval: time.Hour,
 		GatewayStatus: func(id string) (bool, time.Time, bool) {
 			if id == "gw-tower-1" {

@@ -8,6 +8,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/fakes"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -30,7 +31,7 @@ func newClickHouseLog(t *testing.T) *ClickHouseLog {
 	return NewClickHouseLog(conn)
 }
 
-func startEngine(t *testing.T, b *config.Bundle, log EventLog, clock *fakeClock, sinks ...Sink) *Engine {
+func startEngine(t *testing.T, b *config.Bundle, log EventLog, clock *fakes.Clock, sinks ...Sink) *Engine {
 	t.Helper()
 	e, err := New(Config{Org: &b.Org, Rules: &b.Rules, Log: log, Now: clock.Now, TickInterval: time.Hour, Sinks: sinks})
 	if err != nil {
@@ -46,7 +47,7 @@ func startEngine(t *testing.T, b *config.Bundle, log EventLog, clock *fakeClock,
 func TestRestartFromClickHouseDuplicatesNothingAndLosesNothing(t *testing.T) {
 	log := newClickHouseLog(t)
 	b := loadBundle(t)
-	clock := &fakeClock{t: t0}
+	clock := fakes.NewClock(t0)
 	ctx := context.Background()
 	garden, _ := b.Org.FindGateway(gwGarden)
 	batch := func(e *Engine, seq uint64, at time.Duration, rs ...protocol.Reading) {
@@ -184,7 +185,7 @@ func TestReplayAfterRestart(t *testing.T) {
 	}
 	log := NewClickHouseLog(conn)
 	b := loadBundle(t)
-	clock := &fakeClock{t: t0}
+	clock := fakes.NewClock(t0)
 	garden, _ := b.Org.FindGateway(gwGarden)
 	// stored inserts readings as ingest does; observe also hands them to e.
 	var seq uint64

@@ -301,16 +301,12 @@ func TestManualOrder(t *testing.T) {
 func TestStorageFailureKeepsEventsForRetry(t *testing.T) {
 	log := &memLog{}
 	r := newRig(t, nil, log)
-	log.mu.Lock()
-	log.fail = errors.New("down")
-	log.mu.Unlock()
+	log.SetFail(errors.New("down"))
 	a := r.raise("garden-pump-1", "pump-fault", monday10)
 	if log.len() != 0 || r.orderFor(a) == nil {
 		t.Fatal("want the order in memory, not stored")
 	}
-	log.mu.Lock()
-	log.fail = nil
-	log.mu.Unlock()
+	log.SetFail(nil)
 	r.d.mu.Lock()
 	r.d.flush(context.Background())
 	r.d.mu.Unlock()

@@ -9,54 +9,18 @@ import (
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/notify"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/fakes"
 )
 
 // memLog is an in-memory EventLog for the desk's logic tests; the
 // ClickHouse log has its own tests against a real server.
-type memLog struct {
-	mu     sync.Mutex
-	events []Event
-	fail   error
-}
+type memLog struct{ fakes.Log[Event] }
 
-func (l *memLog) AppendOrderEvents(_ context.Context, evs []Event) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.fail != nil {
-		return l.fail
-	}
-	l.events = append(l.events, evs...)
-	return nil
-}
+func (l *memLog) AppendOrderEvents(_ context.Context, evs []Event) error { return l.Append(evs) }
 
-func (l *memLog) LoadOrderEvents(context.Context) ([]Event, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]Event(nil), l.events...), nil
-}
+func (l *memLog) LoadOrderEvents(context.Context) ([]Event, error) { return l.Events(), nil }
 
-func (l *memLog) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.events)
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
+func (l *memLog) len() int { return len(l.Events()) }
 
 type notes struct {
 	mu   sync.Mutex
@@ -97,7 +61,7 @@ type rig struct {
 	t     testing.TB
 	b     *config.Bundle
 	log   EventLog
-	clock *fakeClock
+	clock *fakes.Clock
 	feed  *alarm.Feed
 	notes *notes
 	d     *Desk
@@ -111,7 +75,7 @@ func newRig(t testing.TB, b *config.Bundle, log EventLog) *rig {
 	if log == nil {
 		log = &memLog{}
 	}
-	r := &rig{t: t, b: b, log: log, clock: &fakeClock{t: monday10}, notes: &notes{}}
+	r := &rig{t: t, b: b, log: log, clock: fakes.NewClock(monday10), notes: &notes{}}
 	r.feed = alarm.NewFeed(0, r.clock.Now)
 	r.start()
 	return r

@@ -16,6 +16,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/fakes"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -25,7 +26,7 @@ import (
 type apiRig struct {
 	t      *testing.T
 	b      *config.Bundle
-	clock  *fakeClock
+	clock  *fakes.Clock
 	feed   *alarm.Feed
 	engine *alarm.Engine
 	desk   *Desk
@@ -79,7 +80,7 @@ func newAPIRig(t *testing.T) *apiRig {
 	t.Helper()
 	b := bundleWithBeta(t)
 	db := openDB(t)
-	r := &apiRig{t: t, b: b, clock: &fakeClock{t: monday10}, db: db}
+	r := &apiRig{t: t, b: b, clock: fakes.NewClock(monday10), db: db}
 	r.feed = alarm.NewFeed(0, r.clock.Now)
 	var err error
 	r.desk, err = New(Config{Org: &b.Org, Rules: &b.Rules, Log: NewClickHouseLog(db.Conn()), Feed: r.feed, Now: r.clock.Now, CheckInterval: time.Hour})

@@ -9,6 +9,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/fakes"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -64,7 +65,7 @@ func (p *cloudParts) stop() {
 func TestRestartWithActiveAlarmsAndOpenOrders(t *testing.T) {
 	conn := migrate(t)
 	b := loadBundle(t)
-	clock := &fakeClock{t: monday10}
+	clock := fakes.NewClock(monday10)
 	ctx := context.Background()
 	gw, _ := b.Org.FindGateway("gw-garden-1")
 	var sent []*protocol.Batch
