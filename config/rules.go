@@ -110,7 +110,11 @@ func (w *WorkOrderSettings) WorkingDay(day time.Time) bool {
 			return true
 		}
 	}
-	return day.Weekday() != time.Saturday && day.Weekday() != time.Sunday
+	return !weekend(day)
+}
+
+func weekend(day time.Time) bool {
+	return day.Weekday() == time.Saturday || day.Weekday() == time.Sunday
 }
 
 // NextWorkingDayStart is the start of the first working day after t's
@@ -152,8 +156,7 @@ func (w *WorkOrderSettings) validate(p *Problems) {
 				p.Addf(path, "%s is already listed in work_orders.%s", s, prev)
 			}
 			seen[s] = list.name
-			weekend := d.Weekday() == time.Saturday || d.Weekday() == time.Sunday
-			if list.name == "workdays" && !weekend {
+			if list.name == "workdays" && !weekend(d) {
 				p.Addf(path, "%s is a %s, a working day anyway (workdays lists weekend days that are worked)", s, d.Weekday())
 			}
 		}

@@ -210,7 +210,7 @@ func (c *Config) Validate(p *config.Problems) {
 	}
 	if c.Queue.MaxBytes == 0 {
 		c.Queue.MaxBytes = queue.DefaultMaxBytes
-	} else if c.Queue.MaxBytes < 1<<20 {
+	} else if c.Queue.MaxBytes < queue.MinBoundBytes {
 		p.Addf("queue.max_bytes", "must be at least 1MiB, got %d bytes", c.Queue.MaxBytes)
 	}
 	if c.Queue.MinFree == 0 {

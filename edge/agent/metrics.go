@@ -185,8 +185,7 @@ func (a *Agent) Health() Health {
 		}
 	}
 	sort.Strings(h.Devices.Offline)
-	diskShort := st.DiskFreeBytes >= 0 && st.DiskFreeBytes < int64(a.cfg.Queue.MinFree)
-	if !h.Uplink.Connected || len(h.Devices.Offline) > 0 || diskShort {
+	if !h.Uplink.Connected || len(h.Devices.Offline) > 0 || st.DiskShort {
 		h.Status = "degraded"
 	}
 	return h

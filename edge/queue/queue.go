@@ -361,6 +361,8 @@ type Stats struct {
 	// the disk is short of MinFreeBytes. DiskFreeBytes is what the
 	// filesystem had available then (-1: unknown, or the check is off).
 	BoundBytes, DiskFreeBytes int64
+	// DiskShort: DiskFreeBytes is known and below MinFreeBytes.
+	DiskShort bool
 
 	CommittedReadings int64 // readings made durable since start
 	Commits           int64
@@ -387,7 +389,7 @@ func (q *Queue) Stats() Stats {
 		LiveReadings: s.live.Load(), BacklogReadings: s.backlog.Load(),
 		InFlightBatches: int(s.inflightB.Load()), InFlightReadings: s.inflightR.Load(),
 		Events: int(s.events.Load()), FileBytes: s.fileSize.Load(),
-		BoundBytes: s.bound.Load(), DiskFreeBytes: s.diskFree.Load(),
+		BoundBytes: s.bound.Load(), DiskFreeBytes: s.diskFree.Load(), DiskShort: q.diskShort(s.diskFree.Load()),
 		CommittedReadings: s.committed.Load(), Commits: s.commits.Load(),
 		DroppedReadings: s.dropped.Load(), RefusedReadings: s.refused.Load(),
 		CorruptItems: s.corrupt.Load(), CommitErrors: s.commitErrors.Load(),

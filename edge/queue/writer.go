@@ -199,7 +199,7 @@ func (q *Queue) commitOnce() bool {
 	now := time.Now()
 	st := q.w.clone()
 	st.bound, st.diskFree = q.bound(&st, now)
-	if adding := work.bytes + int64(len(work.items))*itemOverhead; st.diskFree >= 0 && st.diskFree < q.cfg.MinFreeBytes &&
+	if adding := work.bytes + int64(len(work.items))*itemOverhead; q.diskShort(st.diskFree) &&
 		len(work.items) > 0 && st.bytes+adding > st.bound {
 		q.makeRoom(&st, st.bound-adding)
 	}
@@ -403,6 +403,10 @@ func (q *Queue) bound(st *writerState, now time.Time) (bound, free int64) {
 	headroom := free - q.cfg.MinFreeBytes + int64(q.db.Stats().FreeAlloc)
 	return min(q.cfg.MaxBytes, max(st.bytes+headroom, MinBoundBytes)), free
 }
+
+// diskShort reports whether free (from bound; -1 unknown) is below
+// MinFreeBytes.
+func (q *Queue) diskShort(free int64) bool { return free >= 0 && free < q.cfg.MinFreeBytes }
 
 // MinBoundBytes is the least the bound shrinks to on a full disk: room for
 // the readings of the moment, so that they still reach the uplink instead
