@@ -18,18 +18,20 @@ type fakeDisk struct{ free atomic.Int64 }
 func (d *fakeDisk) freeSpace(string) (int64, error) { return d.free.Load(), nil }
 
 // addCommitted adds n items of perItem readings starting at reading from and
-// waits for their commit.
+// waits, a minute at most, for their commit.
 func addCommitted(t *testing.T, q *Queue, from, n, perItem int) {
 	t.Helper()
 	var c *Commit
 	for i := 0; i < n; i++ {
 		var err error
 		if c, err = q.Add(readings("meter-1", from+i*perItem, perItem)); err != nil {
-			t.Fatal(err)
+			t.Fatalf("Add refused the item from reading %d: %v", from+i*perItem, err)
 		}
 	}
-	if err := c.Wait(context.Background()); err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Wait(ctx); err != nil {
+		t.Fatalf("commit of the items up to reading %d: %v (%+v)", from+n*perItem, err, q.Stats())
 	}
 }
 

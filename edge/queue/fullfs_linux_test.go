@@ -60,15 +60,8 @@ func fullFilesystem(t *testing.T, dir string) {
 	added := 0
 	add := func(n int) {
 		t.Helper()
-		for i := 0; i < n; i++ {
-			if _, err := q.Add(readings("meter-1", added*perItem, perItem)); err != nil {
-				t.Fatalf("Add refused item %d: %v", added, err)
-			}
-			added++
-		}
-		if err := q.Flush(ctx); err != nil {
-			t.Fatalf("Flush after item %d: %v (%+v)", added, err, q.Stats())
-		}
+		addCommitted(t, q, added*perItem, n, perItem)
+		added += n
 	}
 	add(2000) // about 5 MB of items, the uplink down
 
