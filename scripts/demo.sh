@@ -24,6 +24,7 @@ declare -A EDGE_HTTP=([garden]=9102 [tower]=9103)
 say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 die() { printf 'demo: ERROR: %s\n' "$*" >&2; exit 1; }
 
+command -v jq >/dev/null || die "jq is missing (the device check after start needs it): apt-get install jq"
 for b in bin/cloud bin/devsim bin/edge-agent; do
     [[ -x $b ]] || die "$b is missing: run 'make build' (make demo does it for you)"
 done
@@ -104,12 +105,45 @@ for b in "${BUILDINGS[@]}"; do
     echo "$from … $to" >"$marker"
 done
 
+started=$(date +%s)
 for b in "${BUILDINGS[@]}"; do
     gw=${GATEWAY[$b]}
     start "edge-$gw" bin/edge-agent -config "configs/edge-$gw.yaml"
     wait_http "http://127.0.0.1:${EDGE_HTTP[$b]}/healthz" "edge-$gw" 30
     start "devsim-$b" bin/devsim -config "configs/building-$b.yaml" -state "$DATA/devsim-$b.state.json"
 done
+
+# Every configured device must report within its stale window after start
+# (3 poll intervals, at least 11 minutes: api.StalePolls and api.MinStale):
+# a device that does not is misconfigured (wrong address, wrong broker) and the demo says which.
+check_devices() { # start (unix seconds)
+    local started=$1 id poll seen window late pending list p waiting waited=$SECONDS
+    while true; do
+        late=() pending=0 list="" waiting=""
+        for p in garden tower; do
+            list+=$(curl -fsS -H 'Authorization: Bearer demo-hq-admin' "$API/api/v1/projects/$p/devices") ||
+                die "cannot list the devices of project $p; see .data/demo/logs/cloud.log"
+        done
+        while read -r id poll seen; do
+            [[ $seen != null ]] && (($(date -d "$seen" +%s) >= started)) && continue
+            # poll_interval is a Go duration: 10s, 1m0s, 1h0m0s
+            window=$(awk -v d="$poll" 'BEGIN { s = 0; while (match(d, /^[0-9.]+[hms]/)) {
+                v = substr(d, 1, RLENGTH - 1); u = substr(d, RLENGTH, 1); d = substr(d, RLENGTH + 1)
+                s += v * (u == "h" ? 3600 : u == "m" ? 60 : 1) }; s *= 3; print (s < 660 ? 660 : int(s)) }')
+            pending=1 waiting+="$id "
+            (($(date +%s) - started > window)) && late+=("$id (stale window ${window}s)")
+        done < <(jq -r '.devices[] | "\(.id) \(.poll_interval) \(.last_seen)"' <<<"$list")
+        ((pending)) || return 0
+        (((SECONDS - waited) % 30 < 2)) && say "still waiting for: $waiting"
+        if ((${#late[@]})); then
+            die "no reading since start from: ${late[*]}; check its address in configs/org.yaml and configs/building-*.yaml and the edge logs in .data/demo/logs/"
+        fi
+        sleep 2
+    done
+}
+say "waiting for every device's first reading…"
+check_devices "$started"
+say "every configured device reports"
 
 month=$(TZ=Asia/Shanghai date +%Y-%m)
 last=$(TZ=Asia/Shanghai date -d "$(TZ=Asia/Shanghai date +%Y-%m-15) -1 month" +%Y-%m)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -55,6 +57,25 @@ func TestDemoBuildingsMatchOrg(t *testing.T) {
 		}
 		for id := range sim {
 			t.Errorf("%s simulates %q, which %s does not have", file, id, gateway)
+		}
+		// The simulated MQTT devices publish to the local broker of the
+		// building's own edge box, or its devices never report.
+		var edge struct {
+			MQTT struct {
+				Embedded struct {
+					Listen string `yaml:"listen"`
+				} `yaml:"embedded"`
+			} `yaml:"mqtt"`
+		}
+		data, err := os.ReadFile(filepath.Join(root, "edge-"+gateway+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(data, &edge); err != nil {
+			t.Fatal(err)
+		}
+		if want := "tcp://" + edge.MQTT.Embedded.Listen; cfg.MQTT.Broker != want {
+			t.Errorf("%s: mqtt.broker is %s; the broker of %s's edge box is %s", file, cfg.MQTT.Broker, gateway, want)
 		}
 	}
 }
