@@ -45,7 +45,11 @@ type tracker struct {
 
 	pendingSince  int64 // start of the condition while pending, 0 otherwise
 	clearingSince int64 // start of the clear condition while clearing, 0 otherwise
-	alarm         *Alarm
+	// away is set while an active alarm's condition is absent (a reading
+	// beyond the limit, inside the hysteresis band or past it): its return
+	// is a repeat. The band only delays clearing; it does not hide a dip.
+	away  bool
+	alarm *Alarm
 }
 
 func (t *tracker) active() bool { return t.alarm != nil && t.alarm.State == StateActive }
@@ -85,7 +89,7 @@ func (t *tracker) conditions(in input) (raise, clear, ok bool) {
 func (t *tracker) step(in input, raise, clear bool) []transition {
 	t.lastTS, t.lastArrived, t.last = in.ts, in.arrived, in
 	if !t.active() {
-		t.clearingSince = 0
+		t.clearingSince, t.away = 0, false
 		if !raise {
 			t.pendingSince = 0
 			return nil
@@ -99,6 +103,7 @@ func (t *tracker) step(in input, raise, clear bool) []transition {
 		return nil
 	}
 	if clear {
+		t.away = true
 		if t.clearingSince == 0 {
 			t.clearingSince = in.ts
 		}
@@ -107,10 +112,13 @@ func (t *tracker) step(in input, raise, clear bool) []transition {
 		}
 		return nil
 	}
-	wasClearing := t.clearingSince != 0
+	// Not beyond the hysteresis: the hold starts again at the next clear
+	// reading. A reading inside the band is still away from the condition.
 	t.clearingSince = 0
+	wasAway := t.away
+	t.away = !raise
 	switch {
-	case raise && wasClearing:
+	case raise && wasAway:
 		return []transition{{t: t, kind: EventRepeat, at: in.ts, in: in}}
 	case raise && t.rule.Kind == config.RuleState && in.value != t.alarm.Value:
 		return []transition{{t: t, kind: EventUpdate, at: in.ts, in: in}}

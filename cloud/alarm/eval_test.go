@@ -248,3 +248,45 @@ func TestOverrides(t *testing.T) {
 		t.Error("disabled rule raised")
 	}
 }
+
+// Issue 19, point 6: five returns below the limit are five occurrences,
+// also when the pressure recovered only into the hysteresis band before a
+// dip (the edge reports by exception: a recovery seen as 2.3 then 2.5
+// before the next dip). The band delays clearing; it must not hide a dip.
+func TestEveryReturnBelowTheLimitCountsARepeat(t *testing.T) {
+	r := newRig(t, nil, nil)
+	s := time.Second
+	r.read(gwGarden, pump, pressure, 0, 1.8)
+	r.read(gwGarden, pump, pressure, 30*s, 1.8) // raise: occurrence 1
+	if r.active(pump, lowRule) == nil {
+		t.Fatalf("no alarm: %v", r.log.kinds())
+	}
+	at := 40 * s
+	recoveries := [][]float64{
+		{2.5},      // beyond the band
+		{2.3},      // inside the band only
+		{2.5, 2.3}, // beyond, then back into the band
+		{2.3, 2.5}, // band, then beyond
+	}
+	for _, rec := range recoveries {
+		for _, v := range rec {
+			r.read(gwGarden, pump, pressure, at, v)
+			at += 5 * s
+		}
+		r.read(gwGarden, pump, pressure, at, 1.7) // the next dip
+		at += 5 * s
+	}
+	a := r.active(pump, lowRule)
+	if a == nil {
+		t.Fatalf("alarm cleared while flapping: %v", r.log.kinds())
+	}
+	if a.Count != 5 || r.log.count(EventRepeat, lowRule) != 4 || r.log.count(EventRaise, lowRule) != 1 {
+		t.Errorf("count %d, %d repeats, %d raises for 5 dips; want 5, 4, 1: %v", a.Count,
+			r.log.count(EventRepeat, lowRule), r.log.count(EventRaise, lowRule), r.log.kinds())
+	}
+	// Staying below the limit is one occurrence, not one per reading.
+	r.read(gwGarden, pump, pressure, at, 1.6)
+	if a := r.active(pump, lowRule); a.Count != 5 {
+		t.Errorf("count %d after a second reading of the same dip, want 5", a.Count)
+	}
+}
