@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/cloud/access"
 )
 
 // apply turns transitions into events, updating the alarms and publishing
@@ -133,13 +133,13 @@ func (e *Engine) Ack(ctx context.Context, v Viewer, id, note string) (Alarm, err
 	defer e.procMu.Unlock()
 	e.mu.Lock()
 	a := e.alarms[id]
-	if a == nil || !v.SeesProject(a.Company, a.Project) {
+	if a == nil || !v.Sees(a.Resource()) {
 		e.mu.Unlock()
 		return Alarm{}, fmt.Errorf("cannot acknowledge alarm %q: %w", id, ErrNotFound)
 	}
-	if v.Role == config.RoleHQViewer {
+	if !v.May(access.Acknowledge, a.Resource()) {
 		e.mu.Unlock()
-		return Alarm{}, fmt.Errorf("cannot acknowledge alarm %q: %w", id, ErrForbidden)
+		return Alarm{}, fmt.Errorf("cannot acknowledge alarm %q: role %s: %w", id, v.Role, ErrForbidden)
 	}
 	if a.Acked {
 		out := *a

@@ -7,13 +7,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/cloud/access"
 )
 
 // Feed item types.
 const (
-	ItemAlarm     = "alarm"
-	ItemWorkOrder = "workorder"
+	ItemAlarm     = string(access.KindAlarm)
+	ItemWorkOrder = string(access.KindWorkOrder)
 )
 
 // Item is one entry of the staff feed: an alarm event or a work-order event.
@@ -168,37 +168,28 @@ func (f *Feed) Read(ctx context.Context, after uint64, limit int) ([]Item, error
 	return all, nil
 }
 
-// Viewer is whoever reads alarms and the feed, with the scope of their role.
-type Viewer struct {
-	Staff    string
-	Role     string
-	Company  string
-	Projects []string // project_manager and technician
+// Viewer is whoever reads alarms and the feed; package access decides
+// what they see.
+type Viewer = access.Principal
+
+// Resource is where the alarm belongs, for access decisions.
+func (a *Alarm) Resource() access.Resource {
+	return access.Resource{Kind: access.KindAlarm, Company: a.Company, Project: a.Project}
 }
 
-// SeesProject reports whether the viewer may see the project's alarms.
-func (v Viewer) SeesProject(company, project string) bool {
-	if v.Company != company {
-		return false
+// VisibleTo reports whether p may see the feed item: an alarm like the
+// alarm, a work-order event like the order before or after it (a
+// reassignment concerns both assignees).
+func (it Item) VisibleTo(p access.Principal) bool {
+	r := access.Resource{Kind: access.Kind(it.Type), Company: it.Company, Project: it.Project}
+	if len(it.Assignees) == 0 {
+		return p.Sees(r)
 	}
-	switch v.Role {
-	case config.RoleHQAdmin, config.RoleHQViewer:
-		return true
-	case config.RoleProjectManager, config.RoleTechnician:
-		return slices.Contains(v.Projects, project)
+	for _, a := range it.Assignees {
+		r.Assignee = a
+		if p.Sees(r) {
+			return true
+		}
 	}
 	return false
-}
-
-// Sees reports whether the viewer may see a feed item: alarms of their
-// projects; work orders of their projects, or for technicians only those
-// assigned to them.
-func (v Viewer) Sees(it Item) bool {
-	if !v.SeesProject(it.Company, it.Project) {
-		return false
-	}
-	if it.Type == ItemWorkOrder && v.Role == config.RoleTechnician {
-		return slices.Contains(it.Assignees, v.Staff)
-	}
-	return true
 }

@@ -59,6 +59,8 @@ func TestFeedSequenceRingAndBackfill(t *testing.T) {
 func TestViewerScope(t *testing.T) {
 	alarmG := Item{Type: ItemAlarm, Company: "acme", Project: "garden"}
 	woG := Item{Type: ItemWorkOrder, Company: "acme", Project: "garden", Assignees: []string{"tech-garden-1"}}
+	woMoved := Item{Type: ItemWorkOrder, Company: "acme", Project: "garden", Assignees: []string{"tech-garden-2", "tech-garden-1"}}
+	woNone := Item{Type: ItemWorkOrder, Company: "acme", Project: "garden"}
 	woT := Item{Type: ItemWorkOrder, Company: "acme", Project: "tower", Assignees: []string{"tech-tower-1"}}
 	tech2 := Viewer{Staff: "tech-garden-2", Role: config.RoleTechnician, Company: "acme", Projects: []string{"garden"}}
 	cases := []struct {
@@ -70,9 +72,10 @@ func TestViewerScope(t *testing.T) {
 		{pmGarden, alarmG, true}, {pmGarden, woG, true}, {pmGarden, woT, false}, {pmTower, alarmG, false},
 		{techGarden, alarmG, true}, {techGarden, woG, true}, {tech2, woG, false}, {techGarden, woT, false},
 		{techTower, alarmG, false}, {Viewer{Company: "acme", Role: "janitor"}, alarmG, false},
+		{techGarden, woMoved, true}, {tech2, woMoved, true}, {techGarden, woNone, false}, {pmGarden, woNone, true},
 	}
 	for _, c := range cases {
-		if got := c.v.Sees(c.it); got != c.want {
+		if got := c.it.VisibleTo(c.v); got != c.want {
 			t.Errorf("%s (%s) sees %s of %s: %v, want %v", c.v.Staff, c.v.Role, c.it.Type, c.it.Project, got, c.want)
 		}
 	}

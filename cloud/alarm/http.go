@@ -12,16 +12,18 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/config"
 )
 
-// ViewerOf is the alarm view of an authenticated API caller.
+// ViewerOf is the authenticated API caller (a zero Principal, who sees
+// nothing, when there is none).
 func ViewerOf(p *api.Principal) Viewer {
 	if p == nil {
 		return Viewer{}
 	}
-	return Viewer{Staff: p.Staff, Role: p.Role, Company: p.Company, Projects: p.Projects}
+	return *p
 }
 
 // StreamHeartbeat is how often an idle alarm stream sends a comment line.
@@ -34,24 +36,23 @@ const StreamHeartbeat = 15 * time.Second
 //	GET  /alarms/:alarm
 //	POST /alarms/:alarm/ack      {"note": "…"}
 func (e *Engine) Routes() []api.Route {
-	manage := []string{config.RoleHQAdmin, config.RoleProjectManager, config.RoleTechnician}
-	res := api.Resource("alarm", "alarm", e.owner)
+	res := api.Resource(access.KindAlarm, "alarm", e.owner)
 	return []api.Route{
 		{Method: http.MethodGet, Path: "/alarms", Scope: api.AnyStaff(), Handler: e.listHandler},
 		{Method: http.MethodGet, Path: "/alarms/stream", Scope: api.AnyStaff(), Handler: e.streamHandler, Stream: true},
 		{Method: http.MethodGet, Path: "/alarms/:alarm", Scope: res, Handler: e.getHandler},
-		{Method: http.MethodPost, Path: "/alarms/:alarm/ack", Scope: api.Resource("alarm", "alarm", e.owner, manage...), Handler: e.ackHandler},
+		{Method: http.MethodPost, Path: "/alarms/:alarm/ack", Scope: res.Do(access.Acknowledge), Handler: e.ackHandler},
 	}
 }
 
-func (e *Engine) owner(_ context.Context, id string) (api.Owner, error) {
+func (e *Engine) owner(_ context.Context, id string) (access.Resource, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	a := e.alarms[id]
 	if a == nil {
-		return api.Owner{}, fmt.Errorf("alarm %q: %w", id, api.ErrNotFound)
+		return access.Resource{}, fmt.Errorf("alarm %q: %w", id, api.ErrNotFound)
 	}
-	return api.Owner{Company: a.Company, Project: a.Project}, nil
+	return a.Resource(), nil
 }
 
 // FilterFromQuery reads an alarm filter from query parameters.
@@ -204,7 +205,7 @@ func ServeFeed(ctx context.Context, w http.ResponseWriter, f *Feed, v Viewer, pr
 		}
 		for _, it := range items {
 			after = it.Seq
-			if !v.Sees(it) || project != "" && it.Project != project {
+			if !it.VisibleTo(v) || project != "" && it.Project != project {
 				continue
 			}
 			data, err := json.Marshal(it.Data)

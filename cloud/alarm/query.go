@@ -49,7 +49,7 @@ func (e *Engine) Alarms(v Viewer, f Filter) []Alarm {
 	e.mu.RLock()
 	out := make([]Alarm, 0, 64)
 	for _, a := range e.alarms {
-		if !v.SeesProject(a.Company, a.Project) ||
+		if !v.Sees(a.Resource()) ||
 			f.Project != "" && a.Project != f.Project ||
 			f.State != "" && a.State != f.State ||
 			f.Severity != "" && a.Severity != f.Severity ||
@@ -78,7 +78,7 @@ func (e *Engine) Alarm(v Viewer, id string) (Alarm, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	a := e.alarms[id]
-	if a == nil || !v.SeesProject(a.Company, a.Project) {
+	if a == nil || !v.Sees(a.Resource()) {
 		return Alarm{}, fmt.Errorf("cannot find alarm %q: %w", id, ErrNotFound)
 	}
 	return *a, nil

@@ -111,6 +111,14 @@ func TestAccessMatrix(t *testing.T) {
 			t.Errorf("route %s has no entry in accessTable: say which roles may use it", key)
 			continue
 		}
+		// The policy itself, asked directly, agrees with the table: a role
+		// may take the route's action on a visible resource exactly when
+		// the table lists it.
+		for _, role := range allRoles {
+			if got, want := r.Scope.Allows(role), slices.Contains(entry.roles, role); got != want {
+				t.Errorf("%s: access policy allows %s to %s: %v, table says %v", key, role, r.Scope.Action(), got, want)
+			}
+		}
 		t.Run(strings.TrimPrefix(key, "GET /api/v1/"), func(t *testing.T) {
 			// No token, a malformed header and an unknown token: 401.
 			target := fillFirst(r.Path) + entry.query

@@ -8,47 +8,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/config"
 )
 
-// Principal is the authenticated staff member behind a request.
-type Principal struct {
-	Staff   string
-	Name    string
-	Role    string
-	Company string
-	// Projects are the projects of a project manager or technician; HQ roles
-	// see every project of their company and have none listed.
-	Projects []string
-}
-
-// HQ reports whether the principal has an HQ role.
-func (p *Principal) HQ() bool { return p.Role == config.RoleHQAdmin || p.Role == config.RoleHQViewer }
-
-// CanSeeProject reports whether project of company is visible to p.
-func (p *Principal) CanSeeProject(company, project string) bool {
-	return p.CanSee(Owner{Company: company, Project: project})
-}
-
-// CanSee reports whether a resource owned by o is visible to p: never
-// across companies; HQ sees the whole company; project staff see their
-// projects' resources, and technicians only the assigned ones where a
-// resource names assignees.
-func (p *Principal) CanSee(o Owner) bool {
-	if o.Company == "" || o.Company != p.Company {
-		return false
-	}
-	if p.HQ() {
-		return true
-	}
-	if o.Project == "" || !slices.Contains(p.Projects, o.Project) {
-		return false
-	}
-	if p.Role == config.RoleTechnician && o.Assignees != nil {
-		return slices.Contains(o.Assignees, p.Staff)
-	}
-	return true
-}
+// Principal is the authenticated staff member behind a request; what it
+// may see and do is package access's decision.
+type Principal = access.Principal
 
 // tokens maps "sha256:<hex>" token hashes to staff. Looking a request's
 // token up by its hash compares secrets only through the hash, so the

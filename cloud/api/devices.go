@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/ingest"
 	"github.com/plantroom/plantroom/config"
 )
@@ -217,7 +218,7 @@ func (s *Server) listProjects(c echo.Context) error {
 	for ci := range s.deps.Bundle.Org.Companies {
 		co := &s.deps.Bundle.Org.Companies[ci]
 		for pi := range co.Projects {
-			if pr := &co.Projects[pi]; p.CanSeeProject(co.ID, pr.ID) {
+			if pr := &co.Projects[pi]; p.SeesProject(co.ID, pr.ID) {
 				out = append(out, s.projectView(co, pr))
 			}
 		}
@@ -255,12 +256,6 @@ func (s *Server) me(c echo.Context) error {
 //go:embed openapi.yaml
 var OpenAPI []byte
 
-// Roles that may read energy reports of a project: HQ and its managers.
-var energyRoles = []string{config.RoleHQAdmin, config.RoleHQViewer, config.RoleProjectManager}
-
-// hqRoles may read the company-wide report.
-var hqRoles = []string{config.RoleHQAdmin, config.RoleHQViewer}
-
 // ownRoutes are the routes of this package; other packages add theirs
 // with Register.
 func (s *Server) ownRoutes() []Route {
@@ -272,9 +267,9 @@ func (s *Server) ownRoutes() []Route {
 		{Method: http.MethodGet, Path: "/projects/:project/devices", Scope: Project("project"), Handler: s.listDevices},
 		{Method: http.MethodGet, Path: "/devices/:device", Scope: Device("device"), Handler: s.getDevice},
 		{Method: http.MethodGet, Path: "/devices/:device/series", Scope: Device("device"), Handler: s.series},
-		{Method: http.MethodGet, Path: "/projects/:project/energy/monthly", Scope: Project("project", energyRoles...), Handler: s.projectMonthly},
-		{Method: http.MethodGet, Path: "/projects/:project/energy/daily", Scope: Project("project", energyRoles...), Handler: s.projectDaily},
-		{Method: http.MethodGet, Path: "/energy/monthly", Scope: Company(hqRoles...), Handler: s.companyMonthly},
+		{Method: http.MethodGet, Path: "/projects/:project/energy/monthly", Scope: Project("project").Do(access.Report), Handler: s.projectMonthly},
+		{Method: http.MethodGet, Path: "/projects/:project/energy/daily", Scope: Project("project").Do(access.Report), Handler: s.projectDaily},
+		{Method: http.MethodGet, Path: "/energy/monthly", Scope: Company().Do(access.Report), Handler: s.companyMonthly},
 	}
 }
 

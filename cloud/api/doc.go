@@ -12,33 +12,36 @@
 // Start:
 //
 //	func (e *Engine) Routes() []api.Route {
+//		alarm := api.Resource(access.KindAlarm, "alarm", e.owner)
 //		return []api.Route{
 //			{Method: http.MethodGet, Path: "/alarms", Scope: api.AnyStaff(), Handler: e.list},
-//			{Method: http.MethodGet, Path: "/alarms/:alarm", Scope: api.Resource("alarm", "alarm", e.owner), Handler: e.get},
-//			{Method: http.MethodPost, Path: "/alarms/:alarm/ack",
-//				Scope: api.Resource("alarm", "alarm", e.owner, config.RoleHQAdmin, config.RoleProjectManager, config.RoleTechnician),
-//				Handler: e.ack},
+//			{Method: http.MethodGet, Path: "/alarms/:alarm", Scope: alarm, Handler: e.get},
+//			{Method: http.MethodPost, Path: "/alarms/:alarm/ack", Scope: alarm.Do(access.Acknowledge), Handler: e.ack},
 //		}
 //	}
 //	srv.Register(engine.Routes()...)
 //
 // The scopes:
 //
-//	api.AnyStaff(roles...)               any caller (of roles); the handler filters lists with Principal.CanSeeProject
-//	api.Company(roles...)                the caller's company as a whole (HQ reports)
-//	api.Project(param, roles...)         the project named by :param
-//	api.Device(param, roles...)          the device named by :param
-//	api.Resource(kind, param, resolve, roles...)
-//	                                     a resource of another package; resolve(ctx, id) returns its
-//	                                     api.Owner{Company, Project, Assignees} or an error wrapping
-//	                                     api.ErrNotFound
+//	api.AnyStaff()                       any caller; the handler filters lists with Principal.Sees
+//	api.Company()                        the caller's company as a whole (HQ reports)
+//	api.Project(param)                   the project named by :param
+//	api.Device(param)                    the device named by :param
+//	api.Resource(kind, param, resolve)   a resource of another package; resolve(ctx, id) returns
+//	                                     its access.Resource{Company, Project, Assignee} or an
+//	                                     error wrapping api.ErrNotFound
 //
-// A resource the caller cannot see answers 404 exactly like one that does
-// not exist; a visible one whose role is not among roles answers 403, and
-// hq_viewer gets 403 on every method but GET. Technicians see a resource
-// whose Owner lists Assignees only when they are among them (work orders).
+// A scope's action is access.View unless scope.Do(action) names another;
+// every route with a method other than GET names one. The decision is
+// package access's (its documentation has the whole table): a resource the
+// caller cannot see answers 404 exactly like one that does not exist; a
+// visible one on which the caller may not take the action answers 403 (so
+// does a company-wide route for project staff: their own company is no
+// secret). For AnyStaff scopes the role must be allowed the action on some
+// resource; the handler or the domain package checks the one it touches.
 // Register panics with "BUG:" on a route without a scope, a scope whose
-// parameter the path lacks, an unknown role or a duplicate.
+// parameter the path lacks, an unknown action, a changing route without an
+// action, or a duplicate.
 //
 // In a handler, PrincipalOf(c) is the caller, OwnerOf(c) what the scope
 // resolved, ProjectOf(c) and DeviceOf(c) the project and device of Project

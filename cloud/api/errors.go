@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/energy"
 )
 
@@ -58,16 +59,16 @@ func notFound(kind, id string) *Error {
 	return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("%s %q not found", kind, id)}
 }
 
-func forbidden(p *Principal, method string) *Error {
+func forbidden(p *Principal, a access.Action) *Error {
 	return &Error{Status: http.StatusForbidden, Code: CodeForbidden,
-		Message: fmt.Sprintf("role %s may not %s this resource", p.Role, verb(method))}
+		Message: fmt.Sprintf("role %s may not %s this resource", p.Role, verbs[a])}
 }
 
-func verb(method string) string {
-	if method == http.MethodGet || method == http.MethodHead {
-		return "read"
-	}
-	return "change"
+// verbs say what an action does, for error messages.
+var verbs = map[access.Action]string{
+	access.View: "read", access.Report: "read reports of", access.Acknowledge: "acknowledge",
+	access.Create: "create in", access.Manage: "manage", access.Work: "work on", access.Transition: "move",
+	access.Contact: "read the contact details of", access.Command: "command",
 }
 
 var (

@@ -10,95 +10,100 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/config"
 )
 
-// Scope kinds built into the API. Resource scopes add their own kinds.
+// Scope kinds built into the API besides the resource kinds of package
+// access.
 const (
-	KindStaff   = "staff"   // any authenticated staff member; the handler filters
-	KindCompany = "company" // the caller's own company as a whole
-	KindProject = "project" // a project named by a path parameter
-	KindDevice  = "device"  // a device named by a path parameter
+	KindStaff   = "staff" // any authenticated staff member; the handler filters
+	KindCompany = access.KindCompany
+	KindProject = access.KindProject
+	KindDevice  = access.KindDevice
 )
 
 // ErrNotFound is what a Resolver returns for an id that does not exist.
 var ErrNotFound = errors.New("not found")
 
-// Owner says where a resource belongs, which decides who may see it.
-type Owner struct {
-	Company string
-	Project string // "" for a company-wide resource: HQ roles only
-	// Assignees, when not nil, limit technicians to the staff listed (a work
-	// order is visible to the technicians it is assigned to).
-	Assignees []string
-}
-
-// Resolver finds the owner of the resource a path parameter names. It
+// Resolver finds where the resource a path parameter names belongs. It
 // returns an error wrapping ErrNotFound when there is none.
-type Resolver func(ctx context.Context, id string) (Owner, error)
+type Resolver func(ctx context.Context, id string) (access.Resource, error)
 
 // Scope is the access rule of a route: which resource the request touches
-// and which roles may touch it. Every route has one (see Route).
+// and which action it takes on it. Every route has one (see Route); the
+// decision is access's:
 //
 //   - the resource must be visible to the caller, or the answer is 404 (a
 //     caller cannot tell "forbidden" from "does not exist");
-//   - the caller's role must be among the scope's roles (none listed: all
-//     roles), or the answer is 403;
-//   - hq_viewer is read-only: any method but GET and HEAD answers 403.
+//   - the caller must be allowed the scope's action on it, or the answer
+//     is 403 (for AnyStaff scopes: allowed it on some resource).
+//
+// The action is access.View unless Do names another; a route with a method
+// other than GET or HEAD must name one.
 type Scope struct {
-	kind    string
+	kind    access.Kind
 	param   string
 	resolve Resolver
-	roles   []string
+	action  access.Action
 }
 
 // AnyStaff is the scope of routes about the caller or lists the handler
-// filters itself (with Principal.CanSeeProject): every authenticated staff
-// member may call them.
-func AnyStaff(roles ...string) Scope { return Scope{kind: KindStaff, roles: roles} }
+// filters itself (with Principal.Sees): every authenticated staff member
+// whose role may take the scope's action somewhere may call them.
+func AnyStaff() Scope { return Scope{kind: KindStaff} }
 
 // Company is the scope of company-wide routes (the HQ report): the caller's
-// own company, limited to roles.
-func Company(roles ...string) Scope { return Scope{kind: KindCompany, roles: roles} }
+// own company, visible to HQ roles only.
+func Company() Scope { return Scope{kind: KindCompany} }
 
 // Project is the scope of routes under a project named by path parameter
 // param: visible to its company's HQ and to staff of that project.
-func Project(param string, roles ...string) Scope {
-	return Scope{kind: KindProject, param: param, roles: roles}
-}
+func Project(param string) Scope { return Scope{kind: KindProject, param: param} }
 
 // Device is the scope of routes about a device named by path parameter
 // param: visible like the device's project.
-func Device(param string, roles ...string) Scope {
-	return Scope{kind: KindDevice, param: param, roles: roles}
-}
+func Device(param string) Scope { return Scope{kind: KindDevice, param: param} }
 
 // Resource is the scope of routes about a resource of kind (an alarm, a
 // work order) named by path parameter param; resolve says where it belongs.
-func Resource(kind, param string, resolve Resolver, roles ...string) Scope {
-	return Scope{kind: kind, param: param, resolve: resolve, roles: roles}
+func Resource(kind access.Kind, param string, resolve Resolver) Scope {
+	return Scope{kind: kind, param: param, resolve: resolve}
+}
+
+// Do returns the scope for routes that take action a.
+func (s Scope) Do(a access.Action) Scope {
+	s.action = a
+	return s
 }
 
 // Kind is the scope's kind: KindStaff, KindCompany, KindProject, KindDevice
 // or a resource kind.
-func (s Scope) Kind() string { return s.kind }
+func (s Scope) Kind() access.Kind { return s.kind }
 
 // Param is the path parameter naming the resource ("" for staff and company).
 func (s Scope) Param() string { return s.param }
 
-// Roles are the roles allowed; empty means every role.
-func (s Scope) Roles() []string { return slices.Clone(s.roles) }
+// Action is the action the scope's routes take.
+func (s Scope) Action() access.Action {
+	if s.action == "" {
+		return access.View
+	}
+	return s.action
+}
 
-// Allows reports whether role may use a route of this scope with method,
-// once the resource is visible.
-func (s Scope) Allows(role, method string) bool {
-	if len(s.roles) > 0 && !slices.Contains(s.roles, role) {
-		return false
+// Allows reports whether role may use a route of this scope on some
+// resource of the scope's kind (one it can see, assigned to it).
+func (s Scope) Allows(role string) bool {
+	if s.kind == KindStaff {
+		return access.RoleMay(role, s.Action())
 	}
-	if role == config.RoleHQViewer && method != http.MethodGet && method != http.MethodHead {
-		return false
+	p := access.Principal{Staff: "s", Role: role, Company: "c", Projects: []string{"p"}}
+	r := access.Resource{Kind: s.kind, Company: "c", Project: "p", Assignee: "s"}
+	if s.kind == KindCompany {
+		r.Project, r.Assignee = "", ""
 	}
-	return true
+	return p.May(s.Action(), r)
 }
 
 // check panics with "BUG:" on a scope that cannot work on path.
@@ -109,20 +114,21 @@ func (s Scope) check(method, path string) {
 		panic("BUG: route " + where + " has no scope; give it api.AnyStaff, api.Company, api.Project, api.Device or api.Resource")
 	case KindStaff, KindCompany:
 		if s.param != "" {
-			panic("BUG: route " + where + ": a " + s.kind + " scope takes no parameter")
+			panic("BUG: route " + where + ": a " + string(s.kind) + " scope takes no parameter")
 		}
 	default:
 		if s.param == "" || !slices.Contains(pathParams(path), s.param) {
 			panic(fmt.Sprintf("BUG: route %s: scope %s names parameter %q, which the path lacks", where, s.kind, s.param))
 		}
 		if s.kind != KindProject && s.kind != KindDevice && s.resolve == nil {
-			panic("BUG: route " + where + ": resource scope " + s.kind + " has no resolver")
+			panic("BUG: route " + where + ": resource scope " + string(s.kind) + " has no resolver")
 		}
 	}
-	for _, r := range s.roles {
-		if !slices.Contains(config.Roles, r) {
-			panic(fmt.Sprintf("BUG: route %s: unknown role %q in scope", where, r))
-		}
+	if s.action != "" && !slices.Contains(access.Actions, s.action) {
+		panic(fmt.Sprintf("BUG: route %s: unknown action %q in scope", where, s.action))
+	}
+	if s.Action() == access.View && method != http.MethodGet && method != http.MethodHead {
+		panic("BUG: route " + where + ": a route that changes something names its action with Scope.Do")
 	}
 }
 
@@ -153,44 +159,56 @@ func (s *Server) guard(sc Scope) echo.MiddlewareFunc {
 			if !ok {
 				return errUnauthorized
 			}
-			var owner Owner
+			var res access.Resource
+			id := c.Param(sc.param)
 			switch sc.kind {
 			case KindStaff:
-				owner = Owner{Company: p.Company}
-			case KindCompany:
-				owner = Owner{Company: p.Company}
-			case KindProject:
-				id := c.Param(sc.param)
-				co, pr, found := s.org().FindProject(id)
-				if !found || !p.CanSee(Owner{Company: co.ID, Project: pr.ID}) {
-					return notFound("project", id)
+				if !sc.Allows(p.Role) {
+					return forbidden(p, sc.Action())
 				}
-				owner = Owner{Company: co.ID, Project: pr.ID}
+				c.Set(keyOwner, access.Resource{Kind: KindCompany, Company: p.Company})
+				return next(c)
+			case KindCompany:
+				res = access.Resource{Kind: KindCompany, Company: p.Company}
+			case KindProject:
+				co, pr, found := s.org().FindProject(id)
+				if !found {
+					return notFound(string(sc.kind), id)
+				}
+				res = access.ProjectOf(co.ID, pr.ID)
 				c.Set(keyProject, projectRef{co, pr})
 			case KindDevice:
-				id := c.Param(sc.param)
 				d, found := s.device(id)
-				if !found || !p.CanSee(Owner{Company: d.Company.ID, Project: d.Project.ID}) {
-					return notFound("device", id)
+				if !found {
+					return notFound(string(sc.kind), id)
 				}
-				owner = Owner{Company: d.Company.ID, Project: d.Project.ID}
+				res = access.Resource{Kind: KindDevice, Company: d.Company.ID, Project: d.Project.ID}
 				c.Set(keyProject, projectRef{d.Company, d.Project})
 				c.Set(keyDevice, d)
 			default:
-				id := c.Param(sc.param)
-				o, err := sc.resolve(c.Request().Context(), id)
-				if errors.Is(err, ErrNotFound) || err == nil && !p.CanSee(o) {
-					return notFound(sc.kind, id)
+				var err error
+				res, err = sc.resolve(c.Request().Context(), id)
+				if errors.Is(err, ErrNotFound) {
+					return notFound(string(sc.kind), id)
 				}
 				if err != nil {
 					return fmt.Errorf("cannot look up %s %q: %w", sc.kind, id, err)
 				}
-				owner = o
+				if res.Kind == "" {
+					res.Kind = sc.kind
+				}
 			}
-			if !sc.Allows(p.Role, c.Request().Method) {
-				return forbidden(p, c.Request().Method)
+			switch err := p.Check(sc.Action(), res); {
+			case err == access.ErrNotVisible && sc.kind == KindCompany:
+				// The caller's own company is no secret: its company-wide
+				// routes answer 403, not 404, to project staff.
+				return forbidden(p, sc.Action())
+			case err == access.ErrNotVisible:
+				return notFound(string(sc.kind), id)
+			case err == access.ErrForbidden:
+				return forbidden(p, sc.Action())
 			}
-			c.Set(keyOwner, owner)
+			c.Set(keyOwner, res)
 			return next(c)
 		}
 	}
@@ -208,9 +226,9 @@ func PrincipalOf(c echo.Context) *Principal {
 	return p
 }
 
-// OwnerOf returns the owner of the resource the route's scope checked.
-func OwnerOf(c echo.Context) Owner {
-	o, _ := c.Get(keyOwner).(Owner)
+// OwnerOf returns the resource the route's scope checked.
+func OwnerOf(c echo.Context) access.Resource {
+	o, _ := c.Get(keyOwner).(access.Resource)
 	return o
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/labstack/echo/v4"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/internal/chtest"
@@ -20,19 +21,20 @@ import (
 
 // workOrders is a resource another package would own: who each order
 // belongs to and whom it is assigned to.
-var workOrders = map[string]api.Owner{
-	"wo-1": {Company: "acme", Project: "p1", Assignees: []string{"acme-tech1"}},
-	"wo-2": {Company: "acme", Project: "p1", Assignees: []string{"someone-else"}},
-	"wo-3": {Company: "beta", Project: "b1", Assignees: []string{}},
+var workOrders = map[string]access.Resource{
+	"wo-1": {Company: "acme", Project: "p1", Assignee: "acme-tech1"},
+	"wo-2": {Company: "acme", Project: "p1", Assignee: "someone-else"},
+	"wo-3": {Company: "beta", Project: "b1"},
+	"wo-4": {Company: "acme", Project: "p1"}, // unassigned
 }
 
-func resolveWorkOrder(_ context.Context, id string) (api.Owner, error) {
+func resolveWorkOrder(_ context.Context, id string) (access.Resource, error) {
 	if id == "wo-broken" {
-		return api.Owner{}, errors.New("store down")
+		return access.Resource{}, errors.New("store down")
 	}
 	o, ok := workOrders[id]
 	if !ok {
-		return api.Owner{}, fmt.Errorf("work order %q: %w", id, api.ErrNotFound)
+		return access.Resource{}, fmt.Errorf("work order %q: %w", id, api.ErrNotFound)
 	}
 	return o, nil
 }
@@ -45,9 +47,9 @@ func TestResourceScopes(t *testing.T) {
 		return c.JSON(http.StatusOK, map[string]any{"owner": api.OwnerOf(c).Project, "by": api.PrincipalOf(c).Staff})
 	}
 	s.Register(
-		api.Route{Method: http.MethodGet, Path: "/workorders/:workorder", Scope: api.Resource("workorder", "workorder", resolveWorkOrder), Handler: ok},
-		api.Route{Method: http.MethodPost, Path: "/workorders/:workorder/ack", Scope: api.Resource("workorder", "workorder", resolveWorkOrder), Handler: ok},
-		api.Route{Method: http.MethodPost, Path: "/projects/:project/notes", Scope: api.Project("project", hqAdmin, pm), Handler: func(c echo.Context) error {
+		api.Route{Method: http.MethodGet, Path: "/workorders/:workorder", Scope: api.Resource(access.KindWorkOrder, "workorder", resolveWorkOrder), Handler: ok},
+		api.Route{Method: http.MethodPost, Path: "/workorders/:workorder/ack", Scope: api.Resource(access.KindWorkOrder, "workorder", resolveWorkOrder).Do(access.Work), Handler: ok},
+		api.Route{Method: http.MethodPost, Path: "/projects/:project/notes", Scope: api.Project("project").Do(access.Manage), Handler: func(c echo.Context) error {
 			b, err := io.ReadAll(c.Request().Body)
 			if err != nil {
 				return err
@@ -62,8 +64,11 @@ func TestResourceScopes(t *testing.T) {
 	}
 	f("acme-tech1", "GET", "/api/v1/workorders/wo-1", 200) // assigned to them
 	f("acme-tech1", "GET", "/api/v1/workorders/wo-2", 404) // assigned to someone else
+	f("acme-tech1", "GET", "/api/v1/workorders/wo-4", 404) // unassigned: the manager's
+	f("acme-pm1", "GET", "/api/v1/workorders/wo-4", 200)
 	f("acme-tech1", "POST", "/api/v1/workorders/wo-1/ack", 200)
-	f("acme-pm1", "GET", "/api/v1/workorders/wo-2", 200) // every order of their project
+	f("acme-pm1", "POST", "/api/v1/workorders/wo-1/ack", 403) // visible, but not theirs to work on
+	f("acme-pm1", "GET", "/api/v1/workorders/wo-2", 200)      // every order of their project
 	f("acme-admin", "GET", "/api/v1/workorders/wo-2", 200)
 	f("acme-admin", "GET", "/api/v1/workorders/wo-3", 404) // another company's
 	f("beta-pm", "GET", "/api/v1/workorders/wo-3", 200)
@@ -99,7 +104,8 @@ func TestRegisterRejectsRoutesWithoutScope(t *testing.T) {
 	mustPanic("no scope", api.Route{Method: "GET", Path: "/things", Handler: h})
 	mustPanic("parameter not in path", api.Route{Method: "GET", Path: "/things/:id", Scope: api.Project("project"), Handler: h})
 	mustPanic("resource without resolver", api.Route{Method: "GET", Path: "/alarms/:alarm", Scope: api.Resource("alarm", "alarm", nil), Handler: h})
-	mustPanic("unknown role", api.Route{Method: "GET", Path: "/x", Scope: api.AnyStaff("janitor"), Handler: h})
+	mustPanic("unknown action", api.Route{Method: "GET", Path: "/x", Scope: api.AnyStaff().Do("sweep"), Handler: h})
+	mustPanic("changing route without action", api.Route{Method: "POST", Path: "/x", Scope: api.AnyStaff(), Handler: h})
 	mustPanic("duplicate", api.Route{Method: "GET", Path: "/me", Scope: api.AnyStaff(), Handler: h})
 	mustPanic("no handler", api.Route{Method: "GET", Path: "/y", Scope: api.AnyStaff()})
 }

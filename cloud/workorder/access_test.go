@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -144,6 +145,26 @@ func TestAccessMatrix(t *testing.T) {
 			}
 		}
 		covered[rt.method+" "+templateOf(rt.path)] = true
+	}
+	// The policy asked directly answers the same as the routes.
+	for _, s := range r.b.Org.Staff {
+		if _, ok := staffRole[s.ID]; !ok {
+			continue
+		}
+		p := access.Principal{Staff: s.ID, Role: s.Role, Company: s.Company, Projects: s.Projects}
+		for _, where := range []string{"garden", "tower", "beta"} {
+			a, w := r.alarmOf(devices[where]), r.orderOf(devices[where])
+			if got, want := p.Sees(a.Resource()), seesProject(s.ID, where); got != want {
+				t.Errorf("policy: %s sees the %s alarm: %v, want %v", s.ID, where, got, want)
+			}
+			if got, want := p.Sees(w.Resource()), seesOrder(s.ID, where); got != want {
+				t.Errorf("policy: %s sees the %s order: %v, want %v", s.ID, where, got, want)
+			}
+			mayAck := seesProject(s.ID, where) && s.Role != config.RoleHQViewer
+			if got := p.May(access.Acknowledge, a.Resource()); got != mayAck {
+				t.Errorf("policy: %s may acknowledge the %s alarm: %v, want %v", s.ID, where, got, mayAck)
+			}
+		}
 	}
 	// Every registered route of these packages is in the matrix (the stream
 	// has its own test).

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/config"
 )
@@ -42,8 +43,8 @@ func (d *Desk) Create(ctx context.Context, v alarm.Viewer, r NewOrder) (WorkOrde
 	if !ok || !v.SeesProject(co.ID, p.ID) {
 		return WorkOrder{}, fmt.Errorf("cannot create work order: project %q: %w", r.Project, ErrNotFound)
 	}
-	if v.Role == config.RoleHQViewer {
-		return WorkOrder{}, fmt.Errorf("cannot create work order: role %s is read-only: %w", v.Role, ErrForbidden)
+	if !v.May(access.Create, access.ProjectOf(co.ID, p.ID)) {
+		return WorkOrder{}, fmt.Errorf("cannot create work order: role %s may not: %w", v.Role, ErrForbidden)
 	}
 	var probs []string
 	bad := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
@@ -139,7 +140,7 @@ func (d *Desk) Transition(ctx context.Context, v alarm.Viewer, id string, r Tran
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w := d.orders[id]
-	if w == nil || !visible(v, w) {
+	if w == nil || !v.Sees(w.Resource()) {
 		return WorkOrder{}, fmt.Errorf("cannot move work order %q: %w", id, ErrNotFound)
 	}
 	if !slices.Contains(States, r.To) {
@@ -148,7 +149,7 @@ func (d *Desk) Transition(ctx context.Context, v alarm.Viewer, id string, r Tran
 	if !slices.Contains(transitions[w.State], r.To) {
 		return WorkOrder{}, &TransitionError{ID: id, From: w.State, To: r.To, Allowed: Allowed(w.State)}
 	}
-	if v.Role == config.RoleHQViewer || !mayMove(w, v.Staff, v.Role, r.To) {
+	if !v.May(stepAction(w.State, r.To), w.Resource()) {
 		return WorkOrder{}, fmt.Errorf("cannot move work order %q to %s: %s %q may not: %w", id, r.To, v.Role, v.Staff, ErrForbidden)
 	}
 	if utf8.RuneCountInString(r.Note) > MaxText || len(r.Photo) > 1000 {
@@ -183,15 +184,6 @@ func (d *Desk) Transition(ctx context.Context, v alarm.Viewer, id string, r Tran
 	return d.copyOf(w, true), nil
 }
 
-// visible reports whether the viewer may see an order: its project's
-// managers and HQ; technicians only when it is assigned to them.
-func visible(v alarm.Viewer, w *WorkOrder) bool {
-	if !v.SeesProject(w.Company, w.Project) {
-		return false
-	}
-	return v.Role != config.RoleTechnician || w.Assignee == v.Staff
-}
-
 // copyOf copies an order; with history it copies that too. d.mu must be held.
 func (d *Desk) copyOf(w *WorkOrder, history bool) WorkOrder {
 	out := *w
@@ -207,21 +199,21 @@ func (d *Desk) Get(v alarm.Viewer, id string) (WorkOrder, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w := d.orders[id]
-	if w == nil || !visible(v, w) {
+	if w == nil || !v.Sees(w.Resource()) {
 		return WorkOrder{}, fmt.Errorf("cannot find work order %q: %w", id, ErrNotFound)
 	}
 	return d.copyOf(w, true), nil
 }
 
-// Owner says where an order belongs: company, project and assignee.
-func (d *Desk) Owner(id string) (company, project, assignee string, ok bool) {
+// Resource says where an order belongs, for access decisions.
+func (d *Desk) Resource(id string) (access.Resource, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w := d.orders[id]
 	if w == nil {
-		return "", "", "", false
+		return access.Resource{}, false
 	}
-	return w.Company, w.Project, w.Assignee, true
+	return w.Resource(), true
 }
 
 // Filter selects work orders. Empty fields match everything.
@@ -268,7 +260,7 @@ func (d *Desk) list(v alarm.Viewer, f Filter, history bool) []WorkOrder {
 	d.mu.Lock()
 	var out []WorkOrder
 	for _, w := range d.orders {
-		if !visible(v, w) ||
+		if !v.Sees(w.Resource()) ||
 			f.Project != "" && w.Project != f.Project ||
 			f.State != "" && w.State != f.State ||
 			f.Assignee != "" && w.Assignee != f.Assignee ||

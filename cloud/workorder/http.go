@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/config"
@@ -31,25 +32,24 @@ type Alarms interface {
 //	GET  /devices/:device/history?since=&until= the device's alarms and work orders
 //	GET  /stats/monthly?month=YYYY-MM           HQ statistics per project
 func (d *Desk) Routes(alarms Alarms) []api.Route {
-	staff := []string{config.RoleHQAdmin, config.RoleProjectManager, config.RoleTechnician}
-	hq := []string{config.RoleHQAdmin, config.RoleHQViewer}
+	order := api.Resource(access.KindWorkOrder, "workorder", d.owner)
 	h := &handlers{d: d, alarms: alarms}
 	return []api.Route{
 		{Method: http.MethodGet, Path: "/workorders", Scope: api.AnyStaff(), Handler: h.list},
-		{Method: http.MethodPost, Path: "/workorders", Scope: api.AnyStaff(staff...), Handler: h.create},
-		{Method: http.MethodGet, Path: "/workorders/:workorder", Scope: api.Resource("workorder", "workorder", d.owner), Handler: h.get},
-		{Method: http.MethodPost, Path: "/workorders/:workorder/transitions", Scope: api.Resource("workorder", "workorder", d.owner, staff...), Handler: h.transition},
+		{Method: http.MethodPost, Path: "/workorders", Scope: api.AnyStaff().Do(access.Create), Handler: h.create},
+		{Method: http.MethodGet, Path: "/workorders/:workorder", Scope: order, Handler: h.get},
+		{Method: http.MethodPost, Path: "/workorders/:workorder/transitions", Scope: order.Do(access.Transition), Handler: h.transition},
 		{Method: http.MethodGet, Path: "/devices/:device/history", Scope: api.Device("device"), Handler: h.deviceHistory},
-		{Method: http.MethodGet, Path: "/stats/monthly", Scope: api.Company(hq...), Handler: h.monthly},
+		{Method: http.MethodGet, Path: "/stats/monthly", Scope: api.Company().Do(access.Report), Handler: h.monthly},
 	}
 }
 
-func (d *Desk) owner(_ context.Context, id string) (api.Owner, error) {
-	company, project, assignee, ok := d.Owner(id)
+func (d *Desk) owner(_ context.Context, id string) (access.Resource, error) {
+	r, ok := d.Resource(id)
 	if !ok {
-		return api.Owner{}, fmt.Errorf("work order %q: %w", id, api.ErrNotFound)
+		return access.Resource{}, fmt.Errorf("work order %q: %w", id, api.ErrNotFound)
 	}
-	return api.Owner{Company: company, Project: project, Assignees: []string{assignee}}, nil
+	return r, nil
 }
 
 type handlers struct {

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/config"
 )
@@ -94,7 +95,7 @@ func (d *Desk) MonthlyStats(v alarm.Viewer, month string, alarms []alarm.Alarm, 
 		}
 		for i := range c.Projects {
 			p := &c.Projects[i]
-			if !v.SeesProject(c.ID, p.ID) {
+			if !v.May(access.Report, access.ProjectOf(c.ID, p.ID)) {
 				continue
 			}
 			loc := p.Location

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -177,22 +178,24 @@ func (e *TransitionError) Error() string {
 // Unwrap makes errors.Is(err, ErrTransition) true.
 func (e *TransitionError) Unwrap() error { return ErrTransition }
 
-// mayMove reports whether staff s (role, id) may move order w to state to;
-// the lifecycle has already allowed it. The assignee accepts, starts and
-// resolves; the project's manager and HQ admins assign, reassign, send
-// resolved work back, close and cancel. HQ viewers only read.
-func mayMove(w *WorkOrder, staff, role, to string) bool {
-	manager := role == config.RoleHQAdmin || role == config.RoleProjectManager
+// stepAction is the access action a move from state from to state to
+// takes (the lifecycle has already allowed it): accepting, starting and
+// resolving are the assignee's work; assigning, reassigning, sending
+// resolved work back, closing and cancelling are managing the order.
+// Package access says who may take which.
+func stepAction(from, to string) access.Action {
 	switch {
 	case to == StateAccepted || to == StateResolved:
-		return w.Assignee != "" && w.Assignee == staff
-	case to == StateInProgress && w.State == StateAccepted:
-		return w.Assignee != "" && w.Assignee == staff
-	case to == StateInProgress: // resolved → in progress: the work was not done
-		return manager
-	default: // assigned, closed, cancelled
-		return manager
+		return access.Work
+	case to == StateInProgress && from == StateAccepted:
+		return access.Work
 	}
+	return access.Manage
+}
+
+// Resource is where the order belongs, for access decisions.
+func (w *WorkOrder) Resource() access.Resource {
+	return access.Resource{Kind: access.KindWorkOrder, Company: w.Company, Project: w.Project, Assignee: w.Assignee}
 }
 
 // priority maps a severity to a priority: critical → 1 … warning → 4.
