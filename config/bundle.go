@@ -85,6 +85,9 @@ func (b *Bundle) checkRefs(p *Problems, tariffs, templates, rules bool) {
 					} else if t.Kind != d.Kind && d.Kind != KindOther && contains(DeviceKinds, d.Kind) {
 						p.Addf(Join(dp, "kind"), "%q but template %q is for %q", d.Kind, d.Template, t.Kind)
 					}
+					if t != nil && d.MaxPowerKW != 0 && (t.Energy == nil || t.Energy.Counter == "") {
+						p.Addf(Join(dp, "max_power_kw"), "template %q has no energy counter to apply it to", d.Template)
+					}
 				}
 			}
 			for ri, ro := range pr.RuleOverrides {

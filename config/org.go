@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"strings"
 	"time"
 
@@ -88,6 +89,9 @@ type Device struct {
 	// PollInterval is the expected interval between readings; used for stale
 	// detection and data completeness. Default 10s.
 	PollInterval Duration `yaml:"poll_interval"`
+	// MaxPowerKW overrides the template's energy.max_power_kw for this
+	// device (0: the template's).
+	MaxPowerKW float64 `yaml:"max_power_kw"`
 }
 
 // Webhook is an outgoing notification target of a project.
@@ -197,6 +201,9 @@ func (o *Org) Validate(p *Problems) {
 					}
 					if d.Building != "" && !buildings[d.Building] {
 						p.Addf(Join(dp, "building"), "unknown building %q in project %q", d.Building, pr.ID)
+					}
+					if d.MaxPowerKW < 0 || math.IsNaN(d.MaxPowerKW) || math.IsInf(d.MaxPowerKW, 0) {
+						p.Addf(Join(dp, "max_power_kw"), "must be a number > 0, got %v", d.MaxPowerKW)
 					}
 					if d.PollInterval.Duration == 0 {
 						d.PollInterval = D(DefaultPollInterval)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -53,6 +54,11 @@ type EnergySpec struct {
 	Power   string `yaml:"power"`   // metric of the active power
 	// PowerUnit is "W" or "kW".
 	PowerUnit string `yaml:"power_unit"`
+	// MaxPowerKW is P, the most the metered load can draw, in kW. A counter
+	// step that rises more than P × hours + 0.05 kWh is not plausible (see
+	// docs/api.md, "Energy from counters"). Required with a counter; a
+	// device may override it with its own max_power_kw.
+	MaxPowerKW float64 `yaml:"max_power_kw"`
 }
 
 // Point is one Modbus value: where it lives and how to turn it into a metric.
@@ -215,6 +221,12 @@ func (t *Template) Validate(p *Problems) {
 		}
 		if e.Power != "" && !metrics[e.Power] {
 			p.Addf("energy.power", "unknown metric %q", e.Power)
+		}
+		switch {
+		case e.MaxPowerKW < 0 || math.IsNaN(e.MaxPowerKW) || math.IsInf(e.MaxPowerKW, 0):
+			p.Addf("energy.max_power_kw", "must be a number > 0, got %v", e.MaxPowerKW)
+		case e.Counter != "" && e.MaxPowerKW == 0:
+			p.Addf("energy.max_power_kw", "required with energy.counter: the most the metered load can draw, in kW (e.g. 1.2 × the rated power)")
 		}
 		if e.Power != "" && e.PowerUnit != "W" && e.PowerUnit != "kW" {
 			p.Addf("energy.power_unit", "must be W or kW, got %q", e.PowerUnit)

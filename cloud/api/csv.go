@@ -91,8 +91,11 @@ func monthlyCSV(r *energy.Monthly) [][]string {
 		}
 		add("gap", g.Device, "", "", "", "", "", localTime(g.From), localTime(g.To), n)
 	}
-	for _, d := range r.CounterDrops {
-		add("counter_drop", d.Device, d.Kind, num(d.KWh), "", "", "", localTime(d.At), "", num(d.From)+" → "+num(d.To))
+	for _, d := range r.CounterEvents {
+		add("counter_event", d.Device, d.Kind, num(d.KWh), "", "", "", localTime(d.PrevAt), localTime(d.At), num(d.From)+" → "+num(d.To))
+	}
+	if r.NeedsReview {
+		add("needs_review", r.Project.ID, r.Project.Name, "", "", "", "", "", "", "a counter discontinuity was credited 0: check the meter's readings")
 	}
 	return rows
 }

@@ -22,8 +22,11 @@ import (
 // computation asks for them. Every query filters on the sorting key's
 // prefix (company, project, device, metric).
 type readingStore struct {
-	conn driver.Conn
-	db   string // database of the readings schema
+	conn  driver.Conn
+	db    string // database of the readings schema
+	steps interface {
+		CounterSteps(ctx context.Context, company string, projects []string, ranges []store.StepRange, slack float64) ([]store.StepRow, error)
+	}
 }
 
 // edgeWindow is how far LastBefore and FirstFrom look first; keys without
@@ -136,6 +139,24 @@ WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 			slices.SortFunc(hs, byHour)
 		}
 		out[keys[i]] = hs
+	}
+	return out, nil
+}
+
+// Steps implements energy.Readings.
+func (s *readingStore) Steps(ctx context.Context, w energy.Where, ranges []energy.Range) (map[energy.Key][]energy.HourSteps, error) {
+	rs := make([]store.StepRange, len(ranges))
+	for i, r := range ranges {
+		rs[i] = store.StepRange{Device: r.Device, Metric: r.Metric, From: r.From, To: r.To}
+	}
+	rows, err := s.steps.CounterSteps(ctx, w.Company, w.Projects, rs, energy.AllowanceSlack)
+	if err != nil {
+		return nil, err
+	}
+	out := map[energy.Key][]energy.HourSteps{}
+	for _, r := range rows {
+		k := energy.Key{Device: r.Device, Metric: r.Metric}
+		out[k] = append(out[k], energy.HourSteps{Hour: r.Hour, N: r.N, Falls: r.Falls, NeedKW: r.NeedKW})
 	}
 	return out, nil
 }

@@ -206,11 +206,15 @@ func TestMonthlyReportDataset(t *testing.T) {
 		t.Errorf("main meters = %+v, want p1-main 60×744 = 44640 kWh, 60×521.4 = 31284", r.MainMeters)
 	}
 
-	// Counter drops inside July: the rollover (1.00 kWh) and the replacement (0.20).
-	if len(r.CounterDrops) != 2 ||
-		r.CounterDrops[0].Device != "p1-pump" || r.CounterDrops[0].Kind != energy.DropRollover || r.CounterDrops[0].KWh != 1 ||
-		r.CounterDrops[1].Device != "p1-elev" || r.CounterDrops[1].Kind != energy.DropReplacement || r.CounterDrops[1].KWh != 0.2 {
-		t.Errorf("counter drops = %+v", r.CounterDrops)
+	// Counter events inside July: the rollover (1.00 kWh) and the
+	// replacement (0.20); no discontinuity, so no review is needed.
+	if len(r.CounterEvents) != 2 ||
+		r.CounterEvents[0].Device != "p1-pump" || r.CounterEvents[0].Kind != energy.EventRollover || r.CounterEvents[0].KWh != 1 ||
+		r.CounterEvents[1].Device != "p1-elev" || r.CounterEvents[1].Kind != energy.EventReplacement || r.CounterEvents[1].KWh != 0.2 {
+		t.Errorf("counter events = %+v", r.CounterEvents)
+	}
+	if r.NeedsReview {
+		t.Error("needs_review without a discontinuity")
 	}
 	// Completeness: 5 devices × 744 h; the lighting panel has no reading in
 	// the 7 local hours 03:00–09:59 of 10 July: 3713/3720 = 0.99812 → 0.9981.
@@ -336,7 +340,7 @@ func TestMonthlyCSV(t *testing.T) {
 	for _, r := range rows {
 		found[r[0]+"/"+r[1]] = true
 	}
-	for _, k := range []string{"category/lighting", "period/critical_peak", "building/p1-b2", "device/p1-plug", "main_meter/p1-main", "gap/p1-light", "counter_drop/p1-pump", "compare/2026-06"} {
+	for _, k := range []string{"category/lighting", "period/critical_peak", "building/p1-b2", "device/p1-plug", "main_meter/p1-main", "gap/p1-light", "counter_event/p1-pump", "compare/2026-06"} {
 		if !found[k] {
 			t.Errorf("CSV has no %s row", k)
 		}

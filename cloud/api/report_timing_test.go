@@ -236,8 +236,8 @@ func newBenchServer(b *testing.B) *api.Server {
 	decode(b, call(b, s.Handler(), "bench-admin", http.MethodGet, "/api/v1/projects/big/energy/monthly?month=2026-07"), &m)
 	var c energy.CompanyMonthly
 	decode(b, call(b, s.Handler(), "benchhq-admin", http.MethodGet, "/api/v1/energy/monthly?month=2026-07"), &c)
-	if m.KWh != 1859999.875 || c.KWh != 1859999.875 || len(c.Projects) != benchHQ || len(m.CounterDrops) != 3 {
-		b.Fatalf("benchmark data: project %v kWh (%d drops), company %v kWh over %d projects", m.KWh, len(m.CounterDrops), c.KWh, len(c.Projects))
+	if m.KWh != 1859999.875 || c.KWh != 1859999.875 || len(c.Projects) != benchHQ || len(m.CounterEvents) != 3 {
+		b.Fatalf("benchmark data: project %v kWh (%d counter events), company %v kWh over %d projects", m.KWh, len(m.CounterEvents), c.KWh, len(c.Projects))
 	}
 	return s
 }

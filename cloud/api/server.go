@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/plantroom/plantroom/cloud/energy"
+	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -36,6 +37,7 @@ const (
 type Database interface {
 	Conn() driver.Conn
 	Database() string
+	CounterSteps(ctx context.Context, company string, projects []string, ranges []store.StepRange, slack float64) ([]store.StepRow, error)
 }
 
 // Deps are the API's collaborators.
@@ -116,7 +118,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now, registry: deps.Registry,
 		tokens:   newTokens(&deps.Bundle.Org),
 		devices:  map[string]config.DeviceInfo{},
-		readings: &readingStore{conn: deps.DB.Conn(), db: deps.DB.Database()},
+		readings: &readingStore{conn: deps.DB.Conn(), db: deps.DB.Database(), steps: deps.DB},
 		done:     make(chan struct{}),
 	}
 	if s.log == nil {

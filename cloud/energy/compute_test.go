@@ -36,7 +36,9 @@ func TestComputeHandWorked(t *testing.T) {
 	m.add("p1", "energy_kwh", Point{at(5, 30), 1006}, Point{at(12, 30), 3})
 
 	s := testSchedule(t, "Asia/Shanghai", time.Date(2026, 7, 1, 0, 0, 0, 0, sh), time.Date(2026, 7, 2, 0, 0, 0, 0, sh))
-	dev := Device{ID: "p1", Category: "pump", Counter: "energy_kwh", Poll: 10 * time.Second}
+	// P = 10 kW: every rise of 1 kWh an hour is plausible, and the new
+	// meter's 3 kWh is within an hour's allowance (10.05 kWh).
+	dev := Device{ID: "p1", Category: "pump", Counter: "energy_kwh", MaxKW: 10, Poll: 10 * time.Second}
 	res, err := Compute(context.Background(), m, "acme", []Job{{Project: "garden", Devices: []Device{dev}, Schedule: s}})
 	if err != nil {
 		t.Fatal(err)
@@ -59,8 +61,8 @@ func TestComputeHandWorked(t *testing.T) {
 	near(t, "total", r.KWh, 11.5+3+2+10.5*r20)
 	cost := 6*0.3250 + 2*0.6890 + 5*1.1070 + (3.5+0.5*r20)*1.3290 + 4*r20*0.6890 + 3*r20*1.1070 + r20*0.6890 + 2*r20*0.3250
 	near(t, "cost", r.Cost, cost)
-	if len(r.Drops) != 1 || r.Drops[0].Kind != DropReplacement || r.Drops[0].Delta != 3 {
-		t.Errorf("drops = %+v", r.Drops)
+	if len(r.Events) != 1 || r.Events[0].Kind != EventReplacement || r.Events[0].Credited != 3 {
+		t.Errorf("events = %+v", r.Events)
 	}
 	// 13:30 → 00:30 next day is 11 h without readings: one interpolated gap,
 	// clipped to the day.
@@ -128,7 +130,9 @@ func TestComputeNoData(t *testing.T) {
 
 // TestComputeMatchesRaw checks the roll-up path against the definition
 // applied to every raw reading: random counters with replacements,
-// rollovers, gaps, duplicates and jittered timestamps, in a zone whose
+// rollovers, gaps, duplicates and jittered timestamps, and the glitches the
+// plausibility walk exists for: single bad polls (0, garbage, a step back),
+// spikes of one or two readings, and jumps that stay; in a zone whose
 // midnight is not on a UTC hour and a tariff with quarter-hour bounds.
 func TestComputeMatchesRaw(t *testing.T) {
 	for _, zone := range []string{"Asia/Shanghai", "Asia/Kolkata", "America/New_York"} {
@@ -139,6 +143,7 @@ func TestComputeMatchesRaw(t *testing.T) {
 			from := time.Date(2026, 3, 1, 0, 0, 0, 0, loc)
 			to := time.Date(2026, 4, 1, 0, 0, 0, 0, loc)
 			var devs []Device
+			events := map[string]int{}
 			for d := 0; d < 6; d++ {
 				id := string(rune('a' + d))
 				const R = 100000
@@ -150,21 +155,41 @@ func TestComputeMatchesRaw(t *testing.T) {
 					if rng.IntN(2000) == 0 {
 						ts += rng.Int64N(10) * HourMS // a gap of up to 9 h
 					}
-					v += rng.Float64() * 2
+					v += rng.Float64() * 2 // up to 120 kW
 					switch rng.IntN(1500) {
 					case 0:
 						v = rng.Float64() * 3 // meter replaced
 					case 1:
-						v = R * 0.95 // about to roll over
+						v = R - rng.Float64()*5 // about to roll over
+					case 2:
+						v += 200 + rng.Float64()*1000 // a jump that stays
+					case 3:
+						v = max(v-300, 0) // a jump down that stays
 					}
 					if v >= R {
 						v -= R
 					}
-					all = append(all, Point{ts, v})
+					glitch := v
+					switch rng.IntN(400) {
+					case 0:
+						glitch = 0 // a poll reading 0
+					case 1:
+						glitch = v - 50 // a step back
+					case 2:
+						glitch = v + 5000 + rng.Float64()*1e6 // garbage
+					case 3:
+						glitch = v * 0.999 // a small step back
+					case 4:
+						// a spike of two readings
+						all = append(all, Point{ts, v + 777})
+						ts += 60_000 + rng.Int64N(240_000)
+						glitch = v + 778
+					}
+					all = append(all, Point{ts, glitch})
 				}
 				m.add(id, "energy_kwh", all...)
 				m.add(id, "energy_kwh", all[:len(all)/3]...) // redelivered
-				devs = append(devs, Device{ID: id, Counter: "energy_kwh", Rollover: R, Poll: time.Minute})
+				devs = append(devs, Device{ID: id, Counter: "energy_kwh", Rollover: R, MaxKW: 150, Poll: time.Minute})
 			}
 			tf := testTariff()
 			tf.Versions[1].Seasons[1].Periods[1].To = "07:45"
@@ -181,7 +206,7 @@ func TestComputeMatchesRaw(t *testing.T) {
 			}
 			bounds := s.Bounds()
 			for i, d := range devs {
-				full := Unwrap(m.raw[Key{d.ID, d.Counter}], d.Rollover)
+				full := Walk(m.raw[Key{d.ID, d.Counter}], d.MaxKW, d.Rollover)
 				want := full.Spread(bounds)
 				got := res[0].Devices[i].Slots
 				var total float64
@@ -200,13 +225,45 @@ func TestComputeMatchesRaw(t *testing.T) {
 				if len(wantGaps) != len(res[0].Devices[i].Gaps) {
 					t.Errorf("%s: gaps %v, want %v", d.ID, res[0].Devices[i].Gaps, wantGaps)
 				}
+				var wantEvents []Event
+				for _, e := range full.Events {
+					if e.TS >= s.From && e.TS < s.To {
+						wantEvents = append(wantEvents, e)
+					}
+				}
+				gotEvents := res[0].Devices[i].Events
+				if len(gotEvents) != len(wantEvents) {
+					t.Errorf("%s: %d events, want %d", d.ID, len(gotEvents), len(wantEvents))
+				} else {
+					for k := range wantEvents {
+						g, w := gotEvents[k], wantEvents[k]
+						if g.TS != w.TS || g.Kind != w.Kind || g.PrevTS != w.PrevTS || math.Abs(g.Credited-w.Credited) > 1e-9 {
+							t.Errorf("%s event %d = %+v, want %+v", d.ID, k, g, w)
+						}
+					}
+				}
+				for _, e := range wantEvents {
+					events[e.Kind]++
+				}
 			}
-			if m.calls.raw != 1 {
-				t.Errorf("raw reads = %d, want one round", m.calls.raw)
+			// The data must exercise every kind of event, or the test proves little.
+			for _, k := range EventKinds {
+				if events[k] == 0 {
+					t.Errorf("no %s in the data (events: %v)", k, events)
+				}
 			}
-			if len(m.asked) == 0 || len(m.asked) > 2000 {
-				t.Errorf("raw ranges asked = %d", len(m.asked))
+			// The fast path must stay fast: raw readings for a small share
+			// of hours (in Kolkata every tariff boundary is inside an hour,
+			// a third of all hours, which needs raw readings anyway).
+			var rawHours int64
+			for _, r := range m.asked {
+				rawHours += (r.To - r.From) / HourMS
 			}
+			allHours := int64(len(devs)) * (s.To - s.From) / HourMS
+			if m.calls.raw == 0 || rawHours > allHours/2 {
+				t.Errorf("raw reads = %d rounds, %d of %d hours", m.calls.raw, rawHours, allHours)
+			}
+			t.Logf("events %v; raw reads %d rounds, %d of %d hours", events, m.calls.raw, rawHours, allHours)
 		})
 	}
 }

@@ -14,54 +14,56 @@ type Point struct {
 	V  float64 // kWh (counter) or kW (power)
 }
 
-// Drop kinds.
+// Counter event kinds: what the plausibility walk did with a reading that
+// was not a plausible step from the one before.
 const (
-	DropRollover    = "rollover"
-	DropReplacement = "replacement"
+	EventOutlier       = "outlier"       // an isolated bad reading, skipped
+	EventRollover      = "rollover"      // the counter wrapped at its rollover value
+	EventReplacement   = "replacement"   // the counter fell to a new meter's start
+	EventDiscontinuity = "discontinuity" // anything else: credited 0, needs review
 )
 
-// RolloverBand is how close to the rollover value R the reading before a
-// drop must be for the drop to count as a rollover: within 10% of R.
+// EventKinds lists the event kinds in report order.
+var EventKinds = []string{EventOutlier, EventRollover, EventReplacement, EventDiscontinuity}
+
+// RolloverBand is how close to the rollover value R the last accepted
+// reading must be for a fall to count as a rollover: at least 0.9·R.
 const RolloverBand = 0.10
 
-// Drop is a fall of a counter between two consecutive readings.
-type Drop struct {
-	TS    int64   // time of the reading after the drop
-	Prev  float64 // counter before the drop
-	Next  float64 // counter after the drop
-	Kind  string  // DropRollover or DropReplacement
-	Delta float64 // energy credited to the step
+// AllowanceSlack is the fixed part of a step's allowance, in kWh: it covers
+// a meter's display resolution and the rounding of its registers.
+const AllowanceSlack = 0.05
+
+// Event is one reading the walk did not credit as a plausible step.
+type Event struct {
+	TS       int64   // time of the reading (cur)
+	PrevTS   int64   // time of the last accepted reading before it
+	Prev     float64 // the last accepted reading's value
+	Cur      float64 // the reading's value
+	Kind     string  // EventOutlier … EventDiscontinuity
+	Credited float64 // kWh credited for the step (0 for outliers and discontinuities)
 }
 
-// Counter is a device's cumulative energy as a function of time: the
-// readings with every drop unwrapped, linear between consecutive readings.
-// Only differences of it mean anything; it starts at 0 at the first reading.
+// Counter is a device's credited cumulative energy as a function of time:
+// the accepted readings of its counter with what the walk credited between
+// them, linear between consecutive accepted readings. Only differences of
+// it mean anything; it starts at 0 at the first reading.
 type Counter struct {
-	ts    []int64
-	c     []float64
-	Drops []Drop // the drops found, in time order
+	ts     []int64
+	c      []float64
+	Events []Event // in time order
 }
 
-// Delta is the energy of one step from reading prev to reading next of a
-// counter that rolls over at rollover (0: never). It is never negative:
-//   - next >= prev: next − prev;
-//   - a drop with rollover > 0 and prev within 10% of it: rollover − prev + next;
-//   - any other drop is a meter replacement: next (the new meter started at 0).
-func Delta(prev, next, rollover float64) (delta float64, kind string) {
-	if next >= prev {
-		return next - prev, ""
-	}
-	if rollover > 0 && prev >= rollover*(1-RolloverBand) {
-		d := rollover - prev + next
-		if d < 0 {
-			d = 0
-		}
-		return d, DropRollover
-	}
-	if next < 0 {
-		return 0, DropReplacement
-	}
-	return next, DropReplacement
+// Allowance is A = P·h + 0.05 kWh: the most a counter with maximum power
+// maxKW may rise over dt milliseconds.
+func Allowance(maxKW float64, dt int64) float64 {
+	return maxKW*float64(dt)/float64(HourMS) + AllowanceSlack
+}
+
+// Plausible reports whether a counter may go from a to b: 0 ≤ b − a ≤ A.
+func Plausible(a, b Point, maxKW float64) bool {
+	d := b.V - a.V
+	return d >= 0 && d <= Allowance(maxKW, b.TS-a.TS)
 }
 
 // Dedup sorts points by time and keeps the first of each run of equal
@@ -84,21 +86,62 @@ func Dedup(points []Point) []Point {
 	return out
 }
 
-// Unwrap builds the counter from cumulative kWh readings. points must be
-// sorted by time without duplicate timestamps (see Dedup).
-func Unwrap(points []Point, rollover float64) Counter {
-	c := Counter{ts: make([]int64, len(points)), c: make([]float64, len(points))}
-	var sum float64
-	for i, p := range points {
-		if i > 0 {
-			d, kind := Delta(points[i-1].V, p.V, rollover)
-			if kind != "" {
-				c.Drops = append(c.Drops, Drop{TS: p.TS, Prev: points[i-1].V, Next: p.V, Kind: kind, Delta: d})
-			}
-			sum += d
+// Step is the walk's decision on reading cur given the last accepted
+// reading prev and, when known, the reading after cur. It returns the
+// energy to credit, the event kind ("" for a plausible step) and whether
+// cur is accepted (becomes prev); only an outlier is not.
+//
+//  1. plausible(prev, cur): credit cur − prev.
+//  2. next exists and plausible(prev, next): cur is an outlier, skipped.
+//  3. rollover R declared, prev ≥ 0.9·R and R − prev + cur ≤ A: credit R − prev + cur.
+//  4. cur < prev and cur ≤ A: a replacement, credit cur.
+//  5. otherwise a discontinuity: credit 0, carry on from cur.
+func Step(prev, cur Point, next *Point, maxKW, rollover float64) (credit float64, kind string, accepted bool) {
+	if Plausible(prev, cur, maxKW) {
+		return cur.V - prev.V, "", true
+	}
+	if next != nil && Plausible(prev, *next, maxKW) {
+		return 0, EventOutlier, false
+	}
+	a := Allowance(maxKW, cur.TS-prev.TS)
+	if rollover > 0 && prev.V >= rollover*(1-RolloverBand) {
+		if d := rollover - prev.V + cur.V; d >= 0 && d <= a {
+			return d, EventRollover, true
 		}
-		c.ts[i] = p.TS
-		c.c[i] = sum
+	}
+	if cur.V < prev.V && cur.V >= 0 && cur.V <= a {
+		return cur.V, EventReplacement, true
+	}
+	return 0, EventDiscontinuity, true
+}
+
+// Walk builds the credited counter from cumulative kWh readings of a
+// counter with maximum power maxKW that rolls over at rollover (0: never).
+// points must be sorted by time without duplicate timestamps (see Dedup).
+func Walk(points []Point, maxKW, rollover float64) Counter {
+	c := Counter{ts: make([]int64, 0, len(points)), c: make([]float64, 0, len(points))}
+	if len(points) == 0 {
+		return c
+	}
+	prev := points[0]
+	var sum float64
+	c.ts, c.c = append(c.ts, prev.TS), append(c.c, 0)
+	for i := 1; i < len(points); i++ {
+		cur := points[i]
+		var next *Point
+		if i+1 < len(points) {
+			next = &points[i+1]
+		}
+		d, kind, ok := Step(prev, cur, next, maxKW, rollover)
+		if kind != "" {
+			c.Events = append(c.Events, Event{TS: cur.TS, PrevTS: prev.TS, Prev: prev.V, Cur: cur.V, Kind: kind, Credited: d})
+		}
+		if !ok {
+			continue
+		}
+		sum += d
+		prev = cur
+		c.ts, c.c = append(c.ts, cur.TS), append(c.c, sum)
 	}
 	return c
 }

@@ -42,6 +42,7 @@ type Device struct {
 	MainMeter bool
 	Counter   string  // metric of the cumulative kWh counter; "" for none
 	Rollover  float64 // value at which the counter wraps to 0; 0: never
+	MaxKW     float64 // the most the metered load can draw (P of the counter walk)
 	Power     string  // metric of the active power; "" for none
 	PowerToKW float64 // factor turning the power metric into kW
 	Poll      time.Duration
@@ -67,9 +68,13 @@ func ProjectDevices(b *config.Bundle, p *config.Project) ([]Device, error) {
 				MainMeter: d.Kind == config.KindMeter,
 				Counter:   t.Energy.Counter,
 				Rollover:  rolloverOf(t, t.Energy.Counter),
+				MaxKW:     t.Energy.MaxPowerKW,
 				Power:     t.Energy.Power,
 				PowerToKW: 1,
 				Poll:      d.PollInterval.Duration,
+			}
+			if d.MaxPowerKW > 0 {
+				dev.MaxKW = d.MaxPowerKW
 			}
 			if dev.Building == "" {
 				dev.Building = g.Building

@@ -2,6 +2,7 @@ package energy
 
 import (
 	"context"
+	"math"
 )
 
 // memReadings is an in-memory reading store for unit tests of the
@@ -10,7 +11,7 @@ import (
 // timestamps; duplicates collapse).
 type memReadings struct {
 	raw   map[Key][]Point
-	calls struct{ hours, before, after, raw int }
+	calls struct{ hours, steps, before, after, raw int }
 	asked []Range // raw ranges requested
 }
 
@@ -99,6 +100,37 @@ func (m *memReadings) Raw(_ context.Context, _ Where, ranges []Range) (map[Key][
 	}
 	for k := range out {
 		out[k] = Dedup(out[k])
+	}
+	return out, nil
+}
+
+// Steps sums up the steps inside each hour as the store's query does, from
+// the raw readings.
+func (m *memReadings) Steps(_ context.Context, _ Where, ranges []Range) (map[Key][]HourSteps, error) {
+	m.calls.steps++
+	out := map[Key][]HourSteps{}
+	for _, r := range ranges {
+		var prev *Point
+		for _, p := range m.raw[r.Key] {
+			if p.TS < r.From || p.TS >= r.To {
+				continue
+			}
+			h := floorHour(p.TS)
+			hs := out[r.Key]
+			if n := len(hs); n == 0 || hs[n-1].Hour != h {
+				out[r.Key] = append(hs, HourSteps{Hour: h, N: 1, NeedKW: math.Inf(-1)})
+				prev = &Point{p.TS, p.V}
+				continue
+			}
+			st := &hs[len(hs)-1]
+			st.N++
+			d := p.V - prev.V
+			if d < 0 {
+				st.Falls = true
+			}
+			st.NeedKW = max(st.NeedKW, (d-AllowanceSlack)*float64(HourMS)/float64(p.TS-prev.TS))
+			prev = &Point{p.TS, p.V}
+		}
 	}
 	return out, nil
 }

@@ -29,7 +29,10 @@ type Monthly struct {
 	MonthOverMonth *Change        `json:"month_over_month"`
 	YearOverYear   *Change        `json:"year_over_year"`
 	Completeness   Completeness   `json:"completeness"`
-	CounterDrops   []DropLine     `json:"counter_drops"`
+	// CounterEvents lists every counter event of the month; NeedsReview
+	// is set when one is a discontinuity (credited 0: energy may be missing).
+	CounterEvents []EventLine `json:"counter_events"`
+	NeedsReview   bool        `json:"needs_review"`
 }
 
 // TopDevices is how many devices a report ranks by default.
@@ -126,9 +129,9 @@ func buildMonthly(p *Project, m Month, mr monthResult, top int) *Monthly {
 		YearOverYear:   newChange(m.Add(-12), mr.yoyPd, mr.yoy, t),
 		Completeness: Completeness{Ratio: t.ratio(), HoursPresent: t.present, HoursExpected: t.expected,
 			Gaps: gapLines(r, p.Location)},
-		CounterDrops: dropLines(r, p.Location),
-		Devices:      []DeviceLine{},
-		MainMeters:   []DeviceLine{},
+		CounterEvents: eventLines(r, p.Location),
+		Devices:       []DeviceLine{},
+		MainMeters:    []DeviceLine{},
 	}
 	if p.FloorAreaM2 > 0 {
 		rep.KWhPerM2 = Round(t.kwh/p.FloorAreaM2, 4)
@@ -151,6 +154,7 @@ func buildMonthly(p *Project, m Month, mr monthResult, top int) *Monthly {
 	for i := range r.Devices {
 		d := &r.Devices[i]
 		line := deviceLine(d)
+		rep.NeedsReview = rep.NeedsReview || line.NeedsReview
 		if d.Device.MainMeter {
 			rep.MainMeters = append(rep.MainMeters, line)
 			continue

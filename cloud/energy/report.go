@@ -50,6 +50,8 @@ type DeviceLine struct {
 	Cost         float64 `json:"cost"`
 	Estimated    bool    `json:"estimated"`
 	Completeness float64 `json:"completeness"`
+	// NeedsReview: a discontinuity of the device's counter was credited 0.
+	NeedsReview bool `json:"needs_review"`
 }
 
 // GapLine is one gap of one device.
@@ -61,14 +63,17 @@ type GapLine struct {
 	Interpolated bool      `json:"interpolated"`
 }
 
-// DropLine is a counter drop: a rollover or a meter replacement.
-type DropLine struct {
+// EventLine is a counter event: a reading the plausibility walk did not
+// credit as a plausible step (an outlier, a rollover, a meter replacement
+// or a discontinuity).
+type EventLine struct {
 	Device string    `json:"device"`
-	At     time.Time `json:"at"`
-	Kind   string    `json:"kind"`
+	At     time.Time `json:"at"`      // time of the reading
+	Kind   string    `json:"kind"`    // outlier, rollover, replacement or discontinuity
+	PrevAt time.Time `json:"prev_at"` // time of the last accepted reading before it
 	From   float64   `json:"from_value"`
 	To     float64   `json:"to_value"`
-	KWh    float64   `json:"kwh"`
+	KWh    float64   `json:"kwh"` // credited for the step
 }
 
 // Completeness is the share of expected data present.
@@ -158,7 +163,7 @@ func deviceLine(d *DeviceResult) DeviceLine {
 	l := DeviceLine{
 		Device: d.Device.ID, Name: d.Device.Name, Kind: d.Device.Kind, Category: d.Device.Category,
 		Building: d.Device.Building, MainMeter: d.Device.MainMeter, Source: d.Source,
-		KWh: KWh(d.KWh), Cost: Cents(d.Cost), Estimated: d.Estimated(),
+		KWh: KWh(d.KWh), Cost: Cents(d.Cost), Estimated: d.Estimated(), NeedsReview: d.NeedsReview(),
 	}
 	if d.HoursExpected > 0 {
 		l.Completeness = Round(float64(d.HoursPresent)/float64(d.HoursExpected), 4)
@@ -187,12 +192,13 @@ func gapLines(r *Result, loc *time.Location) []GapLine {
 	return out
 }
 
-func dropLines(r *Result, loc *time.Location) []DropLine {
-	out := []DropLine{}
+func eventLines(r *Result, loc *time.Location) []EventLine {
+	out := []EventLine{}
 	for i := range r.Devices {
 		d := &r.Devices[i]
-		for _, dr := range d.Drops {
-			out = append(out, DropLine{Device: d.Device.ID, At: time.UnixMilli(dr.TS).In(loc), Kind: dr.Kind, From: dr.Prev, To: dr.Next, KWh: KWh(dr.Delta)})
+		for _, e := range d.Events {
+			out = append(out, EventLine{Device: d.Device.ID, At: time.UnixMilli(e.TS).In(loc), Kind: e.Kind,
+				PrevAt: time.UnixMilli(e.PrevTS).In(loc), From: e.Prev, To: e.Cur, KWh: KWh(e.Credited)})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
