@@ -8,64 +8,142 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/config"
 )
 
-// TestLifecycleTable drives an order into every state and tries every
-// target state from there: allowed moves succeed for the right person,
-// the rest answer with the allowed list.
+// Who may take a step of the lifecycle.
+const (
+	byAssignee = "assignee" // the order's assignee (tech-garden-1 here)
+	byManager  = "manager"  // the project's manager or an HQ admin
+)
+
+// lifecycle is the work-order lifecycle written out by hand: from each
+// state, the states an order may move to and who may move it. Every pair
+// not listed is refused by the lifecycle (409 with the allowed states).
+var lifecycle = map[string]map[string]string{
+	StateOpen:       {StateAssigned: byManager, StateCancelled: byManager},
+	StateAssigned:   {StateAssigned: byManager, StateAccepted: byAssignee, StateCancelled: byManager},
+	StateAccepted:   {StateAssigned: byManager, StateInProgress: byAssignee, StateCancelled: byManager},
+	StateInProgress: {StateAssigned: byManager, StateResolved: byAssignee, StateCancelled: byManager},
+	StateResolved:   {StateInProgress: byManager, StateClosed: byManager},
+	StateClosed:     {},
+	StateCancelled:  {},
+}
+
+// TestLifecycleTable drives a fresh order into every state along a fixed
+// path (each step by the one person whose step it is: a refused step
+// fails the test, nobody else retries it) and tries every target state
+// from there as each of five people: the assignee, another technician of
+// the project, the project manager, an HQ admin and an HQ viewer. Each
+// refusal must leave the order as it was; then the person the table names
+// takes the step.
 func TestLifecycleTable(t *testing.T) {
-	// path brings a fresh order (assigned to tech-garden-1 at 10:00) into state.
-	path := map[string][]string{
+	type step struct {
+		by alarm.Viewer
+		to string
+	}
+	// path brings a fresh order (dispatched to tech-garden-1 at 10:00, or
+	// left open when nobody can be dispatched) into state.
+	path := map[string][]step{
+		StateOpen:       {},
 		StateAssigned:   {},
-		StateAccepted:   {StateAccepted},
-		StateInProgress: {StateAccepted, StateInProgress},
-		StateResolved:   {StateAccepted, StateInProgress, StateResolved},
-		StateClosed:     {StateAccepted, StateInProgress, StateResolved, StateClosed},
-		StateCancelled:  {StateCancelled},
+		StateAccepted:   {{techGarden1, StateAccepted}},
+		StateInProgress: {{techGarden1, StateAccepted}, {techGarden1, StateInProgress}},
+		StateResolved:   {{techGarden1, StateAccepted}, {techGarden1, StateInProgress}, {techGarden1, StateResolved}},
+		StateClosed:     {{techGarden1, StateAccepted}, {techGarden1, StateInProgress}, {techGarden1, StateResolved}, {pmGarden, StateClosed}},
+		StateCancelled:  {{pmGarden, StateCancelled}},
 	}
-	actor := func(to, from string) alarm.Viewer {
-		switch {
-		case to == StateAccepted || to == StateResolved || to == StateInProgress && from == StateAccepted:
-			return techGarden1
-		}
-		return pmGarden
+	if len(path) != len(States) || len(lifecycle) != len(States) {
+		t.Fatalf("the test covers %d/%d states, the package has %d", len(path), len(lifecycle), len(States))
 	}
-	for from, steps := range path {
+	people := []alarm.Viewer{techGarden1, techGarden2, pmGarden, hqAdmin, hqViewer}
+	for _, from := range States {
 		for _, to := range States {
 			t.Run(from+"→"+to, func(t *testing.T) {
 				r := newRig(t, nil, nil)
-				a := r.raise("garden-pump-1", "pump-fault", monday10)
-				w := r.orderFor(a)
-				if w == nil || w.State != StateAssigned || w.Assignee != "tech-garden-1" {
-					t.Fatalf("order %+v: want assigned to tech-garden-1", w)
+				if from == StateOpen {
+					r.d.roster = newRoster(&config.Org{}) // nobody to dispatch to
 				}
-				for _, s := range steps {
-					if _, err := r.move(actor(s, ""), w.ID, s); err != nil {
-						// actor for in_progress from accepted is the technician
-						if _, err2 := r.move(techGarden1, w.ID, s); err2 != nil {
-							t.Fatalf("reaching %s: %v / %v", s, err, err2)
+				a := r.raise("garden-pump-1", "pump-fault", monday10)
+				r.d.roster = newRoster(&r.b.Org)
+				w := r.orderFor(a)
+				wantAssignee := "tech-garden-1"
+				if from == StateOpen {
+					wantAssignee = ""
+				}
+				if w == nil || w.Assignee != wantAssignee {
+					t.Fatalf("order %+v: want assignee %q", w, wantAssignee)
+				}
+				for _, s := range path[from] {
+					if _, err := r.move(s.by, w.ID, s.to); err != nil {
+						t.Fatalf("reaching %s: %s → %s: %v", from, s.by.Staff, s.to, err)
+					}
+				}
+				before, err := r.d.Get(hqAdmin, w.ID)
+				if err != nil || before.State != from {
+					t.Fatalf("order in %q (%v), want %s", before.State, err, from)
+				}
+				var allowed []string
+				for _, s := range States {
+					if _, ok := lifecycle[from][s]; ok {
+						allowed = append(allowed, s)
+					}
+				}
+				who, ok := lifecycle[from][to]
+				req := TransitionRequest{To: to, Note: "n", Photo: "photos/1.jpg", Assignee: "tech-garden-2"}
+				var doer *alarm.Viewer
+				for _, p := range people {
+					var want error
+					switch {
+					case p.Role == config.RoleTechnician && p.Staff != before.Assignee:
+						want = ErrNotFound // not assigned to them: not visible
+					case !ok:
+						want = ErrTransition
+					case who == byAssignee && p.Staff == before.Assignee && p.Role != config.RoleHQViewer:
+						want = nil
+					case who == byManager && (p.Role == config.RoleProjectManager || p.Role == config.RoleHQAdmin):
+						want = nil
+					default:
+						want = ErrForbidden
+					}
+					if want == nil {
+						if doer == nil {
+							doer = &p
+						}
+						continue
+					}
+					_, err := r.d.Transition(t.Context(), p, w.ID, req)
+					if !errors.Is(err, want) {
+						t.Fatalf("%s (%s): %v, want %v", p.Staff, p.Role, err, want)
+					}
+					if want == ErrTransition {
+						var te *TransitionError
+						if !errors.As(err, &te) || !slices.Equal(te.Allowed, allowed) || te.From != from || !strings.Contains(err.Error(), `"`+to+`"`) {
+							t.Fatalf("%s: %v: want a TransitionError from %s to %q listing %v", p.Staff, err, from, to, allowed)
 						}
 					}
-				}
-				req := TransitionRequest{To: to, Note: "n", Photo: "photos/1.jpg", Assignee: "tech-garden-2"}
-				got, err := r.d.Transition(t.Context(), actor(to, from), w.ID, req)
-				allowed := Allowed(from)
-				if !slices.Contains(allowed, to) {
-					var te *TransitionError
-					if !errors.As(err, &te) || !errors.Is(err, ErrTransition) || !slices.Equal(te.Allowed, allowed) || te.From != from {
-						t.Fatalf("err %v: want a TransitionError from %s listing %v", err, from, allowed)
+					after, _ := r.d.Get(hqAdmin, w.ID)
+					if after.State != before.State || after.N != before.N || after.Assignee != before.Assignee {
+						t.Fatalf("refused move by %s changed the order: %s/%d/%s → %s/%d/%s", p.Staff,
+							before.State, before.N, before.Assignee, after.State, after.N, after.Assignee)
 					}
-					if !strings.Contains(err.Error(), `"`+to+`"`) {
-						t.Errorf("error %q does not name the target", err)
+				}
+				if !ok {
+					if doer != nil {
+						t.Fatalf("BUG: %s may take a step the lifecycle refuses", doer.Staff)
 					}
 					return
 				}
+				if doer == nil {
+					t.Fatalf("nobody may move %s → %s, the table says %s", from, to, who)
+				}
+				got, err := r.d.Transition(t.Context(), *doer, w.ID, req)
 				if err != nil {
-					t.Fatalf("allowed move failed: %v", err)
+					t.Fatalf("%s → %s by %s: %v", from, to, doer.Staff, err)
 				}
 				last := got.History[len(got.History)-1]
-				if got.State != to || last.From != from || last.To != to || last.Who != actor(to, from).Staff || last.Note != "n" || last.Photo != "photos/1.jpg" {
-					t.Errorf("after move: state %s, last event %+v", got.State, last)
+				if got.State != to || last.From != from || last.To != to || last.Who != doer.Staff || last.Note != "n" || last.Photo != "photos/1.jpg" || got.N != before.N+1 {
+					t.Errorf("after move: state %s, events %d→%d, last event %+v", got.State, before.N, got.N, last)
 				}
 				if to == StateAssigned && got.Assignee != "tech-garden-2" {
 					t.Errorf("reassigned to %q", got.Assignee)
