@@ -15,6 +15,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/timerange"
 )
 
 // ViewerOf is the authenticated API caller (a zero Principal, who sees
@@ -85,6 +86,9 @@ func TimeParam(c echo.Context, name string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
 		return time.Time{}, api.BadRequest("invalid %s %q: want an RFC 3339 time such as 2025-03-01T00:00:00+08:00", name, v)
+	}
+	if err := timerange.Check(name, v, t, time.Now()); err != nil {
+		return time.Time{}, api.BadRequest("%s", err)
 	}
 	return t, nil
 }

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/plantroom/plantroom/cloud/energy"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/timerange"
 )
 
 // energyProjects prepares every project for energy reports once.
@@ -39,7 +41,7 @@ func format(c echo.Context) (string, error) {
 	}
 }
 
-func monthParam(c echo.Context) (energy.Month, error) {
+func (s *Server) monthParam(c echo.Context) (energy.Month, error) {
 	v := c.QueryParam("month")
 	if v == "" {
 		return energy.Month{}, BadRequest("query parameter month is required (YYYY-MM, e.g. 2026-07)")
@@ -48,13 +50,16 @@ func monthParam(c echo.Context) (energy.Month, error) {
 	if err != nil {
 		return energy.Month{}, BadRequest("%s", err)
 	}
+	if err := timerange.Check("month", v, time.Date(m.Year, m.Month, 1, 0, 0, 0, 0, time.UTC), s.now()); err != nil {
+		return energy.Month{}, err
+	}
 	return m, nil
 }
 
 func (s *Server) projectMonthly(c echo.Context) error {
 	_, pr := ProjectOf(c)
 	p := s.energy[pr.ID]
-	m, err := monthParam(c)
+	m, err := s.monthParam(c)
 	if err != nil {
 		return err
 	}
@@ -95,9 +100,15 @@ func (s *Server) projectDaily(c echo.Context) error {
 	if err != nil {
 		return BadRequest("from: %s", err)
 	}
+	if err := timerange.Check("from", fromS, from, s.now()); err != nil {
+		return err
+	}
 	to, err := energy.ParseDate(toS, p.Location)
 	if err != nil {
 		return BadRequest("to: %s", err)
+	}
+	if err := timerange.Check("to", toS, to, s.now()); err != nil {
+		return err
 	}
 	if to.Before(from) {
 		return BadRequest("to %q is before from %q", toS, fromS)
@@ -117,7 +128,7 @@ func (s *Server) projectDaily(c echo.Context) error {
 
 func (s *Server) companyMonthly(c echo.Context) error {
 	pr := PrincipalOf(c)
-	m, err := monthParam(c)
+	m, err := s.monthParam(c)
 	if err != nil {
 		return err
 	}

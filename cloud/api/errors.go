@@ -11,6 +11,7 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/energy"
+	"github.com/plantroom/plantroom/internal/timerange"
 )
 
 // Error is an API error with its HTTP status and a stable code. Handlers
@@ -102,7 +103,10 @@ func toError(err error) *Error {
 		}
 		return &Error{Status: he.Code, Code: codeOf(he.Code), Message: msg, Err: he.Internal}
 	}
+	var te *timerange.Error
 	switch {
+	case errors.As(err, &te):
+		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error()}
 	case errors.Is(err, energy.ErrFuture):
 		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error()}
 	case errors.Is(err, energy.ErrNoTariff):

@@ -68,3 +68,25 @@ func TestRunningMonth(t *testing.T) {
 		t.Errorf("month over month = %+v", m)
 	}
 }
+
+// TestTimeParametersBounded: every time parameter outside 2000-01-01 …
+// now+366 days is a 400 naming the allowed range, never a 500.
+func TestTimeParametersBounded(t *testing.T) {
+	s := newServer(t, testBundle(t), openStore(t), nil) // now: 1 September 2026
+	for _, path := range []string{
+		"/api/v1/devices/p1-pump/series?metric=outlet_pressure_bar&to=9999-12-31T23:59:59Z",
+		"/api/v1/devices/p1-pump/series?metric=outlet_pressure_bar&from=0001-01-01T00:00:00Z&to=0001-01-02T00:00:00Z",
+		"/api/v1/devices/p1-pump/series?metric=outlet_pressure_bar&from=9999-12-30&to=9999-12-31",
+		"/api/v1/projects/p1/energy/monthly?month=9999-12",
+		"/api/v1/projects/p1/energy/monthly?month=1000-01",
+		"/api/v1/projects/p1/energy/daily?from=9999-12-30&to=9999-12-31",
+		"/api/v1/projects/p1/energy/daily?from=1000-01-01&to=1000-01-02",
+		"/api/v1/energy/monthly?month=0001-01",
+	} {
+		rec := call(t, s.Handler(), "acme-admin", http.MethodGet, path)
+		checkStatus(t, rec, 400, path)
+		if !strings.Contains(rec.Body.String(), "outside the allowed range 2000-01-01T00:00:00Z to 2027-09-02T12:00:00Z") {
+			t.Errorf("%s: %s, want the allowed range", path, rec.Body.String())
+		}
+	}
+}

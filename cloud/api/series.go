@@ -9,6 +9,7 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/energy"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/timerange"
 )
 
 // Series limits.
@@ -51,9 +52,15 @@ func (s *Server) series(c echo.Context) error {
 	if err != nil {
 		return BadRequest("invalid to %q: want RFC 3339 time or YYYY-MM-DD", c.QueryParam("to"))
 	}
+	if err := timerange.Check("to", c.QueryParam("to"), to, now); err != nil {
+		return err
+	}
 	from, err := parseInstant(c.QueryParam("from"), loc, to.Add(-24*time.Hour))
 	if err != nil {
 		return BadRequest("invalid from %q: want RFC 3339 time or YYYY-MM-DD", c.QueryParam("from"))
+	}
+	if err := timerange.Check("from", c.QueryParam("from"), from, now); err != nil {
+		return err
 	}
 	if !to.After(from) {
 		return BadRequest("from %s is not before to %s", from.Format(time.RFC3339), to.Format(time.RFC3339))

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -71,13 +70,15 @@ type Server struct {
 	now      func() time.Time
 	unready  atomic.Bool // last readiness probe failed
 
-	mu      sync.Mutex
-	routes  []RouteInfo
-	started bool
-	stopped bool
-	srv     *http.Server
-	ln      net.Listener
-	done    chan struct{}
+	mu     sync.Mutex
+	routes []RouteInfo
+	// templates are the paths of every route (metric labels).
+	templates map[string]struct{}
+	started   bool
+	stopped   bool
+	srv       *http.Server
+	ln        net.Listener
+	done      chan struct{}
 }
 
 // Route is one API endpoint. Its Scope is checked before Handler runs.
@@ -116,10 +117,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now, registry: deps.Registry,
-		tokens:   newTokens(&deps.Bundle.Org),
-		devices:  map[string]config.DeviceInfo{},
-		readings: &readingStore{conn: deps.DB.Conn(), db: deps.DB.Database(), steps: deps.DB},
-		done:     make(chan struct{}),
+		tokens:    newTokens(&deps.Bundle.Org),
+		devices:   map[string]config.DeviceInfo{},
+		readings:  &readingStore{conn: deps.DB.Conn(), db: deps.DB.Database(), steps: deps.DB},
+		done:      make(chan struct{}),
+		templates: map[string]struct{}{pathHealth: {}, pathReady: {}, pathMetrics: {}},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -144,7 +146,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(withRequestID, s.observe, recoverPanic, limitBody(cfg.BodyLimit), s.authenticate)
+	e.IPExtractor = cfg.ipExtractor()
+	e.Use(requestIDs(), s.observe, recoverPanic(), limitBody(cfg.BodyLimit), s.authenticate)
 	e.GET(pathHealth, func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET(pathReady, s.ready)
 	e.GET(pathMetrics, echo.WrapHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))
@@ -177,6 +180,7 @@ func (s *Server) Register(routes ...Route) {
 		}
 		s.echo.Add(r.Method, full, r.Handler, withDeadline(s.cfg.RequestTimeout.Duration, r.Stream), s.guard(r.Scope))
 		s.routes = append(s.routes, RouteInfo{Method: r.Method, Path: full, Scope: r.Scope})
+		s.templates[full] = struct{}{}
 	}
 }
 
@@ -302,22 +306,6 @@ func (s *Server) device(id string) (config.DeviceInfo, bool) {
 	return d, ok
 }
 
-// recoverPanic turns a handler's panic into a 500 (logged with its stack
-// by the error handler).
-func recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				if r == http.ErrAbortHandler {
-					panic(r)
-				}
-				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
-			}
-		}()
-		return next(c)
-	}
-}
-
 // Config is the API server's configuration (the "api" section of the
 // cloud's configuration file).
 type Config struct {
@@ -333,6 +321,11 @@ type Config struct {
 	ShutdownTimeout config.Duration `yaml:"shutdown_timeout"` // default 10s
 	// BodyLimit is the largest request body in bytes; default 1 MiB.
 	BodyLimit int64 `yaml:"body_limit"`
+	// TrustedProxies are the reverse proxies (addresses or CIDR ranges)
+	// whose X-Forwarded-For names the client in the access log; from any
+	// other peer the header is ignored. Empty: the peer address is the
+	// client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Defaults of Config.
@@ -385,4 +378,37 @@ func (c Config) Validate(p *config.Problems, path string) {
 	if c.BodyLimit < 0 {
 		p.Addf(config.Join(path, "body_limit"), "must be > 0 bytes, got %d", c.BodyLimit)
 	}
+	for i, v := range c.TrustedProxies {
+		if _, err := proxyNet(v); err != nil {
+			p.Addf(fmt.Sprintf("%s[%d]", config.Join(path, "trusted_proxies"), i), "invalid address or CIDR range %q", v)
+		}
+	}
+}
+
+// proxyNet reads an address ("10.0.0.5") or a CIDR range ("10.0.0.0/8").
+func proxyNet(v string) (*net.IPNet, error) {
+	if ip := net.ParseIP(v); ip != nil {
+		bits := 128
+		if ip.To4() != nil {
+			ip, bits = ip.To4(), 32
+		}
+		return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
+	}
+	_, n, err := net.ParseCIDR(v)
+	return n, err
+}
+
+// ipExtractor names a request's client: the peer, or, when the peer is
+// one of TrustedProxies, the nearest untrusted address of X-Forwarded-For.
+func (c Config) ipExtractor() echo.IPExtractor {
+	if len(c.TrustedProxies) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, v := range c.TrustedProxies {
+		if n, err := proxyNet(v); err == nil {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }

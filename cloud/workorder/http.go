@@ -15,6 +15,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/timerange"
 )
 
 // Alarms is what the desk's routes need from the alarm engine.
@@ -185,6 +186,9 @@ func (h *handlers) monthly(c echo.Context) error {
 	y, m, err := ParseMonth(month)
 	if err != nil {
 		return api.BadRequest("invalid month %q: want YYYY-MM", month)
+	}
+	if err := timerange.Check("month", month, time.Date(y, m, 1, 0, 0, 0, 0, time.UTC), now); err != nil {
+		return api.BadRequest("%s", err)
 	}
 	v := viewer(c)
 	// Alarms raised around the month; each project's own zone decides.

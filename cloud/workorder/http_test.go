@@ -36,9 +36,15 @@ func TestWorkOrderFlowOverHTTP(t *testing.T) {
 	if rec := r.call("tech-tower-1", "GET", "/api/v1/workorders?state=closed", nil); strings.TrimSpace(rec.Body.String()) != `{"work_orders":[]}` {
 		t.Errorf("no work orders: %d %s, want an empty list", rec.Code, rec.Body.String())
 	}
-	for _, q := range []string{"?state=open", "?severity=fatal", "?since=yesterday", "?limit=0"} {
+	for _, q := range []string{"?state=open", "?severity=fatal", "?since=yesterday", "?limit=0",
+		"?until=9999-12-31T23:59:59Z", "?since=0001-01-01T00:00:00Z"} {
 		if rec := r.call("pm-garden", "GET", "/api/v1/alarms"+q, nil); rec.Code != http.StatusBadRequest {
 			t.Errorf("alarms%s: %d", q, rec.Code)
+		}
+	}
+	for _, q := range []string{"/api/v1/workorders?until=9999-12-31T23:59:59Z", "/api/v1/stats/monthly?month=9999-12", "/api/v1/stats/monthly?month=0001-01"} {
+		if rec := r.call("hq-admin", "GET", q, nil); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "outside the allowed range 2000-01-01T00:00:00Z to ") {
+			t.Errorf("%s: %d %s, want 400 naming the allowed range", q, rec.Code, rec.Body.String())
 		}
 	}
 	if rec := r.call("pm-garden", "GET", "/api/v1/alarms?project=tower", nil); rec.Code != http.StatusNotFound {
