@@ -201,6 +201,10 @@ type Rule struct {
 	// MinHold keeps a raised alarm active at least this long (flapping guard).
 	MinHold   Duration       `yaml:"min_hold"`
 	WorkOrder *WorkOrderSpec `yaml:"work_order"`
+	// Safety marks a rule whose every raise is a new incident (a trapped
+	// passenger): its own work order, dispatch and SLA, never joined to an
+	// earlier order of the same device.
+	Safety bool `yaml:"safety"`
 }
 
 // AppliesTo selects devices by kind or template; empty selects every device.
@@ -214,7 +218,11 @@ type WorkOrderSpec struct {
 	SLA           Duration `yaml:"sla"`                  // time to be on site
 	SLAWorkingDay bool     `yaml:"sla_next_working_day"` // due at the start of the next working day instead
 	Skill         string   `yaml:"skill"`                // technician skill wanted
-	ReopenWithin  Duration `yaml:"reopen_within"`        // a re-raise within this window reopens the same order
+	// ReopenWithin is the incident window: a raise within it of the earlier
+	// alarm's clear joins that alarm's still-open order, and a raise within
+	// it of the order's resolution reopens it. Later raises (and every
+	// raise of a safety rule) are new incidents with their own order.
+	ReopenWithin Duration `yaml:"reopen_within"`
 }
 
 // Validate checks every rule.

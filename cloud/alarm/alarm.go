@@ -97,6 +97,10 @@ type Event struct {
 	// Arrived is when the causing reading reached ingest (not stored); the
 	// work-order service measures dispatch latency from it.
 	Arrived time.Time `json:"-"`
+	// Previous is, for a raise, the earlier alarm of the same subject and
+	// rule when the engine knows it (cleared): the work-order service
+	// decides from its clear time whether the raise is a new incident.
+	Previous *Alarm `json:"-"`
 }
 
 // alarmID is deterministic: the subject, the rule and the device time at

@@ -15,7 +15,7 @@ func (e *Engine) apply(trs []transition) []Event {
 	evs := make([]Event, 0, len(trs))
 	for _, tr := range trs {
 		t, r, s := tr.t, tr.t.rule, tr.t.subject
-		var a *Alarm
+		var a, prev *Alarm
 		from, to := StateActive, StateActive
 		switch tr.kind {
 		case EventRaise:
@@ -36,6 +36,9 @@ func (e *Engine) apply(trs []transition) []Event {
 				continue
 			}
 			from = StateNormal
+			if t.alarm != nil && t.alarm.State == StateCleared {
+				prev = t.alarm
+			}
 			t.alarm = a
 			t.pendingSince = 0
 			e.alarms[a.ID] = a
@@ -60,6 +63,10 @@ func (e *Engine) apply(trs []transition) []Event {
 		ev := Event{Kind: tr.kind, At: msTime(tr.at), From: from, To: to, Value: tr.in.value, ReadingTS: msTime(tr.in.ts)}
 		if !tr.in.replay {
 			ev.Arrived = tr.in.arrived
+		}
+		if prev != nil {
+			p := *prev
+			ev.Previous = &p
 		}
 		evs = append(evs, e.record(a, ev))
 	}

@@ -290,3 +290,31 @@ func TestEveryReturnBelowTheLimitCountsARepeat(t *testing.T) {
 		t.Errorf("count %d after a second reading of the same dip, want 5", a.Count)
 	}
 }
+
+// Issue 19, point 1: a raise after a clear carries the earlier alarm (with
+// its clear time) to the sinks, also after a restart, so the work-order
+// service can tell a new incident from the same problem coming back.
+func TestRaiseCarriesThePreviousAlarm(t *testing.T) {
+	r := newRig(t, nil, nil)
+	s := time.Second
+	el := "garden-elevator-1"
+	r.read(gwGarden, el, "trapped", 0, 1)
+	r.read(gwGarden, el, "trapped", 10*s, 0)
+	r.read(gwGarden, el, "trapped", 40*s, 0) // cleared at +40s
+	r.e.Stop()
+	r2 := newRig(t, r.b, r.log) // a restart on the same log
+	r2.read(gwGarden, el, "trapped", 72*time.Minute, 1)
+	var raise *Event
+	for i := range r2.events {
+		if ev := &r2.events[i]; ev.Kind == EventRaise && ev.Alarm.Rule == "elevator-trapped" {
+			raise = ev
+		}
+	}
+	if raise == nil {
+		t.Fatalf("no second raise: %v", r2.log.kinds())
+	}
+	p := raise.Previous
+	if p == nil || p.State != StateCleared || !p.ClearedAt.Equal(t0.Add(40*s)) || p.ID == raise.Alarm.ID {
+		t.Errorf("raise's previous alarm %+v: want the first alarm, cleared at +40s", p)
+	}
+}

@@ -25,6 +25,11 @@ func (e *Engine) restore(alarms []Alarm) {
 		// a replay re-evaluates only what came after.
 		t.lastTS = max(t.lastTS, unixMS(a.ReadingTS))
 		if a.State != StateActive {
+			// The latest cleared alarm stays with its tracker: a raise
+			// after it knows when the earlier one cleared (incidents).
+			if t.alarm == nil || (t.alarm.State == StateCleared && t.alarm.ClearedAt.Before(a.ClearedAt)) {
+				t.alarm = a
+			}
 			continue
 		}
 		if t.alarm != nil && t.alarm.State == StateActive {

@@ -181,7 +181,10 @@ func (d *Desk) restore(evs []Event) {
 		}
 		snap := ev.Order
 		if w != nil {
-			snap.History = w.History
+			snap.History, snap.Follows = w.History, w.Follows
+		}
+		if f := followsOf(ev); f != "" {
+			snap.Follows = f
 		}
 		snap.History = append(snap.History, ev)
 		d.orders[ev.OrderID] = &snap

@@ -314,3 +314,84 @@ func TestStorageFailureKeepsEventsForRetry(t *testing.T) {
 		t.Fatalf("%d events stored after recovery, want 2", log.len())
 	}
 }
+
+// raiseAfter hands the desk a raise whose earlier alarm (prev) cleared at
+// cleared, as the engine reports it.
+func (r *rig) raiseAfter(prev alarm.Alarm, cleared, at time.Time) alarm.Alarm {
+	r.t.Helper()
+	p := prev
+	p.State, p.ClearedAt = alarm.StateCleared, cleared.UTC()
+	r.clock.Set(cleared)
+	r.d.AlarmEvent(context.Background(), alarm.Event{N: 2, Kind: alarm.EventClear, At: cleared, From: alarm.StateActive, To: alarm.StateCleared, Alarm: p})
+	a := prev
+	a.ID, a.RaisedAt = prev.Device+"."+prev.Rule+"."+at.Format("150405"), at.UTC()
+	r.clock.Set(at)
+	r.d.AlarmEvent(context.Background(), alarm.Event{N: 1, Kind: alarm.EventRaise, At: at, From: alarm.StateNormal, To: alarm.StateActive,
+		Alarm: a, Arrived: at, Previous: &p})
+	return a
+}
+
+// Issue 19, point 1: a second passenger trapped after the first alarm
+// cleared is a new incident, although the first order is still open (and
+// escalated): its own order, dispatch and 30-minute deadline, linked to
+// the first.
+func TestSafetyRaiseAfterClearIsANewIncident(t *testing.T) {
+	r := newRig(t, nil, nil)
+	first := monday10.Add(12*time.Hour + 19*time.Minute) // 22:19
+	a1 := r.raise("garden-elevator-1", "elevator-trapped", first)
+	w1 := r.orderFor(a1)
+	if w1 == nil || w1.State != StateAssigned {
+		t.Fatalf("first order %+v, want assigned", w1)
+	}
+	r.clock.Set(first.Add(45 * time.Minute))
+	r.d.checkSLA(context.Background(), r.clock.Now()) // breached: escalated to the manager
+	second := first.Add(72 * time.Minute)               // 23:31
+	a2 := r.raiseAfter(a1, first.Add(25*time.Minute), second)
+	w2 := r.orderFor(a2)
+	if w2 == nil || w2.ID == w1.ID {
+		t.Fatalf("second entrapment joined order %s; want a new order", w1.ID)
+	}
+	if w2.Follows != w1.ID || w2.State != StateAssigned || w2.Assignee == "" || w2.Escalation != EscalationNone ||
+		!w2.SLADue.Equal(second.Add(30*time.Minute).UTC()) || !w2.RaisedAt.Equal(second.UTC()) {
+		t.Errorf("second order %+v: want assigned, escalation 0, due %s, follows %s", w2, second.Add(30*time.Minute).UTC(), w1.ID)
+	}
+	old := r.orderFor(a1)
+	if old.State != StateAssigned || old.AlarmID != a1.ID {
+		t.Errorf("first order %s now %s with alarm %s; want it unchanged (assigned, %s)", old.ID, old.State, old.AlarmID, a1.ID)
+	}
+	if last := old.History[len(old.History)-1]; !strings.Contains(last.Note, "new incident") || !strings.Contains(last.Note, w2.ID) {
+		t.Errorf("first order's last note %q, want it to name the new incident %s", last.Note, w2.ID)
+	}
+	n := 0
+	for _, e := range r.notes.events() {
+		if e == "workorder.assigned" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("webhook messages %v: want two dispatches (one per incident)", r.notes.events())
+	}
+	r.d.Stop()
+	r.start() // the link survives a restart
+	if w := r.orderFor(a2); w == nil || w.Follows != w1.ID {
+		t.Errorf("after a restart the second order follows %v, want %s", w, w1.ID)
+	}
+}
+
+// Issue 19, point 1, for rules that are not safety rules: a raise within
+// reopen_within (1h) of the earlier alarm's clear is the same incident and
+// joins the open order; a raise later than that is a new incident.
+func TestRaiseAfterClearJoinsWithinTheWindowOnly(t *testing.T) {
+	r := newRig(t, nil, nil)
+	a1 := r.raise("garden-pump-1", "pump-pressure-low", monday10)
+	w1 := r.orderFor(a1)
+	a2 := r.raiseAfter(a1, monday10.Add(10*time.Minute), monday10.Add(40*time.Minute))
+	if w := r.orderFor(a2); w == nil || w.ID != w1.ID {
+		t.Fatalf("raise 30m after the clear: a new order, want %s (same incident)", w1.ID)
+	}
+	a3 := r.raiseAfter(a2, monday10.Add(50*time.Minute), monday10.Add(3*time.Hour))
+	w3 := r.orderFor(a3)
+	if w3 == nil || w3.ID == w1.ID || w3.Follows != w1.ID {
+		t.Fatalf("raise 2h10m after the clear: order %v, want a new order following %s", w3 != nil && w3.ID == w1.ID, w1.ID)
+	}
+}

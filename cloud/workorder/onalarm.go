@@ -8,6 +8,7 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/notify"
+	"github.com/plantroom/plantroom/config"
 )
 
 // AlarmEvent opens, reopens or annotates work orders for alarm events; the
@@ -55,15 +56,17 @@ func (d *Desk) onRaise(ev alarm.Event) []Event {
 		return nil
 	}
 	due := slaDue(a.RaisedAt, spec.SLA.Duration, spec.SLAWorkingDay, &d.cfg.Rules.WorkOrders, p.Location)
-	if prev := d.orders[d.latest[a.Subject()+"/"+a.Rule]]; prev != nil {
-		switch {
-		case prev.Open():
-			// One order per problem: the new alarm joins the open order.
+	prev := d.orders[d.latest[a.Subject()+"/"+a.Rule]]
+	var follows []Event
+	if prev != nil {
+		switch incident := newIncident(rule, prev, ev); {
+		case !incident && prev.Open():
+			// The same problem: the new alarm joins the open order.
 			d.byAlarm[a.ID] = prev.ID
 			prev.AlarmID = a.ID
 			note := fmt.Sprintf("alarm %s raised again (value %v) while the order is open", a.ID, a.Value)
 			return []Event{d.record(prev, Event{Action: ActionAlarm, At: now, Who: System, From: prev.State, Note: note}, prev.Assignee)}
-		case prev.State != StateCancelled && spec.ReopenWithin.Duration > 0 && !prev.ResolvedAt.IsZero() &&
+		case !rule.Safety && prev.State != StateCancelled && spec.ReopenWithin.Duration > 0 && !prev.ResolvedAt.IsZero() &&
 			a.RaisedAt.Sub(prev.ResolvedAt) <= spec.ReopenWithin.Duration:
 			d.byAlarm[a.ID] = prev.ID
 			note := fmt.Sprintf("alarm %s raised again %s after the order was resolved (reopen window %s)",
@@ -78,6 +81,13 @@ func (d *Desk) onRaise(ev alarm.Event) []Event {
 			}
 			return evs
 		}
+		if prev.Open() {
+			// A new incident while the earlier order is still open: the
+			// earlier order says so and goes on; the new one has its own
+			// dispatch and deadline.
+			note := fmt.Sprintf("new incident: alarm %s raised after alarm %s had cleared; new order wo-%s", a.ID, prev.AlarmID, a.ID)
+			follows = append(follows, d.record(prev, Event{Action: ActionAlarm, At: now, Who: System, From: prev.State, Note: note}, prev.Assignee))
+		}
 	}
 	w := &WorkOrder{
 		ID: "wo-" + a.ID, Company: a.Company, Project: a.Project, Device: a.Subject(), Category: a.Category,
@@ -85,12 +95,53 @@ func (d *Desk) onRaise(ev alarm.Event) []Event {
 		Severity: a.Severity, Priority: priority(a.Severity), Skill: spec.Skill, State: StateOpen, CreatedBy: System,
 		OpenedAt: now, RaisedAt: a.RaisedAt, SLADue: due,
 	}
+	note := "opened for alarm " + a.ID
+	if prev != nil {
+		w.Follows = prev.ID
+		note += followsNote + prev.ID + ")"
+	}
 	d.byAlarm[a.ID] = w.ID
-	evs := []Event{d.record(w, Event{Action: ActionOpen, At: now, Who: System, From: "", Note: "opened for alarm " + a.ID}, "")}
+	evs := append(follows, d.record(w, Event{Action: ActionOpen, At: now, Who: System, From: "", Note: note}, ""))
 	if ev, ok := d.dispatch(w, now); ok {
 		evs = append(evs, ev)
 	}
 	return evs
+}
+
+// followsNote introduces, in the opening note of a new incident's order,
+// the order it follows; restore reads the link back from it.
+const followsNote = " (new incident after "
+
+// followsOf returns the order an opening note names as the one it follows.
+func followsOf(ev Event) string {
+	if ev.Action != ActionOpen {
+		return ""
+	}
+	_, rest, ok := strings.Cut(ev.Note, followsNote)
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, ")")
+	return id
+}
+
+// newIncident reports whether a raise is a new incident rather than the
+// problem of the device's latest order for the rule coming back: always for
+// a safety rule; otherwise when the earlier alarm had cleared more than the
+// rule's reopen_within before this raise (any clear, without a window).
+// An order whose alarm's clear the engine did not report keeps the problem
+// (and the order) as it was. A resolved order is reopened instead when the
+// raise falls within reopen_within of its resolution (the fix did not hold),
+// except for safety rules.
+func newIncident(rule *config.Rule, prev *WorkOrder, ev alarm.Event) bool {
+	if rule.Safety {
+		return true
+	}
+	p := ev.Previous
+	if p == nil || p.ID != prev.AlarmID || p.State != alarm.StateCleared || p.ClearedAt.IsZero() {
+		return false
+	}
+	return ev.Alarm.RaisedAt.Sub(p.ClearedAt) > rule.WorkOrder.ReopenWithin.Duration
 }
 
 func alarmDescription(a alarm.Alarm) string {

@@ -90,9 +90,13 @@ type WorkOrder struct {
 	SLADue     time.Time `json:"sla_due"`
 	Escalation int       `json:"escalation"` // 0 none, 1 manager, 2 HQ
 	Reopened   int       `json:"reopened"`
-	Seq        uint64    `json:"seq"`
-	N          uint32    `json:"events"`
-	History    []Event   `json:"history,omitempty"`
+	// Follows is the earlier order of the same device and rule when this
+	// one is a new incident after it (a second passenger trapped). It is
+	// kept in the opening event's note (" (new incident after wo-…)").
+	Follows string  `json:"follows,omitempty"`
+	Seq     uint64  `json:"seq"`
+	N       uint32  `json:"events"`
+	History []Event `json:"history,omitempty"`
 }
 
 // Open reports whether the order still needs work.
