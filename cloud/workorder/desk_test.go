@@ -345,7 +345,7 @@ func TestSafetyRaiseAfterClearIsANewIncident(t *testing.T) {
 	}
 	r.clock.Set(first.Add(45 * time.Minute))
 	r.d.checkSLA(context.Background(), r.clock.Now()) // breached: escalated to the manager
-	second := first.Add(72 * time.Minute)               // 23:31
+	second := first.Add(72 * time.Minute)             // 23:31
 	a2 := r.raiseAfter(a1, first.Add(25*time.Minute), second)
 	w2 := r.orderFor(a2)
 	if w2 == nil || w2.ID == w1.ID {
