@@ -137,7 +137,18 @@ func (s *Server) latestOf(c echo.Context, company, project string, devs []string
 		}
 		return out, nil
 	}
-	return s.readings.latest(c.Request().Context(), company, project, devs, s.now().Add(-24*time.Hour))
+	stored, err := s.readings.Latest(c.Request().Context(), company, project, devs, s.now().Add(-24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[string]ingest.LatestValue, len(stored))
+	for d, ms := range stored {
+		out[d] = make(map[string]ingest.LatestValue, len(ms))
+		for m, v := range ms {
+			out[d][m] = ingest.LatestValue{Value: v.Value, TS: v.TS}
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) listDevices(c echo.Context) error {

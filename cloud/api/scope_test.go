@@ -10,13 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/labstack/echo/v4"
 
 	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/api"
-	"github.com/plantroom/plantroom/cloud/store"
-	"github.com/plantroom/plantroom/internal/chtest"
 )
 
 // workOrders is a resource another package would own: who each order
@@ -157,18 +154,10 @@ func TestServerLifecycle(t *testing.T) {
 	}
 }
 
-// closedConn is the store with its connection closed: ClickHouse gone.
-type closedConn struct {
-	*store.DB
-	conn driver.Conn
-}
-
-func (c closedConn) Conn() driver.Conn { return c.conn }
-
 func TestReadyWithoutClickHouse(t *testing.T) {
-	conn := chtest.Connect(t, chtest.Addr(t))
-	conn.Close()
-	s := newServer(t, testBundle(t), closedConn{openStore(t), conn}, nil)
+	db := openStore(t)
+	db.Close() // ClickHouse gone
+	s := newServer(t, testBundle(t), db, nil)
 	rec := call(t, s.Handler(), "", http.MethodGet, "/readyz")
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("readyz with ClickHouse gone: %d %s", rec.Code, rec.Body.String())

@@ -87,7 +87,7 @@ func (s *Server) series(c echo.Context) error {
 		return BadRequest("step %s gives more than %d points over this range; use a larger step", stepName, MaxSeriesPoints)
 	}
 	h0 := from.UnixMilli() / energy.HourMS * energy.HourMS
-	rows, err := s.readings.hours(c.Request().Context(), d.Company.ID, d.Project.ID, d.Device.ID, metric, h0, to.UnixMilli())
+	rows, err := s.readings.Series(c.Request().Context(), d.Company.ID, d.Project.ID, d.Device.ID, metric, h0, to.UnixMilli())
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,9 +33,8 @@ const (
 
 // Database is the reading store the API queries: *store.DB.
 type Database interface {
-	Conn() driver.Conn
-	Database() string
-	CounterSteps(ctx context.Context, company string, projects []string, ranges []store.StepRange, slack float64) ([]store.StepRow, error)
+	Ping(ctx context.Context) error
+	Readings() *store.Readings
 }
 
 // Deps are the API's collaborators.
@@ -63,7 +61,7 @@ type Server struct {
 	echo     *echo.Echo
 	tokens   tokens
 	devices  map[string]config.DeviceInfo
-	readings *readingStore
+	readings *store.Readings
 	energy   map[string]*energy.Project
 	metrics  *httpMetrics
 	registry *prometheus.Registry
@@ -119,7 +117,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now, registry: deps.Registry,
 		tokens:    newTokens(&deps.Bundle.Org),
 		devices:   map[string]config.DeviceInfo{},
-		readings:  &readingStore{conn: deps.DB.Conn(), db: deps.DB.Database(), steps: deps.DB},
+		readings:  deps.DB.Readings(),
 		done:      make(chan struct{}),
 		templates: map[string]struct{}{pathHealth: {}, pathReady: {}, pathMetrics: {}},
 	}
@@ -284,7 +282,7 @@ func (s *Server) Stop() {
 func (s *Server) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
 	defer cancel()
-	err := s.deps.DB.Conn().Ping(ctx)
+	err := s.deps.DB.Ping(ctx)
 	// Probes come every few seconds: log changes of state only.
 	if was := s.unready.Swap(err != nil); was != (err != nil) {
 		if err != nil {

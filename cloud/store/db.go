@@ -143,6 +143,9 @@ func (db *DB) Migrate(ctx context.Context, extra ...Migration) error {
 	return Migrate(ctx, db.conn, db.server, db.opts.Database, ms)
 }
 
+// Ping checks that the server answers.
+func (db *DB) Ping(ctx context.Context) error { return db.conn.Ping(ctx) }
+
 // Close closes the connection pool.
 func (db *DB) Close() error { return db.conn.Close() }
 

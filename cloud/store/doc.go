@@ -1,5 +1,8 @@
 // Package store is the cloud's ClickHouse storage: connection, versioned
-// schema migrations, the readings schema and the queries the ingest needs.
+// schema migrations, the readings schema, the queries the ingest needs and
+// the readings repository (Readings: energy reports, device series, latest
+// values). No other package holds SQL; identifiers are quoted one way,
+// with quoteIdent.
 //
 // # Reading rule: duplicates
 //

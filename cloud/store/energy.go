@@ -1,4 +1,4 @@
-package api
+package store
 
 import (
 	"cmp"
@@ -10,30 +10,29 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/plantroom/plantroom/cloud/energy"
-	"github.com/plantroom/plantroom/cloud/ingest"
-	"github.com/plantroom/plantroom/cloud/store"
 )
 
-// readingStore answers energy reports and device series from ClickHouse:
-// the hourly roll-up for almost everything, raw readings only where the
+// Readings is the readings repository: it answers energy reports
+// (energy.Readings), device series and latest values from ClickHouse: the
+// hourly roll-up for almost everything, raw readings only where the
 // computation asks for them. Every query filters on the sorting key's
 // prefix (company, project, device, metric).
-type readingStore struct {
-	conn  driver.Conn
-	db    string // database of the readings schema
-	steps interface {
-		CounterSteps(ctx context.Context, company string, projects []string, ranges []store.StepRange, slack float64) ([]store.StepRow, error)
-	}
+type Readings struct {
+	db *DB
 }
+
+// Readings returns the readings repository of db.
+func (db *DB) Readings() *Readings { return &Readings{db: db} }
+
+var _ energy.Readings = (*Readings)(nil)
 
 // edgeWindow is how far LastBefore and FirstFrom look first; keys without
 // a reading that close are looked up again without a bound.
 const edgeWindow = 7 * 24 * energy.HourMS
 
-func (s *readingStore) table(name string) string { return "`" + s.db + "`." + name }
+func (s *Readings) table(name string) string { return quoteIdent(s.db.Database()) + "." + name }
 
 // keyFilter is the WHERE clause selecting company, projects, devices and
 // metrics of keys (a superset of keys; callers filter exactly).
@@ -78,7 +77,7 @@ func wanted(keys []energy.Key) map[energy.Key]bool {
 // table's sorting key — exactly as GROUP BY with the -Merge functions
 // would, at half the cost on large reads. Keys come as numbers (positions
 // in keys) rather than two strings, which halves the client's decoding.
-func (s *readingStore) Hours(ctx context.Context, w energy.Where, keys []energy.Key, from, to int64) (map[energy.Key][]energy.Hour, error) {
+func (s *Readings) Hours(ctx context.Context, w energy.Where, keys []energy.Key, from, to int64) (map[energy.Key][]energy.Hour, error) {
 	if len(keys) == 0 || len(w.Projects) == 0 {
 		return nil, nil
 	}
@@ -94,9 +93,9 @@ func (s *readingStore) Hours(ctx context.Context, w energy.Where, keys []energy.
 	q := `SELECT transform(concat(device, '/', metric), ?, ?, toUInt32(0)) AS k,
   finalizeAggregation(first_ts), finalizeAggregation(first_v) AS fv, finalizeAggregation(last_ts), finalizeAggregation(last_v) AS lv,
   finalizeAggregation(min_v) < fv OR finalizeAggregation(max_v) > lv
-FROM ` + s.table(store.TableHourly) + ` FINAL
+FROM ` + s.table(TableHourly) + ` FINAL
 WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
-	rows, err := s.conn.Query(ctx, q, append([]any{names, ids}, append(args, from, to)...)...)
+	rows, err := s.db.conn.Query(ctx, q, append([]any{names, ids}, append(args, from, to)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query hourly roll-ups: %w", err)
 	}
@@ -144,12 +143,12 @@ WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 }
 
 // Steps implements energy.Readings.
-func (s *readingStore) Steps(ctx context.Context, w energy.Where, ranges []energy.Range) (map[energy.Key][]energy.HourSteps, error) {
-	rs := make([]store.StepRange, len(ranges))
+func (s *Readings) Steps(ctx context.Context, w energy.Where, ranges []energy.Range) (map[energy.Key][]energy.HourSteps, error) {
+	rs := make([]StepRange, len(ranges))
 	for i, r := range ranges {
-		rs[i] = store.StepRange{Device: r.Device, Metric: r.Metric, From: r.From, To: r.To}
+		rs[i] = StepRange{Device: r.Device, Metric: r.Metric, From: r.From, To: r.To}
 	}
-	rows, err := s.steps.CounterSteps(ctx, w.Company, w.Projects, rs, energy.AllowanceSlack)
+	rows, err := s.db.CounterSteps(ctx, w.Company, w.Projects, rs, energy.AllowanceSlack)
 	if err != nil {
 		return nil, err
 	}
@@ -162,12 +161,12 @@ func (s *readingStore) Steps(ctx context.Context, w energy.Where, ranges []energ
 }
 
 // LastBefore implements energy.Readings.
-func (s *readingStore) LastBefore(ctx context.Context, w energy.Where, keys []energy.Key, t int64) (map[energy.Key]energy.Point, error) {
+func (s *Readings) LastBefore(ctx context.Context, w energy.Where, keys []energy.Key, t int64) (map[energy.Key]energy.Point, error) {
 	return s.edge(ctx, w, keys, t, 0, true)
 }
 
 // FirstFrom implements energy.Readings.
-func (s *readingStore) FirstFrom(ctx context.Context, w energy.Where, keys []energy.Key, t, within int64) (map[energy.Key]energy.Point, error) {
+func (s *Readings) FirstFrom(ctx context.Context, w energy.Where, keys []energy.Key, t, within int64) (map[energy.Key]energy.Point, error) {
 	return s.edge(ctx, w, keys, t, within, false)
 }
 
@@ -175,7 +174,7 @@ func (s *readingStore) FirstFrom(ctx context.Context, w energy.Where, keys []ene
 // within edgeWindow (or within, when shorter), then, for keys still without
 // one and unless within limits the search, unbounded. t is on an hour
 // boundary, so whole roll-up hours answer exactly.
-func (s *readingStore) edge(ctx context.Context, w energy.Where, keys []energy.Key, t, within int64, before bool) (map[energy.Key]energy.Point, error) {
+func (s *Readings) edge(ctx context.Context, w energy.Where, keys []energy.Key, t, within int64, before bool) (map[energy.Key]energy.Point, error) {
 	out := map[energy.Key]energy.Point{}
 	if len(keys) == 0 || len(w.Projects) == 0 {
 		return out, nil
@@ -215,9 +214,9 @@ func (s *readingStore) edge(ctx context.Context, w energy.Where, keys []energy.K
 				args = append(args, t+window)
 			}
 		}
-		q := "SELECT device, metric, " + sel + " FROM " + s.table(store.TableHourly) +
+		q := "SELECT device, metric, " + sel + " FROM " + s.table(TableHourly) +
 			" WHERE " + where + cond + " GROUP BY device, metric"
-		rows, err := s.conn.Query(ctx, q, args...)
+		rows, err := s.db.conn.Query(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("cannot query readings around %s: %w", time.UnixMilli(t).UTC().Format(time.RFC3339), err)
 		}
@@ -247,7 +246,7 @@ const rawChunk = 200
 
 // Raw implements energy.Readings: readings of quality < 2, duplicates
 // collapsed by (device, metric, ts_ms), sorted by time.
-func (s *readingStore) Raw(ctx context.Context, w energy.Where, ranges []energy.Range) (map[energy.Key][]energy.Point, error) {
+func (s *Readings) Raw(ctx context.Context, w energy.Where, ranges []energy.Range) (map[energy.Key][]energy.Point, error) {
 	out := map[energy.Key][]energy.Point{}
 	for start := 0; start < len(ranges); start += rawChunk {
 		chunk := ranges[start:min(start+rawChunk, len(ranges))]
@@ -260,10 +259,10 @@ func (s *readingStore) Raw(ctx context.Context, w energy.Where, ranges []energy.
 			cond.WriteString("(device = ? AND metric = ? AND ts_ms >= ? AND ts_ms < ?)")
 			args = append(args, r.Device, r.Metric, r.From, r.To)
 		}
-		q := `SELECT device, metric, ts_ms, argMax(value, seq) FROM ` + s.table(store.TableReadings) + `
+		q := `SELECT device, metric, ts_ms, argMax(value, seq) FROM ` + s.table(TableReadings) + `
 WHERE company = ? AND project IN ? AND quality < 2 AND (` + cond.String() + `)
 GROUP BY device, metric, ts_ms ORDER BY device, metric, ts_ms`
-		rows, err := s.conn.Query(ctx, q, args...)
+		rows, err := s.db.conn.Query(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("cannot query raw readings: %w", err)
 		}
@@ -289,17 +288,23 @@ GROUP BY device, metric, ts_ms ORDER BY device, metric, ts_ms`
 	return out, nil
 }
 
-// latest returns the newest value of each metric of devs since since,
+// Latest is a metric's newest value.
+type Latest struct {
+	Value float64
+	TS    time.Time
+}
+
+// Latest returns the newest value of each metric of devs since since,
 // from the hourly roll-up (so of quality good or uncertain only).
-func (s *readingStore) latest(ctx context.Context, company, project string, devs []string, since time.Time) (map[string]map[string]ingest.LatestValue, error) {
-	out := map[string]map[string]ingest.LatestValue{}
+func (s *Readings) Latest(ctx context.Context, company, project string, devs []string, since time.Time) (map[string]map[string]Latest, error) {
+	out := map[string]map[string]Latest{}
 	if len(devs) == 0 {
 		return out, nil
 	}
-	q := `SELECT device, metric, maxMerge(last_ts), argMaxMerge(last_v) FROM ` + s.table(store.TableHourly) + `
+	q := `SELECT device, metric, maxMerge(last_ts), argMaxMerge(last_v) FROM ` + s.table(TableHourly) + `
 WHERE company = ? AND project = ? AND device IN ? AND hour_ms >= ?
 GROUP BY device, metric`
-	rows, err := s.conn.Query(ctx, q, company, project, groupSet(devs), since.UnixMilli()/energy.HourMS*energy.HourMS)
+	rows, err := s.db.conn.Query(ctx, q, company, project, groupSet(devs), since.UnixMilli()/energy.HourMS*energy.HourMS)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query latest values: %w", err)
 	}
@@ -312,9 +317,9 @@ GROUP BY device, metric`
 			return nil, fmt.Errorf("cannot read latest values: %w", err)
 		}
 		if out[dev] == nil {
-			out[dev] = map[string]ingest.LatestValue{}
+			out[dev] = map[string]Latest{}
 		}
-		out[dev][metric] = ingest.LatestValue{Value: v, TS: time.UnixMilli(ts)}
+		out[dev][metric] = Latest{Value: v, TS: time.UnixMilli(ts)}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot read latest values: %w", err)
@@ -322,28 +327,28 @@ GROUP BY device, metric`
 	return out, nil
 }
 
-// hourRow is one roll-up hour of one metric.
-type hourRow struct {
+// SeriesHour is one roll-up hour of one metric.
+type SeriesHour struct {
 	Hour, FirstTS, LastTS int64
 	Min, Max, First, Last float64
 	N                     uint64
 }
 
-// hours returns the roll-up of one device's metric for hours in [from, to).
-func (s *readingStore) hours(ctx context.Context, company, project, device, metric string, from, to int64) ([]hourRow, error) {
+// Series returns the roll-up of one device's metric for hours in [from, to).
+func (s *Readings) Series(ctx context.Context, company, project, device, metric string, from, to int64) ([]SeriesHour, error) {
 	q := `SELECT hour_ms, minMerge(min_v), maxMerge(max_v), argMinMerge(first_v), minMerge(first_ts),
   argMaxMerge(last_v), maxMerge(last_ts), uniqExactMerge(n)
-FROM ` + s.table(store.TableHourly) + `
+FROM ` + s.table(TableHourly) + `
 WHERE company = ? AND project = ? AND device = ? AND metric = ? AND hour_ms >= ? AND hour_ms < ?
 GROUP BY hour_ms ORDER BY hour_ms`
-	rows, err := s.conn.Query(ctx, q, company, project, device, metric, from, to)
+	rows, err := s.db.conn.Query(ctx, q, company, project, device, metric, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query series of %q %q: %w", device, metric, err)
 	}
 	defer rows.Close()
-	var out []hourRow
+	var out []SeriesHour
 	for rows.Next() {
-		var h hourRow
+		var h SeriesHour
 		if err := rows.Scan(&h.Hour, &h.Min, &h.Max, &h.First, &h.FirstTS, &h.Last, &h.LastTS, &h.N); err != nil {
 			return nil, fmt.Errorf("cannot read series of %q %q: %w", device, metric, err)
 		}
