@@ -270,6 +270,9 @@ func (o *Org) Validate(p *Problems) {
 			p.Addf(Join(sp, "token_hash"), "same token as staff %q", other)
 		}
 		tokens[s.TokenHash] = s.ID
+		if s.PasswordHash != "" && !strings.HasPrefix(s.PasswordHash, "$2") {
+			p.Addf(Join(sp, "password_hash"), "must be a bcrypt hash (\"$2a$…\"); make one with `bin/cloud hash-password`")
+		}
 		for shi, sh := range s.OnDuty {
 			shp := Join(Join(sp, "on_duty"), shi)
 			if len(sh.Days) == 0 {

@@ -16,6 +16,10 @@ type Staff struct {
 	Skills    []string `yaml:"skills"`
 	OnDuty    []Shift  `yaml:"on_duty"`
 	TokenHash string   `yaml:"token_hash"` // "sha256:<hex>" of the API token
+	// PasswordHash is the bcrypt hash ("$2a$…") of the console password;
+	// empty: this staff member cannot sign in to the console (the API token
+	// still works). Make one with `bin/cloud hash-password`.
+	PasswordHash string `yaml:"password_hash"`
 }
 
 // Shift is a weekly on-duty window in the project's time zone. To before From
