@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -24,13 +25,30 @@ type tokens map[string]*Principal
 func newTokens(org *config.Org) tokens {
 	t := tokens{}
 	for _, s := range org.Staff {
-		p := &Principal{Staff: s.ID, Name: s.Name, Role: s.Role, Company: s.Company}
-		if !p.HQ() {
-			p.Projects = slices.Clone(s.Projects)
-		}
-		t[s.TokenHash] = p
+		t[s.TokenHash] = NewPrincipal(s)
 	}
 	return t
+}
+
+// NewPrincipal is the principal of a staff member, whatever the way they
+// authenticated (an API token, a console session).
+func NewPrincipal(s config.Staff) *Principal {
+	p := &Principal{Staff: s.ID, Name: s.Name, Role: s.Role, Company: s.Company}
+	if !p.HQ() {
+		p.Projects = slices.Clone(s.Projects)
+	}
+	return p
+}
+
+// Sessions authenticates browser requests by a session cookie (the
+// console). The API then answers them exactly as it answers a bearer token
+// of the same staff member: the same routes, scopes and handlers.
+type Sessions interface {
+	// SessionPrincipal returns the staff member of r's session, or nil when
+	// r carries no session cookie. It returns an *Error when the session has
+	// expired or when a state-changing request lacks the session's CSRF
+	// token.
+	SessionPrincipal(r *http.Request) (*Principal, error)
 }
 
 // HashToken returns the "sha256:<hex>" form org.yaml stores for token.
@@ -44,6 +62,16 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !strings.HasPrefix(c.Request().URL.Path, Prefix+"/") && c.Request().URL.Path != Prefix {
 			return next(c)
+		}
+		if s.deps.Sessions != nil && c.Request().Header.Get(echo.HeaderAuthorization) == "" {
+			p, err := s.deps.Sessions.SessionPrincipal(c.Request())
+			if err != nil {
+				return err
+			}
+			if p != nil {
+				c.Set(keyPrincipal, p)
+				return next(c)
+			}
 		}
 		scheme, token, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {

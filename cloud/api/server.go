@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,9 @@ type Deps struct {
 	// a new registry with the Go and process collectors.
 	Registry *prometheus.Registry
 	Now      func() time.Time // nil: time.Now
+	// Sessions, when set, lets browser requests authenticate with a console
+	// session cookie instead of a bearer token.
+	Sessions Sessions
 }
 
 // Server is the HTTP API. New → Register (other packages' routes) → Start
@@ -180,6 +184,27 @@ func (s *Server) Register(routes ...Route) {
 		s.routes = append(s.routes, RouteInfo{Method: r.Method, Path: full, Scope: r.Scope})
 		s.templates[full] = struct{}{}
 	}
+}
+
+// Mount serves h for every path that is neither under Prefix nor an
+// operational endpoint: the console's pages and assets. Requests pass the
+// same middleware as the API's (request id, access log and metrics, panic
+// recovery, body limit). Call it before Start.
+func (s *Server) Mount(h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		panic("BUG: api.Server.Mount after Start")
+	}
+	wrapped := func(c echo.Context) error {
+		if p := c.Request().URL.Path; p == Prefix || strings.HasPrefix(p, Prefix+"/") {
+			return echo.ErrNotFound // an unknown API path stays an API 404
+		}
+		h.ServeHTTP(c.Response(), c.Request())
+		return nil
+	}
+	s.echo.Any("/", wrapped)
+	s.echo.Any("/*", wrapped)
 }
 
 // Routes lists the registered routes under Prefix, sorted by path and method.
