@@ -13,17 +13,21 @@ type CompanyMonthly struct {
 	Month   string     `json:"month"`
 	// Currency is the projects' common currency; "" when they differ, and
 	// then the company cost is null.
-	Currency       string        `json:"currency"`
-	KWh            float64       `json:"kwh"`
-	Cost           *float64      `json:"cost"`
-	FloorAreaM2    float64       `json:"floor_area_m2"`
-	KWhPerM2       float64       `json:"kwh_per_m2"`
-	Estimated      bool          `json:"estimated"`
-	Partial        bool          `json:"partial"`
-	MonthOverMonth Comparison    `json:"month_over_month"`
-	YearOverYear   Comparison    `json:"year_over_year"`
-	Completeness   float64       `json:"completeness"`
-	Projects       []ProjectLine `json:"projects"`
+	Currency       string     `json:"currency"`
+	KWh            float64    `json:"kwh"`
+	Cost           *float64   `json:"cost"`
+	FloorAreaM2    float64    `json:"floor_area_m2"`
+	KWhPerM2       float64    `json:"kwh_per_m2"`
+	Estimated      bool       `json:"estimated"`
+	Partial        bool       `json:"partial"`
+	MonthOverMonth Comparison `json:"month_over_month"`
+	YearOverYear   Comparison `json:"year_over_year"`
+	Completeness   float64    `json:"completeness"`
+	// ByCategory and ByPeriod add the projects' lines of the same name
+	// (kWh; cost as the projects' common currency, 0 when they differ).
+	ByCategory []Line        `json:"by_category"`
+	ByPeriod   []Line        `json:"by_period"`
+	Projects   []ProjectLine `json:"projects"`
 }
 
 // CompanyRef names a company.
@@ -64,7 +68,7 @@ type ProjectLine struct {
 // CompanyMonthlyReport computes the HQ report of month m over projects ps
 // of company c (each month in its project's own time zone).
 func CompanyMonthlyReport(ctx context.Context, src Readings, c CompanyRef, ps []*Project, m Month, now time.Time) (*CompanyMonthly, error) {
-	rep := &CompanyMonthly{Company: c, Month: m.String(), Projects: []ProjectLine{}}
+	rep := &CompanyMonthly{Company: c, Month: m.String(), Projects: []ProjectLine{}, ByCategory: []Line{}, ByPeriod: []Line{}}
 	rep.MonthOverMonth.Month = m.Add(-1).String()
 	rep.YearOverYear.Month = m.Add(-12).String()
 	if len(ps) == 0 {
@@ -76,8 +80,23 @@ func CompanyMonthlyReport(ctx context.Context, src Readings, c CompanyRef, ps []
 	}
 	var all, prev, yoy totals
 	currencies := map[string]bool{}
+	byCat, byPer := map[string]*Line{}, map[string]*Line{}
+	var catOrder, perOrder []string
+	add := func(m map[string]*Line, order *[]string, lines []Line) {
+		for _, l := range lines {
+			if m[l.Key] == nil {
+				m[l.Key] = &Line{Key: l.Key}
+				*order = append(*order, l.Key)
+			}
+			m[l.Key].KWh += l.KWh
+			m[l.Key].Cost += l.Cost
+		}
+	}
 	for i, p := range ps {
 		mr := res[i]
+		pm := buildMonthly(p, m, mr, 0)
+		add(byCat, &catOrder, pm.ByCategory)
+		add(byPer, &perOrder, pm.ByPeriod)
 		t := sum(mr.cur)
 		pt, yt := sum(mr.prev), sum(mr.yoy)
 		line := ProjectLine{
@@ -122,6 +141,23 @@ func CompanyMonthlyReport(ctx context.Context, src Readings, c CompanyRef, ps []
 			rep.Currency = c
 		}
 		rep.Cost = ptr(Cents(all.cost))
+	}
+	sort.SliceStable(perOrder, func(i, j int) bool { return periodOrder(perOrder[i]) < periodOrder(perOrder[j]) })
+	for _, k := range catOrder {
+		l := *byCat[k]
+		l.KWh, l.Cost = KWh(l.KWh), Cents(l.Cost)
+		if !sameCurrency {
+			l.Cost = 0
+		}
+		rep.ByCategory = append(rep.ByCategory, l)
+	}
+	for _, k := range perOrder {
+		l := *byPer[k]
+		l.KWh, l.Cost = KWh(l.KWh), Cents(l.Cost)
+		if !sameCurrency {
+			l.Cost = 0
+		}
+		rep.ByPeriod = append(rep.ByPeriod, l)
 	}
 	rep.MonthOverMonth = comparison(rep.MonthOverMonth.Month, all, prev, sameCurrency && !prev.unpriced)
 	rep.YearOverYear = comparison(rep.YearOverYear.Month, all, yoy, sameCurrency && !yoy.unpriced)
