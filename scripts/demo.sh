@@ -2,7 +2,7 @@
 # make demo: the whole Plantroom system on this machine.
 #
 #   local ClickHouse (scripts/clickhouse.sh, 127.0.0.1:19000)
-#   bin/cloud        embedded broker 127.0.0.1:1883, API 127.0.0.1:8080, metrics :9464
+#   bin/cloud        embedded broker 127.0.0.1:1883, console and API 127.0.0.1:8080, metrics :9464
 #   bin/devsim       two simulated buildings (Modbus on 151xx/152xx, MQTT lighting)
 #   bin/edge-agent   one per building (metrics on 9102/9103, local broker 1884/1885)
 #
@@ -84,6 +84,7 @@ scripts/clickhouse.sh start
 
 start cloud bin/cloud -config configs/cloud.yaml
 wait_http "$API/readyz" cloud 60
+say "console: $API/ (sign in as hq-admin / demo-pw-hq-admin; all accounts are printed below once history is loaded)"
 
 # History: three months up to now, published through the broker exactly as
 # the gateway would. The simulators' counter state continues from it.
@@ -154,7 +155,25 @@ hour=$(TZ=Asia/Shanghai date +%-H)
 if ((hour >= 8 && hour < 20)); then tech=tech-garden-1; else tech=tech-garden-2; fi
 cat <<EOF
 
-Plantroom is running. Try (tokens are listed in README.md):
+Plantroom is running. Open the console:
+
+  $API/
+
+  sign in as         password                 sees
+  hq-admin           demo-pw-hq-admin         HQ overview: every project (王建国, hq_admin)
+  hq-viewer          demo-pw-hq-viewer        the same, read only (李娜)
+  pm-garden          demo-pw-pm-garden        翠湖花园 garden (张伟, project manager)
+  pm-tower           demo-pw-pm-tower         滨江商务中心 tower (刘洋, project manager)
+  $tech      demo-pw-$tech    garden's alarms and his work orders (on duty now)
+  tech-tower-1       demo-pw-tech-tower-1     tower's alarms and his work orders
+
+  Watch an alarm arrive: sign in as $tech, open $API/alarms, press
+  "开启声音和通知" (sound and notifications), then trap a passenger:
+  curl -s -X POST http://127.0.0.1:15190/devices/garden-elevator-1/trapped
+  and release them again:
+  curl -s -X POST http://127.0.0.1:15190/devices/garden-elevator-1/events/release
+
+The same through the API (tokens are listed in README.md):
 
   # HQ: every project of the company, ranked by kWh/m²
   curl -s -H 'Authorization: Bearer demo-hq-admin' '$API/api/v1/energy/monthly?month=$last'
@@ -187,6 +206,10 @@ Plantroom is running. Try (tokens are listed in README.md):
 
 Logs: .data/demo/logs/. Ctrl-C stops everything.
 EOF
+# On a desktop, open the console in the browser.
+if [[ -n ${DISPLAY:-}${WAYLAND_DISPLAY:-} ]] && command -v xdg-open >/dev/null; then
+    xdg-open "$API/" >/dev/null 2>&1 || true
+fi
 
 # Stay in the foreground until Ctrl-C or until a component dies.
 while true; do

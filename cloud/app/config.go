@@ -15,6 +15,7 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/broker"
+	"github.com/plantroom/plantroom/cloud/console"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	ClickHouse ClickHouse `yaml:"clickhouse"`
 	// API is the api component's section, defined by package api.
 	API api.Config `yaml:"api"`
+	// Console is the web console's section, defined by package console; it
+	// is served by the api component.
+	Console console.Config `yaml:"console"`
 }
 
 // Log configures the process log (on stderr).

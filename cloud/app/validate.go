@@ -67,6 +67,7 @@ func (c *Config) Validate(p *config.Problems) {
 		c.API.Listen = DefaultAPIListen
 	}
 	c.API.Validate(p, "api")
+	c.Console.Validate(p, "console")
 }
 
 func (c *Config) validateBroker(p *config.Problems) {

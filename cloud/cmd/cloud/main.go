@@ -18,6 +18,7 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/app"
+	"github.com/plantroom/plantroom/cloud/console"
 )
 
 func main() {
@@ -84,11 +85,23 @@ func run(args []string) int {
 	}
 	var srv *api.Server
 	if cfg.Has(app.ComponentAPI) {
-		srv, err = api.New(cfg.API, api.Deps{Bundle: a.Bundle, DB: a.DB, Latest: a.Latest, Presence: a.Presence,
-			Logger: log.With("component", "api"), Registry: a.Registry})
+		deps := api.Deps{Bundle: a.Bundle, DB: a.DB, Latest: a.Latest, Presence: a.Presence,
+			Logger: log.With("component", "api"), Registry: a.Registry}
+		var con *console.Console
+		if !cfg.Console.Disabled {
+			if con, err = console.New(cfg.Console, console.Deps{Org: &a.Bundle.Org, Logger: log.With("component", "console")}); err != nil {
+				log.Error("cannot start the cloud", "error", err)
+				return 1
+			}
+			deps.Sessions = con
+		}
+		srv, err = api.New(cfg.API, deps)
 		if err != nil {
 			log.Error("cannot start the cloud", "error", err)
 			return 1
+		}
+		if con != nil {
+			con.Attach(srv)
 		}
 	}
 	if err := addAlarms(a, srv, log); err != nil {

@@ -1,0 +1,60 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"sort"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// The device page: current values, a zoomable history of any metric (the
+// page's script reads GET /api/v1/devices/{device}/series), and the
+// device's record: its alarms and work orders with every transition.
+
+type deviceData struct {
+	Device  deviceView
+	Metrics []string
+	Alarms  []alarmView
+	Orders  []orderView
+	Chart   deviceChart
+	Now     time.Time
+}
+
+type deviceChart struct {
+	Device  string   `json:"device"`
+	Metrics []string `json:"metrics"`
+	Units   []string `json:"units"`
+}
+
+func (c *Console) devicePage(w http.ResponseWriter, r *http.Request, sess *Session) {
+	id := r.PathValue("device")
+	d := deviceData{Now: c.now()}
+	if err := c.get(r, sess, "/devices/"+url.PathEscape(id), &d.Device); err != nil {
+		c.failAPI(w, r, sess, err)
+		return
+	}
+	var hist struct {
+		Alarms     []alarmView `json:"alarms"`
+		WorkOrders []orderView `json:"work_orders"`
+	}
+	var g errgroup.Group
+	g.Go(func() error { return c.get(r, sess, "/devices/"+url.PathEscape(id)+"/history", &hist) })
+	if err := g.Wait(); err != nil {
+		c.failAPI(w, r, sess, err)
+		return
+	}
+	d.Alarms, d.Orders = hist.Alarms, hist.WorkOrders
+	sortAlarms(d.Alarms)
+	for m := range d.Device.Values {
+		d.Metrics = append(d.Metrics, m)
+	}
+	sort.Strings(d.Metrics)
+	d.Chart = deviceChart{Device: d.Device.ID, Metrics: d.Metrics}
+	for _, m := range d.Metrics {
+		d.Chart.Units = append(d.Chart.Units, d.Device.Values[m].Unit)
+	}
+	l := c.cats.locale(languageOf(r), c.zone(d.Device.Project))
+	c.render(w, r, sess, "device", &page{L: l, Nav: Nav{Active: d.Device.Project}, Data: d})
+}
