@@ -22,7 +22,9 @@ import (
 
 // noDB stands in for ClickHouse where a test reaches only routes that do
 // not read it (/me, /projects).
-type noDB struct{}
+type noDB struct{ database }
+
+type database = api.Database
 
 func (noDB) Conn() driver.Conn { return nil }
 func (noDB) Database() string  { return "none" }

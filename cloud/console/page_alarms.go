@@ -24,6 +24,7 @@ func (c *Console) alarmsPage(w http.ResponseWriter, r *http.Request, sess *Sessi
 		return
 	}
 	sortAlarms(out.Alarms)
+	markAck(sess, out.Alarms)
 	c.render(w, r, sess, "alarms", &page{Nav: Nav{Active: "alarms"}, Data: alarmsData{Alarms: out.Alarms}})
 }
 

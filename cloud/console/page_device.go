@@ -47,6 +47,7 @@ func (c *Console) devicePage(w http.ResponseWriter, r *http.Request, sess *Sessi
 	}
 	d.Alarms, d.Orders = hist.Alarms, hist.WorkOrders
 	sortAlarms(d.Alarms)
+	markAck(sess, d.Alarms)
 	for m := range d.Device.Values {
 		d.Metrics = append(d.Metrics, m)
 	}

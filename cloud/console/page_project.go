@@ -119,6 +119,7 @@ func (c *Console) projectPage(w http.ResponseWriter, r *http.Request, sess *Sess
 	}
 	d.Devices, d.Alarms, d.Orders = devs.Devices, alarms.Alarms, orders.WorkOrders
 	sortAlarms(d.Alarms)
+	markAck(sess, d.Alarms)
 	l := c.cats.locale(languageOf(r), loc)
 	d.Chart.Labels.KWh = l.T("unit.kwh")
 	if d.Daily != nil {

@@ -1,6 +1,21 @@
 package console
 
-import "time"
+import (
+	"time"
+
+	"github.com/plantroom/plantroom/cloud/access"
+)
+
+// markAck sets CanAck on the active, unacknowledged alarms the access
+// policy lets the viewer acknowledge, to show the button; the API decides
+// again when it is pressed.
+func markAck(sess *Session, alarms []alarmView) {
+	for i := range alarms {
+		a := &alarms[i]
+		r := access.Resource{Kind: access.KindAlarm, Company: a.Company, Project: a.Project}
+		a.CanAck = a.State == "active" && !a.Acked && sess.Principal.May(access.Acknowledge, r)
+	}
+}
 
 // The API's JSON answers, as far as the pages use them. Energy reports are
 // decoded into package energy's own types; alarms, work orders and
@@ -9,6 +24,7 @@ import "time"
 
 type alarmView struct {
 	ID        string    `json:"id"`
+	Company   string    `json:"company"`
 	Project   string    `json:"project"`
 	Gateway   string    `json:"gateway"`
 	Device    string    `json:"device"`
@@ -26,6 +42,8 @@ type alarmView struct {
 	Value     float64   `json:"value"`
 	Count     int       `json:"count"`
 	Seq       uint64    `json:"seq"`
+	// CanAck: the viewer may acknowledge it now (asked of the access policy).
+	CanAck bool `json:"-"`
 }
 
 // Subject is the device an alarm is about, or its gateway.
