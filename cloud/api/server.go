@@ -200,11 +200,23 @@ func (s *Server) Mount(h http.Handler) {
 		if p := c.Request().URL.Path; p == Prefix || strings.HasPrefix(p, Prefix+"/") {
 			return echo.ErrNotFound // an unknown API path stays an API 404
 		}
-		h.ServeHTTP(c.Response(), c.Request())
+		r := c.Request()
+		h.ServeHTTP(c.Response(), r.WithContext(context.WithValue(r.Context(), clientIPKey{}, c.RealIP())))
 		return nil
 	}
 	s.echo.Any("/", wrapped)
 	s.echo.Any("/*", wrapped)
+}
+
+type clientIPKey struct{}
+
+// ClientIP is the client's address for a request the server passed to a
+// mounted handler: the connection's, or X-Forwarded-For's when the
+// connection comes from one of api.trusted_proxies (the same rule as the
+// access log's). "" for other requests.
+func ClientIP(r *http.Request) string {
+	ip, _ := r.Context().Value(clientIPKey{}).(string)
+	return ip
 }
 
 // Routes lists the registered routes under Prefix, sorted by path and method.

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -176,9 +177,12 @@ func safeNext(next string) string {
 	return next
 }
 
-// clientAddr is the client's IP address as the connection says (proxies'
-// forwarding headers are not trusted here).
+// clientAddr is the client's IP address: the API server's reading of it
+// (X-Forwarded-For only from api.trusted_proxies), else the connection's.
 func clientAddr(r *http.Request) string {
+	if ip := api.ClientIP(r); ip != "" {
+		return ip
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
