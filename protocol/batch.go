@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -8,8 +9,24 @@ import (
 	"time"
 )
 
-// BatchVersion is the version byte of the telemetry batch encoding.
-const BatchVersion = 1
+// BatchVersion is the version byte of the telemetry batch encoding that
+// AppendBatch writes. BatchVersionV1 is the layout of protocol version 1
+// (no epoch), which DecodeBatch still reads during a migration window.
+const (
+	BatchVersion   = 2
+	BatchVersionV1 = 1
+)
+
+// MaxEpoch is the largest epoch; epoch 0 marks a version-1 batch.
+const MaxEpoch = math.MaxInt64
+
+// NewEpoch returns a random epoch in 1 … MaxEpoch (crypto/rand), for a
+// gateway whose queue is created: a new seq space no other queue shares.
+func NewEpoch() uint64 {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go ≥ 1.24)
+	return max(binary.LittleEndian.Uint64(b[:])>>1, 1)
+}
 
 // Limits of one telemetry batch. A receiver rejects anything larger.
 const (
@@ -40,21 +57,44 @@ type Reading struct {
 	Quality Quality
 }
 
-// Batch is one telemetry message: the readings a gateway sends at once. Seq
-// is strictly increasing per gateway and survives gateway restarts, so
-// (Gateway, Seq) identifies a batch and a receiver can spot redeliveries.
+// Batch is one telemetry message: the readings a gateway sends at once.
+// Epoch is a random id the gateway picked when its queue was created; Seq is
+// strictly increasing within an epoch and survives gateway restarts, so
+// (Gateway, Epoch, Seq) identifies a batch and a receiver can spot
+// redeliveries. Epoch 0 marks a version-1 batch (no epoch on the wire).
 type Batch struct {
 	Gateway  string
+	Epoch    uint64 // 1 … MaxEpoch; 0 only in a decoded version-1 batch
 	Seq      uint64
 	SentAt   int64 // Unix ms at which the gateway built the batch
 	Readings []Reading
+	// CRC is set by DecodeBatch: the payload's CRC-32C, which identifies
+	// the batch's content under its (Epoch, Seq). AppendBatch ignores it.
+	CRC uint32
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// AppendBatch appends the encoding of b to dst. It checks ids, metric names,
-// values and sizes, so what it produces always decodes.
+// AppendBatch appends the version-2 encoding of b to dst. It checks ids,
+// the epoch, metric names, values and sizes, so what it produces always
+// decodes.
 func AppendBatch(dst []byte, b *Batch) ([]byte, error) {
+	if b.Epoch == 0 || b.Epoch > MaxEpoch {
+		return dst, fmt.Errorf("cannot encode batch: %w: %d (want 1 … %d)", ErrEpoch, b.Epoch, uint64(MaxEpoch))
+	}
+	return appendBatch(dst, b, BatchVersion)
+}
+
+// AppendBatchV1 appends the version-1 encoding of b (no epoch; b.Epoch must
+// be 0). Only tests and simulators of old gateways need it.
+func AppendBatchV1(dst []byte, b *Batch) ([]byte, error) {
+	if b.Epoch != 0 {
+		return dst, fmt.Errorf("cannot encode batch: %w: a version-1 batch has no epoch, got %d", ErrEpoch, b.Epoch)
+	}
+	return appendBatch(dst, b, BatchVersionV1)
+}
+
+func appendBatch(dst []byte, b *Batch, version byte) ([]byte, error) {
 	if err := CheckID(b.Gateway); err != nil {
 		return dst, fmt.Errorf("cannot encode batch: gateway: %w", err)
 	}
@@ -68,8 +108,11 @@ func AppendBatch(dst []byte, b *Batch) ([]byte, error) {
 		return dst, fmt.Errorf("cannot encode batch: %w: send time %d is negative", ErrTimestamp, b.SentAt)
 	}
 	start := len(dst)
-	dst = append(dst, BatchVersion, 0)
+	dst = append(dst, version, 0)
 	dst = appendString(dst, b.Gateway)
+	if version != BatchVersionV1 {
+		dst = binary.AppendUvarint(dst, b.Epoch)
+	}
 	dst = binary.AppendUvarint(dst, b.Seq)
 	dst = binary.AppendUvarint(dst, uint64(b.SentAt))
 
@@ -123,8 +166,9 @@ func AppendBatch(dst []byte, b *Batch) ([]byte, error) {
 	return dst, nil
 }
 
-// DecodeBatch decodes data into b, reusing b.Readings' storage. It rejects
-// anything that AppendBatch would not produce: wrong version or checksum,
+// DecodeBatch decodes data into b, reusing b.Readings' storage. It reads
+// version 2 and version 1 (Epoch 0). It rejects anything that AppendBatch
+// (or AppendBatchV1) would not produce: unknown version, epoch 0, wrong checksum,
 // truncation, trailing bytes, varints not in their shortest form, bad ids or
 // metric names, table entries unused, repeated or not in first-use order,
 // NaN/Inf values, unknown quality, and timestamps before MinTimestamp. Use
@@ -137,8 +181,9 @@ func DecodeBatch(data []byte, b *Batch) error {
 	if len(data) < 2+4 {
 		return fmt.Errorf("%w: %d bytes", ErrTruncated, len(data))
 	}
-	if data[0] != BatchVersion {
-		return fmt.Errorf("%w: %d (this receiver speaks %d)", ErrVersion, data[0], BatchVersion)
+	version := data[0]
+	if version != BatchVersion && version != BatchVersionV1 {
+		return fmt.Errorf("%w: %d (this receiver speaks %d and %d)", ErrVersion, version, BatchVersion, BatchVersionV1)
 	}
 	if data[1] != 0 {
 		return fmt.Errorf("%w: flags byte is %#x, must be 0", ErrVersion, data[1])
@@ -149,6 +194,10 @@ func DecodeBatch(data []byte, b *Batch) error {
 	}
 	d := decoder{buf: body, off: 2}
 	gw := d.string()
+	var epoch uint64
+	if version != BatchVersionV1 {
+		epoch = d.uvarint()
+	}
 	seq := d.uvarint()
 	sent := d.uvarint()
 	if d.err != nil {
@@ -156,6 +205,9 @@ func DecodeBatch(data []byte, b *Batch) error {
 	}
 	if err := CheckID(gw); err != nil {
 		return fmt.Errorf("gateway: %w", err)
+	}
+	if version != BatchVersionV1 && (epoch == 0 || epoch > MaxEpoch) {
+		return fmt.Errorf("%w: %d (want 1 … %d)", ErrEpoch, epoch, uint64(MaxEpoch))
 	}
 	if sent > math.MaxInt64 {
 		return fmt.Errorf("%w: send time %d out of range", ErrTimestamp, sent)
@@ -236,7 +288,8 @@ func DecodeBatch(data []byte, b *Batch) error {
 	if nMet < uint64(len(mets)) {
 		return fmt.Errorf("%w: metric table entry %d (%q) is never used", ErrIndex, nMet, mets[nMet])
 	}
-	b.Gateway, b.Seq, b.SentAt, b.Readings = gw, seq, int64(sent), rs
+	b.Gateway, b.Epoch, b.Seq, b.SentAt, b.Readings = gw, epoch, seq, int64(sent), rs
+	b.CRC = binary.LittleEndian.Uint32(data[len(data)-4:])
 	return nil
 }
 

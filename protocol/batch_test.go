@@ -32,7 +32,13 @@ func TestDecodeBatchRejects(t *testing.T) {
 		want  error
 		cause string
 	}{
-		{name: "unknown version", edit: func(r *rawBatch) { r.version = 2 }, want: ErrVersion, cause: "version"},
+		{name: "unknown version", edit: func(r *rawBatch) { r.version = 3 }, want: ErrVersion, cause: "version"},
+		{name: "epoch zero", edit: func(r *rawBatch) { r.epoch = 0 }, want: ErrEpoch, cause: "epoch"},
+		{name: "epoch above 2^63-1", edit: func(r *rawBatch) { r.epoch = 1 << 63 }, want: ErrEpoch, cause: "epoch"},
+		{name: "epoch not in shortest form", edit: func(r *rawBatch) { r.epochBytes = []byte{0x81, 0x00} }, want: ErrMalformed, cause: "malformed"},
+		{name: "payload ends inside the epoch", raw: func() []byte {
+			return withCRC(append(rawString([]byte{2, 0}, "gw-1"), 0x81))
+		}, want: ErrTruncated, cause: "truncated"},
 		{name: "version zero", edit: func(r *rawBatch) { r.version = 0 }, want: ErrVersion, cause: "version"},
 		{name: "non-zero flags", edit: func(r *rawBatch) { r.flags = 0x01 }, want: ErrVersion, cause: "version"},
 		{name: "bad checksum", raw: func() []byte {

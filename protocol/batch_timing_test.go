@@ -20,7 +20,7 @@ import (
 // measurements.
 func makeBenchBatch(n int) Batch {
 	const devices, metrics = 30, 30
-	b := Batch{Gateway: "gw-garden-1", Seq: 123456, Readings: make([]Reading, 0, n)}
+	b := Batch{Gateway: "gw-garden-1", Epoch: 4011536289077452891, Seq: 123456, Readings: make([]Reading, 0, n)}
 	start := int64(1773475200000)
 	for i := 0; i < n; i++ {
 		poll := i / metrics // one poll reads every metric of one device

@@ -67,8 +67,12 @@ func TestBatchRoundTrip(t *testing.T) {
 		math.SmallestNonzeroFloat64, 5e-324, 1e300, 42949672.96}
 	var into Batch
 	for n := 0; n < 300; n++ {
-		b := Batch{Gateway: fmt.Sprintf("gw-%d", rng.IntN(5)), Seq: rng.Uint64() >> rng.IntN(64),
-			SentAt: MinTimestamp + 3600_000 + rng.Int64N(1<<42)}
+		b := Batch{Gateway: fmt.Sprintf("gw-%d", rng.IntN(5)), Epoch: 1 + rng.Uint64N(MaxEpoch)>>rng.IntN(63),
+			Seq: rng.Uint64() >> rng.IntN(64), SentAt: MinTimestamp + 3600_000 + rng.Int64N(1<<42)}
+		encode := AppendBatch
+		if n%10 == 0 { // a version-1 batch now and then
+			b.Epoch, encode = 0, AppendBatchV1
+		}
 		count := 1 + rng.IntN(60)
 		for i := 0; i < count; i++ {
 			v := values[rng.IntN(len(values))]
@@ -83,7 +87,7 @@ func TestBatchRoundTrip(t *testing.T) {
 				Quality: Quality(rng.IntN(3)),
 			})
 		}
-		data, err := AppendBatch(nil, &b)
+		data, err := encode(nil, &b)
 		if err != nil {
 			t.Fatalf("batch %d: AppendBatch: %v", n, err)
 		}

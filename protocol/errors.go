@@ -21,6 +21,9 @@ var (
 	ErrQuality      = errors.New("invalid quality")
 	ErrIndex        = errors.New("table index out of range")
 	ErrJSON         = errors.New("malformed JSON message")
+	ErrEpoch        = errors.New("invalid epoch")
+	ErrRange        = errors.New("invalid seq range")
+	ErrCommand      = errors.New("invalid command")
 )
 
 // Cause returns a short, stable name for the sentinel err wraps ("checksum",
@@ -42,5 +45,5 @@ var causes = []struct {
 	{ErrTruncated, "truncated"}, {ErrMalformed, "malformed"}, {ErrChecksum, "checksum"}, {ErrTrailing, "trailing"},
 	{ErrEmpty, "empty"}, {ErrTooLarge, "too_large"}, {ErrID, "id"}, {ErrMetric, "metric"},
 	{ErrValue, "value"}, {ErrTimestamp, "timestamp"}, {ErrQuality, "quality"},
-	{ErrIndex, "index"}, {ErrJSON, "json"},
+	{ErrIndex, "index"}, {ErrJSON, "json"}, {ErrEpoch, "epoch"}, {ErrRange, "range"}, {ErrCommand, "command"},
 }

@@ -5,8 +5,14 @@ import (
 	"fmt"
 )
 
-// MessageVersion is the "v" field of the JSON status and event messages.
-const MessageVersion = 1
+// MessageVersion is the "v" field of the JSON messages this package
+// encodes. Status and event messages of version 1 have the same layout and
+// are still accepted (MessageVersionV1); acks and commands exist only in
+// version 2.
+const (
+	MessageVersion   = 2
+	MessageVersionV1 = 1
+)
 
 // MaxMessageBytes bounds a status or event message.
 const MaxMessageBytes = 16 << 10
@@ -36,6 +42,15 @@ const (
 	EventDeviceOnline  = "device_online"  // it answers again
 	EventQueueOverflow = "queue_overflow" // the gateway dropped its oldest readings; Attrs["dropped"]
 	EventGatewayStart  = "gateway_start"  // the agent started
+	EventCommand       = "command"        // the outcome of a Command: CommandID, State, Cause, Before, After
+)
+
+// Command states reported in an EventCommand event.
+const (
+	CommandApplied  = "applied"  // written and read back as commanded
+	CommandFailed   = "failed"   // the write or the read-back failed, or read back another value
+	CommandRejected = "rejected" // refused by the gateway's own checks (point not writable, out of range, …)
+	CommandExpired  = "expired"  // arrived after its expires_at: not executed
 )
 
 // Event is a device or gateway event. (Gateway, Seq) identifies it; Seq is
@@ -49,6 +64,16 @@ type Event struct {
 	TS      int64              `json:"ts"` // Unix ms
 	Message string             `json:"message,omitempty"`
 	Attrs   map[string]float64 `json:"attrs,omitempty"`
+
+	// Only in an event of kind EventCommand (and required there, except
+	// Cause for CommandApplied and Before/After, which are present when
+	// known): the command's id, its final state, why, and the point's value
+	// read before and after the write.
+	CommandID string   `json:"command_id,omitempty"`
+	State     string   `json:"state,omitempty"`
+	Cause     string   `json:"cause,omitempty"`
+	Before    *float64 `json:"before,omitempty"`
+	After     *float64 `json:"after,omitempty"`
 }
 
 // DecodeStatus parses and checks a status message.
@@ -57,7 +82,7 @@ func DecodeStatus(data []byte) (Status, error) {
 	if err := decodeJSON(data, &s); err != nil {
 		return Status{}, err
 	}
-	if s.V != MessageVersion {
+	if s.V != MessageVersion && s.V != MessageVersionV1 {
 		return Status{}, fmt.Errorf("%w: status v=%d", ErrVersion, s.V)
 	}
 	if err := CheckID(s.Gateway); err != nil {
@@ -78,7 +103,7 @@ func DecodeEvent(data []byte) (Event, error) {
 	if err := decodeJSON(data, &e); err != nil {
 		return Event{}, err
 	}
-	if e.V != MessageVersion {
+	if e.V != MessageVersion && e.V != MessageVersionV1 {
 		return Event{}, fmt.Errorf("%w: event v=%d", ErrVersion, e.V)
 	}
 	if err := CheckID(e.Gateway); err != nil {
@@ -95,7 +120,42 @@ func DecodeEvent(data []byte) (Event, error) {
 	if e.TS < MinTimestamp {
 		return Event{}, fmt.Errorf("%w: event ts %d", ErrTimestamp, e.TS)
 	}
+	if err := checkCommandEvent(&e); err != nil {
+		return Event{}, err
+	}
 	return e, nil
+}
+
+// checkCommandEvent checks the command fields: required in an event of
+// kind EventCommand, absent from any other.
+func checkCommandEvent(e *Event) error {
+	if e.Kind != EventCommand {
+		if e.CommandID != "" || e.State != "" || e.Cause != "" || e.Before != nil || e.After != nil {
+			return fmt.Errorf("%w: event of kind %q carries command fields", ErrCommand, e.Kind)
+		}
+		return nil
+	}
+	if err := CheckID(e.CommandID); err != nil {
+		return fmt.Errorf("command event command_id: %w", err)
+	}
+	if e.Device == "" {
+		return fmt.Errorf("%w: command event %q without a device", ErrCommand, e.CommandID)
+	}
+	switch e.State {
+	case CommandApplied:
+		if e.Cause != "" {
+			if err := CheckMetric(e.Cause); err != nil {
+				return fmt.Errorf("%w: command event %q cause: %w", ErrCommand, e.CommandID, err)
+			}
+		}
+	case CommandFailed, CommandRejected, CommandExpired:
+		if err := CheckMetric(e.Cause); err != nil {
+			return fmt.Errorf("%w: command event %q in state %q needs a cause: %w", ErrCommand, e.CommandID, e.State, err)
+		}
+	default:
+		return fmt.Errorf("%w: command event %q state %q (want applied, failed, rejected or expired)", ErrCommand, e.CommandID, e.State)
+	}
+	return nil
 }
 
 // EncodeStatus and EncodeEvent marshal the messages with V set.

@@ -19,7 +19,7 @@ func TestDecodeStatusRejects(t *testing.T) {
 		{"trailing garbage", `{"v":1,"gateway":"gw-1","state":"online"} x`, ErrJSON, "json"},
 		{"wrong type", `{"v":"1","gateway":"gw-1","state":"online"}`, ErrJSON, "json"},
 		{"missing version", `{"gateway":"gw-1","state":"online"}`, ErrVersion, "version"},
-		{"future version", `{"v":2,"gateway":"gw-1","state":"online"}`, ErrVersion, "version"},
+		{"future version", `{"v":3,"gateway":"gw-1","state":"online"}`, ErrVersion, "version"},
 		{"missing gateway", `{"v":1,"state":"online"}`, ErrID, "id"},
 		{"bad gateway", `{"v":1,"gateway":"gw/1","state":"online"}`, ErrID, "id"},
 		{"unknown state", `{"v":1,"gateway":"gw-1","state":"sleeping"}`, ErrJSON, "json"},

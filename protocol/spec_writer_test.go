@@ -12,6 +12,8 @@ import (
 type rawBatch struct {
 	version, flags byte
 	gateway        string
+	epoch          uint64 // written after the gateway id unless version is 1
+	epochBytes     []byte // when set, written instead of the epoch varint
 	seq, sent      uint64
 	seqBytes       []byte // when set, written instead of the seq varint
 	devs, mets     []string
@@ -31,6 +33,11 @@ type rawReading struct {
 func (r rawBatch) body() []byte {
 	b := []byte{r.version, r.flags}
 	b = rawString(b, r.gateway)
+	if r.epochBytes != nil {
+		b = append(b, r.epochBytes...)
+	} else if r.version != BatchVersionV1 {
+		b = binary.AppendUvarint(b, r.epoch)
+	}
 	if r.seqBytes != nil {
 		b = append(b, r.seqBytes...)
 	} else {
@@ -74,7 +81,10 @@ func rawString(b []byte, s string) []byte {
 // rawFromBatch lays b out as the specification says: tables in first-use
 // order, time deltas from the previous reading (the first from SentAt).
 func rawFromBatch(b *Batch) rawBatch {
-	r := rawBatch{version: 1, gateway: b.Gateway, seq: b.Seq, sent: uint64(b.SentAt)}
+	r := rawBatch{version: 2, gateway: b.Gateway, epoch: b.Epoch, seq: b.Seq, sent: uint64(b.SentAt)}
+	if b.Epoch == 0 {
+		r.version = 1
+	}
 	index := func(t *[]string, s string) uint64 {
 		for i, v := range *t {
 			if v == s {
@@ -98,11 +108,14 @@ func rawFromBatch(b *Batch) rawBatch {
 // testSent is the send time of the test batches: 2026-03-14T08:00:05Z.
 const testSent = 1773475205000
 
+// testEpoch is the epoch of the test batches (a two-byte uvarint).
+const testEpoch = 1234
+
 // validRaw is a small valid batch: two devices, two metrics, three readings
 // (the third 2 s earlier than the second).
 func validRaw() rawBatch {
 	return rawBatch{
-		version: 1, gateway: "gw-1", seq: 7, sent: testSent,
+		version: 2, gateway: "gw-1", epoch: testEpoch, seq: 7, sent: testSent,
 		devs: []string{"pump-1", "meter-1"},
 		mets: []string{"power_w", "energy_kwh"},
 		readings: []rawReading{
@@ -115,7 +128,7 @@ func validRaw() rawBatch {
 
 // validBatch is validRaw decoded.
 func validBatch() Batch {
-	return Batch{Gateway: "gw-1", Seq: 7, SentAt: testSent, Readings: []Reading{
+	return Batch{Gateway: "gw-1", Epoch: testEpoch, Seq: 7, SentAt: testSent, Readings: []Reading{
 		{"pump-1", "power_w", testSent - 5000, 1500, QualityGood},
 		{"meter-1", "energy_kwh", testSent - 5000, 12.5, QualityUncertain},
 		{"pump-1", "energy_kwh", testSent - 7000, -3, QualityBad},

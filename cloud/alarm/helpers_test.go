@@ -115,7 +115,7 @@ func (r *rig) gw(id string) config.GatewayInfo {
 func (r *rig) read(gw, device, metric string, at time.Duration, v float64) {
 	ts := t0.Add(at)
 	r.clock.Set(ts)
-	b := &protocol.Batch{Gateway: gw, Seq: uint64(at / time.Millisecond), SentAt: ts.UnixMilli(),
+	b := &protocol.Batch{Epoch: 1, Gateway: gw, Seq: uint64(at / time.Millisecond), SentAt: ts.UnixMilli(),
 		Readings: []protocol.Reading{{Device: device, Metric: metric, TS: ts.UnixMilli(), Value: v}}}
 	r.e.ObserveBatch(context.Background(), r.gw(gw), b, ts)
 }

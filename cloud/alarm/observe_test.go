@@ -136,7 +136,7 @@ func TestRedeliveredBatchChangesNothing(t *testing.T) {
 		if i >= 5 {
 			v = 3
 		}
-		batches = append(batches, &protocol.Batch{Gateway: gwGarden, Seq: uint64(i + 1), SentAt: ts.UnixMilli(), Readings: []protocol.Reading{
+		batches = append(batches, &protocol.Batch{Epoch: 1, Gateway: gwGarden, Seq: uint64(i + 1), SentAt: ts.UnixMilli(), Readings: []protocol.Reading{
 			{Device: pump, Metric: pressure, TS: ts.UnixMilli(), Value: v},
 			{Device: "garden-elevator-1", Metric: "trapped", TS: ts.UnixMilli(), Value: float64(i % 2)},
 		}})
@@ -228,7 +228,7 @@ func TestObserveBeforeStartIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	gw, _ := b.Org.FindGateway(gwGarden)
-	e.ObserveBatch(context.Background(), gw, &protocol.Batch{Gateway: gwGarden, Readings: []protocol.Reading{
+	e.ObserveBatch(context.Background(), gw, &protocol.Batch{Epoch: 1, Gateway: gwGarden, Readings: []protocol.Reading{
 		{Device: "garden-elevator-1", Metric: "trapped", TS: t0.UnixMilli(), Value: 1}}}, t0)
 	if len(log.kinds()) != 0 || len(e.Alarms(hqAdmin, Filter{})) != 0 {
 		t.Fatal("evaluated before Start")

@@ -56,7 +56,7 @@ func TestRestartFromClickHouseDuplicatesNothingAndLosesNothing(t *testing.T) {
 		for i := range rs {
 			rs[i].TS = ts.UnixMilli()
 		}
-		e.ObserveBatch(ctx, garden, &protocol.Batch{Gateway: gwGarden, Seq: seq, SentAt: ts.UnixMilli(), Readings: rs}, ts)
+		e.ObserveBatch(ctx, garden, &protocol.Batch{Epoch: 1, Gateway: gwGarden, Seq: seq, SentAt: ts.UnixMilli(), Readings: rs}, ts)
 	}
 	low := func(v float64) protocol.Reading { return protocol.Reading{Device: pump, Metric: pressure, Value: v} }
 	trapped := func(v float64) protocol.Reading {
@@ -207,7 +207,7 @@ func TestReplayAfterRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		if e != nil {
-			e.ObserveBatch(ctx, garden, &protocol.Batch{Gateway: gwGarden, Seq: seq, SentAt: ts.UnixMilli(), Readings: rs}, ts)
+			e.ObserveBatch(ctx, garden, &protocol.Batch{Epoch: 1, Gateway: gwGarden, Seq: seq, SentAt: ts.UnixMilli(), Readings: rs}, ts)
 		}
 	}
 	low := func(v float64) protocol.Reading { return protocol.Reading{Device: pump, Metric: pressure, Value: v} }

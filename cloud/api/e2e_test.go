@@ -79,7 +79,7 @@ func TestReportThroughIngest(t *testing.T) {
 	topic := protocol.GatewayRef{Company: "acme", Project: "p1", Gateway: "p1-gw"}.Topic(protocol.KindTelemetry)
 	send := func(seq uint64, rs []protocol.Reading) {
 		t.Helper()
-		payload, err := protocol.AppendBatch(nil, &protocol.Batch{Gateway: "p1-gw", Seq: seq, SentAt: rs[len(rs)-1].TS, Readings: rs})
+		payload, err := protocol.AppendBatch(nil, &protocol.Batch{Epoch: 1, Gateway: "p1-gw", Seq: seq, SentAt: rs[len(rs)-1].TS, Readings: rs})
 		if err != nil {
 			t.Fatal(err)
 		}

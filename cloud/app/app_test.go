@@ -108,7 +108,7 @@ func TestOneProcess(t *testing.T) {
 	}
 	defer gw.Disconnect(50)
 	now := time.Now().Truncate(time.Second)
-	b := &protocol.Batch{Gateway: "gw-garden-1", Seq: 1, SentAt: now.UnixMilli(), Readings: []protocol.Reading{
+	b := &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: 1, SentAt: now.UnixMilli(), Readings: []protocol.Reading{
 		{Device: "garden-meter-main", Metric: "energy_import_kwh", TS: now.Add(-time.Second).UnixMilli(), Value: 1234.5},
 		{Device: "garden-pump-1", Metric: "outlet_pressure_bar", TS: now.UnixMilli(), Value: 3.1},
 	}}

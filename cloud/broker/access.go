@@ -33,8 +33,9 @@ const (
 type principal struct {
 	name      string
 	hash      string   // bcrypt "$2…" or "sha256:<hex>"
-	gateway   bool     // a gateway: everything under prefix, nothing else
-	prefix    string   // gateway: "plantroom/v1/<company>/<project>/<gateway>/"
+	gateway   bool     // a gateway: publishes under prefix (or prefixV1) except down/, subscribes to prefix+"down/#"
+	prefix    string   // gateway: "plantroom/v2/<company>/<project>/<gateway>/"
+	prefixV1  string   // gateway: "plantroom/v1/<company>/<project>/<gateway>/", for version-1 agents
 	subscribe []string // service: filters it may subscribe to
 	publish   []string // service: filters it may publish to
 }
@@ -67,7 +68,8 @@ func newAccess(org *config.Org, services []Service, log *slog.Logger, m *metrics
 				for gi := range p.Gateways {
 					g := &p.Gateways[gi]
 					ref := protocol.GatewayRef{Company: c.ID, Project: p.ID, Gateway: g.ID}
-					a.principals[g.ID] = &principal{name: g.ID, hash: g.PasswordHash, gateway: true, prefix: ref.Prefix() + "/"}
+					a.principals[g.ID] = &principal{name: g.ID, hash: g.PasswordHash, gateway: true,
+						prefix: ref.Prefix() + "/", prefixV1: ref.PrefixV1() + "/"}
 				}
 			}
 		}
@@ -180,8 +182,10 @@ func (a *access) checkPassword(p *principal, password []byte) bool {
 	return ok
 }
 
-// OnACLCheck allows a gateway everything under its own prefix and nothing
-// else; a service what its subscribe and publish filters cover.
+// OnACLCheck allows a gateway to publish under its own prefix, except its
+// downlink topics, and to subscribe to its own downlink topics ("…/down/#"),
+// nothing else; a service what its subscribe and publish filters cover. Only
+// services (the ingest's acks, commands) publish to a gateway's down/.
 func (a *access) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	user := string(cl.Properties.Username)
 	p := a.principal(user)
@@ -198,7 +202,15 @@ func (a *access) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 
 func (a *access) allowed(p *principal, topic string, write bool) bool {
 	if p.gateway {
-		return strings.HasPrefix(topic, p.prefix) && len(topic) > len(p.prefix)
+		if !write {
+			return covers(p.prefix+string(protocol.KindDownlink)+"/#", topic)
+		}
+		for _, prefix := range []string{p.prefix, p.prefixV1} {
+			if strings.HasPrefix(topic, prefix) && len(topic) > len(prefix) {
+				return !strings.HasPrefix(topic[len(prefix):], string(protocol.KindDownlink)+"/")
+			}
+		}
+		return false
 	}
 	if write {
 		for _, f := range p.publish {

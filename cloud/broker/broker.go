@@ -43,8 +43,17 @@ type Service struct {
 }
 
 // DefaultServiceSubscribe is what a service may read unless configured
-// otherwise: every Plantroom topic.
-var DefaultServiceSubscribe = []string{protocol.TopicRoot + "/" + protocol.TopicVersion + "/#"}
+// otherwise: every Plantroom topic, version 1 gateways' included.
+var DefaultServiceSubscribe = []string{
+	protocol.TopicRoot + "/" + protocol.TopicVersion + "/#",
+	protocol.TopicRoot + "/" + protocol.TopicVersionV1 + "/#",
+}
+
+// IngestPublish is what an ingest must be allowed to publish: the commit
+// acknowledgements on every gateway's "…/down/ack". The in-process ingest
+// gets it; a service account of an ingest replica needs it in its publish
+// list.
+var IngestPublish = []string{protocol.TopicRoot + "/" + protocol.TopicVersion + "/+/+/+/" + string(protocol.KindDownlink) + "/" + protocol.DownAck}
 
 // Config configures the broker.
 type Config struct {
@@ -123,6 +132,7 @@ func (b *Broker) AddInternalService(username string) (string, error) {
 		Username:     username,
 		PasswordHash: "sha256:" + hex.EncodeToString(sum[:]),
 		Subscribe:    DefaultServiceSubscribe,
+		Publish:      IngestPublish,
 	})
 	if err != nil {
 		return "", fmt.Errorf("cannot create internal broker credential: %w", err)

@@ -59,7 +59,7 @@ func startBroker(t testing.TB, mutate func(*Config)) *testBroker {
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Registerer: reg,
 		Services: []Service{{Username: "tool", PasswordHash: "sha256:" + sha256hex("tool-secret"),
-			Subscribe: []string{"plantroom/v1/acme/+/+/status"}, Publish: []string{"plantroom/v1/+/+/+/down/#"}}},
+			Subscribe: []string{"plantroom/v2/acme/+/+/status"}, Publish: []string{"plantroom/v2/+/+/+/down/#"}}},
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -202,8 +202,8 @@ func publish(t testing.TB, c paho.Client, topic string, payload string) error {
 }
 
 const (
-	gardenTelemetry = "plantroom/v1/acme/garden/gw-garden-1/telemetry"
-	towerTelemetry  = "plantroom/v1/acme/tower/gw-tower-1/telemetry"
+	gardenTelemetry = "plantroom/v2/acme/garden/gw-garden-1/telemetry"
+	towerTelemetry  = "plantroom/v2/acme/tower/gw-tower-1/telemetry"
 )
 
 func TestGatewayPublishesOnlyUnderItsOwnPrefix(t *testing.T) {
@@ -211,7 +211,7 @@ func TestGatewayPublishesOnlyUnderItsOwnPrefix(t *testing.T) {
 	var in inbox
 	mustDial(t, b.Addr(), clientOpts{user: "ingest", password: b.ingestPW, id: "ingest-1", clean: true, handler: in.handler})
 	sub := mustDial(t, b.Addr(), clientOpts{user: "ingest", password: b.ingestPW, id: "ingest-2", clean: true, handler: in.handler})
-	if code := subscribe(t, sub, "plantroom/v1/#"); code != 1 {
+	if code := subscribe(t, sub, "plantroom/v2/#"); code != 1 {
 		t.Fatalf("service subscription granted %#x", code)
 	}
 	gw := mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", clean: true})
@@ -245,11 +245,11 @@ func TestGatewayPublishesOnlyUnderItsOwnPrefix(t *testing.T) {
 func TestGatewaySubscribesOnlyUnderItsOwnPrefix(t *testing.T) {
 	b := startBroker(t, nil)
 	gw := mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", clean: true})
-	if code := subscribe(t, gw, "plantroom/v1/acme/garden/gw-garden-1/down/#"); code != 1 {
+	if code := subscribe(t, gw, "plantroom/v2/acme/garden/gw-garden-1/down/#"); code != 1 {
 		t.Errorf("own downlink subscription: %#x, want granted QoS 1", code)
 	}
-	for _, f := range []string{"plantroom/v1/#", "plantroom/v1/acme/tower/gw-tower-1/down/#", "plantroom/v1/acme/+/+/telemetry",
-		"$share/g/plantroom/v1/acme/garden/gw-garden-1/telemetry", "#", "plantroom/v1/acme/garden/gw-garden-1"} {
+	for _, f := range []string{"plantroom/v2/#", "plantroom/v2/acme/tower/gw-tower-1/down/#", "plantroom/v2/acme/+/+/telemetry",
+		"$share/g/plantroom/v2/acme/garden/gw-garden-1/telemetry", "#", "plantroom/v2/acme/garden/gw-garden-1"} {
 		if code := subscribe(t, gw, f); code != 0x80 {
 			t.Errorf("subscription to %q: %#x, want failure 0x80", f, code)
 		}
@@ -259,15 +259,15 @@ func TestGatewaySubscribesOnlyUnderItsOwnPrefix(t *testing.T) {
 	}
 	// The restricted service may read status only, and publish downlinks.
 	tool := mustDial(t, b.Addr(), clientOpts{user: "tool", password: "tool-secret", id: "tool-1", clean: true})
-	if code := subscribe(t, tool, "plantroom/v1/acme/+/+/status"); code != 1 {
+	if code := subscribe(t, tool, "plantroom/v2/acme/+/+/status"); code != 1 {
 		t.Errorf("tool status subscription: %#x", code)
 	}
-	if code := subscribe(t, tool, "plantroom/v1/acme/+/+/telemetry"); code != 0x80 {
+	if code := subscribe(t, tool, "plantroom/v2/acme/+/+/telemetry"); code != 0x80 {
 		t.Errorf("tool telemetry subscription: %#x, want 0x80", code)
 	}
 	var in inbox
 	mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1-down", clean: true, handler: in.handler})
-	if err := publish(t, tool, "plantroom/v1/acme/garden/gw-garden-1/down/config", "cfg"); err != nil {
+	if err := publish(t, tool, "plantroom/v2/acme/garden/gw-garden-1/down/config", "cfg"); err != nil {
 		t.Errorf("tool downlink publish: %v", err)
 	}
 }
@@ -315,10 +315,10 @@ func TestClientIDsAndWills(t *testing.T) {
 		t.Errorf("denied{client_id} = %v, want 3", got)
 	}
 	// A last will outside the gateway's prefix is refused at connect.
-	if _, err := dial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", will: "plantroom/v1/acme/tower/gw-tower-1/status"}); err == nil {
+	if _, err := dial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", will: "plantroom/v2/acme/tower/gw-tower-1/status"}); err == nil {
 		t.Error("gateway connected with a last will on another gateway's topic")
 	}
-	mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", will: "plantroom/v1/acme/garden/gw-garden-1/status"})
+	mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", will: "plantroom/v2/acme/garden/gw-garden-1/status"})
 	if got := b.denied(t, DenyWill); got != 1 {
 		t.Errorf("denied{will} = %v, want 1", got)
 	}
@@ -329,18 +329,18 @@ func TestCovers(t *testing.T) {
 		allowed, filter string
 		want            bool
 	}{
-		{"plantroom/v1/#", "plantroom/v1/acme/garden/gw/telemetry", true},
-		{"plantroom/v1/#", "plantroom/v1/+/+/+/telemetry", true},
-		{"plantroom/v1/#", "plantroom/v1/#", true},
-		{"plantroom/v1/#", "plantroom/v1", true},
-		{"plantroom/v1/#", "plantroom/#", false},
-		{"plantroom/v1/#", "#", false},
-		{"plantroom/v1/#", "other/v1/x", false},
-		{"plantroom/v1/+/+/+/status", "plantroom/v1/acme/garden/gw/status", true},
-		{"plantroom/v1/+/+/+/status", "plantroom/v1/+/+/+/status", true},
-		{"plantroom/v1/+/+/+/status", "plantroom/v1/acme/garden/gw/telemetry", false},
-		{"plantroom/v1/+/+/+/status", "plantroom/v1/acme/garden/#", false},
-		{"plantroom/v1/acme/+/+/status", "plantroom/v1/+/+/+/status", false},
+		{"plantroom/v2/#", "plantroom/v2/acme/garden/gw/telemetry", true},
+		{"plantroom/v2/#", "plantroom/v2/+/+/+/telemetry", true},
+		{"plantroom/v2/#", "plantroom/v2/#", true},
+		{"plantroom/v2/#", "plantroom/v2", true},
+		{"plantroom/v2/#", "plantroom/#", false},
+		{"plantroom/v2/#", "#", false},
+		{"plantroom/v2/#", "other/v1/x", false},
+		{"plantroom/v2/+/+/+/status", "plantroom/v2/acme/garden/gw/status", true},
+		{"plantroom/v2/+/+/+/status", "plantroom/v2/+/+/+/status", true},
+		{"plantroom/v2/+/+/+/status", "plantroom/v2/acme/garden/gw/telemetry", false},
+		{"plantroom/v2/+/+/+/status", "plantroom/v2/acme/garden/#", false},
+		{"plantroom/v2/acme/+/+/status", "plantroom/v2/+/+/+/status", false},
 		{"a/b", "a/b/c", false},
 		{"+/b", "$SYS/b", false},
 	} {
@@ -348,7 +348,7 @@ func TestCovers(t *testing.T) {
 			t.Errorf("covers(%q, %q) = %v, want %v", tc.allowed, tc.filter, got, tc.want)
 		}
 	}
-	if got := stripShare("$share/ingest/plantroom/v1/+/+/+/telemetry"); got != "plantroom/v1/+/+/+/telemetry" {
+	if got := stripShare("$share/ingest/plantroom/v2/+/+/+/telemetry"); got != "plantroom/v2/+/+/+/telemetry" {
 		t.Errorf("stripShare = %q", got)
 	}
 }

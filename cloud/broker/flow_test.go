@@ -53,7 +53,7 @@ func TestSlowDurableSubscriberHoldsPublishersBack(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.MaxPending = maxPending })
 	var in inbox
 	sub := mustDial(t, b.Addr(), clientOpts{user: "ingest", password: b.ingestPW, id: "ingest-1", manualAck: true, handler: in.handler})
-	subscribe(t, sub, "plantroom/v1/+/+/+/telemetry")
+	subscribe(t, sub, "plantroom/v2/+/+/+/telemetry")
 	gw := mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", clean: true})
 
 	const total = 12
@@ -94,7 +94,7 @@ func TestPersistentSessionKeepsMessagesWhileSubscriberIsAway(t *testing.T) {
 	b := startBroker(t, func(c *Config) { c.MaxPending = maxPending })
 	opts := clientOpts{user: "ingest", password: b.ingestPW, id: "ingest-1", manualAck: true}
 	sub := mustDial(t, b.Addr(), opts)
-	subscribe(t, sub, "plantroom/v1/+/+/+/telemetry")
+	subscribe(t, sub, "plantroom/v2/+/+/+/telemetry")
 	sub.Disconnect(50) // the session stays: clean session is false
 
 	gw := mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", clean: true})
@@ -124,7 +124,7 @@ func TestPersistentSessionKeepsMessagesWhileSubscriberIsAway(t *testing.T) {
 func TestSharedSubscriptionSplitsMessages(t *testing.T) {
 	b := startBroker(t, nil)
 	var a, c inbox
-	filter := "$share/ingest/plantroom/v1/+/+/+/telemetry"
+	filter := "$share/ingest/plantroom/v2/+/+/+/telemetry"
 	subscribe(t, mustDial(t, b.Addr(), clientOpts{user: "ingest", password: b.ingestPW, id: "ingest-a", handler: a.handler}), filter)
 	subscribe(t, mustDial(t, b.Addr(), clientOpts{user: "ingest", password: b.ingestPW, id: "ingest-b", handler: c.handler}), filter)
 	gw := mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", clean: true})

@@ -13,7 +13,7 @@ func TestQueuedMessagesSurviveRestartWithStore(t *testing.T) {
 	first := startBroker(t, func(c *Config) { c.StorePath = path })
 	opts := clientOpts{user: "ingest", password: first.ingestPW, id: "ingest-1", manualAck: true}
 	sub := mustDial(t, first.Addr(), opts)
-	subscribe(t, sub, "plantroom/v1/+/+/+/telemetry")
+	subscribe(t, sub, "plantroom/v2/+/+/+/telemetry")
 	sub.Disconnect(50)
 
 	gw := mustDial(t, first.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", clean: true})

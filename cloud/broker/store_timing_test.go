@@ -26,7 +26,7 @@ func BenchmarkStore(b *testing.B) {
 		var got atomic.Int64
 		sub := mustDial(b, br.Addr(), clientOpts{user: "ingest", password: br.ingestPW, id: "ingest-1",
 			handler: func(paho.Client, paho.Message) { got.Add(1) }})
-		subscribe(b, sub, "plantroom/v1/+/+/+/telemetry")
+		subscribe(b, sub, "plantroom/v2/+/+/+/telemetry")
 		gw := mustDial(b, br.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", clean: true})
 		wait := func(tok paho.Token) {
 			if !tok.WaitTimeout(time.Minute) || tok.Error() != nil {

@@ -35,7 +35,7 @@ func TestSessionTakeoverLosesNothing(t *testing.T) {
 		}
 		return c
 	}
-	subscribe(t, dialSub(), "plantroom/v1/+/+/+/telemetry")
+	subscribe(t, dialSub(), "plantroom/v2/+/+/+/telemetry")
 
 	gw := mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", clean: true})
 	const total = 3000

@@ -147,7 +147,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		// A service that may publish anywhere, to inject what a broker
 		// without our ACL would let through.
 		Services: []broker.Service{{Username: "injector", PasswordHash: "sha256:" + sha256hex("injector-secret"),
-			Publish: []string{"plantroom/v1/#"}}},
+			Publish: []string{"plantroom/v2/#"}}},
 	}
 	if o.broker != nil {
 		o.broker(&bcfg)
@@ -270,7 +270,7 @@ var valueBase = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 // makeBatch builds a batch of n readings per device, one every 10 s from
 // start: an energy counter (energyAt) and a power value.
 func makeBatch(gw string, seq uint64, start time.Time, devices []string, n int) *protocol.Batch {
-	b := &protocol.Batch{Gateway: gw, Seq: seq, SentAt: start.Add(time.Duration(n) * 10 * time.Second).UnixMilli()}
+	b := &protocol.Batch{Epoch: 1, Gateway: gw, Seq: seq, SentAt: start.Add(time.Duration(n) * 10 * time.Second).UnixMilli()}
 	for di, d := range devices {
 		for i := 0; i < n; i++ {
 			ts := start.Add(time.Duration(i) * 10 * time.Second).UnixMilli()

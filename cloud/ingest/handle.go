@@ -131,7 +131,7 @@ func (in *Ingest) rejectedReadings(cause string, n int, gw, device string, err e
 // the codecs. It returns nil and no error for a message with nothing to
 // store.
 func (in *Ingest) decode(topic string, payload []byte, retained bool, arrived time.Time) (*item, error) {
-	ref, kind, err := protocol.ParseTopic(topic)
+	ref, kind, version, err := protocol.ParseAnyTopic(topic)
 	if err != nil {
 		in.metrics.messages.WithLabelValues("unknown").Inc()
 		return nil, err
@@ -154,6 +154,14 @@ func (in *Ingest) decode(topic string, payload []byte, retained bool, arrived ti
 		}
 		if b.Gateway != ref.Gateway {
 			return nil, reject(CauseGatewayMismatch, fmt.Errorf("batch from gateway %q on the topic of %q", b.Gateway, ref.Gateway))
+		}
+		if (version == protocol.TopicVersionV1) != (b.Epoch == 0) {
+			return nil, fmt.Errorf("cannot accept telemetry batch: %w: batch version %d on a %s topic",
+				protocol.ErrVersion, topicBatchVersion(b), version)
+		}
+		if b.Epoch == 0 && in.rejects.first("v1/"+b.Gateway) {
+			in.log.Warn("gateway speaks protocol version 1: its batches are stored as epoch 0, without commit acknowledgements; upgrade its edge agent",
+				"gateway", b.Gateway, "topic", topic)
 		}
 		if in.dedup.seen(b.Gateway, b.Seq, b.SentAt) {
 			in.metrics.duplicates.Inc()
@@ -189,6 +197,13 @@ func (in *Ingest) decode(topic string, payload []byte, retained bool, arrived ti
 		return nil, reject("topic", fmt.Errorf("%w: kind %q is not an uplink", protocol.ErrTopic, kind))
 	}
 	return it, nil
+}
+
+func topicBatchVersion(b *protocol.Batch) int {
+	if b.Epoch == 0 {
+		return protocol.BatchVersionV1
+	}
+	return protocol.BatchVersion
 }
 
 // filterReadings drops, in place, readings of devices the gateway does not

@@ -29,7 +29,7 @@ var benchMetrics = func() []string {
 func benchBatch(s int, start time.Time, firstSeq int) *protocol.Batch {
 	const instants = protocol.MaxBatchReadings / 20
 	t0 := start.Add(time.Duration(s*instants) * time.Second)
-	b := &protocol.Batch{Gateway: "gw-garden-1", Seq: uint64(firstSeq + s), SentAt: t0.UnixMilli()}
+	b := &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: uint64(firstSeq + s), SentAt: t0.UnixMilli()}
 	b.Readings = make([]protocol.Reading, 0, protocol.MaxBatchReadings)
 	for _, d := range []string{"garden-meter-main", "garden-pump-1"} {
 		for _, metric := range benchMetrics {

@@ -50,15 +50,18 @@ func (c *MQTTConfig) check() error {
 	return nil
 }
 
-// Filters are the ingest's subscriptions.
+// Filters are the ingest's subscriptions: protocol version 2, and version 1
+// for gateways not yet upgraded (protocol/README.md, section 8).
 func (c *MQTTConfig) Filters() []string {
 	var out []string
-	for _, k := range []protocol.Kind{protocol.KindTelemetry, protocol.KindStatus, protocol.KindEvents} {
-		f := protocol.SubscriptionFilter(k)
-		if c.SharedGroup != "" {
-			f = "$share/" + c.SharedGroup + "/" + f
+	for _, filter := range []func(protocol.Kind) string{protocol.SubscriptionFilter, protocol.SubscriptionFilterV1} {
+		for _, k := range []protocol.Kind{protocol.KindTelemetry, protocol.KindStatus, protocol.KindEvents} {
+			f := filter(k)
+			if c.SharedGroup != "" {
+				f = "$share/" + c.SharedGroup + "/" + f
+			}
+			out = append(out, f)
 		}
-		out = append(out, f)
 	}
 	return out
 }

@@ -96,7 +96,7 @@ func TestDeviceStaleAndFresh(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	gw := e.gateway(garden, "gw-garden-1", nil)
 	send := func(seq uint64) {
-		b := &protocol.Batch{Gateway: "gw-garden-1", Seq: seq, SentAt: time.Now().UnixMilli(), Readings: []protocol.Reading{
+		b := &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: seq, SentAt: time.Now().UnixMilli(), Readings: []protocol.Reading{
 			{Device: "garden-pump-2", Metric: "running", TS: time.Now().UnixMilli(), Value: 1}}}
 		publish(t, gw, garden.Topic(protocol.KindTelemetry), encode(t, b))
 	}

@@ -24,8 +24,8 @@ func TestRejectionsAreCountedAndTheStreamFlows(t *testing.T) {
 	corrupt[len(corrupt)-1] ^= 0xff
 	publish(t, inj, gwTopic, corrupt)                                                            // checksum
 	publish(t, inj, gwTopic, []byte{1})                                                          // truncated
-	publish(t, inj, "plantroom/v1/acme/garden/gw-nowhere/telemetry", good(2))                    // unknown gateway
-	publish(t, inj, "plantroom/v1/acme/tower/gw-garden-1/telemetry", good(3))                    // wrong project
+	publish(t, inj, "plantroom/v2/acme/garden/gw-nowhere/telemetry", good(2))                    // unknown gateway
+	publish(t, inj, "plantroom/v2/acme/tower/gw-garden-1/telemetry", good(3))                    // wrong project
 	publish(t, inj, tower.Topic(protocol.KindTelemetry), good(4))                                // payload of another gateway
 	publish(t, inj, garden.Topic(protocol.KindStatus), []byte(`{"v":1,"gateway":"gw-garden-1"`)) // json
 	publish(t, inj, garden.Topic(protocol.KindEvents), protocol.EncodeEvent(protocol.Event{

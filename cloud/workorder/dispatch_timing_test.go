@@ -32,7 +32,7 @@ func BenchmarkReadingToWorkOrder(b *testing.B) {
 	send := func(v float64) {
 		seq++
 		ts += 1000
-		payload, err := protocol.AppendBatch(nil, &protocol.Batch{Gateway: "gw-garden-1", Seq: seq, SentAt: ts,
+		payload, err := protocol.AppendBatch(nil, &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: seq, SentAt: ts,
 			Readings: []protocol.Reading{{Device: "garden-elevator-1", Metric: "trapped", TS: ts, Value: v}}})
 		if err != nil {
 			b.Fatal(err)

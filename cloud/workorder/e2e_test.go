@@ -309,7 +309,7 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 	twr, _ := c.b.Org.FindGateway("gw-tower-1")
 	ts := room.building.Now().UnixMilli()
 	towerCl := connectGateway(t, c, "gw-tower-1", "demo-gw-tower-1-secret")
-	payload, _ := protocol.AppendBatch(nil, &protocol.Batch{Gateway: "gw-tower-1", Seq: 1, SentAt: ts,
+	payload, _ := protocol.AppendBatch(nil, &protocol.Batch{Epoch: 1, Gateway: "gw-tower-1", Seq: 1, SentAt: ts,
 		Readings: []protocol.Reading{{Device: "tower-elevator-1", Metric: "trapped", TS: ts, Value: 1}}})
 	if tok := towerCl.Publish(twr.Ref().Topic(protocol.KindTelemetry), 1, false, payload); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())

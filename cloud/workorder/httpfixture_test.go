@@ -124,7 +124,7 @@ func (r *apiRig) read(gateway string, at time.Duration, rs ...protocol.Reading) 
 	for i := range rs {
 		rs[i].TS = ts.UnixMilli()
 	}
-	r.engine.ObserveBatch(context.Background(), gw, &protocol.Batch{Gateway: gateway, Seq: uint64(at), SentAt: ts.UnixMilli(), Readings: rs}, ts)
+	r.engine.ObserveBatch(context.Background(), gw, &protocol.Batch{Epoch: 1, Gateway: gateway, Seq: uint64(at), SentAt: ts.UnixMilli(), Readings: rs}, ts)
 }
 
 func reading(device, metric string, v float64) protocol.Reading {

@@ -75,7 +75,7 @@ func TestRestartWithActiveAlarmsAndOpenOrders(t *testing.T) {
 		for i := range rs {
 			rs[i].TS = ts.UnixMilli()
 		}
-		bt := &protocol.Batch{Gateway: gw.Gateway.ID, Seq: uint64(len(sent) + 1), SentAt: ts.UnixMilli(), Readings: rs}
+		bt := &protocol.Batch{Epoch: 1, Gateway: gw.Gateway.ID, Seq: uint64(len(sent) + 1), SentAt: ts.UnixMilli(), Readings: rs}
 		sent = append(sent, bt)
 		p.engine.ObserveBatch(ctx, gw, bt, ts)
 	}

@@ -40,7 +40,11 @@ type Options struct {
 	Location  *time.Location // time zone of days and hours in Expected
 	// SeqStart: batches are numbered SeqStart+1, SeqStart+2, …
 	SeqStart uint64
-	Metrics  string // MetricsEnergy (default) or MetricsAll
+	// Epoch of the batches (protocol version 2): default a random one per
+	// run, so a backfill never shares a seq space with the live edge agent
+	// or with an earlier backfill of another period.
+	Epoch   uint64
+	Metrics string // MetricsEnergy (default) or MetricsAll
 	// Replacements swap a device's meter (kWh counters restart at 0).
 	Replacements []Replacement
 	// Gaps are periods without readings (the gateway or a device offline).
@@ -87,6 +91,9 @@ func (o *Options) validate(now time.Time) error {
 	}
 	if o.Window == 0 {
 		o.Window = 32
+	}
+	if o.Epoch == 0 {
+		o.Epoch = protocol.NewEpoch()
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
@@ -198,7 +205,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Expected, error) {
 		}
 		seq++
 		payload, err := protocol.AppendBatch(nil, &protocol.Batch{
-			Gateway: o.Gateway.Gateway, Seq: seq, SentAt: batch[len(batch)-1].TS, Readings: batch,
+			Gateway: o.Gateway.Gateway, Epoch: o.Epoch, Seq: seq, SentAt: batch[len(batch)-1].TS, Readings: batch,
 		})
 		if err != nil {
 			return fmt.Errorf("BUG: cannot encode backfill batch %d: %w", seq, err)
@@ -270,7 +277,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Expected, error) {
 	}
 	el := time.Since(started)
 	log.Info("backfill published", "gateway", o.Gateway.Gateway, "batches", exp.Batches, "readings", exp.Readings,
-		"seq_first", exp.SeqFirst, "seq_last", exp.SeqLast, "elapsed", el.Round(time.Millisecond),
+		"epoch", o.Epoch, "seq_first", exp.SeqFirst, "seq_last", exp.SeqLast, "elapsed", el.Round(time.Millisecond),
 		"readings_per_second", int(float64(exp.Readings)/el.Seconds()))
 	return exp, nil
 }

@@ -48,7 +48,7 @@ func TestDemoGatewayAgainstCloudBroker(t *testing.T) {
 		t.Fatalf("service cannot connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { sub.Disconnect(100) })
-	tok := sub.Subscribe("plantroom/v1/#", 1, func(_ paho.Client, m paho.Message) {
+	tok := sub.Subscribe("plantroom/v2/#", 1, func(_ paho.Client, m paho.Message) {
 		mu.Lock()
 		got[m.Topic()] = append(got[m.Topic()], append([]byte(nil), m.Payload()...))
 		mu.Unlock()

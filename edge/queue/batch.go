@@ -137,7 +137,7 @@ func (q *Queue) encodeBatch(b *Batch, values [][]byte, dec *itemDecoder) ([]byte
 	if len(rs) == 0 {
 		return nil, nil
 	}
-	p, err := protocol.AppendBatch(nil, &protocol.Batch{Gateway: q.cfg.Gateway, Seq: b.Seq, SentAt: b.SentAt, Readings: rs})
+	p, err := protocol.AppendBatch(nil, &protocol.Batch{Gateway: q.cfg.Gateway, Epoch: q.epoch, Seq: b.Seq, SentAt: b.SentAt, Readings: rs})
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode batch %d: %w", b.Seq, err)
 	}

@@ -10,7 +10,8 @@
 // the readings (see item.go). Bucket "batches" maps a batch sequence number to the
 // contiguous range of item numbers it carries. Bucket "events" holds gateway
 // events (JSON) by event sequence number. Bucket "meta" keeps the next item
-// number, the next batch seq and the next event seq.
+// number, the next batch seq, the next event seq and the epoch (a random
+// id picked when the file is created, sent in every batch header).
 //
 // # Group commit
 //
@@ -182,7 +183,16 @@ type Queue struct {
 	w   writerState
 
 	stats statsCounters
+
+	// epoch is the file's seq space, read from (or stored in) its meta
+	// bucket at Start; fixed afterwards.
+	epoch uint64
 }
+
+// Epoch is the random id of this queue file's seq space, picked when the
+// file was created and carried in every batch: a wiped or new queue starts
+// numbering again under another epoch. Valid after Start.
+func (q *Queue) Epoch() uint64 { return q.epoch }
 
 // Commit is the group commit an appended item belongs to.
 type Commit struct {

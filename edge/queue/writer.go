@@ -20,6 +20,7 @@ var (
 	metaNextKey   = []byte("next_key")
 	metaNextSeq   = []byte("next_seq")
 	metaNextEvent = []byte("next_event_seq")
+	metaEpoch     = []byte("epoch")
 )
 
 // itemOverhead approximates bbolt's per-item cost (leaf element header and
@@ -91,6 +92,15 @@ func (q *Queue) load() error {
 		w.nextKey = max(getU64(meta.Get(metaNextKey)), 1)
 		w.nextSeq = max(getU64(meta.Get(metaNextSeq)), 1)
 		w.nextEvent = max(getU64(meta.Get(metaNextEvent)), 1)
+		q.epoch = getU64(meta.Get(metaEpoch))
+		if q.epoch == 0 || q.epoch > protocol.MaxEpoch {
+			// A new file (or one written before epochs existed) starts
+			// a new seq space: the receiver tells it from any other.
+			q.epoch = protocol.NewEpoch()
+			if err := meta.Put(metaEpoch, u64(q.epoch)); err != nil {
+				return err
+			}
+		}
 
 		bc := tx.Bucket(bucketBatches).Cursor()
 		for k, v := bc.First(); k != nil; k, v = bc.Next() {

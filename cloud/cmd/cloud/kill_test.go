@@ -31,7 +31,7 @@ var killStart = time.Date(2026, 1, 31, 12, 0, 0, 0, time.UTC)
 
 func killBatch(seq int) *protocol.Batch {
 	t0 := killStart.Add(time.Duration(seq*killPerDevice) * 10 * time.Second)
-	b := &protocol.Batch{Gateway: "gw-garden-1", Seq: uint64(seq + 1), SentAt: t0.UnixMilli()}
+	b := &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: uint64(seq + 1), SentAt: t0.UnixMilli()}
 	for di, d := range []string{"garden-meter-main", "garden-pump-1"} {
 		for i := 0; i < killPerDevice; i++ {
 			ts := t0.Add(time.Duration(i) * 10 * time.Second)

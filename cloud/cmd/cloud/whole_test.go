@@ -54,7 +54,7 @@ clickhouse: {addr: %[2]q, user: %[3]q, password: %[4]q, database: %[5]s}
 	}
 	defer gw.Disconnect(50)
 	now := time.Now().Truncate(time.Second)
-	p, err := protocol.AppendBatch(nil, &protocol.Batch{Gateway: "gw-garden-1", Seq: 1, SentAt: now.UnixMilli(),
+	p, err := protocol.AppendBatch(nil, &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: 1, SentAt: now.UnixMilli(),
 		Readings: []protocol.Reading{{Device: "garden-pump-1", Metric: "outlet_pressure_bar", TS: now.UnixMilli(), Value: 3.25}}})
 	if err != nil {
 		t.Fatal(err)
