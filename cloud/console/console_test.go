@@ -1,6 +1,8 @@
 package console
 
 import (
+	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,20 +16,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
 )
 
 // noDB stands in for ClickHouse where a test reaches only routes that do
 // not read it (/me, /projects).
-type noDB struct{ database }
+type noDB struct{}
 
-type database = api.Database
-
-func (noDB) Conn() driver.Conn { return nil }
-func (noDB) Database() string  { return "none" }
+func (noDB) Ping(context.Context) error { return errors.New("no database in this test") }
+func (noDB) Readings() *store.Readings  { return nil }
 
 type clock struct {
 	mu sync.Mutex
