@@ -15,6 +15,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/textfield"
 	"github.com/plantroom/plantroom/internal/timerange"
 )
 
@@ -136,8 +137,8 @@ func (e *Engine) ackHandler(c echo.Context) error {
 			return api.BadRequest("invalid JSON body: %v", err)
 		}
 	}
-	if len(body.Note) > 4000 {
-		return api.BadRequest("note longer than 4000 bytes")
+	if p := textfield.Check("note", body.Note, textfield.MaxText); p != "" {
+		return api.BadRequest("%s", p)
 	}
 	a, err := e.Ack(c.Request().Context(), ViewerOf(api.PrincipalOf(c)), c.Param("alarm"), body.Note)
 	if err != nil {

@@ -94,16 +94,18 @@ func message(ev Event) notify.Message {
 	if ev.Kind == EventClear {
 		verb = "恢复 / cleared"
 	}
-	title := fmt.Sprintf("[%s] %s %s: %s", severityLabel[a.Severity], a.RuleName, verb, a.Subject())
+	// Rule names come from the rules file and subjects from org.yaml: text
+	// people wrote, escaped like any other in the markdown.
+	title := notify.Line(fmt.Sprintf("[%s] %s %s: %s", severityLabel[a.Severity], a.RuleName, verb, a.Subject()))
 	var b strings.Builder
-	fmt.Fprintf(&b, "**%s**\n", title)
-	fmt.Fprintf(&b, "> 项目 project: %s\n", a.Project)
-	fmt.Fprintf(&b, "> 设备 device: %s\n", a.Subject())
+	fmt.Fprintf(&b, "**%s**\n", notify.Markdown(title))
+	fmt.Fprintf(&b, "> 项目 project: %s\n", notify.Markdown(a.Project))
+	fmt.Fprintf(&b, "> 设备 device: %s\n", notify.Markdown(a.Subject()))
 	if a.Metric != "" {
-		fmt.Fprintf(&b, "> %s = %v\n", a.Metric, ev.Value)
+		fmt.Fprintf(&b, "> %s = %v\n", notify.Markdown(a.Metric), ev.Value)
 	}
 	fmt.Fprintf(&b, "> 时间 time: %s\n", ev.At.UTC().Format(time.RFC3339))
-	fmt.Fprintf(&b, "> 告警编号 alarm: %s", a.ID)
+	fmt.Fprintf(&b, "> 告警编号 alarm: %s", notify.Markdown(a.ID))
 	return notify.Message{
 		ID: fmt.Sprintf("alarm/%s/%d", a.ID, ev.N), Event: "alarm." + ev.Kind, Company: a.Company, Project: a.Project,
 		Severity: a.Severity, Title: title, Text: b.String(), At: ev.At, Data: ev,

@@ -3,9 +3,11 @@ package api
 import (
 	"bytes"
 	"encoding/csv"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -24,6 +26,11 @@ func sendCSV(c echo.Context, filename string, rows [][]string) error {
 	b.WriteString(bom)
 	w := csv.NewWriter(&b)
 	w.UseCRLF = true // what Excel writes and expects
+	for _, row := range rows {
+		for i, cell := range row {
+			row[i] = cellText(cell)
+		}
+	}
 	if err := w.WriteAll(rows); err != nil {
 		return err
 	}
@@ -32,7 +39,28 @@ func sendCSV(c echo.Context, filename string, rows [][]string) error {
 	return c.Blob(http.StatusOK, "text/csv; charset=utf-8", b.Bytes())
 }
 
-func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+// cellText keeps a text cell from being read as a formula by a
+// spreadsheet: names come from configuration people typed, and a cell
+// starting with = + - @ (or a tab or carriage return) would be evaluated.
+// Numbers are left as they are.
+func cellText(s string) string {
+	if s == "" || !strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return s
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return s
+	}
+	return "'" + s
+}
+
+// num formats a figure; a figure that is not finite (which no report
+// should hold) is left empty rather than printed as +Inf or NaN.
+func num(v float64) string {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return ""
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
 
 func optNum(v *float64) string {
 	if v == nil {

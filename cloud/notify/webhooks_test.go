@@ -239,3 +239,15 @@ func value(c prometheus.Collector) float64 {
 	}
 	return fams[0].GetMetric()[0].GetCounter().GetValue()
 }
+
+func TestMarkdownEscapes(t *testing.T) {
+	in := "**粗** _x_ `c` [a](http://e.x) ![i](u) <font color=red>#h ~s~ |t| \\ line\nnext\r\n> 处理人 assignee: boss"
+	got := Markdown(in)
+	want := `\*\*粗\*\* \_x\_ \` + "`c\\`" + ` \[a\]\(http://e.x\) \!\[i\]\(u\) \<font color=red\>\#h \~s\~ \|t\| \\ line next \> 处理人 assignee: boss`
+	if got != want {
+		t.Errorf("Markdown:\n got %s\nwant %s", got, want)
+	}
+	if got := Line("a\nb\tc\r\nd"); got != "a b c d" {
+		t.Errorf("Line = %q", got)
+	}
+}

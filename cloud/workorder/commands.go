@@ -9,11 +9,11 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/textfield"
 )
 
 // NewOrder is a manual work order: a resident's repair request entered by
@@ -31,10 +31,10 @@ type NewOrder struct {
 	SLA string `json:"sla,omitempty"`
 }
 
-// Limits of free text in requests.
+// Limits of free text in requests (package textfield holds the rule).
 const (
-	MaxTitle = 200
-	MaxText  = 4000
+	MaxTitle = textfield.MaxTitle
+	MaxText  = textfield.MaxText
 )
 
 // Create opens a manual work order and dispatches it like an alarm's.
@@ -66,11 +66,14 @@ func (d *Desk) Create(ctx context.Context, v alarm.Viewer, r NewOrder) (WorkOrde
 	title := strings.TrimSpace(r.Title)
 	if title == "" {
 		bad("title: required")
-	} else if utf8.RuneCountInString(title) > MaxTitle {
-		bad("title: longer than %d characters", MaxTitle)
 	}
-	if utf8.RuneCountInString(r.Description) > MaxText {
-		bad("description: longer than %d characters", MaxText)
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"title", title, textfield.MaxTitle}, {"description", r.Description, textfield.MaxText}, {"skill", r.Skill, textfield.MaxLabel}} {
+		if p := textfield.Check(f.name, f.v, f.max); p != "" {
+			bad("%s", p)
+		}
 	}
 	prio := r.Priority
 	if prio == 0 {
@@ -152,8 +155,10 @@ func (d *Desk) Transition(ctx context.Context, v alarm.Viewer, id string, r Tran
 	if !v.May(stepAction(w.State, r.To), w.Resource()) {
 		return WorkOrder{}, fmt.Errorf("cannot move work order %q to %s: %s %q may not: %w", id, r.To, v.Role, v.Staff, ErrForbidden)
 	}
-	if utf8.RuneCountInString(r.Note) > MaxText || len(r.Photo) > 1000 {
-		return WorkOrder{}, fmt.Errorf("cannot move work order %q: note or photo reference too long: %w", id, ErrInvalid)
+	for _, p := range []string{textfield.Check("note", r.Note, textfield.MaxText), textfield.Check("photo", r.Photo, textfield.MaxRef)} {
+		if p != "" {
+			return WorkOrder{}, fmt.Errorf("cannot move work order %q: %s: %w", id, p, ErrInvalid)
+		}
 	}
 	now := d.cfg.Now().UTC()
 	from, prev := w.State, w.Assignee

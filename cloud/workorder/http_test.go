@@ -51,6 +51,11 @@ func TestWorkOrderFlowOverHTTP(t *testing.T) {
 		t.Errorf("other project's alarms: %d", rec.Code)
 	}
 	r.decode(r.call("pm-garden", "GET", "/api/v1/alarms?project=garden", nil), 200, &list)
+	for _, note := range []string{"bell\a", strings.Repeat("n", 4001)} {
+		if rec := r.call("tech-garden-2", "POST", "/api/v1/alarms/"+list.Alarms[0].ID+"/ack", map[string]string{"note": note}); rec.Code != http.StatusBadRequest {
+			t.Errorf("ack note %.10q…: %d %s, want 400", note, rec.Code, rec.Body.String())
+		}
+	}
 	var acked alarm.Alarm
 	r.decode(r.call("tech-garden-2", "POST", "/api/v1/alarms/"+list.Alarms[0].ID+"/ack", map[string]string{"note": "看到了"}), 200, &acked)
 	if !acked.Acked || acked.AckedBy != "tech-garden-2" {

@@ -178,18 +178,20 @@ func (d *Desk) message(ev Event) (notify.Message, bool) {
 	default:
 		return notify.Message{}, false
 	}
-	title := fmt.Sprintf("[P%d] 工单 %s: %s", w.Priority, what, w.Title)
+	// Titles, names and notes are user-supplied: escaped in the markdown,
+	// kept on one line in the plain title.
+	title := notify.Line(fmt.Sprintf("[P%d] 工单 %s: %s", w.Priority, what, w.Title))
 	var b strings.Builder
-	fmt.Fprintf(&b, "**%s**\n", title)
-	fmt.Fprintf(&b, "> 工单 order: %s (%s)\n", w.ID, stateLabel[w.State])
-	fmt.Fprintf(&b, "> 项目 project: %s\n", w.Project)
+	fmt.Fprintf(&b, "**%s**\n", notify.Markdown(title))
+	fmt.Fprintf(&b, "> 工单 order: %s (%s)\n", notify.Markdown(w.ID), stateLabel[w.State])
+	fmt.Fprintf(&b, "> 项目 project: %s\n", notify.Markdown(w.Project))
 	if w.Device != "" {
-		fmt.Fprintf(&b, "> 设备 device: %s\n", w.Device)
+		fmt.Fprintf(&b, "> 设备 device: %s\n", notify.Markdown(w.Device))
 	}
-	fmt.Fprintf(&b, "> 处理人 assignee: %s\n", d.staffName(w.Assignee))
+	fmt.Fprintf(&b, "> 处理人 assignee: %s\n", notify.Markdown(d.staffName(w.Assignee)))
 	fmt.Fprintf(&b, "> 到场时限 on site by: %s", w.SLADue.Format(time.RFC3339))
 	if ev.Note != "" {
-		fmt.Fprintf(&b, "\n> %s", ev.Note)
+		fmt.Fprintf(&b, "\n> %s", notify.Markdown(ev.Note))
 	}
 	return notify.Message{
 		ID: fmt.Sprintf("workorder/%s/%d", w.ID, ev.N), Event: "workorder." + eventName(ev), Company: w.Company, Project: w.Project,
