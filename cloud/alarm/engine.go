@@ -82,6 +82,14 @@ type Config struct {
 	// be offline and since when (the ingest's presence), so their offline
 	// timers run even though the status arrived before the engine did.
 	GatewayStatus func(gateway string) (offline bool, since time.Time, known bool)
+	// StartGrace is how long after Start a gateway gets to report before
+	// its gateway-offline alarm can raise: a gateway the cloud knew (or
+	// hears, from a queued last will) to be offline may simply not have
+	// reconnected yet after the cloud's own restart. Default 6m: the edge's
+	// default heartbeat (5m) plus a margin, longer than its reconnect
+	// backoff (at most 2m). Negative: none. The engine's stale watch waits
+	// each device's stale window from Start as well.
+	StartGrace time.Duration
 	// NoStaleWatch turns off the engine's own stale detection (a device seen
 	// since start that sends nothing for its stale window); "device_stale"
 	// events from ingest still raise.
@@ -132,6 +140,10 @@ func (c *Config) validate() error {
 		c.DefaultMinHold = 30 * time.Second
 	}
 	c.DefaultMinHold = max(c.DefaultMinHold, 0)
+	if c.StartGrace == 0 {
+		c.StartGrace = 6 * time.Minute
+	}
+	c.StartGrace = max(c.StartGrace, 0)
 	return nil
 }
 
@@ -154,6 +166,7 @@ type Engine struct {
 	mu      sync.RWMutex // guards alarms and the Alarm values for readers
 	alarms  map[string]*Alarm
 	running bool
+	started time.Time // when Start ran (start-up grace)
 
 	warnedIdle atomic.Bool // "not running" logged once
 
@@ -185,6 +198,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return fmt.Errorf("cannot start alarm engine: %w", err)
 	}
 	e.procMu.Lock()
+	e.started = e.cfg.Now()
 	e.restore(alarms)
 	e.mu.Lock()
 	e.running = true
@@ -272,8 +286,14 @@ func (e *Engine) tick(ctx context.Context, now time.Time) {
 			trs = append(trs, t.tick(now)...)
 		}
 		if st := s.stale; st != nil && !e.cfg.NoStaleWatch && !s.lastArrived.IsZero() && !st.active() && st.pendingSince == 0 {
-			if since := now.Sub(s.lastArrived); since >= s.staleAfter {
-				at := s.lastArrived.Add(s.staleAfter)
+			// The window runs from the latest reading or, when later,
+			// from the start: the cloud's downtime is not the device's.
+			ref := s.lastArrived
+			if e.started.After(ref) {
+				ref = e.started
+			}
+			if since := now.Sub(ref); since >= s.staleAfter {
+				at := ref.Add(s.staleAfter)
 				trs = append(trs, st.step(input{ts: at.UnixMilli(), value: since.Seconds(), arrived: now}, true, false)...)
 			}
 		}
@@ -285,6 +305,18 @@ func (e *Engine) tick(ctx context.Context, now time.Time) {
 	}
 	if len(trs) > 0 {
 		e.commit(ctx, e.apply(trs))
+	}
+}
+
+// graceOffline keeps a gateway-offline condition that began before the
+// end of the start-up grace from raising before it: the pending condition
+// counts from StartGrace − after past the start. e.procMu must be held.
+func (e *Engine) graceOffline(t *tracker) {
+	if t == nil || t.pendingSince == 0 || e.cfg.StartGrace == 0 {
+		return
+	}
+	if from := e.started.Add(e.cfg.StartGrace - t.rule.wait).UnixMilli(); t.pendingSince < from {
+		t.pendingSince = from
 	}
 }
 

@@ -97,6 +97,7 @@ func (e *Engine) ObserveStatus(ctx context.Context, gw config.GatewayInfo, s pro
 	switch s.State {
 	case protocol.StateOffline:
 		trs = g.offline.step(in, true, false)
+		e.graceOffline(g.offline)
 	case protocol.StateOnline:
 		trs = g.offline.step(in, false, true)
 	}

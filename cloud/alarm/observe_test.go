@@ -62,6 +62,7 @@ func TestDeviceStale(t *testing.T) {
 
 func TestGatewayOffline(t *testing.T) {
 	r := newRig(t, nil, nil)
+	r.e.cfg.StartGrace = 0 // the rule itself, long after the start (TestStartGrace has the grace)
 	ctx := context.Background()
 	gw := r.gw("gw-tower-1")
 	r.clock.Set(t0)
@@ -275,13 +276,65 @@ func TestGatewayKnownOfflineAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Stop()
-	e.tick(context.Background(), t0.Add(29*time.Second))
+	// Issue 19, point 2: the gateway was offline when the cloud stopped; it
+	// gets the start-up grace (6m) to reconnect before its alarm raises.
+	e.tick(context.Background(), t0.Add(5*time.Minute+59*time.Second))
 	if len(e.Alarms(hqAdmin, Filter{})) != 0 {
-		t.Fatal("raised before 2 minutes offline")
+		t.Fatal("raised within the start-up grace")
 	}
-	e.tick(context.Background(), t0.Add(31*time.Second))
+	e.tick(context.Background(), t0.Add(6*time.Minute+time.Second))
 	got := e.Alarms(hqAdmin, Filter{})
-	if len(got) != 1 || got[0].Gateway != "gw-tower-1" || got[0].Rule != "gateway-offline" || !got[0].RaisedAt.Equal(t0.Add(30*time.Second)) {
-		t.Fatalf("alarms %+v: want gw-tower-1 offline raised 2m after its last will", got)
+	if len(got) != 1 || got[0].Gateway != "gw-tower-1" || got[0].Rule != "gateway-offline" || !got[0].RaisedAt.Equal(t0.Add(6*time.Minute)) {
+		t.Fatalf("alarms %+v: want gw-tower-1 offline raised at the end of the grace", got)
 	}
+}
+
+// Issue 19, point 2: after a restart, a gateway known offline (its status
+// from before the stop) or whose queued last will arrives just after the
+// start raises nothing when it reconnects within the grace, even later
+// than the rule's 2m; and devices replayed from storage are not stale
+// because of the cloud's downtime.
+func TestStartGraceRaisesNothingForAHealthyPlant(t *testing.T) {
+	b := loadBundle(t)
+	clock := fakes.NewClock(t0)
+	stopped := t0.Add(-time.Hour) // the cloud was down an hour
+	log := &memLog{}
+	e, err := New(Config{Org: &b.Org, Rules: &b.Rules, Log: log, Now: clock.Now, TickInterval: time.Hour,
+		Readings:     replayed{{Gateway: gwGarden, Reading: protocol.Reading{Device: pump, Metric: pressure, TS: stopped.Add(-time.Minute).UnixMilli(), Value: 3}}},
+		ReplayWindow: 2 * time.Hour,
+		GatewayStatus: func(id string) (bool, time.Time, bool) {
+			return id == "gw-tower-1", stopped, true // tower's will from the stop; garden online
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	ctx := context.Background()
+	garden, _ := b.Org.FindGateway(gwGarden)
+	e.ObserveStatus(ctx, garden, protocol.Status{Gateway: gwGarden, State: protocol.StateOffline, Reason: "last_will"}, t0.Add(time.Second))
+	for at := time.Duration(0); at <= 4*time.Minute; at += 10 * time.Second {
+		e.tick(ctx, t0.Add(at))
+	}
+	tower, _ := b.Org.FindGateway("gw-tower-1")
+	e.ObserveStatus(ctx, tower, protocol.Status{Gateway: "gw-tower-1", State: protocol.StateOnline, TS: t0.Add(4 * time.Minute).UnixMilli()}, t0.Add(4*time.Minute))
+	e.ObserveStatus(ctx, garden, protocol.Status{Gateway: gwGarden, State: protocol.StateOnline, TS: t0.Add(4 * time.Minute).UnixMilli()}, t0.Add(4*time.Minute))
+	for at := 4 * time.Minute; at <= 12*time.Minute; at += 10 * time.Second {
+		if at == 5*time.Minute {
+			e.ObserveBatch(ctx, garden, &protocol.Batch{Gateway: gwGarden, Seq: 1, Readings: []protocol.Reading{
+				{Device: pump, Metric: pressure, TS: t0.Add(at).UnixMilli(), Value: 3}}}, t0.Add(at))
+		}
+		e.tick(ctx, t0.Add(at))
+	}
+	if evs := log.Events(); len(evs) != 0 {
+		t.Fatalf("a restart with every gateway back within the grace raised %v", log.kinds())
+	}
+}
+
+type replayed []StoredReading
+
+func (r replayed) RecentReadings(context.Context, time.Time, []string) ([]StoredReading, error) {
+	return r, nil
 }

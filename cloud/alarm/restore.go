@@ -55,6 +55,7 @@ func (e *Engine) catchUp(ctx context.Context) error {
 		for id, g := range e.gateways {
 			if offline, since, known := e.cfg.GatewayStatus(id); known && offline && g.offline != nil {
 				trs = append(trs, g.offline.step(input{ts: since.UnixMilli(), arrived: since, replay: true}, true, false)...)
+				e.graceOffline(g.offline)
 			}
 		}
 	}

@@ -28,10 +28,10 @@ type Presence interface {
 
 // Device states in the device list.
 const (
-	StateOnline  = "online"  // a reading within the stale threshold
-	StateStale   = "stale"   // the device fell silent; its gateway is not known to be down
-	StateOffline = "offline" // its gateway is disconnected
-	StateUnknown = "unknown" // nothing heard of device or gateway yet
+	StateOnline  = ingest.DeviceOnline  // a reading within the stale threshold
+	StateStale   = ingest.DeviceStale   // the device fell silent; its gateway is not known to be down
+	StateOffline = ingest.DeviceOffline // its gateway is disconnected, or the gateway reported it offline
+	StateUnknown = ingest.DeviceUnknown // nothing heard of it yet (or, state_reason waiting, not since the cloud started)
 )
 
 // Without a Presence, a device is stale after StalePolls poll intervals
@@ -59,6 +59,7 @@ type deviceView struct {
 	Gateway      string                 `json:"gateway"`
 	PollInterval string                 `json:"poll_interval"`
 	State        string                 `json:"state"`
+	StateReason  string                 `json:"state_reason,omitempty"` // gateway_offline, device_offline, no_data, waiting
 	LastSeen     *time.Time             `json:"last_seen"`
 	GatewayState *gatewayState          `json:"gateway_state"`
 	Values       map[string]metricValue `json:"values"`
@@ -92,32 +93,26 @@ func (s *Server) deviceView(d config.DeviceInfo, latest map[string]ingest.Latest
 			newest = r.TS
 		}
 	}
-	gwKnown, gwOnline := false, false
-	var fresh, everSeen bool
 	if s.deps.Presence != nil {
+		// One judgement for every screen and the alarms: the edge's
+		// offline/online events first, staleness second (ingest.Presence).
 		if g, ok := s.deps.Presence.Gateway(d.Gateway.ID); ok && g.Known {
-			gwKnown, gwOnline = true, g.Online
-			since := g.Since.In(loc)
-			v.GatewayState.Online, v.GatewayState.Since = &gwOnline, &since
+			online, since := g.Online, g.Since.In(loc)
+			v.GatewayState.Online, v.GatewayState.Since = &online, &since
 		}
 		if ds, ok := s.deps.Presence.Device(d.Device.ID); ok {
-			fresh, everSeen = !ds.Stale, !ds.LastTS.IsZero()
+			v.State, v.StateReason = ds.State, ds.Reason
 			if ds.LastTS.After(newest) {
 				newest = ds.LastTS
 			}
 		}
 	} else if !newest.IsZero() {
-		everSeen = true
-		fresh = s.now().Sub(newest) <= max(StalePolls*d.Device.PollInterval.Duration, MinStale)
-	}
-	switch {
-	case gwKnown && !gwOnline:
-		v.State = StateOffline
-	case fresh:
-		v.State = StateOnline
-	case everSeen || gwKnown:
 		v.State = StateStale
-	default:
+		if s.now().Sub(newest) <= max(StalePolls*d.Device.PollInterval.Duration, MinStale) {
+			v.State = StateOnline
+		}
+	}
+	if v.State == "" {
 		v.State = StateUnknown
 	}
 	if !newest.IsZero() {

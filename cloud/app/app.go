@@ -132,12 +132,16 @@ func (a *App) build() error {
 		if err != nil {
 			return err
 		}
+		var connected func(string) bool
+		if a.Broker != nil {
+			connected = a.Broker.GatewayConnected
+		}
 		in, err := ingest.New(ingest.Config{
 			Org: &a.Bundle.Org, Store: a.DB, MQTT: mq,
 			FlushRows: cfg.Ingest.FlushRows, FlushInterval: cfg.Ingest.FlushInterval.Duration,
 			MaxUnacked: cfg.Ingest.MaxUnackedMessages, MaxFutureSkew: cfg.Ingest.MaxFutureSkew.Duration,
 			StaleAfterIntervals: cfg.Ingest.StaleAfterIntervals, LatestLookback: cfg.Ingest.LatestLookback.Duration,
-			Latest: a.Latest, Presence: a.Presence,
+			Latest: a.Latest, Presence: a.Presence, GatewayConnected: connected,
 			Logger: a.Log.With("component", "ingest"), Registerer: a.Registry,
 		})
 		if err != nil {

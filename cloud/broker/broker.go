@@ -248,6 +248,21 @@ func (b *Broker) Stop() {
 	})
 }
 
+// GatewayConnected reports whether the gateway (the user it signs in as)
+// holds a live connection now; a persisted session of a disconnected client
+// does not count.
+func (b *Broker) GatewayConnected(gateway string) bool {
+	if b.server == nil {
+		return false
+	}
+	for _, cl := range b.server.Clients.GetAll() {
+		if string(cl.Properties.Username) == gateway && !cl.Closed() {
+			return true
+		}
+	}
+	return false
+}
+
 // Pending returns how many messages the broker holds for a client's
 // session that the client has not acknowledged (0 for an unknown client).
 func (b *Broker) Pending(clientID string) int {

@@ -180,6 +180,12 @@ func (in *Ingest) decode(topic string, payload []byte, retained bool, arrived ti
 		if s.Gateway != ref.Gateway {
 			return nil, reject(CauseGatewayMismatch, fmt.Errorf("status of gateway %q on the topic of %q", s.Gateway, ref.Gateway))
 		}
+		if s.State == protocol.StateOffline && s.TS == 0 && in.cfg.GatewayConnected != nil && in.cfg.GatewayConnected(s.Gateway) {
+			// A last will of a session the gateway has already replaced
+			// (queued while the ingest was away): it is online.
+			in.metrics.events.WithLabelValues(eventStaleWill).Inc()
+			return nil, nil
+		}
 		it.status, it.store = s, !retained
 	case protocol.KindEvents:
 		e, err := protocol.DecodeEvent(payload)

@@ -106,6 +106,12 @@ type Config struct {
 	// ingest holds (default 10s).
 	ShutdownTimeout time.Duration
 
+	// GatewayConnected, when set, tells whether a gateway holds a live
+	// connection to the broker now (the embedded broker knows). A last
+	// will that arrives while its gateway is connected again (queued in
+	// the ingest's session during a restart or backlog) is ignored.
+	GatewayConnected func(gateway string) bool
+
 	Observers  []Observer
 	Latest     *Latest   // shared with the API; created when nil
 	Presence   *Presence // shared with the API; created when nil
@@ -245,6 +251,9 @@ func (in *Ingest) start(ctx context.Context) error {
 	if err := in.presence.Load(ctx, in.cfg.Store, in.latest); err != nil {
 		return fmt.Errorf("cannot start ingest: cannot rebuild presence: %w", err)
 	}
+	// Staleness is not measured across the cloud's own downtime: every
+	// device gets its stale window from now (start-up grace).
+	in.presence.Resume(time.Now())
 	in.started.Store(true)
 	in.wg.Add(3)
 	go in.writer.accumulate()

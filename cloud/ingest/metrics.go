@@ -72,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plantroom_ingest_presence_events_total",
-			Help: "Events the ingest derived itself (device_stale, device_fresh).",
+			Help: "Presence events the ingest derived itself (device_stale, device_fresh), and last wills it ignored because the gateway was connected again (stale_last_will).",
 		}, []string{"kind"}),
 	}
 	if reg != nil {

@@ -16,6 +16,23 @@ import (
 const (
 	EventDeviceStale = "device_stale" // no reading for StaleAfterIntervals poll intervals
 	EventDeviceFresh = "device_fresh" // readings again after device_stale
+	eventStaleWill   = "stale_last_will"
+)
+
+// Device states: one judgement, shown by the API and behind the alarms.
+const (
+	DeviceOnline  = "online"  // readings within the stale window
+	DeviceOffline = "offline" // its gateway is disconnected, or the gateway reported the device offline
+	DeviceStale   = "stale"   // no reading within the stale window, gateway connected
+	DeviceUnknown = "unknown" // nothing heard of device or gateway yet
+)
+
+// Reasons of a device that is not online.
+const (
+	ReasonGatewayOffline = "gateway_offline" // the gateway's status is offline
+	ReasonDeviceOffline  = "device_offline"  // the gateway's latest event for it: device_offline
+	ReasonNoData         = "no_data"         // no reading within the stale window
+	ReasonWaiting        = "waiting"         // the cloud (or the gateway) is back; the device has not reported since
 )
 
 // GatewayState is what the cloud knows of a gateway's connection.
@@ -33,7 +50,18 @@ type DeviceState struct {
 	Device, Gateway string
 	LastTS          time.Time     // newest committed reading (zero: none known)
 	StaleAfter      time.Duration // poll interval × stale_after_intervals
-	Stale           bool          // no reading within StaleAfter of now (or never one)
+	// Stale: no reading within StaleAfter, counted from the newest reading
+	// or, when later, from the moment the cloud could hear the device
+	// again (start, end of an ingest outage, the gateway back online).
+	Stale bool
+	// Unreachable: the gateway's latest event for the device says it
+	// stopped answering (device_offline), since UnreachableSince.
+	Unreachable      bool
+	UnreachableSince time.Time
+	// State and Reason are the device's state as every screen shows it:
+	// the edge's offline/online events first, staleness second.
+	State  string
+	Reason string
 }
 
 // Presence tracks gateway online/offline (from status messages and last
@@ -52,13 +80,17 @@ type Presence struct {
 	mu       sync.RWMutex
 	gateways map[string]*GatewayState
 	lastTS   map[string]time.Time
+	offline  map[string]time.Time // device → time of the device_offline event in force
+	reachTS  map[string]time.Time // device → time of its latest device_offline/online event
+	resumed  time.Time            // the cloud could hear gateways again (start, ingest recovery)
 }
 
 // NewPresence tracks the gateways and devices of org; a device is stale
 // after staleAfterIntervals of its poll intervals without a reading.
 func NewPresence(org *config.Org, staleAfterIntervals int) *Presence {
 	p := &Presence{now: time.Now, devices: map[string]config.DeviceInfo{}, factor: staleAfterIntervals,
-		gateways: map[string]*GatewayState{}, lastTS: map[string]time.Time{}}
+		gateways: map[string]*GatewayState{}, lastTS: map[string]time.Time{},
+		offline: map[string]time.Time{}, reachTS: map[string]time.Time{}}
 	for _, d := range org.Devices() {
 		p.devices[d.Device.ID] = d
 	}
@@ -102,9 +134,8 @@ func (p *Presence) Device(id string) (DeviceState, bool) {
 		return DeviceState{}, false
 	}
 	p.mu.RLock()
-	last := p.lastTS[id]
-	p.mu.RUnlock()
-	return p.state(d, last, p.now()), true
+	defer p.mu.RUnlock()
+	return p.state(d, p.now()), true
 }
 
 // Devices returns every device's state now, by id.
@@ -112,22 +143,87 @@ func (p *Presence) Devices() []DeviceState {
 	now := p.now()
 	p.mu.RLock()
 	out := make([]DeviceState, 0, len(p.devices))
-	for id, d := range p.devices {
-		out = append(out, p.state(d, p.lastTS[id], now))
+	for _, d := range p.devices {
+		out = append(out, p.state(d, now))
 	}
 	p.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
 	return out
 }
 
-func (p *Presence) state(d config.DeviceInfo, last, now time.Time) DeviceState {
+// Resume marks the moment the cloud can hear gateways again: its start, or
+// the end of an ingest outage. No device is stale before its stale window
+// has passed since then: the cloud's own downtime is not the devices'.
+func (p *Presence) Resume(at time.Time) {
+	p.mu.Lock()
+	if at.After(p.resumed) {
+		p.resumed = at
+	}
+	p.mu.Unlock()
+}
+
+// staleAfter is the device's stale window.
+func (p *Presence) staleAfter(d config.DeviceInfo) time.Duration {
 	after := time.Duration(p.factor) * d.Device.PollInterval.Duration
 	if after <= 0 {
 		after = time.Duration(p.factor) * config.DefaultPollInterval
 	}
-	after = max(after, p.MinStale)
-	return DeviceState{Device: d.Device.ID, Gateway: d.Gateway.ID, LastTS: last, StaleAfter: after,
-		Stale: last.IsZero() || now.Sub(last) > after}
+	return max(after, p.MinStale)
+}
+
+// state judges a device. p.mu must be held (read).
+func (p *Presence) state(d config.DeviceInfo, now time.Time) DeviceState {
+	id := d.Device.ID
+	last := p.lastTS[id]
+	after := p.staleAfter(d)
+	// The stale window runs from the newest reading, or from when the
+	// device could be heard again if that is later.
+	ref := last
+	if p.resumed.After(ref) {
+		ref = p.resumed
+	}
+	g := p.gateways[d.Gateway.ID]
+	if g != nil && g.Known && g.Online && g.Since.After(ref) {
+		ref = g.Since
+	}
+	st := DeviceState{Device: id, Gateway: d.Gateway.ID, LastTS: last, StaleAfter: after,
+		Stale: ref.IsZero() || now.Sub(ref) > after}
+	if off, ok := p.offline[id]; ok {
+		st.Unreachable, st.UnreachableSince = true, off
+	}
+	switch {
+	case g != nil && g.Known && !g.Online:
+		st.State, st.Reason = DeviceOffline, ReasonGatewayOffline
+	case st.Unreachable:
+		st.State, st.Reason = DeviceOffline, ReasonDeviceOffline
+	case !last.IsZero() && now.Sub(last) <= after:
+		st.State = DeviceOnline
+	case st.Stale && (!last.IsZero() || (g != nil && g.Known)):
+		st.State, st.Reason = DeviceStale, ReasonNoData
+	case !st.Stale:
+		// Within the grace after the cloud's start, an ingest outage or
+		// the gateway's return: not heard yet, not judged yet.
+		st.State, st.Reason = DeviceUnknown, ReasonWaiting
+	default:
+		st.State = DeviceUnknown // nothing heard of device or gateway
+	}
+	return st
+}
+
+// reach records a device_offline (offline) or device_online event of a
+// device at ts; an event older than the one in force changes nothing.
+func (p *Presence) reach(device string, offline bool, ts time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.devices[device]; !ok || ts.Before(p.reachTS[device]) {
+		return
+	}
+	p.reachTS[device] = ts
+	if offline {
+		p.offline[device] = ts
+	} else {
+		delete(p.offline, device)
+	}
 }
 
 // seen records committed readings of a device up to ts.
@@ -135,6 +231,12 @@ func (p *Presence) seen(device string, ts time.Time) {
 	p.mu.Lock()
 	if ts.After(p.lastTS[device]) {
 		p.lastTS[device] = ts
+	}
+	// A reading taken after the device_offline event: it answers again,
+	// whether or not its device_online event has arrived yet.
+	if off, ok := p.offline[device]; ok && ts.After(off) {
+		delete(p.offline, device)
+		p.reachTS[device] = ts
 	}
 	p.mu.Unlock()
 }
@@ -173,6 +275,17 @@ func (p *Presence) Load(ctx context.Context, src StatusSource, latest *Latest) e
 	for _, r := range rows {
 		p.setStatus(r.Gateway, r.Kind == store.KindGatewayOnline, time.UnixMilli(r.TS), r.Message, "")
 	}
+	if rs, ok := src.(interface {
+		LatestDeviceReach(ctx context.Context) ([]store.DeviceReachRow, error)
+	}); ok {
+		rows, err := rs.LatestDeviceReach(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			p.reach(r.Device, r.Offline, time.UnixMilli(r.TS))
+		}
+	}
 	for id := range p.devices {
 		if ts, ok := latest.LastSeen(id); ok {
 			p.seen(id, ts)
@@ -182,10 +295,11 @@ func (p *Presence) Load(ctx context.Context, src StatusSource, latest *Latest) e
 }
 
 // staleWatch turns device freshness into device_stale / device_fresh
-// transitions. It starts with every device considered fresh as of start,
-// so a device that never sends gets its device_stale after StaleAfter, and
-// a device already stale at start (known from ClickHouse) gets one at the
-// first check.
+// transitions. The stale window of every device runs from the newest of
+// its reading, the cloud's start (Presence.Resume) and its gateway's
+// return online, so neither the cloud's downtime nor a gateway's outage
+// make devices stale; while its gateway is offline a device is left alone
+// (the gateway's own alarm is the one alarm for it).
 type staleWatch struct {
 	p       *Presence
 	start   time.Time
@@ -208,17 +322,21 @@ func (w *staleWatch) check(now time.Time) []deviceEvent {
 	for _, id := range w.devices {
 		d := w.p.devices[id]
 		w.p.mu.RLock()
-		last := w.p.lastTS[id]
+		st := w.p.state(d, now)
 		w.p.mu.RUnlock()
-		ref := last
-		if ref.IsZero() {
-			ref = w.start
+		// Stale once its window passed without a reading; fresh again only
+		// with a new reading (a gateway's return or the cloud's start
+		// restart the window but prove nothing about the device).
+		flip := st.Stale
+		if w.stale[id] {
+			flip = !st.LastTS.IsZero() && now.Sub(st.LastTS) <= st.StaleAfter
 		}
-		st := w.p.state(d, ref, now)
-		if st.Stale == w.stale[id] {
+		if st.Reason == ReasonGatewayOffline || !flip {
 			continue
 		}
-		w.stale[id] = st.Stale
+		w.stale[id] = !w.stale[id]
+		st.Stale = w.stale[id]
+		last := st.LastTS
 		e := protocol.Event{V: protocol.MessageVersion, Gateway: d.Gateway.ID, Kind: EventDeviceFresh, Device: id, TS: now.UnixMilli()}
 		if st.Stale {
 			e.Kind = EventDeviceStale

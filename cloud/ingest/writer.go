@@ -194,6 +194,9 @@ func (w *writer) commit(f *flush) bool {
 			if w.failing {
 				w.failing = false
 				w.in.log.Info("ClickHouse writes resumed", "attempts", attempt, "rows", f.rows.Len(), "after", time.Since(start).Round(time.Millisecond))
+				// Nothing was committed meanwhile: staleness starts again
+				// from now, so the outage raises no device alarms.
+				w.in.presence.Resume(time.Now())
 			}
 			w.in.metrics.flushSeconds.Observe(time.Since(start).Seconds())
 			w.in.metrics.batchRows.Observe(float64(f.rows.Len()))
@@ -240,6 +243,11 @@ func (w *writer) committed(f *flush) {
 			in.latest.addBatch(rs)
 			markSeen(in.presence, rs)
 			in.dedup.add(it.batch.Gateway, it.batch.Seq, it.batch.SentAt)
+		case protocol.KindEvents:
+			switch e := it.event; e.Kind {
+			case protocol.EventDeviceOffline, protocol.EventDeviceOnline:
+				in.presence.reach(e.Device, e.Kind == protocol.EventDeviceOffline, time.UnixMilli(e.TS))
+			}
 		case protocol.KindStatus:
 			s := it.status
 			online := s.State == protocol.StateOnline

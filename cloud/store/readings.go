@@ -136,6 +136,40 @@ const (
 	KindGatewayOffline = "gateway_offline"
 )
 
+// DeviceReachRow is a device's most recent device_offline/device_online
+// event from its gateway.
+type DeviceReachRow struct {
+	Device  string
+	Offline bool
+	TS      int64
+}
+
+// LatestDeviceReach returns each device's most recent device_offline or
+// device_online event (the edge's own judgement of whether it answers).
+func (db *DB) LatestDeviceReach(ctx context.Context) ([]DeviceReachRow, error) {
+	q := fmt.Sprintf(`SELECT device, argMax(kind, (ts_ms, arrived_ms)), max(ts_ms)
+FROM %s.%s WHERE kind IN ('device_offline', 'device_online') AND device != '' GROUP BY device`, quoteIdent(db.Database()), TableEvents)
+	rows, err := db.conn.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query device reachability: %w", err)
+	}
+	defer rows.Close()
+	var out []DeviceReachRow
+	for rows.Next() {
+		var r DeviceReachRow
+		var kind string
+		if err := rows.Scan(&r.Device, &kind, &r.TS); err != nil {
+			return nil, fmt.Errorf("cannot read device reachability: %w", err)
+		}
+		r.Offline = kind == "device_offline"
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read device reachability: %w", err)
+	}
+	return out, nil
+}
+
 // GatewayStatusRow is a gateway's most recent status change.
 type GatewayStatusRow struct {
 	Gateway string

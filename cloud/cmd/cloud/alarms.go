@@ -44,7 +44,10 @@ func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 			g, ok := presence.Gateway(id)
 			return !g.Online, g.Since, ok && g.Known
 		},
-		Feed: feed, Sinks: []alarm.Sink{desk}, Notifier: notifier,
+		// Device staleness comes from the ingest's presence (device_stale,
+		// with its start-up grace), the judgement the API shows too.
+		NoStaleWatch: true,
+		Feed:         feed, Sinks: []alarm.Sink{desk}, Notifier: notifier,
 		Logger: log.With("component", "alarms"), Registerer: a.Registry})
 	if err != nil {
 		return fmt.Errorf("cannot set up alarms: %w", err)
