@@ -94,8 +94,7 @@ func (e *Engine) commit(ctx context.Context, evs []Event) {
 	if len(evs) == 0 {
 		return
 	}
-	e.outbox = append(e.outbox, evs...)
-	e.flush(ctx)
+	e.outbox.Add(ctx, evs)
 	for _, ev := range evs {
 		for _, s := range e.cfg.Sinks {
 			s.AlarmEvent(ctx, ev)
@@ -104,30 +103,6 @@ func (e *Engine) commit(ctx context.Context, evs []Event) {
 			e.cfg.Notifier.Notify(message(ev))
 		}
 	}
-}
-
-// flush stores the outbox. It reports success. e.procMu must be held.
-func (e *Engine) flush(ctx context.Context) bool {
-	if len(e.outbox) == 0 {
-		return true
-	}
-	err := e.cfg.Log.AppendAlarmEvents(ctx, e.outbox)
-	if err != nil {
-		e.m.storeFailures.Inc()
-		if !e.failed {
-			e.log.Error("cannot store alarm events; keeping them for retry", "events", len(e.outbox), "err", err)
-			e.failed = true
-		}
-		e.m.outbox.Set(float64(len(e.outbox)))
-		return false
-	}
-	if e.failed {
-		e.log.Info("alarm events stored again after failures", "events", len(e.outbox))
-		e.failed = false
-	}
-	e.outbox = nil
-	e.m.outbox.Set(0)
-	return true
 }
 
 // Ack acknowledges an alarm for the viewer. Acknowledging twice is not an

@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plantroom/plantroom/cloud/notify"
+	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
-	"github.com/plantroom/plantroom/protocol"
 )
 
 // EventLog stores alarm events and gives the alarms back at start.
@@ -40,10 +40,7 @@ type ReadingSource interface {
 }
 
 // StoredReading is a reading with the gateway that sent it.
-type StoredReading struct {
-	Gateway string
-	protocol.Reading
-}
+type StoredReading = store.GatewayReading
 
 // Config configures an Engine. Org, Rules and Log are required.
 type Config struct {
@@ -160,8 +157,7 @@ type Engine struct {
 	// procMu serialises evaluation, storage and dispatch, so events reach
 	// the log and the sinks in order.
 	procMu sync.Mutex
-	outbox []Event // events whose storage failed, oldest first
-	failed bool    // storage is failing (logged once per streak)
+	outbox *store.Outbox[Event] // events whose storage failed, oldest first
 
 	mu      sync.RWMutex // guards alarms and the Alarm values for readers
 	alarms  map[string]*Alarm
@@ -182,6 +178,8 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, feed: cfg.Feed, alarms: map[string]*Alarm{}, m: newMetrics(cfg.Registerer)}
+	e.outbox = store.NewOutbox("alarm events", cfg.Log.AppendAlarmEvents, cfg.RetryInterval, cfg.Logger)
+	e.outbox.Failures, e.outbox.Pending = e.m.storeFailures, e.m.outbox
 	e.devices, e.gateways = bindRules(cfg.Org, cfg.Rules, cfg.QueueQuiet, cfg.DefaultMinHold)
 	return e, nil
 }
@@ -237,15 +235,7 @@ func (e *Engine) Stop() {
 		e.wg.Wait()
 		e.procMu.Lock()
 		defer e.procMu.Unlock()
-		if len(e.outbox) > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := e.cfg.Log.AppendAlarmEvents(ctx, e.outbox); err != nil {
-				e.log.Error("alarm events lost at stop: cannot store them", "events", len(e.outbox), "err", err)
-				return
-			}
-			e.outbox = nil
-		}
+		e.outbox.Close(10 * time.Second)
 	})
 }
 
@@ -253,8 +243,6 @@ func (e *Engine) loop(ctx context.Context) {
 	defer e.wg.Done()
 	tick := time.NewTicker(e.cfg.TickInterval)
 	defer tick.Stop()
-	retry := e.cfg.RetryInterval
-	nextRetry := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -264,14 +252,7 @@ func (e *Engine) loop(ctx context.Context) {
 		now := e.cfg.Now()
 		e.tick(ctx, now)
 		e.procMu.Lock()
-		if len(e.outbox) > 0 && !now.Before(nextRetry) {
-			if e.flush(ctx) {
-				retry = e.cfg.RetryInterval
-			} else {
-				nextRetry = now.Add(retry)
-				retry = min(2*retry, time.Minute)
-			}
-		}
+		e.outbox.Retry(ctx, now)
 		e.procMu.Unlock()
 	}
 }

@@ -1,8 +1,11 @@
 // Package store is the cloud's ClickHouse storage: connection, versioned
 // schema migrations, the readings schema, the queries the ingest needs and
 // the readings repository (Readings: energy reports, device series, latest
-// values). No other package holds SQL; identifiers are quoted one way,
-// with quoteIdent.
+// values), and the event logs (EventLog: append, latest per key, one key's
+// events, a subject's history, events since a sequence number; Outbox:
+// retry of what could not be stored) that alarms and work orders keep and
+// commands and resident requests will. No other package holds SQL;
+// identifiers are quoted one way, with quoteIdent.
 //
 // # Reading rule: duplicates
 //

@@ -13,6 +13,7 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/notify"
+	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -95,8 +96,7 @@ type Desk struct {
 	open    map[string]*WorkOrder // orders still needing work
 	latest  map[string]string     // subject/rule → latest alarm order id
 	byAlarm map[string]string     // alarm id → order id
-	outbox  []Event
-	failed  bool
+	outbox  *store.Outbox[Event]  // events whose storage failed, oldest first
 	running bool
 
 	stopOnce sync.Once
@@ -109,10 +109,13 @@ func New(cfg Config) (*Desk, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Desk{
+	d := &Desk{
 		cfg: cfg, log: cfg.Logger, roster: newRoster(cfg.Org), m: newMetrics(cfg.Registerer),
 		orders: map[string]*WorkOrder{}, open: map[string]*WorkOrder{}, latest: map[string]string{}, byAlarm: map[string]string{},
-	}, nil
+	}
+	d.outbox = store.NewOutbox("work-order events", cfg.Log.AppendOrderEvents, cfg.CheckInterval, cfg.Logger)
+	d.outbox.Failures = d.m.storeFailures
+	return d, nil
 }
 
 // Start rebuilds the orders from the log and starts the SLA checks. Start
@@ -149,15 +152,7 @@ func (d *Desk) Stop() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.running = false
-		if len(d.outbox) > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := d.cfg.Log.AppendOrderEvents(ctx, d.outbox); err != nil {
-				d.log.Error("work-order events lost at stop: cannot store them", "events", len(d.outbox), "err", err)
-				return
-			}
-			d.outbox = nil
-		}
+		d.outbox.Close(10 * time.Second)
 	})
 }
 
@@ -229,7 +224,7 @@ func (d *Desk) loop(ctx context.Context) {
 		}
 		d.checkSLA(ctx, d.cfg.Now())
 		d.mu.Lock()
-		d.flush(ctx)
+		d.outbox.Flush(ctx)
 		d.mu.Unlock()
 	}
 }
@@ -267,8 +262,7 @@ func (d *Desk) commit(ctx context.Context, evs []Event) {
 	if len(evs) == 0 {
 		return
 	}
-	d.outbox = append(d.outbox, evs...)
-	d.flush(ctx)
+	d.outbox.Add(ctx, evs)
 	if d.cfg.Notifier == nil {
 		return
 	}
@@ -277,25 +271,6 @@ func (d *Desk) commit(ctx context.Context, evs []Event) {
 			d.cfg.Notifier.Notify(m)
 		}
 	}
-}
-
-func (d *Desk) flush(ctx context.Context) {
-	if len(d.outbox) == 0 {
-		return
-	}
-	if err := d.cfg.Log.AppendOrderEvents(ctx, d.outbox); err != nil {
-		d.m.storeFailures.Inc()
-		if !d.failed {
-			d.log.Error("cannot store work-order events; keeping them for retry", "events", len(d.outbox), "err", err)
-			d.failed = true
-		}
-		return
-	}
-	if d.failed {
-		d.log.Info("work-order events stored again after failures", "events", len(d.outbox))
-		d.failed = false
-	}
-	d.outbox = nil
 }
 
 // openLoad counts each staff member's open orders. d.mu must be held.

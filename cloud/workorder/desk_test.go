@@ -308,7 +308,7 @@ func TestStorageFailureKeepsEventsForRetry(t *testing.T) {
 	}
 	log.SetFail(nil)
 	r.d.mu.Lock()
-	r.d.flush(context.Background())
+	r.d.outbox.Flush(context.Background())
 	r.d.mu.Unlock()
 	if log.len() != 2 {
 		t.Fatalf("%d events stored after recovery, want 2", log.len())

@@ -20,7 +20,7 @@ type cloudParts struct {
 	desk   *Desk
 }
 
-func migrate(t *testing.T) alarm.Querier {
+func migrate(t *testing.T) store.Querier {
 	t.Helper()
 	conn, db := chtest.NewDatabase(t)
 	ctx := context.Background()
@@ -34,7 +34,7 @@ func migrate(t *testing.T) alarm.Querier {
 	return conn
 }
 
-func startParts(t *testing.T, b *config.Bundle, conn alarm.Querier, now func() time.Time) *cloudParts {
+func startParts(t *testing.T, b *config.Bundle, conn store.Querier, now func() time.Time) *cloudParts {
 	t.Helper()
 	feed := alarm.NewFeed(0, now)
 	desk, err := New(Config{Org: &b.Org, Rules: &b.Rules, Log: NewClickHouseLog(conn), Feed: feed, Now: now, CheckInterval: time.Hour})

@@ -14,40 +14,24 @@ const ComponentWorkOrders = "workorders"
 
 // Migrations returns the schema of the work-order event log for
 // store.Migrate: one row per event (who, when, from, to, note, photo) with
-// the order as it stood after it; (wo_id, n) identifies an event.
+// the order as it stood after it; (wo_id, n) identifies an event (see
+// store.EventLog).
 func Migrations() []store.Migration {
-	return []store.Migration{{Component: ComponentWorkOrders, Version: 1, Name: "workorder_events",
-		Statements: func(s store.Server, db string) []string {
-			return alarm.EventTableDDL(s, db, "workorder_events", columnsDDL, "company, project, wo_id, n")
-		}}}
+	return []store.Migration{store.EventLogMigration[row](ComponentWorkOrders, 1, tableEvents, "wo_id")}
 }
 
-const columnsDDL = `wo_id String, n UInt32, seq UInt64, action String, at DateTime, at_ms Int64,
-    who String, from_state String, to_state String, note String, photo String, assignee String,
-    company String, project String, device String, category String, source String, alarm_id String,
-    rule String, title String, description String, severity String, priority UInt8, skill String,
-    state String, created_by String, opened_ms Int64, raised_ms Int64, assigned_ms Int64,
-    accepted_ms Int64, started_ms Int64, resolved_ms Int64, closed_ms Int64, sla_due_ms Int64,
-    escalation UInt8, reopened UInt32`
-
-const columns = `wo_id, n, seq, action, at, at_ms, who, from_state, to_state, note, photo, assignee,
- company, project, device, category, source, alarm_id, rule, title, description, severity, priority, skill,
- state, created_by, opened_ms, raised_ms, assigned_ms, accepted_ms, started_ms, resolved_ms, closed_ms, sla_due_ms,
- escalation, reopened`
-
-// Querier is the part of a ClickHouse connection the log uses.
-type Querier = alarm.Querier
+// tableEvents is the work-order event log's table.
+const tableEvents = "workorder_events"
 
 // ClickHouseLog keeps work-order events in the workorder_events table.
 type ClickHouseLog struct {
-	conn    Querier
-	timeout time.Duration
+	events *store.EventLog[row]
 }
 
 // NewClickHouseLog returns a log over conn, whose default database holds
 // the tables of Migrations.
-func NewClickHouseLog(conn Querier) *ClickHouseLog {
-	return &ClickHouseLog{conn: conn, timeout: 15 * time.Second}
+func NewClickHouseLog(conn store.Querier) *ClickHouseLog {
+	return &ClickHouseLog{events: store.NewEventLog[row](conn, tableEvents, "wo_id")}
 }
 
 type row struct {
@@ -103,30 +87,43 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
+func toRow(ev *Event) row {
+	w := &ev.Order
+	return row{
+		ID: ev.OrderID, N: ev.N, Seq: ev.Seq, Action: ev.Action, At: ev.At.UTC().Truncate(time.Second), AtMS: ms(ev.At),
+		Who: ev.Who, From: ev.From, To: ev.To, Note: ev.Note, Photo: ev.Photo, Assignee: ev.Assignee,
+		Company: w.Company, Project: w.Project, Device: w.Device, Category: w.Category, Source: w.Source,
+		AlarmID: w.AlarmID, Rule: w.Rule, Title: w.Title, Description: w.Description, Severity: w.Severity,
+		Priority: uint8(w.Priority), Skill: w.Skill, State: w.State, CreatedBy: w.CreatedBy,
+		OpenedMS: ms(w.OpenedAt), RaisedMS: ms(w.RaisedAt), AssignedMS: ms(w.AssignedAt), AcceptedMS: ms(w.AcceptedAt),
+		StartedMS: ms(w.StartedAt), ResolvedMS: ms(w.ResolvedAt), ClosedMS: ms(w.ClosedAt), SLADueMS: ms(w.SLADue),
+		Escalation: uint8(w.Escalation), Reopened: uint32(w.Reopened),
+	}
+}
+
+func (r *row) event() Event {
+	return Event{
+		OrderID: r.ID, N: r.N, Seq: r.Seq, Action: r.Action, At: fromMS(r.AtMS), Who: r.Who, From: r.From, To: r.To,
+		Note: r.Note, Photo: r.Photo, Assignee: r.Assignee,
+		Order: WorkOrder{
+			ID: r.ID, Company: r.Company, Project: r.Project, Device: r.Device, Category: r.Category, Source: r.Source,
+			AlarmID: r.AlarmID, Rule: r.Rule, Title: r.Title, Description: r.Description, Severity: r.Severity,
+			Priority: int(r.Priority), Skill: r.Skill, State: r.State, Assignee: r.Assignee, CreatedBy: r.CreatedBy,
+			OpenedAt: fromMS(r.OpenedMS), RaisedAt: fromMS(r.RaisedMS), AssignedAt: fromMS(r.AssignedMS),
+			AcceptedAt: fromMS(r.AcceptedMS), StartedAt: fromMS(r.StartedMS), ResolvedAt: fromMS(r.ResolvedMS),
+			ClosedAt: fromMS(r.ClosedMS), SLADue: fromMS(r.SLADueMS), Escalation: int(r.Escalation),
+			Reopened: int(r.Reopened), Seq: r.Seq, N: r.N,
+		},
+	}
+}
+
 // AppendOrderEvents stores events in one insert.
 func (l *ClickHouseLog) AppendOrderEvents(ctx context.Context, evs []Event) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	b, err := l.conn.PrepareBatch(ctx, "INSERT INTO workorder_events ("+columns+")")
-	if err != nil {
-		return fmt.Errorf("cannot store work-order events: %w", err)
-	}
-	defer b.Close()
+	rows := make([]row, len(evs))
 	for i := range evs {
-		ev := &evs[i]
-		w := &ev.Order
-		if err := b.Append(ev.OrderID, ev.N, ev.Seq, ev.Action, ev.At.UTC().Truncate(time.Second), ms(ev.At), ev.Who, ev.From, ev.To,
-			ev.Note, ev.Photo, ev.Assignee, w.Company, w.Project, w.Device, w.Category, w.Source, w.AlarmID, w.Rule, w.Title,
-			w.Description, w.Severity, uint8(w.Priority), w.Skill, w.State, w.CreatedBy, ms(w.OpenedAt), ms(w.RaisedAt),
-			ms(w.AssignedAt), ms(w.AcceptedAt), ms(w.StartedAt), ms(w.ResolvedAt), ms(w.ClosedAt), ms(w.SLADue),
-			uint8(w.Escalation), uint32(w.Reopened)); err != nil {
-			return fmt.Errorf("cannot store work-order event %q/%d: %w", ev.OrderID, ev.N, err)
-		}
+		rows[i] = toRow(&evs[i])
 	}
-	if err := b.Send(); err != nil {
+	if err := l.events.Append(ctx, rows); err != nil {
 		return fmt.Errorf("cannot store work-order events: %w", err)
 	}
 	return nil
@@ -134,12 +131,23 @@ func (l *ClickHouseLog) AppendOrderEvents(ctx context.Context, evs []Event) erro
 
 // LoadOrderEvents returns every stored event, each once.
 func (l *ClickHouseLog) LoadOrderEvents(ctx context.Context) ([]Event, error) {
-	return l.query(ctx, "", "wo_id, n", 0)
+	return events(l.events.All(ctx))
 }
 
 // EventsSince returns up to limit events with seq > after in seq order.
 func (l *ClickHouseLog) EventsSince(ctx context.Context, after uint64, limit int) ([]Event, error) {
-	return l.query(ctx, "WHERE seq > ?", "seq", limit, after)
+	return events(l.events.Since(ctx, after, limit))
+}
+
+func events(rows []row, err error) ([]Event, error) {
+	if err != nil {
+		return nil, fmt.Errorf("cannot read work-order events: %w", err)
+	}
+	out := make([]Event, len(rows))
+	for i := range rows {
+		out[i] = rows[i].event()
+	}
+	return out, nil
 }
 
 // Backfill adapts the log to the staff feed.
@@ -154,35 +162,4 @@ func (l *ClickHouseLog) Backfill(ctx context.Context, after uint64, limit int) (
 			Assignees: []string{ev.Assignee}, Data: ev}
 	}
 	return items, nil
-}
-
-func (l *ClickHouseLog) query(ctx context.Context, where, order string, limit int, args ...any) ([]Event, error) {
-	ctx, cancel := context.WithTimeout(ctx, 4*l.timeout)
-	defer cancel()
-	q := "SELECT " + columns + " FROM workorder_events " + where + " ORDER BY " + order + " LIMIT 1 BY wo_id, n"
-	if limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", limit)
-	}
-	var rows []row
-	if err := l.conn.Select(ctx, &rows, q, args...); err != nil {
-		return nil, fmt.Errorf("cannot read work-order events: %w", err)
-	}
-	out := make([]Event, len(rows))
-	for i := range rows {
-		r := &rows[i]
-		out[i] = Event{
-			OrderID: r.ID, N: r.N, Seq: r.Seq, Action: r.Action, At: fromMS(r.AtMS), Who: r.Who, From: r.From, To: r.To,
-			Note: r.Note, Photo: r.Photo, Assignee: r.Assignee,
-			Order: WorkOrder{
-				ID: r.ID, Company: r.Company, Project: r.Project, Device: r.Device, Category: r.Category, Source: r.Source,
-				AlarmID: r.AlarmID, Rule: r.Rule, Title: r.Title, Description: r.Description, Severity: r.Severity,
-				Priority: int(r.Priority), Skill: r.Skill, State: r.State, Assignee: r.Assignee, CreatedBy: r.CreatedBy,
-				OpenedAt: fromMS(r.OpenedMS), RaisedAt: fromMS(r.RaisedMS), AssignedAt: fromMS(r.AssignedMS),
-				AcceptedAt: fromMS(r.AcceptedMS), StartedAt: fromMS(r.StartedMS), ResolvedAt: fromMS(r.ResolvedMS),
-				ClosedAt: fromMS(r.ClosedMS), SLADue: fromMS(r.SLADueMS), Escalation: int(r.Escalation),
-				Reopened: int(r.Reopened), Seq: r.Seq, N: r.N,
-			},
-		}
-	}
-	return out, nil
 }
