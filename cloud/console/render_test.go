@@ -40,7 +40,7 @@ func TestPagesRender(t *testing.T) {
 	monthly := &energy.Monthly{KWh: 10, Cost: 5, ByCategory: []energy.Line{line}, ByPeriod: []energy.Line{{Key: "peak", KWh: 1}},
 		ByBuilding: []energy.BuildingLine{{Building: "b", Name: "一号楼", KWhPerM2: &f}}, TopDevices: []energy.DeviceLine{{Device: "d", Name: "泵", Estimated: true}},
 		MainMeters: []energy.DeviceLine{{Device: "m", Name: "总表"}}, MonthOverMonth: &energy.Change{KWhChangePct: &f}, YearOverYear: &energy.Change{},
-		Completeness: energy.Completeness{Ratio: 0.9, Gaps: []energy.GapLine{{Device: "d", From: now, To: now, Hours: 2}}},
+		Completeness:  energy.Completeness{Ratio: 0.9, Gaps: []energy.GapLine{{Device: "d", From: now, To: now, Hours: 2}}},
 		CounterEvents: []energy.EventLine{{Device: "d", At: now, Kind: "replacement", From: 9, To: 1, KWh: 1}}, NeedsReview: true}
 	monthly.Project.Currency = "CNY"
 	company := &energy.CompanyMonthly{KWh: 10, Cost: &f, Currency: "CNY", Projects: []energy.ProjectLine{{Rank: 1, Project: "garden", Name: "翠湖花园", Gaps: 2, MonthOverMonthPct: &f}},
