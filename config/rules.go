@@ -37,12 +37,9 @@ type WorkOrderSettings struct {
 	// WorkdayStart is when a working day begins, "HH:MM" in each project's
 	// time zone [09:00].
 	WorkdayStart string `yaml:"workday_start"`
-	// Holidays are dates ("2027-01-01") that are no working day though they
-	// fall on Monday to Friday.
-	Holidays []string `yaml:"holidays"`
-	// Workdays are Saturdays or Sundays that are working days (the make-up
-	// days that come with public holidays in China).
-	Workdays []string `yaml:"workdays"`
+	// Calendar (holidays, workdays) is the one calendar of the deployment:
+	// tariffs' day types use it too.
+	Calendar `yaml:",inline"`
 	// EscalateHQAfter is how long after its escalation to the project
 	// manager an order still not in progress escalates to HQ [1h].
 	EscalateHQAfter Duration `yaml:"escalate_hq_after"`
@@ -101,20 +98,10 @@ func (w *WorkOrderSettings) DayStart() time.Duration {
 // WorkingDay reports whether day (its date as written in its location) is
 // a working day: Monday to Friday unless a holiday, or a listed workday.
 func (w *WorkOrderSettings) WorkingDay(day time.Time) bool {
-	if w != nil {
-		key := day.Format(dateLayout)
-		if contains(w.Holidays, key) {
-			return false
-		}
-		if contains(w.Workdays, key) {
-			return true
-		}
+	if w == nil {
+		return (*Calendar)(nil).WorkingDay(day)
 	}
-	return !weekend(day)
-}
-
-func weekend(day time.Time) bool {
-	return day.Weekday() == time.Saturday || day.Weekday() == time.Sunday
+	return w.Calendar.WorkingDay(day)
 }
 
 // NextWorkingDayStart is the start of the first working day after t's
@@ -140,27 +127,7 @@ func (w *WorkOrderSettings) validate(p *Problems) {
 			p.Addf("work_orders.workday_start", "invalid time %q (want HH:MM, like \"09:00\")", w.WorkdayStart)
 		}
 	}
-	seen := map[string]string{}
-	for _, list := range []struct {
-		name  string
-		dates []string
-	}{{"holidays", w.Holidays}, {"workdays", w.Workdays}} {
-		for i, s := range list.dates {
-			path := Join("work_orders."+list.name, i)
-			d, err := time.Parse(dateLayout, s)
-			if err != nil {
-				p.Addf(path, "invalid date %q (want YYYY-MM-DD)", s)
-				continue
-			}
-			if prev, dup := seen[s]; dup {
-				p.Addf(path, "%s is already listed in work_orders.%s", s, prev)
-			}
-			seen[s] = list.name
-			if list.name == "workdays" && !weekend(d) {
-				p.Addf(path, "%s is a %s, a working day anyway (workdays lists weekend days that are worked)", s, d.Weekday())
-			}
-		}
-	}
+	w.Calendar.validate(p, "work_orders")
 	if w.EscalateHQAfter.Duration < 0 {
 		p.Addf("work_orders.escalate_hq_after", "must be >= 0, got %s", w.EscalateHQAfter)
 	}

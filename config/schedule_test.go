@@ -127,16 +127,39 @@ func TestTariffPeriodAt(t *testing.T) {
 		if v == nil {
 			t.Fatalf("%s: no version at %s", c.tariff.ID, c.t)
 		}
-		period, price, ok := v.PeriodAt(c.t)
+		period, price, ok := v.PeriodAt(c.t, DayWorking)
 		if !ok || period != c.period || price != c.price {
 			t.Errorf("%s at %s: %q %v %v, want %q %v", c.tariff.ID, c.t.Format("2006-01-02 15:04"), period, price, ok, c.period, c.price)
+		}
+	}
+	// The five-period demo tariff: a holiday's midday is deep valley, the
+	// same hour of a working day is flat; summer has its own peak price.
+	zj := b.Tariffs.Tariff("zj-tou-2024")
+	for _, c := range []struct {
+		t       time.Time
+		dayType string
+		period  string
+		price   float64
+	}{
+		{local(10, 1, 11, 0), DayHoliday, PeriodDeepValley, 0.1850},
+		{local(10, 1, 11, 0), DayWorking, PeriodFlat, 0.6520},
+		{local(10, 3, 9, 0), DayWeekend, PeriodFlat, 0.6520},
+		{local(10, 3, 9, 0), DayHoliday, PeriodValley, 0.3060},
+		{local(7, 15, 9, 0), DayWorking, PeriodPeak, 1.1260},
+		{local(7, 15, 9, 0), DayWeekend, PeriodPeak, 1.1260}, // summer has no weekend schedule: the working day's
+		{local(7, 15, 14, 0), DayWorking, PeriodCriticalPeak, 1.5310},
+		{local(7, 15, 12, 0), DayWorking, PeriodFlat, 0.6520},
+	} {
+		period, price, ok := zj.VersionAt(c.t).PeriodAt(c.t, c.dayType)
+		if !ok || period != c.period || price != c.price {
+			t.Errorf("zj-tou-2024 at %s (%s): %q %v %v, want %q %v", c.t.Format("2006-01-02 15:04"), c.dayType, period, price, ok, c.period, c.price)
 		}
 	}
 	// A version with a month in no season has no period then.
 	v := &TariffVersion{Prices: map[string]float64{PeriodFlat: 1}, Seasons: []Season{
 		{Months: []int{1}, Periods: []PeriodSpan{{Period: PeriodFlat, From: "00:00", To: "24:00"}}},
 	}}
-	if p, _, ok := v.PeriodAt(local(2, 1, 12, 0)); ok {
+	if p, _, ok := v.PeriodAt(local(2, 1, 12, 0), DayWorking); ok {
 		t.Errorf("PeriodAt in a month of no season = %q, want none", p)
 	}
 }
@@ -152,8 +175,10 @@ func TestNextWorkingDayStart(t *testing.T) {
 	day := func(m time.Month, d, h, min int) time.Time { return time.Date(2026, m, d, h, min, 0, 0, sh) }
 	cal := &WorkOrderSettings{
 		WorkdayStart: "08:30",
-		Holidays:     []string{"2026-10-01", "2026-10-02", "2026-10-05", "2026-10-06", "2026-10-07"},
-		Workdays:     []string{"2026-10-10"},
+		Calendar: Calendar{
+			Holidays: []string{"2026-10-01", "2026-10-02", "2026-10-05", "2026-10-06", "2026-10-07"},
+			Workdays: []string{"2026-10-10"},
+		},
 	}
 	for _, c := range []struct {
 		name     string

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -13,10 +14,11 @@ const (
 	PeriodPeak         = "peak"
 	PeriodFlat         = "flat"
 	PeriodValley       = "valley"
+	PeriodDeepValley   = "deep_valley" // 深谷: holidays and midday solar hours in several provinces
 )
 
 // Periods lists the tariff periods in report order.
-var Periods = []string{PeriodCriticalPeak, PeriodPeak, PeriodFlat, PeriodValley}
+var Periods = []string{PeriodCriticalPeak, PeriodPeak, PeriodFlat, PeriodValley, PeriodDeepValley}
 
 // TariffFile is the tariffs file.
 type TariffFile struct {
@@ -41,9 +43,50 @@ type TariffVersion struct {
 
 // Season is a schedule of periods that applies in some months.
 type Season struct {
-	Name    string       `yaml:"name"`
-	Months  []int        `yaml:"months"`
+	Name   string `yaml:"name"`
+	Months []int  `yaml:"months"`
+	// Prices override the version's prices in this season, period by
+	// period; a period the season leaves out takes the version's price.
+	Prices map[string]float64 `yaml:"prices"`
+	// Periods is the schedule of working days, and of every day type
+	// without its own schedule.
 	Periods []PeriodSpan `yaml:"periods"`
+	// WeekendPeriods is the schedule of Saturdays and Sundays that are no
+	// make-up working day (empty: Periods).
+	WeekendPeriods []PeriodSpan `yaml:"weekend_periods"`
+	// HolidayPeriods is the schedule of public holidays (empty: the
+	// weekend's). Holidays and make-up working days come from the one
+	// calendar in rules.yaml (work_orders.holidays and workdays).
+	HolidayPeriods []PeriodSpan `yaml:"holiday_periods"`
+}
+
+// Schedule returns the season's spans for a day type (DayWorking,
+// DayWeekend or DayHoliday) and the path of their field.
+func (s *Season) Schedule(dayType string) ([]PeriodSpan, string) {
+	switch dayType {
+	case DayHoliday:
+		if len(s.HolidayPeriods) > 0 {
+			return s.HolidayPeriods, "holiday_periods"
+		}
+		return s.Schedule(DayWeekend)
+	case DayWeekend:
+		if len(s.WeekendPeriods) > 0 {
+			return s.WeekendPeriods, "weekend_periods"
+		}
+	}
+	return s.Periods, "periods"
+}
+
+// Price is the price of a period in season s of version v: the season's,
+// else the version's.
+func (v *TariffVersion) Price(s *Season, period string) (float64, bool) {
+	if s != nil {
+		if p, ok := s.Prices[period]; ok {
+			return p, true
+		}
+	}
+	p, ok := v.Prices[period]
+	return p, ok
 }
 
 // PeriodSpan assigns a period to a time-of-day span [From, To).
@@ -83,15 +126,10 @@ func (f *TariffFile) Validate(p *Problems) {
 				p.Addf(Join(vp, "effective_from"), "%s is not after the previous version's %s", v.EffectiveFrom, prev.Format(time.DateOnly))
 			}
 			prev = d
-			for _, k := range sortedKeys(v.Prices) {
-				if !contains(Periods, k) {
-					p.Addf(Join(Join(vp, "prices"), k), "unknown period (want one of %s)", strings.Join(Periods, ", "))
-				} else if v.Prices[k] < 0 {
-					p.Addf(Join(Join(vp, "prices"), k), "must be >= 0, got %v", v.Prices[k])
-				}
-			}
+			checkPrices(p, Join(vp, "prices"), v.Prices)
 			var season [13]int // 1 + index of the season a month belongs to
-			for si, s := range v.Seasons {
+			for si := range v.Seasons {
+				s := &v.Seasons[si]
 				sp := Join(Join(vp, "seasons"), si)
 				for mi, m := range s.Months {
 					if m < 1 || m > 12 {
@@ -102,7 +140,11 @@ func (f *TariffFile) Validate(p *Problems) {
 						season[m] = si + 1
 					}
 				}
-				checkDay(p, sp, s.Periods, v.Prices)
+				checkPrices(p, Join(sp, "prices"), s.Prices)
+				price := func(period string) bool { _, ok := v.Price(s, period); return ok }
+				checkDay(p, Join(sp, "periods"), s.Periods, price, true)
+				checkDay(p, Join(sp, "weekend_periods"), s.WeekendPeriods, price, false)
+				checkDay(p, Join(sp, "holiday_periods"), s.HolidayPeriods, price, false)
 			}
 			var missing []string
 			for m := 1; m <= 12; m++ {
@@ -117,15 +159,28 @@ func (f *TariffFile) Validate(p *Problems) {
 	}
 }
 
-func checkDay(p *Problems, sp string, spans []PeriodSpan, prices map[string]float64) {
-	type iv struct{ from, to int }
+func checkPrices(p *Problems, path string, prices map[string]float64) {
+	for _, k := range sortedKeys(prices) {
+		if !contains(Periods, k) {
+			p.Addf(Join(path, k), "unknown period (want one of %s)", strings.Join(Periods, ", "))
+		} else if v := prices[k]; v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			p.Addf(Join(path, k), "must be a number >= 0, got %v", v)
+		}
+	}
+}
+
+// checkDay checks one day's schedule at path: every span a known period
+// with a price, the spans covering 00:00–24:00 with no gap and no overlap.
+// Each gap and each overlap is named. An optional schedule may be empty.
+func checkDay(p *Problems, path string, spans []PeriodSpan, priced func(string) bool, required bool) {
+	type iv struct{ from, to, i int }
 	var ivs []iv
 	for i, s := range spans {
-		pp := Join(Join(sp, "periods"), i)
+		pp := Join(path, i)
 		if !contains(Periods, s.Period) {
 			p.Addf(Join(pp, "period"), "unknown period %q (want one of %s)", s.Period, strings.Join(Periods, ", "))
-		} else if _, ok := prices[s.Period]; !ok {
-			p.Addf(Join(pp, "period"), "no price for period %q", s.Period)
+		} else if !priced(s.Period) {
+			p.Addf(Join(pp, "period"), "no price for period %q (in the version's prices or the season's)", s.Period)
 		}
 		from, err1 := ParseClock(s.From)
 		to, err2 := ParseClock(s.To)
@@ -136,26 +191,30 @@ func checkDay(p *Problems, sp string, spans []PeriodSpan, prices map[string]floa
 				p.Addf(Join(pp, "to"), "%s is not after %s (split a span that crosses midnight in two)", s.To, s.From)
 				continue
 			}
-			ivs = append(ivs, iv{from, to})
+			ivs = append(ivs, iv{from, to, i})
 		}
 	}
-	sort.Slice(ivs, func(i, j int) bool { return ivs[i].from < ivs[j].from })
-	at := 0
+	if len(spans) == 0 {
+		if required {
+			p.Addf(path, "at least one period is required")
+		}
+		return
+	}
+	sort.SliceStable(ivs, func(i, j int) bool { return ivs[i].from < ivs[j].from })
+	at, last := 0, -1 // covered up to at, by span last
 	for _, v := range ivs {
 		if v.from > at {
-			p.Addf(Join(sp, "periods"), "%s–%s is in no period", clock(at), clock(v.from))
+			p.Addf(path, "%s–%s is in no period", clock(at), clock(v.from))
 		} else if v.from < at {
-			p.Addf(Join(sp, "periods"), "periods overlap at %s", clock(v.from))
+			p.Addf(path, "[%d] %s–%s overlaps [%d] %s–%s at %s–%s", v.i, spans[v.i].From, spans[v.i].To,
+				last, spans[last].From, spans[last].To, clock(v.from), clock(min(at, v.to)))
 		}
 		if v.to > at {
-			at = v.to
+			at, last = v.to, v.i
 		}
 	}
-	if at < 24*60 && len(ivs) > 0 {
-		p.Addf(Join(sp, "periods"), "%s–24:00 is in no period", clock(at))
-	}
-	if len(ivs) == 0 && len(spans) == 0 {
-		p.Addf(Join(sp, "periods"), "at least one period is required")
+	if at < 24*60 {
+		p.Addf(path, "%s–24:00 is in no period", clock(at))
 	}
 }
 
@@ -192,20 +251,31 @@ func (t *Tariff) VersionAt(local time.Time) *TariffVersion {
 	return v
 }
 
-// PeriodAt returns the period and price that apply at local time t under v.
-func (v *TariffVersion) PeriodAt(local time.Time) (period string, price float64, ok bool) {
-	m := int(local.Month())
-	min := local.Hour()*60 + local.Minute()
-	for _, s := range v.Seasons {
-		if !containsInt(s.Months, m) {
-			continue
+// SeasonOf returns the season of v that holds month (1–12), or nil.
+func (v *TariffVersion) SeasonOf(month int) *Season {
+	for i := range v.Seasons {
+		if containsInt(v.Seasons[i].Months, month) {
+			return &v.Seasons[i]
 		}
-		for _, sp := range s.Periods {
-			from, _ := ParseClock(sp.From)
-			to, _ := ParseClock(sp.To)
-			if min >= from && min < to {
-				return sp.Period, v.Prices[sp.Period], true
-			}
+	}
+	return nil
+}
+
+// PeriodAt returns the period and price that apply at local time t under
+// v, on a day of the given type (see Calendar.DayType).
+func (v *TariffVersion) PeriodAt(local time.Time, dayType string) (period string, price float64, ok bool) {
+	s := v.SeasonOf(int(local.Month()))
+	if s == nil {
+		return "", 0, false
+	}
+	min := local.Hour()*60 + local.Minute()
+	spans, _ := s.Schedule(dayType)
+	for _, sp := range spans {
+		from, _ := ParseClock(sp.From)
+		to, _ := ParseClock(sp.To)
+		if min >= from && min < to {
+			price, ok := v.Price(s, sp.Period)
+			return sp.Period, price, ok
 		}
 	}
 	return "", 0, false

@@ -29,15 +29,15 @@ func energyProjects(b *config.Bundle) (map[string]*energy.Project, error) {
 	return out, nil
 }
 
-// format reads the format query parameter: json (default) or csv.
+// format reads the format query parameter: json (default), csv or xlsx.
 func format(c echo.Context) (string, error) {
 	switch f := c.QueryParam("format"); f {
 	case "", "json":
 		return "json", nil
-	case "csv":
-		return "csv", nil
+	case "csv", "xlsx":
+		return f, nil
 	default:
-		return "", BadRequest("invalid format %q (want json or csv)", f)
+		return "", BadRequest("invalid format %q (want json, csv or xlsx)", f)
 	}
 }
 
@@ -79,8 +79,11 @@ func (s *Server) projectMonthly(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if f == "csv" {
+	switch f {
+	case "csv":
 		return sendCSV(c, fmt.Sprintf("energy-%s-%s.csv", p.ID, m), monthlyCSV(rep))
+	case "xlsx":
+		return sendXLSX(c, fmt.Sprintf("energy-%s-%s.xlsx", p.ID, m), monthlySheets(rep))
 	}
 	return c.JSON(http.StatusOK, rep)
 }
@@ -120,8 +123,11 @@ func (s *Server) projectDaily(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if f == "csv" {
+	switch f {
+	case "csv":
 		return sendCSV(c, fmt.Sprintf("energy-%s-%s-%s.csv", p.ID, fromS, toS), dailyCSV(rep))
+	case "xlsx":
+		return sendXLSX(c, fmt.Sprintf("energy-%s-%s-%s.xlsx", p.ID, fromS, toS), dailySheets(rep))
 	}
 	return c.JSON(http.StatusOK, rep)
 }
@@ -151,8 +157,11 @@ func (s *Server) companyMonthly(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if f == "csv" {
+	switch f {
+	case "csv":
 		return sendCSV(c, fmt.Sprintf("energy-%s-%s.csv", ref.ID, m), companyCSV(rep))
+	case "xlsx":
+		return sendXLSX(c, fmt.Sprintf("energy-%s-%s.xlsx", ref.ID, m), companySheets(rep))
 	}
 	return c.JSON(http.StatusOK, rep)
 }

@@ -263,6 +263,10 @@ func TestDailyReportDataset(t *testing.T) {
 	if d1.Date != "2026-07-01" || d1.KWh != 256.8 || *d1.Cost != 156.22 || d1.ByCategory["pump"] != 144 || d1.ByPeriod["peak"] != 85.6 {
 		t.Errorf("1 July = %+v", d1)
 	}
+	// The main meter (60 kWh an hour) is listed apart, in no sum.
+	if len(r.MainMeters) != 1 || r.MainMeters[0].Device != "p1-main" || d1.MainMeters["p1-main"] != 1440 || d1.DayType != "working_day" {
+		t.Errorf("main meters = %+v, 1 July's = %v (%s)", r.MainMeters, d1.MainMeters, d1.DayType)
+	}
 	// 10 July: the lighting gap: 256.8 − 9.6 + 4.0 = 251.2 kWh;
 	// 156.22 − 4.63 + 1.9291667 = 153.5191667 → 153.52.
 	d10 := r.Days[10]

@@ -25,9 +25,11 @@ type CompanyMonthly struct {
 	Completeness   float64    `json:"completeness"`
 	// ByCategory and ByPeriod add the projects' lines of the same name
 	// (kWh; cost as the projects' common currency, 0 when they differ).
-	ByCategory []Line        `json:"by_category"`
-	ByPeriod   []Line        `json:"by_period"`
-	Projects   []ProjectLine `json:"projects"`
+	ByCategory []Line `json:"by_category"`
+	ByPeriod   []Line `json:"by_period"`
+	// NeedsReview: some project's month has a counter discontinuity.
+	NeedsReview bool          `json:"needs_review"`
+	Projects    []ProjectLine `json:"projects"`
 }
 
 // CompanyRef names a company.
@@ -63,6 +65,8 @@ type ProjectLine struct {
 	Estimated         bool     `json:"estimated"`
 	Gaps              int      `json:"gaps"`
 	Partial           bool     `json:"partial"`
+	CounterEvents     int      `json:"counter_events"` // of the month, every kind
+	NeedsReview       bool     `json:"needs_review"`   // one of them is a discontinuity
 }
 
 // CompanyMonthlyReport computes the HQ report of month m over projects ps
@@ -106,8 +110,12 @@ func CompanyMonthlyReport(ctx context.Context, src Readings, c CompanyRef, ps []
 			MonthOverMonthPct: changePct(t.kwh, pt), YearOverYearPct: changePct(t.kwh, yt),
 		}
 		for j := range mr.cur.Devices {
-			line.Gaps += len(mr.cur.Devices[j].Gaps)
+			d := &mr.cur.Devices[j]
+			line.Gaps += len(d.Gaps)
+			line.CounterEvents += len(d.Events)
+			line.NeedsReview = line.NeedsReview || d.NeedsReview()
 		}
+		rep.NeedsReview = rep.NeedsReview || line.NeedsReview
 		if p.FloorAreaM2 > 0 {
 			line.KWhPerM2 = Round(t.kwh/p.FloorAreaM2, 4)
 		}

@@ -10,7 +10,7 @@ import (
 
 func testSchedule(t *testing.T, loc string, from, to time.Time) *Schedule {
 	t.Helper()
-	s, err := NewSchedule(testTariff(), mustLoc(t, loc), from, to)
+	s, err := NewSchedule(testTariff(), nil, mustLoc(t, loc), from, to)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestComputeMatchesRaw(t *testing.T) {
 			tf.Versions[1].Seasons[1].Periods[2].From = "07:45"
 			tf.Versions[0].EffectiveFrom = "2025-01-01"
 			tf.Versions[1].EffectiveFrom = "2026-03-17"
-			s, err := NewSchedule(tf, loc, from, to)
+			s, err := NewSchedule(tf, nil, loc, from, to)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,16 +18,34 @@ type Daily struct {
 	Cost      *float64   `json:"cost"` // null when part of the range has no tariff version
 	Estimated bool       `json:"estimated"`
 	Days      []DayLine  `json:"days"`
+	// MainMeters are the project's main meters (devices of kind meter)
+	// with their kWh over the range: listed apart and in no sum, as in the
+	// monthly report. Each day has their kWh too.
+	MainMeters []MeterLine `json:"main_meters"`
+}
+
+// MeterLine is a main meter's total over a daily series.
+type MeterLine struct {
+	Device    string  `json:"device"`
+	Name      string  `json:"name"`
+	Building  string  `json:"building"`
+	KWh       float64 `json:"kwh"`
+	Estimated bool    `json:"estimated"`
 }
 
 // DayLine is one day of a daily series.
 type DayLine struct {
-	Date string  `json:"date"`
-	KWh  float64 `json:"kwh"`
+	Date string `json:"date"`
+	// DayType is working_day, weekend or holiday (the shared calendar).
+	DayType string  `json:"day_type"`
+	KWh     float64 `json:"kwh"`
 	// Cost is null on a day without a tariff version in effect.
 	Cost       *float64           `json:"cost"`
 	ByCategory map[string]float64 `json:"by_category"` // kWh
 	ByPeriod   map[string]float64 `json:"by_period"`   // kWh
+	// MainMeters is each main meter's kWh of the day, by device id; not
+	// in KWh.
+	MainMeters map[string]float64 `json:"main_meters"`
 	// Estimated: a device's figure for the day spans a gap or comes from power.
 	Estimated bool `json:"estimated"`
 	// Partial: the day is still running (or has not started).
@@ -47,15 +65,15 @@ func DailyReport(ctx context.Context, src Readings, p *Project, first, last time
 	rep := &Daily{
 		Project: ProjectRef{ID: p.ID, Name: p.Name, TimeZone: p.Location.String(), FloorAreaM2: p.FloorAreaM2,
 			Tariff: p.Tariff.ID, Currency: p.Tariff.Currency},
-		From: first.Format(time.DateOnly), To: last.Format(time.DateOnly), Days: []DayLine{},
+		From: first.Format(time.DateOnly), To: last.Format(time.DateOnly), Days: []DayLine{}, MainMeters: []MeterLine{},
 	}
 	costOK := true
 	var total, cost float64
 	index := map[string]int{}
 	for d := first; d.Before(end); d = time.Date(d.Year(), d.Month(), d.Day()+1, 0, 0, 0, 0, p.Location) {
 		index[d.Format(time.DateOnly)] = len(rep.Days)
-		rep.Days = append(rep.Days, DayLine{Date: d.Format(time.DateOnly), Cost: ptr(0.0),
-			ByCategory: map[string]float64{}, ByPeriod: map[string]float64{}, Partial: !now.After(d)})
+		rep.Days = append(rep.Days, DayLine{Date: d.Format(time.DateOnly), DayType: p.Calendar.DayType(d), Cost: ptr(0.0),
+			ByCategory: map[string]float64{}, ByPeriod: map[string]float64{}, MainMeters: map[string]float64{}, Partial: !now.After(d)})
 	}
 	if now.After(first) {
 		pd, err := p.newPeriod(first, end, now)
@@ -76,8 +94,16 @@ func DailyReport(ctx context.Context, src Readings, p *Project, first, last time
 		for i := range s.Days {
 			cats[i], pers[i], priced[i] = map[string]float64{}, map[string]float64{}, true
 		}
+		meters := map[string][]float64{} // main meter → kWh per day
 		for _, d := range res[0].Devices {
 			if d.Device.MainMeter {
+				perDay := make([]float64, len(s.Days))
+				for si, e := range d.Slots {
+					perDay[s.Slots[si].Day] += e
+				}
+				meters[d.Device.ID] = perDay
+				rep.MainMeters = append(rep.MainMeters, MeterLine{Device: d.Device.ID, Name: d.Device.Name,
+					Building: d.Device.Building, KWh: KWh(d.KWh), Estimated: d.Estimated()})
 				continue
 			}
 			for si, e := range d.Slots {
@@ -97,6 +123,7 @@ func DailyReport(ctx context.Context, src Readings, p *Project, first, last time
 		for di, day := range s.Days {
 			line := &rep.Days[index[day.Date]]
 			line.KWh = KWh(kwh[di])
+			line.DayType = day.Type
 			line.Estimated = est[di]
 			line.Partial = day.To < time.Date(first.Year(), first.Month(), first.Day()+di+1, 0, 0, 0, 0, p.Location).UnixMilli()
 			total += kwh[di]
@@ -111,6 +138,9 @@ func DailyReport(ctx context.Context, src Readings, p *Project, first, last time
 			}
 			for k, v := range pers[di] {
 				line.ByPeriod[k] = KWh(v)
+			}
+			for id, perDay := range meters {
+				line.MainMeters[id] = KWh(perDay[di])
 			}
 			rep.Estimated = rep.Estimated || line.Estimated
 		}

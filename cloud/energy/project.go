@@ -25,7 +25,10 @@ type Project struct {
 	FloorAreaM2 float64
 	Buildings   []config.Building
 	Tariff      *config.Tariff
-	Devices     []Device
+	// Calendar gives each day its type (working day, weekend, holiday) for
+	// the tariff: the deployment's one calendar (rules.yaml).
+	Calendar *config.Calendar
+	Devices  []Device
 }
 
 // NewProject gathers project p of company c from the bundle.
@@ -48,7 +51,7 @@ func NewProject(b *config.Bundle, c *config.Company, p *config.Project) (Project
 	}
 	return Project{
 		Company: c.ID, ID: p.ID, Name: p.Name, Location: loc, FloorAreaM2: p.FloorAreaM2,
-		Buildings: p.Buildings, Tariff: t, Devices: devs,
+		Buildings: p.Buildings, Tariff: t, Calendar: &b.Rules.WorkOrders.Calendar, Devices: devs,
 	}, nil
 }
 
@@ -106,7 +109,7 @@ func (p *Project) newPeriod(from, end, now time.Time) (*period, error) {
 	if now.Before(to) {
 		to = now
 	}
-	s, err := NewSchedule(p.Tariff, p.Location, from, to)
+	s, err := NewSchedule(p.Tariff, p.Calendar, p.Location, from, to)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,8 @@ type Slot struct {
 type Day struct {
 	Date     string // YYYY-MM-DD in the project's zone
 	From, To int64  // Unix ms: local midnight to the next (clipped to the schedule)
+	// Type is config.DayWorking, DayWeekend or DayHoliday, from the calendar.
+	Type string
 }
 
 // Schedule prices every instant of [From, To) for one project: its tariff
@@ -39,11 +41,13 @@ type Schedule struct {
 }
 
 // NewSchedule lays tariff t out over [from, to) in loc. Each local day is
-// priced by the version in effect on that date and the season of its month;
+// priced by the version in effect on that date, the season of its month
+// (its prices, else the version's) and the season's schedule for the day's
+// type in calendar cal (working day, weekend or holiday; nil: no holidays);
 // a period span's wall-clock times map to instants in loc (on a
 // daylight-saving change, Go's time.Date normalisation decides). Days
 // before t's first version get unpriced slots.
-func NewSchedule(t *config.Tariff, loc *time.Location, from, to time.Time) (*Schedule, error) {
+func NewSchedule(t *config.Tariff, cal *config.Calendar, loc *time.Location, from, to time.Time) (*Schedule, error) {
 	if t == nil {
 		return nil, fmt.Errorf("cannot lay out tariff: no tariff")
 	}
@@ -66,7 +70,7 @@ func NewSchedule(t *config.Tariff, loc *time.Location, from, to time.Time) (*Sch
 	f := from.In(loc)
 	for day := time.Date(f.Year(), f.Month(), f.Day(), 0, 0, 0, 0, loc); day.Before(to); {
 		next := time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, loc)
-		d := Day{Date: day.Format(time.DateOnly), From: max(day.UnixMilli(), s.From), To: min(next.UnixMilli(), s.To)}
+		d := Day{Date: day.Format(time.DateOnly), From: max(day.UnixMilli(), s.From), To: min(next.UnixMilli(), s.To), Type: cal.DayType(day)}
 		di := len(s.Days)
 		s.Days = append(s.Days, d)
 		add := func(a, b int64, period string, price float64, priced bool) {
@@ -84,11 +88,12 @@ func NewSchedule(t *config.Tariff, loc *time.Location, from, to time.Time) (*Sch
 			day = next
 			continue
 		}
-		season := seasonOf(v, int(day.Month()))
+		season := v.SeasonOf(int(day.Month()))
 		if season == nil {
 			return nil, fmt.Errorf("cannot lay out tariff %q: version %s has no season for month %d", t.ID, v.EffectiveFrom, day.Month())
 		}
-		spans := slices.Clone(season.Periods)
+		sched, _ := season.Schedule(d.Type)
+		spans := slices.Clone(sched)
 		sort.SliceStable(spans, func(i, j int) bool { return spans[i].From < spans[j].From })
 		for _, sp := range spans {
 			a, err1 := clock(sp.From)
@@ -96,7 +101,7 @@ func NewSchedule(t *config.Tariff, loc *time.Location, from, to time.Time) (*Sch
 			if err1 != nil || err2 != nil {
 				return nil, fmt.Errorf("cannot lay out tariff %q: span %q–%q of version %s: invalid time of day", t.ID, sp.From, sp.To, v.EffectiveFrom)
 			}
-			price, ok := v.Prices[sp.Period]
+			price, ok := v.Price(season, sp.Period)
 			if !ok {
 				return nil, fmt.Errorf("cannot lay out tariff %q: version %s has no price for period %q", t.ID, v.EffectiveFrom, sp.Period)
 			}
@@ -108,15 +113,6 @@ func NewSchedule(t *config.Tariff, loc *time.Location, from, to time.Time) (*Sch
 		day = next
 	}
 	return s, nil
-}
-
-func seasonOf(v *config.TariffVersion, month int) *config.Season {
-	for i := range v.Seasons {
-		if slices.Contains(v.Seasons[i].Months, month) {
-			return &v.Seasons[i]
-		}
-	}
-	return nil
 }
 
 // Bounds returns the slot boundaries: Slots[i] is [b[i], b[i+1]) when the

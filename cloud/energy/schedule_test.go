@@ -46,7 +46,7 @@ func TestScheduleVersionChange(t *testing.T) {
 	sh := mustLoc(t, "Asia/Shanghai")
 	from := time.Date(2026, 6, 30, 0, 0, 0, 0, sh)
 	to := time.Date(2026, 7, 2, 0, 0, 0, 0, sh)
-	s, err := NewSchedule(testTariff(), sh, from, to)
+	s, err := NewSchedule(testTariff(), nil, sh, from, to)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestScheduleVersionChange(t *testing.T) {
 
 func TestScheduleBeforeFirstVersion(t *testing.T) {
 	sh := mustLoc(t, "Asia/Shanghai")
-	s, err := NewSchedule(testTariff(), sh, time.Date(2025, 12, 31, 0, 0, 0, 0, sh), time.Date(2026, 1, 2, 0, 0, 0, 0, sh))
+	s, err := NewSchedule(testTariff(), nil, sh, time.Date(2025, 12, 31, 0, 0, 0, 0, sh), time.Date(2026, 1, 2, 0, 0, 0, 0, sh))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestScheduleBeforeFirstVersion(t *testing.T) {
 func TestScheduleDaylightSaving(t *testing.T) {
 	ny := mustLoc(t, "America/New_York")
 	// 8 March 2026: clocks go from 02:00 to 03:00; the day has 23 hours.
-	s, err := NewSchedule(testTariff(), ny, time.Date(2026, 3, 8, 0, 0, 0, 0, ny), time.Date(2026, 3, 9, 0, 0, 0, 0, ny))
+	s, err := NewSchedule(testTariff(), nil, ny, time.Date(2026, 3, 8, 0, 0, 0, 0, ny), time.Date(2026, 3, 9, 0, 0, 0, 0, ny))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestScheduleDaylightSaving(t *testing.T) {
 		t.Errorf("night valley lasts %d h, want 5", (valley.To-valley.From)/HourMS)
 	}
 	// 1 November 2026: 25 hours.
-	s, err = NewSchedule(testTariff(), ny, time.Date(2026, 11, 1, 0, 0, 0, 0, ny), time.Date(2026, 11, 2, 0, 0, 0, 0, ny))
+	s, err = NewSchedule(testTariff(), nil, ny, time.Date(2026, 11, 1, 0, 0, 0, 0, ny), time.Date(2026, 11, 2, 0, 0, 0, 0, ny))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestScheduleQuarterHours(t *testing.T) {
 			{Period: "flat", From: "00:00", To: "07:45"}, {Period: "peak", From: "07:45", To: "24:00"}}}},
 	}}}
 	in := mustLoc(t, "Asia/Kolkata")
-	s, err := NewSchedule(tf, in, time.Date(2026, 7, 1, 0, 0, 0, 0, in), time.Date(2026, 7, 2, 0, 0, 0, 0, in))
+	s, err := NewSchedule(tf, nil, in, time.Date(2026, 7, 1, 0, 0, 0, 0, in), time.Date(2026, 7, 2, 0, 0, 0, 0, in))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,7 +142,7 @@ func TestWorkOrderCalendarAndHQDelay(t *testing.T) {
 	b := loadBundle(t)
 	b.Rules.WorkOrders = config.WorkOrderSettings{
 		WorkdayStart:    "08:00",
-		Holidays:        []string{"2025-03-10"}, // the Monday after monday10's week
+		Calendar:        config.Calendar{Holidays: []string{"2025-03-10"}}, // the Monday after monday10's week
 		EscalateHQAfter: config.D(10 * time.Minute),
 		ManualSLA:       map[string]string{"p2": "2h", "p4": config.NextWorkingDay},
 	}
