@@ -78,17 +78,6 @@ func yes(b bool) string {
 
 func localTime(t time.Time) string { return t.Format("2006-01-02 15:04:05") }
 
-// text makes user-supplied text (names, ids, notes) safe in a spreadsheet
-// cell: a cell starting with =, +, -, @, a tab or a carriage return would be
-// read as a formula by Excel or LibreOffice, so it gets a leading
-// apostrophe, which both show as text. Numbers never pass through here.
-func text(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
-}
-
 // monthlyCSV lays a project's monthly report out as one table: a section
 // column says what each row is.
 func monthlyCSV(r *energy.Monthly) [][]string {
@@ -101,7 +90,7 @@ func monthlyCSV(r *energy.Monthly) [][]string {
 	if r.Partial {
 		note += " partial"
 	}
-	add("total", r.Project.ID, text(r.Project.Name), num(r.KWh), num(r.Cost), num(r.KWhPerM2), "", localTime(r.From), localTime(r.To), note)
+	add("total", r.Project.ID, r.Project.Name, num(r.KWh), num(r.Cost), num(r.KWhPerM2), "", localTime(r.From), localTime(r.To), note)
 	for _, l := range r.ByCategory {
 		add("category", l.Key, l.Key, num(l.KWh), num(l.Cost))
 	}
@@ -109,13 +98,13 @@ func monthlyCSV(r *energy.Monthly) [][]string {
 		add("period", l.Key, l.Key, num(l.KWh), num(l.Cost))
 	}
 	for _, b := range r.ByBuilding {
-		add("building", b.Building, text(b.Name), num(b.KWh), num(b.Cost), optNum(b.KWhPerM2))
+		add("building", b.Building, b.Name, num(b.KWh), num(b.Cost), optNum(b.KWhPerM2))
 	}
 	for _, d := range r.Devices {
-		add("device", d.Device, text(d.Name), num(d.KWh), num(d.Cost), "", "", "", "", d.Category+" "+d.Source+" "+yes(d.Estimated))
+		add("device", d.Device, d.Name, num(d.KWh), num(d.Cost), "", "", "", "", d.Category+" "+d.Source+" "+yes(d.Estimated))
 	}
 	for _, d := range r.MainMeters {
-		add("main_meter", d.Device, text(d.Name), num(d.KWh), num(d.Cost), "", "", "", "", "not in the total")
+		add("main_meter", d.Device, d.Name, num(d.KWh), num(d.Cost), "", "", "", "", "not in the total")
 	}
 	for _, ch := range []*energy.Change{r.MonthOverMonth, r.YearOverYear} {
 		if ch != nil {
@@ -134,7 +123,7 @@ func monthlyCSV(r *energy.Monthly) [][]string {
 		add("counter_event", d.Device, d.Kind, num(d.KWh), "", "", "", localTime(d.PrevAt), localTime(d.At), num(d.From)+" → "+num(d.To))
 	}
 	if r.NeedsReview {
-		add("needs_review", r.Project.ID, text(r.Project.Name), "", "", "", "", "", "", "a counter discontinuity was credited 0: check the meter's readings")
+		add("needs_review", r.Project.ID, r.Project.Name, "", "", "", "", "", "", "a counter discontinuity was credited 0: check the meter's readings")
 	}
 	return rows
 }
@@ -151,7 +140,7 @@ func dailyCSV(r *energy.Daily) [][]string {
 	head = append(head, "estimated", "partial", "day_type")
 	// Main meters are in no sum: a column each, after the day's figures.
 	for _, m := range r.MainMeters {
-		head = append(head, text("main_meter "+m.Device+"_kwh"))
+		head = append(head, "main_meter "+m.Device+"_kwh")
 	}
 	rows := [][]string{head}
 	for _, d := range r.Days {
@@ -181,11 +170,11 @@ func companyCSV(r *energy.CompanyMonthly) [][]string {
 	rows := [][]string{{"rank", "project", "name", "currency", "floor_area_m2", "kwh", "cost", "kwh_per_m2",
 		"month_over_month_pct", "year_over_year_pct", "completeness", "estimated", "gaps"}}
 	for _, p := range r.Projects {
-		rows = append(rows, []string{strconv.Itoa(p.Rank), p.Project, text(p.Name), p.Currency, num(p.FloorAreaM2),
+		rows = append(rows, []string{strconv.Itoa(p.Rank), p.Project, p.Name, p.Currency, num(p.FloorAreaM2),
 			num(p.KWh), num(p.Cost), num(p.KWhPerM2), optNum(p.MonthOverMonthPct), optNum(p.YearOverYearPct),
 			num(p.Completeness), yes(p.Estimated), strconv.Itoa(p.Gaps)})
 	}
-	return append(rows, []string{"", r.Company.ID, text(r.Company.Name), r.Currency, num(r.FloorAreaM2),
+	return append(rows, []string{"", r.Company.ID, r.Company.Name, r.Currency, num(r.FloorAreaM2),
 		num(r.KWh), optNum(r.Cost), num(r.KWhPerM2), optNum(r.MonthOverMonth.KWhChangePct),
 		optNum(r.YearOverYear.KWhChangePct), num(r.Completeness), yes(r.Estimated), ""})
 }

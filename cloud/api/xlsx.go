@@ -41,7 +41,7 @@ func zh(key string) string {
 	if v, ok := zhNames[key]; ok {
 		return v
 	}
-	return text(key)
+	return key
 }
 
 func yesNo(b bool) string {
@@ -75,7 +75,7 @@ func sendXLSX(c echo.Context, filename string, sheets []sheet) error {
 }
 
 // buildXLSX lays sheets out: a bold, frozen heading row, numbers stored as
-// numbers, text escaped against formulas (see text), each column as wide as
+// numbers, text escaped against formulas (cellText, as in CSV), each column as wide as
 // its longest cell (a CJK character counts twice).
 func buildXLSX(sheets []sheet) (*excelize.File, error) {
 	f := excelize.NewFile()
@@ -98,7 +98,7 @@ func buildXLSX(sheets []sheet) (*excelize.File, error) {
 		put := func(row int, cells []any) error {
 			for col, v := range cells {
 				if s, ok := v.(string); ok {
-					v = text(s)
+					v = cellText(s)
 				}
 				cell, err := excelize.CoordinatesToCellName(col+1, row)
 				if err != nil {
@@ -237,7 +237,7 @@ func dailySheets(r *energy.Daily) []sheet {
 	}
 	head = append(head, "含估算", "未完结")
 	for _, m := range r.MainMeters {
-		head = append(head, "总表 "+text(m.Name)+" (kWh)")
+		head = append(head, "总表 "+m.Name+" (kWh)")
 	}
 	days := sheet{name: "每日用电", head: head}
 	for _, d := range r.Days {
