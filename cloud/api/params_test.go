@@ -25,7 +25,7 @@ func TestReportParameters(t *testing.T) {
 	f("/api/v1/projects/p1/energy/monthly?month=2026-13", 400, "bad_request")   // no such month
 	f("/api/v1/projects/p1/energy/monthly?month=2026-10", 400, "bad_request")   // not started yet
 	f("/api/v1/projects/p1/energy/monthly?month=2025-12", 422, "unprocessable") // before the tariff's first version
-	f("/api/v1/projects/p1/energy/monthly?month=2026-07&format=xlsx", 400, "bad_request")
+	f("/api/v1/projects/p1/energy/monthly?month=2026-07&format=pdf", 400, "bad_request")
 	f("/api/v1/projects/p1/energy/monthly?month=2026-07&top=0", 400, "bad_request")
 	f("/api/v1/projects/p1/energy/monthly?month=2026-07&top=5", 200, "")
 	f("/api/v1/projects/p1/energy/daily?from=2026-07-01", 400, "bad_request") // to missing
