@@ -122,7 +122,11 @@ func (a *App) build() error {
 			}
 		}
 		if cfg.Broker.StorePath == "" {
-			a.Log.Warn("broker.store_path is empty: sessions and queued messages live in memory, and a crash or restart loses what the broker acknowledged to gateways but had not yet delivered to the ingest (docs/cloud.md)", "component", "broker")
+			// Version-2 gateways keep every batch until its commit
+			// acknowledgement, so a broker that forgets costs them a
+			// re-send; only version-1 gateways (the ingest warns about
+			// each) trust the broker's PUBACK.
+			a.Log.Info("broker.store_path is empty: sessions and queued messages live in memory; a crash or restart makes version-2 gateways re-send what was not yet committed, and loses what the broker acknowledged to version-1 gateways but had not delivered (docs/cloud.md)", "component", "broker")
 		}
 		a.Broker = b
 		a.components = append(a.components, named{ComponentBroker, b})

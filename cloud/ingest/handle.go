@@ -3,7 +3,6 @@ package ingest
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -26,6 +25,7 @@ const (
 type item struct {
 	ack     func() // nil for derived events
 	kind    protocol.Kind
+	commit  int // telemetry: batchNew, batchDuplicate or batchConflict once resolved
 	gw      config.GatewayInfo
 	batch   *protocol.Batch
 	status  protocol.Status
@@ -160,17 +160,12 @@ func (in *Ingest) decode(topic string, payload []byte, retained bool, arrived ti
 				protocol.ErrVersion, topicBatchVersion(b), version)
 		}
 		if b.Epoch == 0 && in.rejects.first("v1/"+b.Gateway) {
-			in.log.Warn("gateway speaks protocol version 1: its batches are stored as epoch 0, without commit acknowledgements; upgrade its edge agent",
+			in.log.Warn("gateway speaks protocol version 1: its batches are stored as epoch 0 without commit acknowledgements, so it trusts the broker's PUBACK (a broker without store_path loses what it acknowledged in a crash); upgrade its edge agent",
 				"gateway", b.Gateway, "topic", topic)
 		}
-		if in.dedup.seen(b.Gateway, b.Seq, b.SentAt) {
-			in.metrics.duplicates.Inc()
-			return nil, nil
-		}
+		// A batch whose readings are all filtered out is still committed
+		// (and acknowledged): it has nothing more to deliver.
 		in.filterReadings(b, arrived)
-		if len(b.Readings) == 0 {
-			return nil, nil
-		}
 		it.batch = b
 	case protocol.KindStatus:
 		s, err := protocol.DecodeStatus(payload)
@@ -241,58 +236,4 @@ func (in *Ingest) filterReadings(b *protocol.Batch, now time.Time) {
 		in.rejectedReadings(CauseFuture, future, b.Gateway, "", futureErr)
 	}
 	b.Readings = kept
-}
-
-// recentSeqs remembers the last committed (seq, sent-at) of each gateway's
-// telemetry, so that a redelivery of a batch just committed is
-// acknowledged without a second insert. It is an optimisation only:
-// correctness rests on idempotent storage.
-type recentSeqs struct {
-	mu sync.Mutex
-	gw map[string]*seqRing
-}
-
-const seqRingSize = 256
-
-type seqRing struct {
-	stamp map[uint64]int64
-	order [seqRingSize]uint64
-	next  int
-	full  bool
-}
-
-func newRecentSeqs() *recentSeqs { return &recentSeqs{gw: map[string]*seqRing{}} }
-
-func (r *recentSeqs) seen(gateway string, seq uint64, sentAt int64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ring := r.gw[gateway]
-	if ring == nil {
-		return false
-	}
-	s, ok := ring.stamp[seq]
-	return ok && s == sentAt
-}
-
-func (r *recentSeqs) add(gateway string, seq uint64, sentAt int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ring := r.gw[gateway]
-	if ring == nil {
-		ring = &seqRing{stamp: make(map[uint64]int64, seqRingSize)}
-		r.gw[gateway] = ring
-	}
-	if _, ok := ring.stamp[seq]; ok {
-		ring.stamp[seq] = sentAt
-		return
-	}
-	if ring.full {
-		delete(ring.stamp, ring.order[ring.next])
-	}
-	ring.order[ring.next] = seq
-	ring.stamp[seq] = sentAt
-	ring.next++
-	if ring.next == seqRingSize {
-		ring.next, ring.full = 0, true
-	}
 }

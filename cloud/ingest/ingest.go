@@ -14,6 +14,21 @@
 // again by the broker; storage is idempotent (see package store), so a
 // redelivery changes nothing.
 //
+// # Commit acknowledgements (protocol version 2)
+//
+// Before a flush is written, every batch in it is checked against the
+// durable table of committed batches (store.TableCommitted; the last few
+// hundred per gateway are cached): a batch committed before with the same
+// CRC is a duplicate and stores nothing; one with another CRC is a
+// seq_conflict, stores nothing, is counted, logged once per gateway and
+// recorded as a gateway event. After the commit (readings, events, then
+// the batches' marks) the ingest PUBACKs the messages and publishes, per
+// gateway, one ack on "…/down/ack" with the ranges of the seqs it committed
+// or recognised as duplicates and the seqs it refused. A gateway's live
+// "online" status makes it re-announce the committed seqs of the gateway's
+// current epoch. Version-1 batches (epoch 0) are checked the same way but
+// not acknowledged. See protocol/README.md, section 6.1.
+//
 // # Back-pressure
 //
 // At most MaxUnacked messages are held at a time. Paho runs each message's
@@ -64,6 +79,9 @@ type Observer interface {
 type Store interface {
 	InsertReadings(ctx context.Context, b *store.ReadingBatch) error
 	InsertEvents(ctx context.Context, rows []store.EventRow) error
+	InsertCommitted(ctx context.Context, rows []store.CommittedBatch) error
+	CommittedCRCs(ctx context.Context, keys []store.BatchKey) (map[store.BatchKey]uint32, error)
+	RecentCommitted(ctx context.Context, gateway string, limit int) (uint64, []uint64, error)
 	LatestSource
 	StatusSource
 }
@@ -158,7 +176,9 @@ type Ingest struct {
 	latest   *Latest
 	presence *Presence
 	rejects  onceLog
-	dedup    *recentSeqs
+	commits  *recentCommits
+	acks     *ackQueue
+	announce *announceRequests
 
 	observersMu sync.Mutex
 	observers   []Observer
@@ -196,7 +216,9 @@ func New(cfg Config) (*Ingest, error) {
 		org:      newOrgIndex(cfg.Org),
 		latest:   cfg.Latest,
 		presence: cfg.Presence,
-		dedup:    newRecentSeqs(),
+		commits:  newRecentCommits(),
+		acks:     newAckQueue(),
+		announce: newAnnounceRequests(),
 		ready:    make(chan struct{}),
 		slots:    make(chan struct{}, cfg.MaxUnacked),
 		stopping: make(chan struct{}),
@@ -255,10 +277,11 @@ func (in *Ingest) start(ctx context.Context) error {
 	// device gets its stale window from now (start-up grace).
 	in.presence.Resume(time.Now())
 	in.started.Store(true)
-	in.wg.Add(3)
+	in.wg.Add(4)
 	go in.writer.accumulate()
 	go in.writer.commitLoop()
 	go in.watchStale()
+	go in.reannounceLoop()
 	if err := in.sub.connect(ctx); err != nil {
 		in.log.Warn("MQTT broker not reachable yet; retrying in the background", "broker", in.cfg.MQTT.URL, "error", err)
 	}

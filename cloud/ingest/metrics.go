@@ -13,6 +13,9 @@ type metrics struct {
 	readings         prometheus.Counter
 	rejectedReadings *prometheus.CounterVec // by cause
 	duplicates       prometheus.Counter
+	acks             prometheus.Counter
+	ackErrors        prometheus.Counter
+	reannounced      prometheus.Counter
 	batchRows        prometheus.Histogram
 	flushSeconds     prometheus.Histogram
 	unacked          prometheus.Gauge
@@ -42,7 +45,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"cause"}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "plantroom_ingest_duplicate_batches_total",
-			Help: "Telemetry batches recognised as recently committed redeliveries and acknowledged without a second insert.",
+			Help: "Telemetry batches recognised as already committed (same epoch, seq and CRC) and acknowledged again without a second insert.",
+		}),
+		acks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plantroom_ingest_acks_published_total",
+			Help: "Commit acknowledgements published on gateways' down/ack topics (re-announcements included).",
+		}),
+		ackErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plantroom_ingest_ack_errors_total",
+			Help: "Commit acknowledgements the broker did not take (the gateway re-sends the batches; check the ingest's publish rights on down/ack).",
+		}),
+		reannounced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plantroom_ingest_reannouncements_total",
+			Help: "Gateways that came online and were sent the committed seqs of their current epoch.",
 		}),
 		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "plantroom_ingest_flush_rows",
@@ -77,7 +92,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.messages, m.rejectedMessages, m.readings, m.rejectedReadings, m.duplicates,
-			m.batchRows, m.flushSeconds, m.unacked, m.chErrors, m.connected, m.connectionLosses, m.events)
+			m.batchRows, m.flushSeconds, m.unacked, m.chErrors, m.connected, m.connectionLosses, m.events,
+			m.acks, m.ackErrors, m.reannounced)
 	}
 	return m
 }

@@ -177,6 +177,21 @@ func (s *subscriber) subscribe(c paho.Client) {
 	}
 }
 
+// publish sends a downlink message (QoS 1, not retained) without waiting:
+// a lost ack costs the gateway one re-send. Failures are counted.
+func (s *subscriber) publish(topic string, payload []byte) {
+	tok := s.client.Publish(topic, 1, false, payload)
+	go func() {
+		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+			s.in.metrics.ackErrors.Inc()
+			if s.in.rejects.first("ack_publish") {
+				s.in.log.Warn("cannot publish a commit acknowledgement; check that the ingest's broker user may publish to plantroom/v2/+/+/+/down/ack (the gateway re-sends the batch meanwhile); further failures are only counted",
+					"topic", topic, "error", tok.Error(), "metric", "plantroom_ingest_ack_errors_total")
+			}
+		}
+	}()
+}
+
 func (s *subscriber) disconnect() {
 	s.client.Disconnect(500)
 	s.in.metrics.connected.Set(0)

@@ -96,8 +96,12 @@ func TestDeviceStaleAndFresh(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	gw := e.gateway(garden, "gw-garden-1", nil)
 	send := func(seq uint64) {
-		b := &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: seq, SentAt: time.Now().UnixMilli(), Readings: []protocol.Reading{
-			{Device: "garden-pump-2", Metric: "running", TS: time.Now().UnixMilli(), Value: 1}}}
+		// Stamped 2 s ahead (well within max_future_skew): the reading must
+		// still be fresh when its commit returns, which on a loaded machine
+		// can take longer than the 600 ms stale window.
+		ts := time.Now().Add(2 * time.Second).UnixMilli()
+		b := &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: seq, SentAt: ts, Readings: []protocol.Reading{
+			{Device: "garden-pump-2", Metric: "running", TS: ts, Value: 1}}}
 		publish(t, gw, garden.Topic(protocol.KindTelemetry), encode(t, b))
 	}
 	last := func() string {

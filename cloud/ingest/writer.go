@@ -31,9 +31,10 @@ type writer struct {
 
 // flush is the content of one commit.
 type flush struct {
-	rows   store.ReadingBatch
-	events []store.EventRow
-	items  []*item
+	rows     store.ReadingBatch
+	events   []store.EventRow
+	items    []*item
+	resolved bool // the batches' commit states are decided (resolve)
 }
 
 func newWriter(in *Ingest) *writer {
@@ -72,6 +73,7 @@ func (w *writer) recycle(f *flush) {
 	f.rows.Reset()
 	clear(f.items)
 	f.items, f.events = f.items[:0], f.events[:0]
+	f.resolved = false
 	select {
 	case w.pool <- f:
 	default:
@@ -226,10 +228,17 @@ const insertTimeout = 30 * time.Second
 func (w *writer) insert(f *flush) error {
 	ctx, cancel := context.WithTimeout(w.abortCtx, insertTimeout)
 	defer cancel()
+	if err := w.resolve(ctx, f); err != nil {
+		return err
+	}
 	if err := w.in.cfg.Store.InsertReadings(ctx, &f.rows); err != nil {
 		return err
 	}
-	return w.in.cfg.Store.InsertEvents(ctx, f.events)
+	if err := w.in.cfg.Store.InsertEvents(ctx, f.events); err != nil {
+		return err
+	}
+	// Marked committed only once the readings are stored.
+	return w.in.cfg.Store.InsertCommitted(ctx, f.marks(time.Now()))
 }
 
 // committed updates the caches, acknowledges the flush's messages in
@@ -239,10 +248,12 @@ func (w *writer) committed(f *flush) {
 	for _, it := range f.items {
 		switch it.kind {
 		case protocol.KindTelemetry:
+			if !in.settle(it) {
+				continue
+			}
 			rs := it.batch.Readings
 			in.latest.addBatch(rs)
 			markSeen(in.presence, rs)
-			in.dedup.add(it.batch.Gateway, it.batch.Seq, it.batch.SentAt)
 		case protocol.KindEvents:
 			switch e := it.event; e.Kind {
 			case protocol.EventDeviceOffline, protocol.EventDeviceOnline:
@@ -257,6 +268,9 @@ func (w *writer) committed(f *flush) {
 				continue
 			}
 			in.presence.setStatus(s.Gateway, online, statusTime(s, it.arrived), s.Reason, s.Agent)
+			if online && it.store {
+				in.announce.request(it.gw)
+			}
 		}
 	}
 	for _, it := range f.items {
@@ -264,6 +278,7 @@ func (w *writer) committed(f *flush) {
 			it.ack()
 		}
 	}
+	in.sendAcks()
 	in.metrics.readings.Add(float64(f.rows.Len()))
 	obs := in.observerList()
 	if len(obs) == 0 {
@@ -273,7 +288,9 @@ func (w *writer) committed(f *flush) {
 		for _, o := range obs {
 			switch it.kind {
 			case protocol.KindTelemetry:
-				o.ObserveBatch(in.ctx, it.gw, it.batch, it.arrived)
+				if it.commit == batchNew && len(it.batch.Readings) > 0 {
+					o.ObserveBatch(in.ctx, it.gw, it.batch, it.arrived)
+				}
 			case protocol.KindStatus:
 				o.ObserveStatus(in.ctx, it.gw, it.status, it.arrived)
 			case protocol.KindEvents:

@@ -33,6 +33,7 @@ func ReadingsMigrations(o SchemaOptions) []Migration {
 		}},
 		{Component: ComponentReadings, Version: 2, Name: "readings_hourly", Statements: hourlyDDL},
 		{Component: ComponentReadings, Version: 3, Name: "events", Statements: eventsDDL},
+		{Component: ComponentReadings, Version: 4, Name: "committed_batches", Statements: committedDDL},
 	}
 }
 
