@@ -99,6 +99,13 @@ func (w *writer) resolve(ctx context.Context, f *flush) error {
 		return nil
 	}
 	in := w.in
+	if in.cfg.withoutCommitAcks {
+		for _, it := range f.items {
+			it.commit = batchNew
+		}
+		f.resolved = true
+		return nil
+	}
 	var unknown []store.BatchKey
 	for _, it := range f.items {
 		if it.kind == protocol.KindTelemetry {
@@ -168,8 +175,11 @@ func conflictEvent(it *item, committedCRC uint32) store.EventRow {
 }
 
 // marks returns the committed_batches rows of a resolved flush's new batches.
-func (f *flush) marks(now time.Time) []store.CommittedBatch {
+func (f *flush) marks(now time.Time, off bool) []store.CommittedBatch {
 	var out []store.CommittedBatch
+	if off {
+		return nil
+	}
 	for _, it := range f.items {
 		if it.kind == protocol.KindTelemetry && it.commit == batchNew {
 			b := it.batch
@@ -309,6 +319,9 @@ func sortRejected(rs []protocol.Rejected) {
 // sendAcks publishes what the ack queue holds.
 func (in *Ingest) sendAcks() {
 	order, pending := in.acks.take()
+	if in.cfg.withoutCommitAcks {
+		return
+	}
 	now := time.Now()
 	for _, k := range order {
 		for _, msg := range ackMessages(k.epoch, pending[k], now) {

@@ -130,6 +130,10 @@ type Config struct {
 	// the ingest's session during a restart or backlog) is ignored.
 	GatewayConnected func(gateway string) bool
 
+	// withoutCommitAcks turns the committed-batches check, the marks and
+	// the acks off: the baseline of BenchmarkEndToEndWithoutAcks only.
+	withoutCommitAcks bool
+
 	Observers  []Observer
 	Latest     *Latest   // shared with the API; created when nil
 	Presence   *Presence // shared with the API; created when nil

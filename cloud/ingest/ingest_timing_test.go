@@ -48,14 +48,30 @@ func benchBatch(s int, start time.Time, firstSeq int) *protocol.Batch {
 // inserts the same rows straight into a second copy of the schema. The
 // ratio of the two is the ingest's efficiency.
 //
+// The gateway listens for the commit acknowledgements, as a version-2 edge
+// does; BenchmarkEndToEndWithoutAcks is the same run with the committed-
+// batches check, the marks and the acks turned off, the baseline of their
+// cost.
+//
 //	go test -run '^$' -bench EndToEnd -benchtime 1x ./cloud/ingest/
-func BenchmarkEndToEnd(b *testing.B) {
+func BenchmarkEndToEnd(b *testing.B) { benchEndToEnd(b, true) }
+
+// BenchmarkEndToEndWithoutAcks is BenchmarkEndToEnd without commit
+// acknowledgements.
+func BenchmarkEndToEndWithoutAcks(b *testing.B) { benchEndToEnd(b, false) }
+
+func benchEndToEnd(b *testing.B, acks bool) {
 	const batches = 100 // 1,000,000 readings per run
 	e := newEnv(b, envOptions{})
 	e.cfg.Observers = nil
+	e.cfg.withoutCommitAcks = !acks
 	e.ingest.Stop()
 	in := e.startIngest()
 	gw := e.gateway(garden, "gw-garden-1", nil)
+	var acked ackInbox
+	if acks {
+		listenAcks(b, gw, garden, &acked)
+	}
 	topic := garden.Topic(protocol.KindTelemetry)
 
 	// The raw baseline writes into its own database with the same schema
@@ -154,6 +170,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 		}
 		for e.metric(in.metrics.readings)-before < float64(n) {
 			time.Sleep(2 * time.Millisecond)
+		}
+		if acks { // until the gateway holds the last ack
+			for !acked.covered(1, uint64(firstSeq), uint64(firstSeq+batches-1)) {
+				time.Sleep(2 * time.Millisecond)
+			}
 		}
 		e2e := time.Since(t0)
 

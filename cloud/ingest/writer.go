@@ -238,7 +238,7 @@ func (w *writer) insert(f *flush) error {
 		return err
 	}
 	// Marked committed only once the readings are stored.
-	return w.in.cfg.Store.InsertCommitted(ctx, f.marks(time.Now()))
+	return w.in.cfg.Store.InsertCommitted(ctx, f.marks(time.Now(), w.in.cfg.withoutCommitAcks))
 }
 
 // committed updates the caches, acknowledges the flush's messages in

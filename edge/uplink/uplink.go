@@ -255,7 +255,7 @@ func (u *Uplink) run(ctx context.Context) {
 		if time.Since(began) > u.cfg.ReconnectMax {
 			backoff = u.cfg.ReconnectMin
 		}
-		wait := jitter(backoff)
+		wait := Jitter(backoff)
 		u.log.Warn("uplink down; reconnecting", "broker", u.cfg.Broker, "in", wait.Round(time.Millisecond), "err", err)
 		backoff = min(2*backoff, u.cfg.ReconnectMax)
 		t := time.NewTimer(wait)
@@ -271,9 +271,9 @@ func (u *Uplink) run(ctx context.Context) {
 	}
 }
 
-// jitter picks a wait in [d/2, d): reconnecting gateways spread out
+// Jitter picks a wait in [d/2, d): reconnecting gateways spread out
 // instead of hitting a recovering broker at the same moment.
-func jitter(d time.Duration) time.Duration {
+func Jitter(d time.Duration) time.Duration {
 	if d <= 1 {
 		return d
 	}

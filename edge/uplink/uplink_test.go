@@ -303,9 +303,9 @@ func TestConfigErrors(t *testing.T) {
 
 func TestJitterStaysInRange(t *testing.T) {
 	for i := 0; i < 1000; i++ {
-		d := jitter(time.Second)
+		d := Jitter(time.Second)
 		if d < 500*time.Millisecond || d >= time.Second {
-			t.Fatalf("jitter(1s) = %s", d)
+			t.Fatalf("Jitter(1s) = %s", d)
 		}
 	}
 }

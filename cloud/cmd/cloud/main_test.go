@@ -164,7 +164,7 @@ func demoBroker(t *testing.T) *broker.Broker {
 	}
 	hash := app.HashToken(ingestPassword)
 	b, err := broker.New(broker.Config{Listen: "127.0.0.1:0", Org: &org, MaxPending: 200,
-		Services: []broker.Service{{Username: "plantroom-ingest", PasswordHash: hash}},
+		Services: []broker.Service{{Username: "plantroom-ingest", PasswordHash: hash, Publish: broker.IngestPublish}},
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
