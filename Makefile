@@ -6,7 +6,7 @@ BIN     := bin
 PKGS    := ./...
 TESTFLAGS ?= -race -timeout 12m
 
-.PHONY: all build test bench demo drills lint clean fuzz
+.PHONY: all build test bench demo drills lint clean fuzz release
 
 all: build
 
@@ -26,6 +26,11 @@ bench: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 60s ./protocol/
 
+# Static, stamped binaries for linux/amd64, arm64 and armv7, the
+# plantroom-edge .deb per architecture and SHA256SUMS, in dist/.
+release:
+	bash scripts/release.sh
+
 demo: build
 	bash scripts/demo.sh
 
@@ -37,4 +42,4 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

@@ -19,6 +19,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/ingest"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/buildinfo"
 )
 
 // Component is a part of the cloud with a lifecycle. Start returns once the
@@ -78,7 +79,8 @@ func New(ctx context.Context, cfg *Config, o Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{Config: cfg, Bundle: bundle, Log: log, Registry: prometheus.NewRegistry()}
-	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.Collector("cloud"))
 	a.Latest = ingest.NewLatest()
 	a.Presence = ingest.NewPresence(&bundle.Org, cfg.Ingest.StaleAfterIntervals)
 	a.Presence.MinStale = cfg.Ingest.StaleAfterMin.Duration

@@ -7,16 +7,15 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/plantroom/plantroom/internal/testenv"
 )
 
 // mbpoll runs Debian's mbpoll once against a simulated device and returns
 // the values it printed by reference number.
 func mbpoll(t *testing.T, addr string, args ...string) map[int]string {
 	t.Helper()
-	bin, err := exec.LookPath("mbpoll")
-	if err != nil {
-		t.Skip("mbpoll is not installed")
-	}
+	bin := testenv.LookPath(t, "PLANTROOM_SKIP_MBPOLL", "mbpoll", "mbpoll")
 	host, port, _ := net.SplitHostPort(addr)
 	args = append(args, "-p", port, "-1", "-o", "5", host)
 	out, err := exec.Command(bin, args...).CombinedOutput()

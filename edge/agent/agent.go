@@ -22,11 +22,13 @@ import (
 	"github.com/plantroom/plantroom/edge/queue"
 	"github.com/plantroom/plantroom/edge/report"
 	"github.com/plantroom/plantroom/edge/uplink"
+	"github.com/plantroom/plantroom/internal/buildinfo"
 	"github.com/plantroom/plantroom/protocol"
 )
 
-// Version is the agent software version reported in the gateway status.
-var Version = "0.1.0"
+// Version is the agent software version reported in the gateway status,
+// /healthz and /metrics: the release stamp (internal/buildinfo).
+var Version = buildinfo.Version
 
 // Agent is one gateway's edge agent. New → Start → Stop.
 type Agent struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/plantroom/plantroom/edge/internal/mqtttest"
 	"github.com/plantroom/plantroom/edge/queue"
 	"github.com/plantroom/plantroom/internal/nettest"
+	"github.com/plantroom/plantroom/internal/testenv"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -60,7 +61,7 @@ func runChild(path string) int {
 // startChild runs the agent as a separate process.
 func startChild(t *testing.T, configPath string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testenv.SelfCommand("-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+configPath)
 	cmd.Stderr = os.Stderr // errors; logs too with -v
 	if testing.Verbose() {

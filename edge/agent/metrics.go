@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/plantroom/plantroom/internal/buildinfo"
 )
 
 type metrics struct {
@@ -46,7 +48,7 @@ func newMetrics(reg *prometheus.Registry, a *Agent) (*metrics, error) {
 	})
 	info.Set(1)
 	for _, c := range []prometheus.Collector{
-		m.taken, m.suppressed, m.rejected, info, queueCollector{a},
+		m.taken, m.suppressed, m.rejected, info, buildinfo.Collector("edge-agent"), queueCollector{a},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		if err := reg.Register(c); err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantroom/plantroom/internal/testenv"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -101,7 +101,7 @@ func crashChild(path string) {
 
 func TestKill9LosesNothingCommitted(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queue.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testenv.SelfCommand("-test.run=^$")
 	cmd.Env = append(os.Environ(), crashEnv+"="+path)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -6,6 +6,7 @@
 //	cloud migrate [-config configs/cloud.yaml]   apply schema migrations and exit
 //	cloud hash-password                          bcrypt hash of a secret read from stdin
 //	cloud hash-token                             "sha256:<hex>" of a token read from stdin
+//	cloud -version                               print the build stamp and exit
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/app"
 	"github.com/plantroom/plantroom/cloud/console"
+	"github.com/plantroom/plantroom/internal/buildinfo"
 )
 
 func main() {
@@ -29,6 +31,10 @@ func run(args []string) int {
 	cmd := "run"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	}
+	if len(args) == 1 && (args[0] == "-version" || args[0] == "--version") && cmd == "run" {
+		fmt.Println(buildinfo.String("cloud"))
+		return 0
 	}
 	switch cmd {
 	case "hash-password", "hash-token":
@@ -50,7 +56,7 @@ func run(args []string) int {
 		return 0
 	case "run", "migrate":
 	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q\nusage: cloud [run|migrate] [-config file] | cloud hash-password | cloud hash-token\n", cmd)
+		fmt.Fprintf(os.Stderr, "unknown command %q\nusage: cloud [run|migrate] [-config file] | cloud hash-password | cloud hash-token | cloud -version\n", cmd)
 		return 2
 	}
 

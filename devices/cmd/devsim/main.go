@@ -1,6 +1,7 @@
 // Command devsim runs a simulated building, or backfills its history.
 //
 //	devsim -config configs/building-garden.yaml [-scenario FILE] [-state FILE]
+//	devsim -version
 //	devsim backfill -config configs/building-garden.yaml [-state FILE] -gateway gw-garden-1 \
 //	    -company acme -project garden -from 2026-08-01 -to 2026-11-01 \
 //	    -broker tcp://127.0.0.1:1883 -username gw-garden-1 -password … -expected out.json
@@ -24,6 +25,7 @@ import (
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/devices/backfill"
 	"github.com/plantroom/plantroom/devices/sim"
+	"github.com/plantroom/plantroom/internal/buildinfo"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -32,6 +34,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
+	if len(os.Args) == 2 && (os.Args[1] == "-version" || os.Args[1] == "--version") {
+		fmt.Println(buildinfo.String("devsim"))
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "backfill" {
 		err = runBackfill(ctx, os.Args[2:], log)
 	} else {

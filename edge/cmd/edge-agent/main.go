@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/plantroom/plantroom/edge/agent"
+	"github.com/plantroom/plantroom/internal/buildinfo"
 )
 
 func main() {
@@ -25,7 +26,7 @@ func main() {
 	jsonLog := flag.Bool("log-json", false, "log JSON lines instead of text")
 	flag.Parse()
 	if *version {
-		fmt.Println(agent.Version)
+		fmt.Println(buildinfo.String("edge-agent"))
 		return
 	}
 	if *path == "" {
