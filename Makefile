@@ -6,7 +6,7 @@ BIN     := bin
 PKGS    := ./...
 TESTFLAGS ?= -race -timeout 12m
 
-.PHONY: all build test bench demo drills lint clean fuzz release
+.PHONY: all build test bench demo drills lint clean fuzz release screenshots
 
 all: build
 
@@ -30,6 +30,11 @@ fuzz:
 # plantroom-edge .deb per architecture and SHA256SUMS, in dist/.
 release:
 	bash scripts/release.sh
+
+# PNGs of every console page at laptop and phone widths, from the browser
+# test against a whole system on loopback (needs chromium).
+screenshots:
+	PLANTROOM_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -timeout 15m -run '^TestConsole$$' -v ./cloud/console/browser/
 
 demo: build
 	bash scripts/demo.sh

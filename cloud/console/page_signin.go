@@ -115,7 +115,14 @@ func (c *Console) findStaff(id string) *config.Staff {
 // expired says their session ended (the page tells them).
 func (c *Console) toSignIn(w http.ResponseWriter, r *http.Request, expired bool) {
 	q := url.Values{}
-	if r.Method == http.MethodGet {
+	hx := r.Header.Get("HX-Request") == "true"
+	switch {
+	case hx:
+		// A partial update: come back to the page it was part of.
+		if u, err := url.Parse(r.Header.Get("HX-Current-URL")); err == nil && u.Path != "" {
+			q.Set("next", u.RequestURI())
+		}
+	case r.Method == http.MethodGet:
 		q.Set("next", r.URL.RequestURI())
 	}
 	if expired {
@@ -127,7 +134,7 @@ func (c *Console) toSignIn(w http.ResponseWriter, r *http.Request, expired bool)
 	if len(q) > 0 {
 		target += "?" + q.Encode()
 	}
-	if r.Header.Get("HX-Request") == "true" {
+	if hx {
 		// A partial update found the session gone: reload the whole page there.
 		w.Header().Set("HX-Redirect", target)
 		w.WriteHeader(http.StatusUnauthorized)
