@@ -82,6 +82,10 @@ type Point struct {
 	Deadband    float64        `yaml:"deadband"`
 	Description string         `yaml:"description"`
 	States      map[int]string `yaml:"states"` // meaning of coded values
+	// Min and Max bound the plausible values (after scale and offset);
+	// readings outside are kept with bad quality (see ValidRange).
+	Min *float64 `yaml:"min"`
+	Max *float64 `yaml:"max"`
 }
 
 // Registers is the number of 16-bit registers (or bits, for coils and
@@ -113,6 +117,8 @@ type MQTTField struct {
 	Counter  bool               `yaml:"counter"`
 	Rollover float64            `yaml:"rollover"`
 	Deadband float64            `yaml:"deadband"`
+	Min      *float64           `yaml:"min"` // plausible values, as Point's
+	Max      *float64           `yaml:"max"`
 }
 
 // EffectiveScale is Scale with 0 read as 1.
@@ -189,6 +195,7 @@ func (t *Template) Validate(p *Problems) {
 				p.Addf(Join(pp, "address"), "point at %d with %d registers runs past 65535", pt.Address, pt.Registers())
 			}
 			checkCounter(p, pp, pt.Counter, pt.Rollover, pt.Deadband)
+			checkRange(p, pp, pt.Min, pt.Max)
 		}
 	case ProtoMQTT:
 		if t.MQTT == nil || len(t.MQTT.Fields) == 0 {
@@ -208,6 +215,7 @@ func (t *Template) Validate(p *Problems) {
 				p.Addf(Join(fp, "topic"), "wildcards are not allowed, got %q", f.Topic)
 			}
 			checkCounter(p, fp, f.Counter, f.Rollover, f.Deadband)
+			checkRange(p, fp, f.Min, f.Max)
 		}
 	default:
 		p.Addf("protocol", "unknown protocol %q (want modbus or mqtt)", t.Protocol)

@@ -82,6 +82,7 @@ func New(ctx context.Context, cfg *Config, o Options) (*App, error) {
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildinfo.Collector("cloud"))
 	a.Latest = ingest.NewLatest()
+	a.Latest.Declare(&a.Bundle.Org, a.Bundle.Templates)
 	a.Presence = ingest.NewPresence(&bundle.Org, cfg.Ingest.StaleAfterIntervals)
 	a.Presence.MinStale = cfg.Ingest.StaleAfterMin.Duration
 
@@ -143,9 +144,10 @@ func (a *App) build() error {
 			connected = a.Broker.GatewayConnected
 		}
 		in, err := ingest.New(ingest.Config{
-			Org: &a.Bundle.Org, Store: a.DB, MQTT: mq,
+			Org: &a.Bundle.Org, Templates: a.Bundle.Templates, Store: a.DB, MQTT: mq,
 			FlushRows: cfg.Ingest.FlushRows, FlushInterval: cfg.Ingest.FlushInterval.Duration,
 			MaxUnacked: cfg.Ingest.MaxUnackedMessages, MaxFutureSkew: cfg.Ingest.MaxFutureSkew.Duration,
+			MaxAge:              cfg.Ingest.MaxAge.Duration,
 			StaleAfterIntervals: cfg.Ingest.StaleAfterIntervals, LatestLookback: cfg.Ingest.LatestLookback.Duration,
 			Latest: a.Latest, Presence: a.Presence, GatewayConnected: connected,
 			Logger: a.Log.With("component", "ingest"), Registerer: a.Registry,

@@ -109,11 +109,13 @@ type Ingest struct {
 	// ClientID must be stable and unique per replica (default
 	// "plantroom-ingest-<hostname>"); with the embedded broker it must
 	// start with the service's user name.
-	ClientID            string          `yaml:"client_id"`
-	FlushRows           int             `yaml:"flush_rows"`
-	FlushInterval       config.Duration `yaml:"flush_interval"`
-	MaxUnackedMessages  int             `yaml:"max_unacked_messages"`
-	MaxFutureSkew       config.Duration `yaml:"max_future_skew"`
+	ClientID           string          `yaml:"client_id"`
+	FlushRows          int             `yaml:"flush_rows"`
+	FlushInterval      config.Duration `yaml:"flush_interval"`
+	MaxUnackedMessages int             `yaml:"max_unacked_messages"`
+	MaxFutureSkew      config.Duration `yaml:"max_future_skew"`
+	// MaxAge: readings older than this are rejected (cause too_old).
+	MaxAge              config.Duration `yaml:"max_age"`
 	StaleAfterIntervals int             `yaml:"stale_after_intervals"`
 	// StaleAfterMin is the shortest stale window: longer than the edge
 	// agents' report heartbeat (default 11m against their default 5m).

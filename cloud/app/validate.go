@@ -180,6 +180,7 @@ func (c *Config) validateIngest(p *config.Problems) {
 	}
 	duration("ingest.flush_interval", &in.FlushInterval, ingest.DefaultFlushInterval, 10*time.Millisecond, time.Minute)
 	duration("ingest.max_future_skew", &in.MaxFutureSkew, ingest.DefaultMaxFutureSkew, time.Second, 7*24*time.Hour)
+	duration("ingest.max_age", &in.MaxAge, ingest.DefaultMaxAge, time.Hour, 100*365*24*time.Hour)
 	duration("ingest.latest_lookback", &in.LatestLookback, ingest.DefaultLatestLookback, time.Minute, 366*24*time.Hour)
 	duration("ingest.stale_after_min", &in.StaleAfterMin, DefaultStaleAfterMin, time.Second, 7*24*time.Hour)
 }

@@ -18,6 +18,11 @@ const (
 	CauseGatewayMismatch = "gateway_mismatch" // payload's gateway is not the topic's
 	CauseUnknownDevice   = "unknown_device"   // reading or event of a device the gateway does not have
 	CauseFuture          = "future"           // reading further in the future than max_future_skew
+	CauseTooOld          = "too_old"          // reading older than max_age
+	CauseUnknownMetric   = "unknown_metric"   // metric the device's template does not declare
+	// CauseOutOfRange marks readings kept with bad quality: outside the
+	// valid range of their template's point (never a rejection).
+	CauseOutOfRange = "out_of_range"
 )
 
 // item is one accepted message (or an event the ingest derived) on its way
@@ -38,10 +43,18 @@ type item struct {
 type orgIndex struct {
 	gateways map[string]config.GatewayInfo
 	devices  map[string]map[string]bool // gateway → device ids
+	// templates: device → its template; nil when metrics are not checked.
+	templates map[string]*config.Template
 }
 
-func newOrgIndex(org *config.Org) orgIndex {
+func newOrgIndex(org *config.Org, ts config.Templates) orgIndex {
 	x := orgIndex{gateways: map[string]config.GatewayInfo{}, devices: map[string]map[string]bool{}}
+	if ts != nil {
+		x.templates = map[string]*config.Template{}
+		for _, d := range org.Devices() {
+			x.templates[d.Device.ID] = ts[d.Device.Template]
+		}
+	}
 	for ci := range org.Companies {
 		c := &org.Companies[ci]
 		for pi := range c.Projects {
@@ -208,13 +221,16 @@ func topicBatchVersion(b *protocol.Batch) int {
 }
 
 // filterReadings drops, in place, readings of devices the gateway does not
-// have and readings too far in the future, counting them.
+// have, of metrics the device's template does not declare, too far in the
+// future or older than max_age, counting them; it marks readings outside
+// their point's valid range bad quality, counting them too.
 func (in *Ingest) filterReadings(b *protocol.Batch, now time.Time) {
 	devs := in.org.devices[b.Gateway]
 	limit := now.Add(in.cfg.MaxFutureSkew).UnixMilli()
+	oldest := now.Add(-in.cfg.MaxAge).UnixMilli()
 	kept := b.Readings[:0]
-	var future int
-	var futureErr error
+	var future, old int
+	var futureErr, oldErr error
 	for i := range b.Readings {
 		r := b.Readings[i]
 		if !devs[r.Device] {
@@ -230,10 +246,49 @@ func (in *Ingest) filterReadings(b *protocol.Batch, now time.Time) {
 			future++
 			continue
 		}
+		if r.TS < oldest {
+			if old == 0 {
+				oldErr = fmt.Errorf("%s/%s at %s is older than max_age %s",
+					r.Device, r.Metric, time.UnixMilli(r.TS).UTC().Format(time.RFC3339), in.cfg.MaxAge)
+			}
+			old++
+			continue
+		}
+		if in.org.templates != nil {
+			t := in.org.templates[r.Device]
+			var vr config.ValidRange
+			ok := t != nil
+			if ok {
+				vr, ok = t.Metric(r.Metric)
+			}
+			if !ok {
+				in.rejectedReadings(CauseUnknownMetric, 1, b.Gateway, r.Device,
+					fmt.Errorf("device %q has no metric %q in its template", r.Device, r.Metric))
+				continue
+			}
+			if r.Quality != protocol.QualityBad && !vr.Contains(r.Value) {
+				r.Quality = protocol.QualityBad
+				in.outOfRange(b.Gateway, r, vr)
+			}
+		}
 		kept = append(kept, r)
 	}
 	if future > 0 {
 		in.rejectedReadings(CauseFuture, future, b.Gateway, "", futureErr)
 	}
+	if old > 0 {
+		in.rejectedReadings(CauseTooOld, old, b.Gateway, "", oldErr)
+	}
 	b.Readings = kept
+}
+
+// outOfRange counts a reading marked bad quality and logs the first of
+// each device and metric.
+func (in *Ingest) outOfRange(gw string, r protocol.Reading, vr config.ValidRange) {
+	in.metrics.badReadings.WithLabelValues(CauseOutOfRange).Inc()
+	if in.rejects.first("bad/" + r.Device + "/" + r.Metric) {
+		in.log.Warn("reading outside its valid range: stored with bad quality, left out of energy, latest values and alarms; further ones of this metric are only counted",
+			"cause", CauseOutOfRange, "gateway", gw, "device", r.Device, "metric", r.Metric, "value", r.Value,
+			"valid", vr.String(), "metric_name", "plantroom_ingest_readings_bad_total")
+	}
 }

@@ -92,6 +92,7 @@ const (
 	DefaultFlushInterval       = time.Second
 	DefaultMaxUnacked          = 2000
 	DefaultMaxFutureSkew       = 5 * time.Minute
+	DefaultMaxAge              = 400 * 24 * time.Hour
 	DefaultStaleAfterIntervals = 3
 	DefaultLatestLookback      = 48 * time.Hour
 	DefaultMaxRetryInterval    = 10 * time.Second
@@ -102,6 +103,11 @@ type Config struct {
 	Org   *config.Org
 	Store Store
 	MQTT  MQTTConfig
+	// Templates declare each device's metrics and their valid ranges: a
+	// reading of a metric its device's template does not declare is
+	// rejected (cause unknown_metric), one outside the range is stored
+	// with bad quality (cause out_of_range). Nil: metrics are not checked.
+	Templates config.Templates
 
 	// FlushRows and FlushInterval: a flush is written when it holds this many
 	// readings, or this long after its first message arrived.
@@ -112,6 +118,9 @@ type Config struct {
 	// MaxFutureSkew: readings further ahead of the cloud's clock are
 	// rejected (counted as cause "future").
 	MaxFutureSkew time.Duration
+	// MaxAge: readings older than this are rejected (cause "too_old");
+	// default DefaultMaxAge, 400 days.
+	MaxAge time.Duration
 	// StaleAfterIntervals: a device without readings for this many of its
 	// poll intervals is reported stale.
 	StaleAfterIntervals int
@@ -153,6 +162,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxFutureSkew <= 0 {
 		c.MaxFutureSkew = DefaultMaxFutureSkew
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = DefaultMaxAge
 	}
 	if c.StaleAfterIntervals <= 0 {
 		c.StaleAfterIntervals = DefaultStaleAfterIntervals
@@ -217,7 +229,7 @@ func New(cfg Config) (*Ingest, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		metrics:  newMetrics(cfg.Registerer),
-		org:      newOrgIndex(cfg.Org),
+		org:      newOrgIndex(cfg.Org, cfg.Templates),
 		latest:   cfg.Latest,
 		presence: cfg.Presence,
 		commits:  newRecentCommits(),

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/store"
+	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -20,13 +21,45 @@ type LatestValue struct {
 // The ingest rebuilds it from ClickHouse at start and updates it after each
 // commit; only committed readings ever appear in it. Safe for concurrent
 // use.
+// Readings of bad quality never enter it, and with Declare only the
+// metrics the org declares do: its size is bounded by the org.
 type Latest struct {
 	mu      sync.RWMutex
 	devices map[string]map[string]LatestValue
+	known   func(device, metric string) bool // nil: any
 }
 
 // NewLatest returns an empty cache.
 func NewLatest() *Latest { return &Latest{devices: map[string]map[string]LatestValue{}} }
+
+// Declare bounds the cache to the metrics that each device's template
+// declares (devices of org without a template hold none).
+func (l *Latest) Declare(org *config.Org, ts config.Templates) {
+	tmpl := map[string]*config.Template{}
+	for _, d := range org.Devices() {
+		tmpl[d.Device.ID] = ts[d.Device.Template]
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.known = func(device, metric string) bool {
+		t := tmpl[device]
+		if t == nil {
+			return false
+		}
+		_, ok := t.Metric(metric)
+		return ok
+	}
+	for dev, m := range l.devices {
+		for metric := range m {
+			if !l.known(dev, metric) {
+				delete(m, metric)
+			}
+		}
+		if len(m) == 0 {
+			delete(l.devices, dev)
+		}
+	}
+}
 
 // Get returns a copy of the device's metrics and their newest values (nil
 // when nothing is known).
@@ -71,6 +104,9 @@ func (l *Latest) Devices() []string {
 // update keeps v if it is newer than what the cache holds. The caller holds
 // the write lock.
 func (l *Latest) update(device, metric string, v LatestValue) {
+	if v.Quality == protocol.QualityBad || l.known != nil && !l.known(device, metric) {
+		return
+	}
 	m := l.devices[device]
 	if m == nil {
 		m = map[string]LatestValue{}

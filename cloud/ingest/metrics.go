@@ -12,6 +12,7 @@ type metrics struct {
 	rejectedMessages *prometheus.CounterVec // by cause
 	readings         prometheus.Counter
 	rejectedReadings *prometheus.CounterVec // by cause
+	badReadings      *prometheus.CounterVec // stored with bad quality, by cause
 	duplicates       prometheus.Counter
 	acks             prometheus.Counter
 	ackErrors        prometheus.Counter
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "plantroom_ingest_readings_total",
 			Help: "Readings committed to ClickHouse (redeliveries included).",
 		}),
+		badReadings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plantroom_ingest_readings_bad_total",
+			Help: "Readings stored with bad quality (kept for audit, left out of energy, latest values and alarms), by cause.",
+		}, []string{"cause"}),
 		rejectedReadings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plantroom_ingest_readings_rejected_total",
 			Help: "Single readings dropped from otherwise good batches, by cause (unknown_device, future).",
@@ -91,7 +96,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.messages, m.rejectedMessages, m.readings, m.rejectedReadings, m.duplicates,
+		reg.MustRegister(m.badReadings, m.messages, m.rejectedMessages, m.readings, m.rejectedReadings, m.duplicates,
 			m.batchRows, m.flushSeconds, m.unacked, m.chErrors, m.connected, m.connectionLosses, m.events,
 			m.acks, m.ackErrors, m.reannounced)
 	}

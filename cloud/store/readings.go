@@ -110,7 +110,7 @@ type LatestRow struct {
 // after since, the newest reading. Duplicates do not matter to argMax.
 func (db *DB) LatestReadings(ctx context.Context, since time.Time) ([]LatestRow, error) {
 	q := fmt.Sprintf(`SELECT device, metric, max(ts_ms), argMax(value, (ts_ms, seq)), argMax(quality, (ts_ms, seq))
-FROM %s.%s WHERE ts_ms >= ? GROUP BY device, metric`, quoteIdent(db.Database()), TableReadings)
+FROM %s.%s WHERE ts_ms >= ? AND quality < 2 GROUP BY device, metric`, quoteIdent(db.Database()), TableReadings)
 	rows, err := db.conn.Query(ctx, q, since.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("cannot query latest readings: %w", err)
