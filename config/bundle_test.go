@@ -34,8 +34,8 @@ func TestDemoBundleLoads(t *testing.T) {
 	if n := len(b.Org.Devices()); n != 16 {
 		t.Errorf("%d devices, want 16", n)
 	}
-	if len(b.Templates) != 6 || len(b.Tariffs.Tariffs) != 3 || len(b.Rules.Rules) != 10 || len(b.Org.Staff) != 7 {
-		t.Errorf("%d templates, %d tariffs, %d rules, %d staff; want 6, 3, 10, 7",
+	if len(b.Templates) != 6 || len(b.Tariffs.Tariffs) != 3 || len(b.Rules.Rules) != 11 || len(b.Org.Staff) != 7 {
+		t.Errorf("%d templates, %d tariffs, %d rules, %d staff; want 6, 3, 11, 7",
 			len(b.Templates), len(b.Tariffs.Tariffs), len(b.Rules.Rules), len(b.Org.Staff))
 	}
 	// Validation fills in the time zone, default poll interval and building.

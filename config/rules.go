@@ -16,10 +16,13 @@ const (
 	RuleStale          = "stale"           // device sent nothing for a while
 	RuleGatewayOffline = "gateway_offline" // gateway status offline (last will) for a while
 	RuleQueueOverflow  = "queue_overflow"  // gateway dropped readings
+	// RuleCounterDiscontinuity: a device's energy counter made a step the
+	// plausibility walk credits 0 (docs/api.md): check the meter.
+	RuleCounterDiscontinuity = "counter_discontinuity"
 )
 
 // RuleKinds lists every rule kind.
-var RuleKinds = []string{RuleThreshold, RuleState, RuleRate, RuleStale, RuleGatewayOffline, RuleQueueOverflow}
+var RuleKinds = []string{RuleThreshold, RuleState, RuleRate, RuleStale, RuleGatewayOffline, RuleQueueOverflow, RuleCounterDiscontinuity}
 
 // Severities, most severe first.
 var Severities = []string{"critical", "major", "minor", "warning"}

@@ -46,7 +46,11 @@ type StoredReading = store.GatewayReading
 type Config struct {
 	Org   *config.Org
 	Rules *config.RuleFile
-	Log   EventLog
+	// Templates give counter_discontinuity rules each device's energy
+	// counter, maximum power and rollover; without them those rules stay
+	// idle.
+	Templates config.Templates
+	Log       EventLog
 	// Feed is shared with the work-order desk; a private one when nil.
 	// Start adds the log's Backfill to it when the log has one.
 	Feed     *Feed
@@ -181,6 +185,7 @@ func New(cfg Config) (*Engine, error) {
 	e.outbox = store.NewOutbox("alarm events", cfg.Log.AppendAlarmEvents, cfg.RetryInterval, cfg.Logger)
 	e.outbox.Failures, e.outbox.Pending = e.m.storeFailures, e.m.outbox
 	e.devices, e.gateways = bindRules(cfg.Org, cfg.Rules, cfg.QueueQuiet, cfg.DefaultMinHold)
+	bindCounterRules(e.devices, cfg.Org, cfg.Templates)
 	return e, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/plantroom/plantroom/cloud/energy"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -42,6 +43,7 @@ type tracker struct {
 	last        input
 	prev        input // previous reading (rate rules)
 	hasPrev     bool
+	walk        *counterWalk // counter_discontinuity rules
 
 	pendingSince  int64 // start of the condition while pending, 0 otherwise
 	clearingSince int64 // start of the clear condition while clearing, 0 otherwise
@@ -81,6 +83,15 @@ func (t *tracker) conditions(in input) (raise, clear, ok bool) {
 		rate := math.Abs(v-prev.value) / (float64(in.ts-prev.ts) / 60000)
 		limit := *r.RatePerMinute
 		return rate > limit, rate <= limit-r.Hysteresis, true
+	case config.RuleCounterDiscontinuity:
+		if t.walk == nil {
+			return false, false, false
+		}
+		kind, decided := t.walk.observe(in.ts, v)
+		if !decided {
+			return false, false, false
+		}
+		return kind == energy.EventDiscontinuity, kind != energy.EventDiscontinuity, true
 	}
 	return false, false, false
 }

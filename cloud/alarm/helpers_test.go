@@ -90,7 +90,7 @@ func newRig(t testing.TB, b *config.Bundle, log *memLog) *rig {
 		log = &memLog{}
 	}
 	r := &rig{t: t, b: b, log: log, clock: fakes.NewClock(t0)}
-	e, err := New(Config{Org: &b.Org, Rules: &b.Rules, Log: log, Sinks: []Sink{r}, Now: r.clock.Now, TickInterval: time.Hour})
+	e, err := New(Config{Org: &b.Org, Rules: &b.Rules, Templates: b.Templates, Log: log, Sinks: []Sink{r}, Now: r.clock.Now, TickInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,9 @@ func (e *Engine) evaluate(gateway string, r *protocol.Reading, arrived time.Time
 			t.lastTS, t.lastArrived, t.last = in.ts, in.arrived, in
 			continue
 		}
+		if w := t.walk; w != nil && raise {
+			in.ts, in.value = w.decided.TS, w.decided.V // the alarm names the jump, not the reading after it
+		}
 		trs = append(trs, t.step(in, raise, clear)...)
 	}
 	return trs

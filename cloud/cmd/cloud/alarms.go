@@ -39,7 +39,7 @@ func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 	}
 	alog := alarm.NewClickHouseLog(a.DB.Conn())
 	presence := a.Presence
-	engine, err := alarm.New(alarm.Config{Org: &a.Bundle.Org, Rules: &a.Bundle.Rules, Log: alog, Readings: alog,
+	engine, err := alarm.New(alarm.Config{Org: &a.Bundle.Org, Rules: &a.Bundle.Rules, Templates: a.Bundle.Templates, Log: alog, Readings: alog,
 		GatewayStatus: func(id string) (bool, time.Time, bool) {
 			g, ok := presence.Gateway(id)
 			return !g.Online, g.Since, ok && g.Known
