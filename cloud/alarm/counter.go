@@ -67,6 +67,19 @@ func bindCounterRules(devices map[string]*subject, org *config.Org, templates co
 		if s == nil {
 			continue
 		}
+		// bindRules filed rules without a metric under ""; these find
+		// their metric here.
+		var keep []*tracker
+		for _, t := range s.byMetric[""] {
+			if t.rule.Kind != config.RuleCounterDiscontinuity {
+				keep = append(keep, t)
+			}
+		}
+		if len(keep) == 0 {
+			delete(s.byMetric, "")
+		} else {
+			s.byMetric[""] = keep
+		}
 		var tpl *config.Template
 		if templates != nil {
 			tpl = templates[di.Device.Template]
