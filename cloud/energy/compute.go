@@ -372,10 +372,12 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 				for i := range pts {
 					pts[i].V *= d.PowerToKW
 				}
+				pts, dropped := PlausiblePower(pts, d.MaxKW)
 				if len(pts) > 0 {
 					r.Source = SourcePower
 				}
 				ic := Integrate(pts)
+				ic.Events = dropped
 				c = &ic
 				r.HoursPresent = countHours(pts, jh0, jh1)
 			case d.Counter != "":
