@@ -326,7 +326,10 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 		}
 	}
 
-	// The technician takes it: accepted, on site, resolved.
+	// The technician acknowledges the alarm with a note, then takes the
+	// order: accepted, on site, resolved.
+	var acked alarm.Alarm
+	c.call(onDuty, "POST", "/api/v1/alarms/"+a.ID+"/ack", map[string]string{"note": "管道爆裂，已关阀 / burst pipe, valve closed"}, &acked)
 	for _, s := range []string{StateAccepted, StateInProgress, StateResolved} {
 		var got WorkOrder
 		c.call(onDuty, "POST", "/api/v1/workorders/"+w.ID+"/transitions", TransitionRequest{To: s, Note: "现场处理: " + s}, &got)
@@ -384,6 +387,25 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 	c.call("pm-garden", "GET", "/api/v1/devices/garden-pump-1/history", nil, &hist)
 	if len(hist.WorkOrders) != 1 || hist.WorkOrders[0].State != StateResolved {
 		t.Errorf("device history %+v", hist.WorkOrders)
+	}
+	// Issue 19, point 5: the record keeps every step of the alarm too:
+	// raise, the acknowledgement with who and its note, the clear.
+	var steps []string
+	for _, rec := range hist.Alarms {
+		if rec.ID != a.ID {
+			continue
+		}
+		for _, st := range rec.Steps {
+			step := st.Kind
+			if st.Kind == alarm.EventAck {
+				step += " " + st.Who + " " + st.Note
+			}
+			steps = append(steps, step)
+		}
+	}
+	want := "raise|ack " + onDuty + " 管道爆裂，已关阀 / burst pipe, valve closed|clear"
+	if got := strings.Join(slices.DeleteFunc(steps, func(s string) bool { return s == alarm.EventRepeat }), "|"); got != want {
+		t.Errorf("alarm steps in the device history %q, want %q (repeats aside)", got, want)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 // Alarms is what the desk's routes need from the alarm engine.
 type Alarms interface {
 	Alarms(v alarm.Viewer, f alarm.Filter) []alarm.Alarm
+	Steps(ctx context.Context, v alarm.Viewer, subject string, since time.Time) ([]alarm.Event, error)
 }
 
 // Routes are the desk's API routes; alarms feeds the device history and
@@ -148,8 +150,28 @@ func (h *handlers) transition(c echo.Context) error {
 // its maintenance record.
 type History struct {
 	Device     string        `json:"device"`
-	Alarms     []alarm.Alarm `json:"alarms"`
+	Alarms     []AlarmRecord `json:"alarms"`
 	WorkOrders []WorkOrder   `json:"work_orders"`
+}
+
+// AlarmRecord is an alarm with every step it went through.
+type AlarmRecord struct {
+	alarm.Alarm
+	Steps []AlarmStep `json:"steps"`
+}
+
+// AlarmStep is one event of an alarm in the maintenance record: raise,
+// repeat, update, clear, or an acknowledgement with who and its note.
+type AlarmStep struct {
+	N         uint32    `json:"n"`
+	Kind      string    `json:"kind"`
+	At        time.Time `json:"at"`
+	From      string    `json:"from"`
+	To        string    `json:"to"`
+	Who       string    `json:"who,omitempty"`
+	Note      string    `json:"note,omitempty"`
+	Value     float64   `json:"value"`
+	ReadingTS time.Time `json:"reading_ts,omitzero"`
 }
 
 func (h *handlers) deviceHistory(c echo.Context) error {
@@ -165,14 +187,34 @@ func (h *handlers) deviceHistory(c echo.Context) error {
 	v := viewer(c)
 	out := History{
 		Device:     dev.Device.ID,
-		Alarms:     h.alarms.Alarms(v, alarm.Filter{Device: dev.Device.ID, Since: since, Until: until, Limit: 5000}),
+		Alarms:     []AlarmRecord{},
 		WorkOrders: h.d.DeviceOrders(v, dev.Device.ID, Filter{Since: since, Until: until, Limit: 5000}),
 	}
 	if out.WorkOrders == nil {
 		out.WorkOrders = []WorkOrder{}
 	}
-	if out.Alarms == nil {
-		out.Alarms = []alarm.Alarm{}
+	alarms := h.alarms.Alarms(v, alarm.Filter{Device: dev.Device.ID, Since: since, Until: until, Limit: 5000})
+	steps := map[string][]AlarmStep{}
+	if len(alarms) > 0 {
+		oldest := alarms[len(alarms)-1].RaisedAt.Add(-time.Second) // newest first; "at" is stored in seconds
+		evs, err := h.alarms.Steps(c.Request().Context(), v, dev.Device.ID, oldest)
+		if err != nil {
+			return apiError(c, err)
+		}
+		for _, ev := range evs {
+			steps[ev.Alarm.ID] = append(steps[ev.Alarm.ID], AlarmStep{N: ev.N, Kind: ev.Kind, At: ev.At, From: ev.From, To: ev.To,
+				Who: ev.Who, Note: ev.Note, Value: ev.Value, ReadingTS: ev.ReadingTS})
+		}
+	}
+	for _, a := range alarms {
+		// In the alarm's own order: a raise or clear is stamped with
+		// device time, an acknowledgement with the wall clock.
+		rec := AlarmRecord{Alarm: a, Steps: steps[a.ID]}
+		slices.SortFunc(rec.Steps, func(x, y AlarmStep) int { return int(x.N) - int(y.N) })
+		if rec.Steps == nil {
+			rec.Steps = []AlarmStep{}
+		}
+		out.Alarms = append(out.Alarms, rec)
 	}
 	return c.JSON(http.StatusOK, out)
 }
