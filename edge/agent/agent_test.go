@@ -137,14 +137,16 @@ func TestSteadyStateWithSimulators(t *testing.T) {
 	final.noReadingInTwoSeqs(t)
 }
 
-// A dead device next to live ones: the live devices keep their poll rate,
-// the dead one is reported offline and, once it answers again, online.
+// A dead device next to live ones: the live devices keep the poll rate of a
+// control device polled by an agent of its own, the dead one is backed off,
+// reported offline and, once it answers again, online.
 func TestDeadDeviceNextToLiveOnes(t *testing.T) {
 	cloud := mqtttest.StartMochi(t, cloudUsers())
 	b := startSim(t, sim.MQTTConfig{},
 		sim.DeviceConfig{ID: "pump-1", Template: "pump-vfd"},
 		sim.DeviceConfig{ID: "pump-2", Template: "pump-vfd"},
 		sim.DeviceConfig{ID: "pump-dead", Template: "pump-vfd"},
+		sim.DeviceConfig{ID: "pump-ctl", Template: "pump-vfd"},
 	)
 	devices := "modbus: {offline_after: 2, max_backoff: 2s}\ndevices:\n" +
 		deviceLine(b, "pump-1", "pump-vfd", "100ms") + deviceLine(b, "pump-2", "pump-vfd", "100ms") +
@@ -156,23 +158,28 @@ func TestDeadDeviceNextToLiveOnes(t *testing.T) {
 	waitFor(t, 20*time.Second, "device_offline at the cloud", func() bool {
 		return hasEvent(events(t, cloud), protocol.EventDeviceOffline, "pump-dead")
 	})
-	start := a.poller.Stats()
-	t0 := time.Now()
-	time.Sleep(2 * time.Second) // a window to count polls in
-	end := a.poller.Stats()
-	elapsed := time.Since(t0)
-	expected := float64(elapsed) / float64(100*time.Millisecond)
+	// The control: the same model at the same interval, in an agent of
+	// its own with no dead neighbour. Poll counts are compared over one
+	// window, not against wall time.
+	control := startAgent(t, agentYAML(mqtttest.StartMochi(t, cloudUsers()).URL(), t.TempDir(),
+		"devices:\n"+deviceLine(b, "pump-ctl", "pump-vfd", "100ms")))
+	waitFor(t, 10*time.Second, "the control device polled", func() bool { return control.poller.Stats()["pump-ctl"].Polls > 0 })
+	start, ctl0 := a.poller.Stats(), control.poller.Stats()["pump-ctl"].Polls
+	waitFor(t, 20*time.Second, "20 polls of the control device", func() bool {
+		return control.poller.Stats()["pump-ctl"].Polls >= ctl0+20
+	})
+	end, ctl := a.poller.Stats(), float64(control.poller.Stats()["pump-ctl"].Polls-ctl0)
 	for _, id := range []string{"pump-1", "pump-2"} {
 		polls := float64(end[id].Polls - start[id].Polls)
-		if polls < 0.6*expected {
-			t.Errorf("%s polled %v times in %s next to a dead device; its rate would give %.0f", id, polls, elapsed, expected)
+		if polls < 0.6*ctl {
+			t.Errorf("%s polled %v times next to a dead device while the control device polled %v times", id, polls, ctl)
 		}
 		if end[id].FailedPolls != 0 {
 			t.Errorf("%s had %d failed polls", id, end[id].FailedPolls)
 		}
 	}
-	if dead := float64(end["pump-dead"].Polls - start["pump-dead"].Polls); dead >= 0.5*expected {
-		t.Errorf("the dead device was polled %v times in the window, not backed off", dead)
+	if dead := float64(end["pump-dead"].Polls - start["pump-dead"].Polls); dead >= 0.5*ctl {
+		t.Errorf("the dead device was polled %v times while the control device polled %v times: not backed off", dead, ctl)
 	}
 	if h := a.Health(); h.Status != "degraded" || len(h.Devices.Offline) != 1 || h.Devices.Offline[0] != "pump-dead" {
 		t.Errorf("healthz %+v", h)

@@ -1,22 +1,19 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/devices/sim"
 	"github.com/plantroom/plantroom/edge/internal/mqtttest"
+	"github.com/plantroom/plantroom/internal/promtext"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -271,7 +268,8 @@ func hasEvent(evs []protocol.Event, kind, device string) bool {
 	return false
 }
 
-// scrape reads the agent's /metrics into "name{labels}" → value.
+// scrape reads the agent's /metrics into "name{labels}" → value (labels
+// sorted, as the agent writes them).
 func scrape(t testing.TB, addr string) map[string]float64 {
 	t.Helper()
 	m, err := scrapeMetrics(addr)
@@ -282,25 +280,11 @@ func scrape(t testing.TB, addr string) map[string]float64 {
 }
 
 func scrapeMetrics(addr string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := promtext.Scrape(ctx, "http://"+addr+"/metrics")
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || line == "" {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
+	return m.Series(), nil
 }

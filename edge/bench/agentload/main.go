@@ -2,6 +2,7 @@
 // polling load, looking at the agent's process alone:
 //
 //	go run ./edge/bench/agentload -agent bin/edge-agent [-devices 500] [-points 30] [-interval 1s] [-duration 30s]
+//	go run ./edge/bench/agentload -agent edge-agent-armv7 -exec qemu-arm-static ...   # a 32-bit ARM build, emulated
 //
 // It serves the devices itself (Modbus TCP on loopback, every register
 // changing at every read, so report by exception lets every value through:
@@ -37,6 +38,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/plantroom/plantroom/edge/internal/modbustest"
+	"github.com/plantroom/plantroom/internal/promtext"
 )
 
 func main() {
@@ -46,14 +48,15 @@ func main() {
 	interval := flag.Duration("interval", time.Second, "poll interval")
 	warmup := flag.Duration("warmup", 10*time.Second, "time before measuring")
 	duration := flag.Duration("duration", 30*time.Second, "measuring window")
+	emulator := flag.String("exec", "", "run the agent through this program (e.g. qemu-arm-static for an ARM build); its process is the one measured")
 	flag.Parse()
-	if err := run(*agentBin, *devices, *points, *interval, *warmup, *duration); err != nil {
+	if err := run(*agentBin, *emulator, *devices, *points, *interval, *warmup, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "agentload:", err)
 		os.Exit(1)
 	}
 }
 
-func run(agentBin string, devices, points int, interval, warmup, duration time.Duration) error {
+func run(agentBin, emulator string, devices, points int, interval, warmup, duration time.Duration) error {
 	dir, err := os.MkdirTemp("", "agentload-")
 	if err != nil {
 		return err
@@ -82,6 +85,9 @@ func run(agentBin string, devices, points int, interval, warmup, duration time.D
 	}
 
 	cmd := exec.Command(agentBin, "-config", cfgPath)
+	if emulator != "" {
+		cmd = exec.Command(emulator, agentBin, "-config", cfgPath)
+	}
 	logFile, err := os.Create(filepath.Join(dir, "agent.log"))
 	if err != nil {
 		return err
@@ -131,25 +137,25 @@ func run(agentBin string, devices, points int, interval, warmup, duration time.D
 	}
 	hwm, _ := procStatus(pid, "VmHWM")
 
-	rate := func(name string) float64 { return (m1[name] - m0[name]) / elapsed }
+	rate := func(name string) float64 { return (m1.Sum(name) - m0.Sum(name)) / elapsed }
 	cpuPct := float64(cpu1-cpu0) / clockTicks / elapsed * 100
 	fmt.Printf("edge agent under load: %d devices × %d points every %s (%.0f points/s offered), %s warm-up, %.0fs measured, pid %d\n",
 		devices, points, interval, float64(devices*points)/interval.Seconds(), warmup, elapsed, pid)
-	fmt.Printf("  points read            %10.0f /s\n", rate("points_read"))
+	fmt.Printf("  points read            %10.0f /s\n", rate(mPointsRead))
 	fmt.Printf("  readings queued        %10.0f /s\n", rate("plantroom_edge_readings_taken_total"))
-	fmt.Printf("  readings published     %10.0f /s\n", rate("published"))
-	fmt.Printf("  Modbus read errors     %10.0f\n", m1["read_errors"]-m0["read_errors"])
+	fmt.Printf("  readings published     %10.0f /s\n", rate(mPublished))
+	fmt.Printf("  Modbus read errors     %10.0f\n", m1.Sum(mReadErrors)-m0.Sum(mReadErrors))
 	fmt.Printf("  queued, not yet sent   %10.0f readings at the end (live batches leave every batch_max_delay)\n",
-		m1[`plantroom_edge_queue_readings{state="live"}`]+m1[`plantroom_edge_queue_readings{state="backlog"}`])
+		m1.Sum("plantroom_edge_queue_readings", "state", "live")+m1.Sum("plantroom_edge_queue_readings", "state", "backlog"))
 	fmt.Printf("  CPU (utime+stime)      %10.1f %% of one core   (target ≤ 20%%; the agent's own process_cpu_seconds_total says %.1f %%)\n",
 		cpuPct, rate("process_cpu_seconds_total")*100)
 	fmt.Printf("  RSS                    %10.1f MiB average, %.1f MiB max, %.1f MiB high-water   (target ≤ 64 MiB)\n",
 		float64(rssSum)/float64(max(samples, 1))/1024, float64(rssMax)/1024, float64(hwm)/1024)
-	if sent, queued := m1["published"], m1["plantroom_edge_readings_taken_total"]; sent > queued {
+	if sent, queued := m1.Sum(mPublished), m1.Sum("plantroom_edge_readings_taken_total"); sent > queued {
 		return fmt.Errorf("the agent published %.0f readings but queued only %.0f: readings were sent twice", sent, queued)
 	}
 	// Machine-readable figures (scripts/bench.sh reads these).
-	pps := rate("points_read")
+	pps := rate(mPointsRead)
 	fmt.Printf("points_per_s %.0f\n", pps)
 	fmt.Printf("cpu_pct %.2f\n", cpuPct)
 	fmt.Printf("cpu_pct_per_1000_points_s %.3f\n", cpuPct/max(pps, 1)*1000)
@@ -262,40 +268,16 @@ func waitHealthy(addr string, timeout time.Duration) error {
 	return fmt.Errorf("the agent did not answer on %s within %s", addr, timeout)
 }
 
-// scrape reads the agent's metrics, summing the per-device series the
-// report needs into "points_read", "read_errors" and "published".
-func scrape(addr string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("cannot scrape the agent: %w", err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		name := line[:i]
-		out[name] = v
-		switch {
-		case strings.HasPrefix(name, "plantroom_edge_modbus_points_read_total{"):
-			out["points_read"] += v
-		case strings.HasPrefix(name, "plantroom_edge_modbus_read_errors_total{"):
-			out["read_errors"] += v
-		case strings.HasPrefix(name, "plantroom_edge_uplink_readings_published_total{"):
-			out["published"] += v
-		}
-	}
-	return out, sc.Err()
+// The per-device series the report sums.
+const (
+	mPointsRead = "plantroom_edge_modbus_points_read_total"
+	mReadErrors = "plantroom_edge_modbus_read_errors_total"
+	mPublished  = "plantroom_edge_uplink_readings_published_total"
+)
+
+// scrape reads the agent's metrics.
+func scrape(addr string) (*promtext.Metrics, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return promtext.Scrape(ctx, "http://"+addr+"/metrics")
 }
