@@ -6,7 +6,7 @@ BIN     := bin
 PKGS    := ./...
 TESTFLAGS ?= -race -timeout 12m
 
-.PHONY: all build test bench demo drills lint clean fuzz release screenshots
+.PHONY: all build test test-arm test-cluster bench demo drills lint clean fuzz release screenshots
 
 all: build
 
@@ -19,6 +19,15 @@ build:
 test: build
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
+
+# The edge packages' tests on 32-bit ARM under qemu-arm-static.
+test-arm:
+	bash scripts/test-arm.sh
+
+# The store on a two-shard ClickHouse cluster with ZooKeeper (started and
+# stopped by the script).
+test-cluster:
+	bash scripts/chcluster.sh test
 
 bench: build
 	bash scripts/bench.sh
