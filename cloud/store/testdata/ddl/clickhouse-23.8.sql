@@ -1,0 +1,95 @@
+CREATE TABLE IF NOT EXISTS `plantroom`.schema_migrations (
+    component String,
+    version UInt32,
+    name String,
+    applied_at DateTime
+) ENGINE = ReplacingMergeTree
+ORDER BY (component, version);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.readings (
+    company LowCardinality(String),
+    project LowCardinality(String),
+    gateway LowCardinality(String),
+    device String CODEC(ZSTD(1)),
+    metric LowCardinality(String),
+    ts_ms Int64 CODEC(Delta, ZSTD(1)),
+    value Float64 CODEC(Gorilla, ZSTD(1)),
+    quality UInt8 CODEC(ZSTD(1)),
+    seq UInt64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplacingMergeTree(seq)
+PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000)))
+ORDER BY (company, project, device, metric, ts_ms);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.readings_hourly (
+    company LowCardinality(String),
+    project LowCardinality(String),
+    device String CODEC(ZSTD(1)),
+    metric LowCardinality(String),
+    hour_ms Int64 CODEC(Delta, ZSTD(1)),
+    min_v AggregateFunction(min, Float64),
+    max_v AggregateFunction(max, Float64),
+    first_v AggregateFunction(argMin, Float64, Int64),
+    first_ts AggregateFunction(min, Int64),
+    last_v AggregateFunction(argMax, Float64, Int64),
+    last_ts AggregateFunction(max, Int64),
+    n AggregateFunction(uniqExact, Int64)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY toYYYYMM(toDateTime(intDiv(hour_ms, 1000)))
+ORDER BY (company, project, device, metric, hour_ms);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS `plantroom`.readings_hourly_mv TO `plantroom`.readings_hourly AS
+SELECT
+    company, project, device, metric,
+    intDiv(ts_ms, 3600000) * 3600000 AS hour_ms,
+    minState(value) AS min_v,
+    maxState(value) AS max_v,
+    argMinState(value, ts_ms) AS first_v,
+    minState(ts_ms) AS first_ts,
+    argMaxState(value, ts_ms) AS last_v,
+    maxState(ts_ms) AS last_ts,
+    uniqExactState(ts_ms) AS n
+FROM `plantroom`.readings
+WHERE quality < 2
+GROUP BY company, project, device, metric, hour_ms;
+
+CREATE TABLE IF NOT EXISTS `plantroom`.events (
+    company LowCardinality(String),
+    project LowCardinality(String),
+    gateway LowCardinality(String),
+    device String,
+    kind LowCardinality(String),
+    ts_ms Int64 CODEC(Delta, ZSTD(1)),
+    seq UInt64,
+    message String CODEC(ZSTD(1)),
+    attrs String CODEC(ZSTD(1)),
+    arrived_ms Int64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000)))
+ORDER BY (company, project, gateway, kind, device, ts_ms, seq);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.committed_batches (
+    gateway LowCardinality(String),
+    epoch UInt64,
+    seq UInt64 CODEC(Delta, ZSTD(1)),
+    crc UInt32,
+    committed_ms Int64 CODEC(Delta, ZSTD(1))
+) ENGINE = ReplacingMergeTree()
+PARTITION BY tuple()
+ORDER BY (gateway, epoch, seq);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events` (
+    thing_id String,
+    n UInt32,
+    seq UInt64,
+    at DateTime,
+    at_ms Int64,
+    company String,
+    project String,
+    device String,
+    gateway String,
+    state String,
+    value Float64,
+    flag UInt8
+) ENGINE = ReplacingMergeTree(seq)
+PARTITION BY toYYYYMM(at)
+ORDER BY (company, project, thing_id, n);

@@ -1,0 +1,109 @@
+CREATE TABLE IF NOT EXISTS `plantroom`.schema_migrations ON CLUSTER `plant` (
+    component String,
+    version UInt32,
+    name String,
+    applied_at DateTime
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/plantroom/schema_migrations', '{replica}')
+ORDER BY (component, version);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.readings_local ON CLUSTER `plant` (
+    company String,
+    project String,
+    gateway String,
+    device String,
+    metric String,
+    ts_ms Int64,
+    value Float64,
+    quality UInt8,
+    seq UInt64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/plantroom/readings_local', '{replica}', seq)
+PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000)))
+ORDER BY (company, project, device, metric, ts_ms);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.readings ON CLUSTER `plant` AS `plantroom`.readings_local
+ENGINE = Distributed(`plant`, `plantroom`, readings_local, cityHash64(company, project, device));
+
+CREATE TABLE IF NOT EXISTS `plantroom`.readings_hourly_local ON CLUSTER `plant` (
+    company String,
+    project String,
+    device String,
+    metric String,
+    hour_ms Int64,
+    min_v AggregateFunction(min, Float64),
+    max_v AggregateFunction(max, Float64),
+    first_v AggregateFunction(argMin, Float64, Int64),
+    first_ts AggregateFunction(min, Int64),
+    last_v AggregateFunction(argMax, Float64, Int64),
+    last_ts AggregateFunction(max, Int64),
+    n AggregateFunction(uniqExact, Int64)
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/plantroom/readings_hourly_local', '{replica}')
+PARTITION BY toYYYYMM(toDateTime(intDiv(hour_ms, 1000)))
+ORDER BY (company, project, device, metric, hour_ms);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.readings_hourly ON CLUSTER `plant` AS `plantroom`.readings_hourly_local
+ENGINE = Distributed(`plant`, `plantroom`, readings_hourly_local, cityHash64(company, project, device));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS `plantroom`.readings_hourly_mv ON CLUSTER `plant` TO `plantroom`.readings_hourly_local AS
+SELECT
+    company, project, device, metric,
+    intDiv(ts_ms, 3600000) * 3600000 AS hour_ms,
+    minState(value) AS min_v,
+    maxState(value) AS max_v,
+    argMinState(value, ts_ms) AS first_v,
+    minState(ts_ms) AS first_ts,
+    argMaxState(value, ts_ms) AS last_v,
+    maxState(ts_ms) AS last_ts,
+    uniqExactState(ts_ms) AS n
+FROM `plantroom`.readings_local
+WHERE quality < 2
+GROUP BY company, project, device, metric, hour_ms;
+
+CREATE TABLE IF NOT EXISTS `plantroom`.events_local ON CLUSTER `plant` (
+    company String,
+    project String,
+    gateway String,
+    device String,
+    kind String,
+    ts_ms Int64,
+    seq UInt64,
+    message String,
+    attrs String,
+    arrived_ms Int64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/plantroom/events_local', '{replica}')
+PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000)))
+ORDER BY (company, project, gateway, kind, device, ts_ms, seq);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.events ON CLUSTER `plant` AS `plantroom`.events_local
+ENGINE = Distributed(`plant`, `plantroom`, events_local, cityHash64(company, project, gateway));
+
+CREATE TABLE IF NOT EXISTS `plantroom`.committed_batches_local ON CLUSTER `plant` (
+    gateway String,
+    epoch UInt64,
+    seq UInt64,
+    crc UInt32,
+    committed_ms Int64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/plantroom/committed_batches_local', '{replica}')
+PARTITION BY tuple()
+ORDER BY (gateway, epoch, seq);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.committed_batches ON CLUSTER `plant` AS `plantroom`.committed_batches_local
+ENGINE = Distributed(`plant`, `plantroom`, committed_batches_local, cityHash64(gateway));
+
+CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events_local` ON CLUSTER `plant` (
+    thing_id String,
+    n UInt32,
+    seq UInt64,
+    at DateTime,
+    at_ms Int64,
+    company String,
+    project String,
+    device String,
+    gateway String,
+    state String,
+    value Float64,
+    flag UInt8
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/plantroom/thing_events_local', '{replica}', seq)
+PARTITION BY toYYYYMM(at)
+ORDER BY (company, project, thing_id, n);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events` ON CLUSTER `plant` AS `plantroom`.`thing_events_local` ENGINE = Distributed(`plant`, `plantroom`, `thing_events_local`, cityHash64(company, project));
