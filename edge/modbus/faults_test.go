@@ -226,9 +226,11 @@ func TestExceptions(t *testing.T) {
 		t.Errorf("meter offline cause = %v", c)
 	}
 	// Exception 11 from a gateway means the device behind it is silent: the
-	// poll ends at the first request, as for a timeout.
+	// poll ends at the first request, as for a timeout. (+1: Stop may end a
+	// poll that counted its exception but not yet itself; seen on a slow,
+	// emulated 32-bit ARM run.)
 	ls := p.Stats()["lift"]
-	if n := ls.Errors["exception_11"]; ls.Polls < 3 || n != ls.Polls || ls.PointsRead != 0 {
+	if n := ls.Errors["exception_11"]; ls.Polls < 3 || n < ls.Polls || n > ls.Polls+1 || ls.PointsRead != 0 {
 		t.Errorf("lift behind a gateway that gets no answer: %+v; want one request per poll", ls)
 	}
 }
