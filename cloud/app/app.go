@@ -114,7 +114,8 @@ func (a *App) build() error {
 		b, err := broker.New(broker.Config{
 			Listen: cfg.Broker.Listen, TLSListen: cfg.Broker.TLSListen, TLSCert: cfg.Broker.TLSCert, TLSKey: cfg.Broker.TLSKey,
 			Org: &a.Bundle.Org, Services: cfg.Broker.Services, MaxPending: cfg.Broker.MaxPending, StorePath: cfg.Broker.StorePath,
-			Logger: a.Log.With("component", "broker"), Registerer: a.Registry,
+			SessionExpiry: cfg.Broker.SessionExpiry.Duration,
+			Logger:        a.Log.With("component", "broker"), Registerer: a.Registry,
 		})
 		if err != nil {
 			return err

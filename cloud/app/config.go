@@ -82,6 +82,9 @@ type Broker struct {
 	// StorePath keeps sessions and queued messages in a bbolt file across
 	// broker restarts ("" keeps them in memory only).
 	StorePath string `yaml:"store_path"`
+	// SessionExpiry: how long a disconnected client's session is kept
+	// (default 168h).
+	SessionExpiry config.Duration `yaml:"session_expiry"`
 	// Services are the non-gateway users: ingest replicas in other
 	// processes, staff tools.
 	Services []broker.Service `yaml:"services"`

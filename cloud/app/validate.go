@@ -98,6 +98,12 @@ func (c *Config) validateBroker(p *config.Problems) {
 	if b.MaxPending < 0 {
 		p.Addf("broker.max_pending", "must be >= 0, got %d", b.MaxPending)
 	}
+	if b.SessionExpiry.Duration < 0 {
+		p.Addf("broker.session_expiry", "must be > 0, got %s", b.SessionExpiry)
+	}
+	if b.SessionExpiry.Duration == 0 {
+		b.SessionExpiry = config.D(broker.DefaultSessionExpiry)
+	}
 	if b.MaxPending == 0 {
 		b.MaxPending = broker.DefaultMaxPending
 	}

@@ -141,6 +141,13 @@ func (a *access) clientIDProblem(p *principal, id string) string {
 	if id == "" {
 		return "" // the broker assigns a fresh id
 	}
+	if p.gateway {
+		// A gateway's client id is its own id, or its id, "-" and a suffix
+		// (gw-garden-1-backfill); never one another gateway may claim.
+		if owner := a.gatewayOfClientID(id); owner != p.name {
+			return fmt.Sprintf("gateway %q may use client id %q or %q, not %q", p.name, p.name, p.name+"-…", id)
+		}
+	}
 	if !p.gateway && !strings.HasPrefix(id, p.name) {
 		return fmt.Sprintf("a service's client id must start with its user name %q, got %q", p.name, id)
 	}
@@ -160,6 +167,20 @@ func (a *access) clientIDProblem(p *principal, id string) string {
 		}
 	}
 	return ""
+}
+
+// gatewayOfClientID is the gateway a client id belongs to: the gateway with
+// the longest id that equals it or is followed in it by "-"; "" for none.
+func (a *access) gatewayOfClientID(id string) string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	best := ""
+	for name, p := range a.principals {
+		if p.gateway && len(name) > len(best) && (id == name || strings.HasPrefix(id, name+"-")) {
+			best = name
+		}
+	}
+	return best
 }
 
 func (a *access) checkPassword(p *principal, password []byte) bool {

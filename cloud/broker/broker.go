@@ -13,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -71,13 +73,21 @@ type Config struct {
 	// StorePath, if set, keeps sessions, queued messages and retained
 	// messages in a bbolt file, so a broker restart loses none of them.
 	StorePath string
-	Logger    *slog.Logger
+	// SessionExpiry is how long the broker keeps the session (subscriptions,
+	// queued messages) of a disconnected client; default
+	// DefaultSessionExpiry. Nothing is lost when one expires: the edge keeps
+	// every batch until the cloud acknowledges its commit.
+	SessionExpiry time.Duration
+	Logger        *slog.Logger
 	// Registerer receives the broker's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 }
 
 // DefaultMaxPending is the default of Config.MaxPending.
 const DefaultMaxPending = 1000
+
+// DefaultSessionExpiry is the default of Config.SessionExpiry.
+const DefaultSessionExpiry = 7 * 24 * time.Hour
 
 // Broker is the embedded MQTT broker.
 type Broker struct {
@@ -86,6 +96,7 @@ type Broker struct {
 	server  *mqtt.Server
 	access  *access
 	flow    *flow
+	store   storeHook // with StorePath
 	done    chan struct{}
 	addr    string
 	tlsAddr string
@@ -145,6 +156,13 @@ func (b *Broker) options() *mqtt.Options {
 	// Queued messages of a persistent session (the ingest's) never expire:
 	// the default would drop them after a day of ingest downtime.
 	caps.MaximumMessageExpiryInterval = 0
+	// Sessions of disconnected clients end after SessionExpiry (MQTT 5
+	// clients may ask for less, not more).
+	exp := b.cfg.SessionExpiry
+	if exp <= 0 {
+		exp = DefaultSessionExpiry
+	}
+	caps.MaximumSessionExpiryInterval = uint32(min(exp/time.Second, math.MaxUint32-1))
 	// A telemetry batch is at most protocol.MaxBatchBytes; leave room for
 	// the topic and headers.
 	caps.MaximumPacketSize = uint32(protocol.MaxBatchBytes + 64<<10)
@@ -186,7 +204,8 @@ func (b *Broker) start() error {
 		if err := os.MkdirAll(filepath.Dir(b.cfg.StorePath), 0o750); err != nil {
 			return fmt.Errorf("cannot create the directory of broker store %q: %w", b.cfg.StorePath, err)
 		}
-		err := s.AddHook(storeHook{new(bolt.Hook)}, &bolt.Options{Path: b.cfg.StorePath, Options: &bbolt.Options{Timeout: 5 * time.Second}})
+		b.store = storeHook{new(bolt.Hook)}
+		err := s.AddHook(b.store, &bolt.Options{Path: b.cfg.StorePath, Options: &bbolt.Options{Timeout: 5 * time.Second}})
 		if err != nil {
 			return fmt.Errorf("cannot open broker store %q: %w", b.cfg.StorePath, err)
 		}
@@ -227,8 +246,32 @@ func (b *Broker) start() error {
 	if err := s.Serve(); err != nil {
 		return fail(fmt.Errorf("cannot start broker: %w", err))
 	}
+	b.purgeUnknownSessions()
 	b.log.Info("MQTT broker listening", "tcp", b.addr, "tls", b.tlsAddr)
 	return nil
+}
+
+// purgeUnknownSessions drops the stored sessions of users the broker no
+// longer knows (a gateway removed from org.yaml, a retired service): their
+// subscriptions and queued messages would otherwise stay for good.
+func (b *Broker) purgeUnknownSessions() {
+	var purged []string
+	for id, cl := range b.server.Clients.GetAll() {
+		user := string(cl.Properties.Username)
+		if b.access.principal(user) != nil || !cl.Closed() {
+			continue
+		}
+		b.server.UnsubscribeClient(cl)
+		b.server.Clients.Delete(id)
+		if b.store.Hook != nil {
+			b.store.OnClientExpired(cl) // and from the store file
+		}
+		purged = append(purged, id+" ("+user+")")
+	}
+	if len(purged) > 0 {
+		sort.Strings(purged)
+		b.log.Warn("purged the stored sessions of users no longer configured", "sessions", purged)
+	}
 }
 
 // Addr is the bound TCP address ("" without a TCP listener).

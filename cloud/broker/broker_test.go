@@ -306,13 +306,18 @@ func TestClientIDsAndWills(t *testing.T) {
 	if _, err := dial(t, b.Addr(), clientOpts{user: "ingest", password: b.ingestPW, id: "gw-garden-1"}); err == nil {
 		t.Error("service connected with a client id outside its name")
 	}
-	// Nor may one gateway take over another's session.
-	mustDial(t, b.Addr(), clientOpts{user: "gw-tower-1", password: "gw-tower-1-secret", id: "edge-box-7", clean: false})
-	if _, err := dial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "edge-box-7"}); err == nil {
-		t.Error("gateway took over another gateway's session")
+	// A gateway uses its own id, or its id and a "-suffix": it can neither
+	// squat another gateway's id before that gateway's first connection
+	// (locking it out) nor hold an id no one can attribute.
+	for _, id := range []string{"gw-garden-1", "gw-garden-1x", "edge-box-7", "gw-garden"} {
+		if _, err := dial(t, b.Addr(), clientOpts{user: "gw-tower-1", password: "gw-tower-1-secret", id: id, clean: false}); err == nil {
+			t.Errorf("gateway gw-tower-1 connected with client id %q", id)
+		}
 	}
-	if got := b.denied(t, DenyClientID); got != 3 {
-		t.Errorf("denied{client_id} = %v, want 3", got)
+	mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", clean: false}).Disconnect(100)
+	mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1-backfill"}).Disconnect(100)
+	if got := b.denied(t, DenyClientID); got != 6 {
+		t.Errorf("denied{client_id} = %v, want 6", got)
 	}
 	// A last will outside the gateway's prefix is refused at connect.
 	if _, err := dial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", will: "plantroom/v2/acme/tower/gw-tower-1/status"}); err == nil {
