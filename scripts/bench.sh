@@ -44,6 +44,10 @@ say "running the queue benchmark and the edge agent load test (500 devices × 30
 bash edge/bench/agentload.sh >"$OUT/agentload.txt" 2>&1 ||
     { cat "$OUT/agentload.txt" >&2; echo "bench: agentload failed" >&2; exit 1; }
 
+say "running the many-gateways load test (1,000 gateways on one bin/cloud, a batch every 10 s, then a reconnect storm; about 3 minutes)…"
+go run ./cloud/bench/gwload -cloud bin/cloud -gateways 1000 >"$OUT/gwload.txt" 2>"$OUT/gwload.log" ||
+    { cat "$OUT/gwload.log" "$OUT/gwload.txt" >&2; echo "bench: gwload failed" >&2; exit 1; }
+
 dec=$(metric "$OUT/protocol.txt" BenchmarkDecodeBatch readings/s)
 decjson=$(metric "$OUT/protocol.txt" BenchmarkDecodeBatchJSON readings/s)
 q=$(metric "$OUT/agentload.txt" BenchmarkQueueAppendAck readings/s)
@@ -66,6 +70,7 @@ cpu=$(awk '$1=="cpu_pct_per_1000_points_s" {print $2}' "$OUT/agentload.txt")
 rss=$(awk '$1=="rss_mib" {print $2}' "$OUT/agentload.txt")
 cpu_total=$(awk '$1=="cpu_pct" {print $2}' "$OUT/agentload.txt")
 pps=$(awk '$1=="points_per_s" {print $2}' "$OUT/agentload.txt")
+gw() { awk -v k="$1" '$1==k {print $2}' "$OUT/gwload.txt"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "" || b == 0 || a == "") print "-"; else printf "%.2f", a / b }'; }
 num() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else if (a >= 1000) printf "%.0f", a; else printf "%.3g", a }'; }
@@ -79,6 +84,11 @@ num() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else if (a >= 1000) print
     printf '%-44s %16s %-34s %8s  %s\n' "ingest end to end (readings/s)" "$(num "$e2e")" "raw batch insert: $(num "$raw")" "$(ratio "$e2e" "$raw")" "≥ 200,000/s, ratio ≥ 0.3"
     printf '%-44s %16s %-34s %8s  %s\n' "ingest with commit acks (readings/s)" "$(num "$e2e")" "without acks: $(num "$e2enoack")" "$(ratio "$e2e" "$e2enoack")" "ratio ≥ 0.9"
     printf '%-44s %16s %-34s %8s  %s\n' "broker without store_path (QoS 1 msgs/s)" "$(num "$storemem")" "with store_path: $(num "$store")" "$(ratio "$storemem" "$store")" "-"
+    printf '%-44s %16s %-34s %8s  %s\n' "1,000 gateways: publish→commit ack p99 (ms)" "$(num "$(gw ack_p99_ms)")" "p50: $(num "$(gw ack_p50_ms)")" "$(ratio "$(gw ack_p99_ms)" "$(gw ack_p50_ms)")" "≤ 2,000 ms"
+    printf '%-44s %16s %-34s %8s  %s\n' "1,000 gateways: connections held" "$(num "$(gw connections_held)")" "gateways: $(num "$(gw gateways)")" "$(ratio "$(gw connections_held)" "$(gw gateways)")" "all"
+    printf '%-44s %16s %-34s %8s  %s\n' "1,000 gateways: readings/s acknowledged" "$(num "$(gw readings_per_s)")" "-" "-" "-"
+    printf '%-44s %16s %-34s %8s  %s\n' "1,000 gateways: cloud RSS per gateway (KiB)" "$(num "$(gw rss_per_gateway_kib)")" "RSS $(num "$(gw rss_mib)") MiB, idle $(num "$(gw rss_idle_mib)")" "-" "-"
+    printf '%-44s %16s %-34s %8s  %s\n' "reconnect storm: settled after (s)" "$(num "$(gw storm_settle_s)")" "all reconnected: $(num "$(gw storm_reconnected_s)") s" "-" "-"
     printf '%-44s %16s %-34s %8s  %s\n' "monthly report, 200 devices (ms)" "$(num "$monthly")" "hourly roll-up scan: $(num "$monthlybase")" "$(ratio "$monthly" "$monthlybase")" "≤ 300 ms"
     printf '%-44s %16s %-34s %8s  %s\n' "HQ report, 50 projects (ms)" "$(num "$company")" "hourly roll-up scan: $(num "$companybase")" "$(ratio "$company" "$companybase")" "≤ 1,000 ms"
     printf '%-44s %16s %-34s %8s  %s\n' "console HQ overview, 50 projects (ms to charts)" "$(num "$hqms")" "HQ report alone: $(num "$company")" "$(ratio "$hqms" "$company")" "≤ 1,500 ms"

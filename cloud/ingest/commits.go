@@ -38,9 +38,15 @@ const ReannounceSeqs = 10000
 // recentCommits remembers the last recentWindow committed batches of each
 // gateway (key → CRC), so a re-send of a batch just committed needs no
 // query. Correctness rests on the durable table; this only saves lookups.
+//
+// It also keeps, per seq space (gateway, epoch), the highest committed seq
+// it knows (read once from ClickHouse, then raised by every commit): a
+// batch above it cannot have been committed, so only re-sent batches (at
+// or below it, out of the window) cost a lookup.
 type recentCommits struct {
-	mu sync.Mutex
-	gw map[string]*commitRing
+	mu     sync.Mutex
+	gw     map[string]*commitRing
+	floors map[store.GatewayEpoch]uint64
 }
 
 type commitRing struct {
@@ -50,7 +56,39 @@ type commitRing struct {
 	full  bool
 }
 
-func newRecentCommits() *recentCommits { return &recentCommits{gw: map[string]*commitRing{}} }
+func newRecentCommits() *recentCommits {
+	return &recentCommits{gw: map[string]*commitRing{}, floors: map[store.GatewayEpoch]uint64{}}
+}
+
+// floor returns the highest committed seq known of a seq space, and
+// whether it is known at all.
+func (r *recentCommits) floor(ge store.GatewayEpoch) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.floors[ge]
+	return f, ok
+}
+
+// raise makes seq part of what is known committed of its space.
+func (r *recentCommits) raise(ge store.GatewayEpoch, seq uint64) {
+	r.mu.Lock()
+	if f, ok := r.floors[ge]; !ok || seq > f {
+		r.floors[ge] = seq
+	}
+	r.mu.Unlock()
+}
+
+// learn records the floors read from ClickHouse (0 for a space without
+// committed batches).
+func (r *recentCommits) learn(spaces []store.GatewayEpoch, max map[store.GatewayEpoch]uint64) {
+	r.mu.Lock()
+	for _, ge := range spaces {
+		if f, ok := r.floors[ge]; !ok || max[ge] > f {
+			r.floors[ge] = max[ge]
+		}
+	}
+	r.mu.Unlock()
+}
 
 func (r *recentCommits) get(k store.BatchKey) (uint32, bool) {
 	r.mu.Lock()
@@ -66,6 +104,10 @@ func (r *recentCommits) get(k store.BatchKey) (uint32, bool) {
 func (r *recentCommits) add(k store.BatchKey, crc uint32) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	ge := store.GatewayEpoch{Gateway: k.Gateway, Epoch: k.Epoch}
+	if f, ok := r.floors[ge]; ok && k.Seq > f {
+		r.floors[ge] = k.Seq
+	}
 	ring := r.gw[k.Gateway]
 	if ring == nil {
 		ring = &commitRing{crc: make(map[store.BatchKey]uint32, 16)}
@@ -91,9 +133,11 @@ func batchKey(b *protocol.Batch) store.BatchKey {
 
 // resolve decides, once per flush, which of its batches are new, duplicates
 // or conflicts: from the recent window, from earlier items of the same
-// flush, and from committed_batches in one query for the rest. It drops the
-// rows of batches that are not new and adds a gateway event per conflict.
-// On error nothing is decided and the caller retries.
+// flush, from the highest committed seq of each seq space (one query per
+// flush for spaces seen the first time), and from committed_batches for
+// batches at or below it (re-sends). It drops the rows of batches that are
+// not new and adds a gateway event per conflict. On error nothing is
+// decided and the caller retries.
 func (w *writer) resolve(ctx context.Context, f *flush) error {
 	if f.resolved {
 		return nil
@@ -106,12 +150,36 @@ func (w *writer) resolve(ctx context.Context, f *flush) error {
 		f.resolved = true
 		return nil
 	}
+	var spaces []store.GatewayEpoch
+	seen := map[store.GatewayEpoch]bool{}
+	for _, it := range f.items {
+		if it.kind != protocol.KindTelemetry {
+			continue
+		}
+		ge := store.GatewayEpoch{Gateway: it.batch.Gateway, Epoch: it.batch.Epoch}
+		if _, ok := in.commits.floor(ge); !ok && !seen[ge] {
+			seen[ge] = true
+			spaces = append(spaces, ge)
+		}
+	}
+	if len(spaces) > 0 {
+		max, err := in.cfg.Store.MaxCommittedSeqs(ctx, spaces)
+		if err != nil {
+			return err
+		}
+		in.commits.learn(spaces, max)
+	}
 	var unknown []store.BatchKey
 	for _, it := range f.items {
-		if it.kind == protocol.KindTelemetry {
-			if _, ok := in.commits.get(batchKey(it.batch)); !ok {
-				unknown = append(unknown, batchKey(it.batch))
-			}
+		if it.kind != protocol.KindTelemetry {
+			continue
+		}
+		k := batchKey(it.batch)
+		if _, ok := in.commits.get(k); ok {
+			continue
+		}
+		if fl, _ := in.commits.floor(store.GatewayEpoch{Gateway: k.Gateway, Epoch: k.Epoch}); k.Seq <= fl {
+			unknown = append(unknown, k)
 		}
 	}
 	stored := map[store.BatchKey]uint32{}
@@ -197,6 +265,7 @@ func (in *Ingest) settle(it *item) bool {
 	switch it.commit {
 	case batchNew, batchDuplicate:
 		in.commits.add(batchKey(b), b.CRC)
+		in.commits.raise(store.GatewayEpoch{Gateway: b.Gateway, Epoch: b.Epoch}, b.Seq)
 		if it.commit == batchDuplicate {
 			in.metrics.duplicates.Inc()
 		}

@@ -18,7 +18,8 @@
 //
 // Before a flush is written, every batch in it is checked against the
 // durable table of committed batches (store.TableCommitted; the last few
-// hundred per gateway are cached): a batch committed before with the same
+// hundred per gateway are cached, and a batch above the highest committed
+// seq of its gateway and epoch needs no lookup): a batch committed before with the same
 // CRC is a duplicate and stores nothing; one with another CRC is a
 // seq_conflict, stores nothing, is counted, logged once per gateway and
 // recorded as a gateway event. After the commit (readings, events, then
@@ -81,6 +82,7 @@ type Store interface {
 	InsertEvents(ctx context.Context, rows []store.EventRow) error
 	InsertCommitted(ctx context.Context, rows []store.CommittedBatch) error
 	CommittedCRCs(ctx context.Context, keys []store.BatchKey) (map[store.BatchKey]uint32, error)
+	MaxCommittedSeqs(ctx context.Context, spaces []store.GatewayEpoch) (map[store.GatewayEpoch]uint64, error)
 	RecentCommitted(ctx context.Context, gateway string, limit int) (uint64, []uint64, error)
 	LatestSource
 	StatusSource

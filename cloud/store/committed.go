@@ -76,48 +76,85 @@ func (db *DB) InsertCommitted(ctx context.Context, rows []CommittedBatch) error 
 }
 
 // CommittedCRCs returns the CRC of every key that is marked committed; keys
-// not in the map are not. Keys are looked up in one query per gateway and
-// epoch.
+// not in the map are not. It runs one query per gateway and epoch, each on
+// the table's primary key; callers ask only for the few keys that may be
+// committed (re-sends), see MaxCommittedSeqs.
 func (db *DB) CommittedCRCs(ctx context.Context, keys []BatchKey) (map[BatchKey]uint32, error) {
 	out := make(map[BatchKey]uint32, len(keys))
-	if len(keys) == 0 {
-		return out, nil
-	}
-	type ge struct {
-		gateway string
-		epoch   uint64
-	}
-	groups := map[ge][]string{}
-	var order []ge
+	groups := map[GatewayEpoch][]string{}
+	var order []GatewayEpoch
 	for _, k := range keys {
-		g := ge{k.Gateway, k.Epoch}
+		g := GatewayEpoch{k.Gateway, k.Epoch}
 		if _, ok := groups[g]; !ok {
 			order = append(order, g)
 		}
 		groups[g] = append(groups[g], fmt.Sprint(k.Seq))
 	}
-	var conds []string
 	for _, g := range order {
-		conds = append(conds, fmt.Sprintf("(gateway = %s AND epoch = %d AND seq IN (%s))",
-			quoteString(g.gateway), g.epoch, strings.Join(groups[g], ",")))
+		q := fmt.Sprintf("SELECT seq, any(crc) FROM %s.%s WHERE gateway = %s AND epoch = %d AND seq IN (%s) GROUP BY seq",
+			quoteIdent(db.Database()), TableCommitted, quoteString(g.Gateway), g.Epoch, strings.Join(groups[g], ","))
+		rows, err := db.conn.Query(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("cannot look up committed batches of gateway %q epoch %d: %w", g.Gateway, g.Epoch, err)
+		}
+		for rows.Next() {
+			var seq uint64
+			var crc uint32
+			if err := rows.Scan(&seq, &crc); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("cannot look up committed batches of gateway %q: %w", g.Gateway, err)
+			}
+			out[BatchKey{g.Gateway, g.Epoch, seq}] = crc
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("cannot look up committed batches of gateway %q: %w", g.Gateway, err)
+		}
 	}
-	q := fmt.Sprintf("SELECT gateway, epoch, seq, any(crc) FROM %s.%s WHERE %s GROUP BY gateway, epoch, seq",
-		quoteIdent(db.Database()), TableCommitted, strings.Join(conds, " OR "))
+	return out, nil
+}
+
+// GatewayEpoch is one gateway's seq space.
+type GatewayEpoch struct {
+	Gateway string
+	Epoch   uint64
+}
+
+// MaxCommittedSeqs returns the highest committed seq of each given seq
+// space (absent: none committed), in one query. A batch above it has not
+// been committed when the query ran, so it needs no CommittedCRCs lookup.
+func (db *DB) MaxCommittedSeqs(ctx context.Context, spaces []GatewayEpoch) (map[GatewayEpoch]uint64, error) {
+	out := make(map[GatewayEpoch]uint64, len(spaces))
+	if len(spaces) == 0 {
+		return out, nil
+	}
+	gws := map[string]bool{}
+	var gwList, pairs []string
+	for _, s := range spaces {
+		if !gws[s.Gateway] {
+			gws[s.Gateway] = true
+			gwList = append(gwList, quoteString(s.Gateway))
+		}
+		pairs = append(pairs, fmt.Sprintf("(%s, %d)", quoteString(s.Gateway), s.Epoch))
+	}
+	q := fmt.Sprintf("SELECT gateway, epoch, max(seq) FROM %s.%s WHERE gateway IN (%s) AND (gateway, epoch) IN (%s) GROUP BY gateway, epoch",
+		quoteIdent(db.Database()), TableCommitted, strings.Join(gwList, ","), strings.Join(pairs, ","))
 	rows, err := db.conn.Query(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("cannot look up %d committed batches: %w", len(keys), err)
+		return nil, fmt.Errorf("cannot read the highest committed seqs of %d gateways: %w", len(gws), err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var k BatchKey
-		var crc uint32
-		if err := rows.Scan(&k.Gateway, &k.Epoch, &k.Seq, &crc); err != nil {
-			return nil, fmt.Errorf("cannot look up committed batches: %w", err)
+		var g GatewayEpoch
+		var seq uint64
+		if err := rows.Scan(&g.Gateway, &g.Epoch, &seq); err != nil {
+			return nil, fmt.Errorf("cannot read the highest committed seqs: %w", err)
 		}
-		out[k] = crc
+		out[g] = seq
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cannot look up committed batches: %w", err)
+		return nil, fmt.Errorf("cannot read the highest committed seqs: %w", err)
 	}
 	return out, nil
 }
