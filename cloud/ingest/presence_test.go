@@ -95,11 +95,8 @@ func TestGatewayOnlineAndLastWill(t *testing.T) {
 func TestDeviceStaleAndFresh(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	gw := e.gateway(garden, "gw-garden-1", nil)
-	send := func(seq uint64) {
-		// Stamped 2 s ahead (well within max_future_skew): the reading must
-		// still be fresh when its commit returns, which on a loaded machine
-		// can take longer than the 600 ms stale window.
-		ts := time.Now().Add(2 * time.Second).UnixMilli()
+	send := func(seq uint64, ahead time.Duration) {
+		ts := time.Now().Add(ahead).UnixMilli()
 		b := &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: seq, SentAt: ts, Readings: []protocol.Reading{
 			{Device: "garden-pump-2", Metric: "running", TS: ts, Value: 1}}}
 		publish(t, gw, garden.Topic(protocol.KindTelemetry), encode(t, b))
@@ -112,12 +109,15 @@ func TestDeviceStaleAndFresh(t *testing.T) {
 		return k[len(k)-1]
 	}
 	// 200 ms poll interval, stale after 3 of them.
-	send(1)
+	send(1, 0)
 	waitFor(t, 10*time.Second, "device_stale after the readings stopped", func() bool { return last() == EventDeviceStale })
 	if d, _ := e.ingest.Presence().Device("garden-pump-2"); !d.Stale || d.StaleAfter != 600*time.Millisecond {
 		t.Errorf("presence %+v, want stale after 600ms", d)
 	}
-	send(2)
+	// Stamped 2 s ahead (well within max_future_skew): the reading must
+	// still be fresh when its commit returns, which on a loaded machine can
+	// take longer than the 600 ms stale window.
+	send(2, 2*time.Second)
 	waitFor(t, 10*time.Second, "device_fresh after a new reading", func() bool { return last() == EventDeviceFresh })
 	kinds := e.obs.eventKinds("garden-pump-2")
 	for i := 1; i < len(kinds); i++ {
