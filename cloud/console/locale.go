@@ -242,3 +242,12 @@ func (l *Locale) JS() map[string]string {
 	}
 	return out
 }
+
+// Val formats a measured value: whole numbers without decimals, others
+// with up to two.
+func (l *Locale) Val(x float64) string {
+	if x == math.Trunc(x) && math.Abs(x) < 1e15 {
+		return l.Num(x, 0)
+	}
+	return strings.TrimRight(strings.TrimRight(l.Num(x, 2), "0"), ".")
+}

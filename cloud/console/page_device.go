@@ -16,6 +16,7 @@ import (
 type deviceData struct {
 	Device  deviceView
 	Metrics []string
+	Default string // the metric the history chart opens with
 	Alarms  []alarmView
 	Orders  []orderView
 	Chart   deviceChart
@@ -52,10 +53,31 @@ func (c *Console) devicePage(w http.ResponseWriter, r *http.Request, sess *Sessi
 		d.Metrics = append(d.Metrics, m)
 	}
 	sort.Strings(d.Metrics)
+	d.Default = defaultMetric(d.Device.Values, d.Metrics)
 	d.Chart = deviceChart{Device: d.Device.ID, Metrics: d.Metrics}
 	for _, m := range d.Metrics {
 		d.Chart.Units = append(d.Chart.Units, d.Device.Values[m].Unit)
 	}
 	l := c.cats.locale(languageOf(r), c.zone(d.Device.Project))
 	c.render(w, r, sess, "device", &page{L: l, Nav: Nav{Active: d.Device.Project}, Data: d})
+}
+
+// defaultMetric is the metric the history opens with: a measured quantity
+// (power first, then anything with a unit and no state names), else the
+// first.
+func defaultMetric(values map[string]metricValue, metrics []string) string {
+	for _, m := range []string{"power_kw", "power_total_w", "power_w", "outlet_pressure_bar", "flow_m3h"} {
+		if _, ok := values[m]; ok {
+			return m
+		}
+	}
+	for _, m := range metrics {
+		if v := values[m]; v.Unit != "" && v.State == "" {
+			return m
+		}
+	}
+	if len(metrics) > 0 {
+		return metrics[0]
+	}
+	return ""
 }

@@ -9,7 +9,7 @@
   try { msgs = JSON.parse(document.getElementById("i18n").textContent); } catch (e) { msgs = {}; }
   function t(key) { return msgs["js." + key] || key; }
   var lang = document.body.getAttribute("data-lang") || "zh-CN";
-  var numFmt = new Intl.NumberFormat(lang, { maximumFractionDigits: 1 });
+  var numFmt = new Intl.NumberFormat(lang, { maximumSignificantDigits: 3 });
 
   function dataBlock(id) {
     var el = document.getElementById(id);
@@ -77,9 +77,10 @@
     chart(el, {
       color: palette, tooltip: { trigger: "item", formatter: "{b}: {c} kWh ({d}%)" },
       legend: { bottom: 0, type: "scroll" },
-      series: [{ type: "pie", radius: ["35%", "65%"], center: ["50%", "45%"],
+      series: [{ type: "pie", radius: ["35%", "65%"], center: ["50%", "45%"], avoidLabelOverlap: true,
         data: items.map(function (x) { return { name: x.label, value: x.value }; }),
-        label: { formatter: "{b}\n{d}%" } }]
+        // On a narrow screen the names are in the legend only.
+        label: el.clientWidth < 480 ? { position: "inside", formatter: "{d}%", color: "#fff" } : { formatter: "{b}\n{d}%" } }]
     });
   }
 
