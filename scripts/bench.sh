@@ -39,7 +39,7 @@ bench broker ./cloud/broker/ 'Store' -benchtime 3000x
 bench reports ./cloud/api/ 'MonthlyReport|CompanyReport' -benchtime 10x -timeout 30m
 # The console's HQ overview in chromium over the same 50-project dataset (needs chromium).
 bench console ./cloud/console/browser/ 'HQOverview' -benchtime 3x -timeout 10m
-bench dispatch ./cloud/workorder/ 'ReadingToWorkOrder' -benchtime 200x
+bench dispatch ./cloud/workorder/workorderhttp/ 'ReadingToWorkOrder' -benchtime 200x
 say "running the queue benchmark and the edge agent load test (500 devices × 30 points at 1 s)…"
 bash edge/bench/agentload.sh >"$OUT/agentload.txt" 2>&1 ||
     { cat "$OUT/agentload.txt" >&2; echo "bench: agentload failed" >&2; exit 1; }

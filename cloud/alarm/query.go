@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/notify"
 	"github.com/plantroom/plantroom/config"
 )
@@ -138,3 +139,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Stored readings re-evaluated at start."}),
 	}
 }
+
+// Resource says where an alarm belongs, for access decisions.
+func (e *Engine) Resource(id string) (access.Resource, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	a := e.alarms[id]
+	if a == nil {
+		return access.Resource{}, false
+	}
+	return a.Resource(), true
+}
+
+// Org is the organisation the engine watches.
+func (e *Engine) Org() *config.Org { return e.cfg.Org }

@@ -8,18 +8,21 @@
 // # Adding a route
 //
 // Every route under /api/v1 declares a Scope, checked before its handler
-// runs. A package returns its routes and cmd/cloud registers them before
+// runs. A package's HTTP side (cloud/alarm/alarmhttp,
+// cloud/workorder/workorderhttp: the domain packages themselves never
+// import this one) returns its routes and cmd/cloud registers them before
 // Start:
 //
-//	func (e *Engine) Routes() []api.Route {
-//		alarm := api.Resource(access.KindAlarm, "alarm", e.owner)
+//	func Routes(e *alarm.Engine) []api.Route {
+//		h := &handlers{e: e}
+//		res := api.Resource(access.KindAlarm, "alarm", h.owner)
 //		return []api.Route{
-//			{Method: http.MethodGet, Path: "/alarms", Scope: api.AnyStaff(), Handler: e.list},
-//			{Method: http.MethodGet, Path: "/alarms/:alarm", Scope: alarm, Handler: e.get},
-//			{Method: http.MethodPost, Path: "/alarms/:alarm/ack", Scope: alarm.Do(access.Acknowledge), Handler: e.ack},
+//			{Method: http.MethodGet, Path: "/alarms", Scope: api.AnyStaff(), Handler: h.list},
+//			{Method: http.MethodGet, Path: "/alarms/:alarm", Scope: res, Handler: h.get},
+//			{Method: http.MethodPost, Path: "/alarms/:alarm/ack", Scope: res.Do(access.Acknowledge), Handler: h.ack},
 //		}
 //	}
-//	srv.Register(engine.Routes()...)
+//	srv.Register(alarmhttp.Routes(engine)...)
 //
 // The scopes:
 //
@@ -55,5 +58,5 @@
 // (TestOpenAPIMatchesRoutes fails otherwise, and registers the alarm and
 // work-order routes to check theirs), and an entry in an access matrix
 // test: accessTable in this package's access_test.go for its own routes,
-// the alarm and work-order packages' TestAccessMatrix for theirs.
+// cloud/workorder/workorderhttp's TestAccessMatrix for the alarm and work-order routes.
 package api

@@ -11,8 +11,10 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/workorder"
+	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 )
 
 var httpMethods = map[string]bool{"get": true, "put": true, "post": true, "delete": true, "patch": true, "head": true, "options": true}
@@ -60,8 +62,8 @@ func deployedServer(t *testing.T) *api.Server {
 		t.Fatal(err)
 	}
 	s := newServer(t, b, db, nil)
-	s.Register(engine.Routes()...)
-	s.Register(desk.Routes(engine)...)
+	s.Register(alarmhttp.Routes(engine)...)
+	s.Register(workorderhttp.Routes(desk, engine)...)
 	return s
 }
 

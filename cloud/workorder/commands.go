@@ -288,3 +288,9 @@ func (d *Desk) list(v alarm.Viewer, f Filter, history bool) []WorkOrder {
 	}
 	return out
 }
+
+// Org is the organisation the desk serves.
+func (d *Desk) Org() *config.Org { return d.cfg.Org }
+
+// Now is the desk's clock.
+func (d *Desk) Now() time.Time { return d.cfg.Now() }

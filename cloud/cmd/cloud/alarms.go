@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/app"
 	"github.com/plantroom/plantroom/cloud/notify"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
+	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 )
 
 // alarmMigrations are the schema migrations of the alarm and work-order logs.
@@ -57,8 +59,8 @@ func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 	a.Add("alarms", engine)
 	a.AddObserver(engine)
 	if srv != nil {
-		srv.Register(engine.Routes()...)
-		srv.Register(desk.Routes(engine)...)
+		srv.Register(alarmhttp.Routes(engine)...)
+		srv.Register(workorderhttp.Routes(desk, engine)...)
 	}
 	return nil
 }

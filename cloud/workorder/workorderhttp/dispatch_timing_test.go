@@ -1,4 +1,4 @@
-package workorder
+package workorderhttp
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/protocol"
 )
@@ -51,12 +52,12 @@ func BenchmarkReadingToWorkOrder(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		send(1)
-		open := c.desk.List(hq, Filter{Device: "garden-elevator-1", State: StateAssigned})
+		open := c.desk.List(hq, workorder.Filter{Device: "garden-elevator-1", State: workorder.StateAssigned})
 		if len(open) != 1 {
 			b.Fatalf("iteration %d: %d assigned orders", i, len(open))
 		}
 		b.StopTimer()
-		if _, err := c.desk.Transition(context.Background(), pm, open[0].ID, TransitionRequest{To: StateCancelled}); err != nil {
+		if _, err := c.desk.Transition(context.Background(), pm, open[0].ID, workorder.TransitionRequest{To: workorder.StateCancelled}); err != nil {
 			b.Fatal(err)
 		}
 		send(0)

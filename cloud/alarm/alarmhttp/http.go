@@ -1,4 +1,7 @@
-package alarm
+// Package alarmhttp serves the alarm engine over the API: the alarm list,
+// one alarm, acknowledgement and the staff feed as server-sent events. The
+// alarm package itself knows nothing of HTTP.
+package alarmhttp
 
 import (
 	"context"
@@ -13,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/plantroom/plantroom/cloud/access"
+	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/textfield"
@@ -21,9 +25,9 @@ import (
 
 // ViewerOf is the authenticated API caller (a zero Principal, who sees
 // nothing, when there is none).
-func ViewerOf(p *api.Principal) Viewer {
+func ViewerOf(p *api.Principal) alarm.Viewer {
 	if p == nil {
-		return Viewer{}
+		return alarm.Viewer{}
 	}
 	return *p
 }
@@ -31,35 +35,36 @@ func ViewerOf(p *api.Principal) Viewer {
 // StreamHeartbeat is how often an idle alarm stream sends a comment line.
 const StreamHeartbeat = 15 * time.Second
 
-// Routes are the engine's API routes:
+// Routes are the alarm engine's API routes:
 //
 //	GET  /alarms?project=&state=&severity=&device=&since=&until=&limit=
 //	GET  /alarms/stream          server-sent events, resumable with Last-Event-ID
 //	GET  /alarms/:alarm
 //	POST /alarms/:alarm/ack      {"note": "…"}
-func (e *Engine) Routes() []api.Route {
-	res := api.Resource(access.KindAlarm, "alarm", e.owner)
+func Routes(e *alarm.Engine) []api.Route {
+	h := &handlers{e: e}
+	res := api.Resource(access.KindAlarm, "alarm", h.owner)
 	return []api.Route{
-		{Method: http.MethodGet, Path: "/alarms", Scope: api.AnyStaff(), Handler: e.listHandler},
-		{Method: http.MethodGet, Path: "/alarms/stream", Scope: api.AnyStaff(), Handler: e.streamHandler, Stream: true},
-		{Method: http.MethodGet, Path: "/alarms/:alarm", Scope: res, Handler: e.getHandler},
-		{Method: http.MethodPost, Path: "/alarms/:alarm/ack", Scope: res.Do(access.Acknowledge), Handler: e.ackHandler},
+		{Method: http.MethodGet, Path: "/alarms", Scope: api.AnyStaff(), Handler: h.list},
+		{Method: http.MethodGet, Path: "/alarms/stream", Scope: api.AnyStaff(), Handler: h.stream, Stream: true},
+		{Method: http.MethodGet, Path: "/alarms/:alarm", Scope: res, Handler: h.get},
+		{Method: http.MethodPost, Path: "/alarms/:alarm/ack", Scope: res.Do(access.Acknowledge), Handler: h.ack},
 	}
 }
 
-func (e *Engine) owner(_ context.Context, id string) (access.Resource, error) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	a := e.alarms[id]
-	if a == nil {
+type handlers struct{ e *alarm.Engine }
+
+func (h *handlers) owner(_ context.Context, id string) (access.Resource, error) {
+	r, ok := h.e.Resource(id)
+	if !ok {
 		return access.Resource{}, fmt.Errorf("alarm %q: %w", id, api.ErrNotFound)
 	}
-	return a.Resource(), nil
+	return r, nil
 }
 
 // FilterFromQuery reads an alarm filter from query parameters.
-func FilterFromQuery(c echo.Context) (Filter, error) {
-	f := Filter{Project: c.QueryParam("project"), State: c.QueryParam("state"), Severity: c.QueryParam("severity"), Device: c.QueryParam("device")}
+func FilterFromQuery(c echo.Context) (alarm.Filter, error) {
+	f := alarm.Filter{Project: c.QueryParam("project"), State: c.QueryParam("state"), Severity: c.QueryParam("severity"), Device: c.QueryParam("device")}
 	var err error
 	if f.Since, err = TimeParam(c, "since"); err != nil {
 		return f, err
@@ -102,33 +107,33 @@ func problemText(err error) string {
 	return err.Error()
 }
 
-func (e *Engine) listHandler(c echo.Context) error {
+func (h *handlers) list(c echo.Context) error {
 	f, err := FilterFromQuery(c)
 	if err != nil {
 		return err
 	}
 	v := ViewerOf(api.PrincipalOf(c))
 	if f.Project != "" {
-		if co, _, ok := e.cfg.Org.FindProject(f.Project); !ok || !v.SeesProject(co.ID, f.Project) {
+		if co, _, ok := h.e.Org().FindProject(f.Project); !ok || !v.SeesProject(co.ID, f.Project) {
 			return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("project %q not found", f.Project)}
 		}
 	}
-	list := e.Alarms(v, f)
+	list := h.e.Alarms(v, f)
 	if list == nil {
-		list = []Alarm{} // an empty list, not null
+		list = []alarm.Alarm{} // an empty list, not null
 	}
 	return c.JSON(http.StatusOK, map[string]any{"alarms": list})
 }
 
-func (e *Engine) getHandler(c echo.Context) error {
-	a, err := e.Alarm(ViewerOf(api.PrincipalOf(c)), c.Param("alarm"))
+func (h *handlers) get(c echo.Context) error {
+	a, err := h.e.Alarm(ViewerOf(api.PrincipalOf(c)), c.Param("alarm"))
 	if err != nil {
 		return apiError(err)
 	}
 	return c.JSON(http.StatusOK, a)
 }
 
-func (e *Engine) ackHandler(c echo.Context) error {
+func (h *handlers) ack(c echo.Context) error {
 	var body struct {
 		Note string `json:"note"`
 	}
@@ -140,7 +145,7 @@ func (e *Engine) ackHandler(c echo.Context) error {
 	if p := textfield.Check("note", body.Note, textfield.MaxText); p != "" {
 		return api.BadRequest("%s", p)
 	}
-	a, err := e.Ack(c.Request().Context(), ViewerOf(api.PrincipalOf(c)), c.Param("alarm"), body.Note)
+	a, err := h.e.Ack(c.Request().Context(), ViewerOf(api.PrincipalOf(c)), c.Param("alarm"), body.Note)
 	if err != nil {
 		return apiError(err)
 	}
@@ -149,24 +154,25 @@ func (e *Engine) ackHandler(c echo.Context) error {
 
 func apiError(err error) error {
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, alarm.ErrNotFound):
 		return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: err.Error()}
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, alarm.ErrForbidden):
 		return &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden, Message: err.Error()}
-	case errors.Is(err, ErrNotStarted):
+	case errors.Is(err, alarm.ErrNotStarted):
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable, Message: err.Error()}
 	}
 	return err
 }
 
-// streamHandler serves the staff feed as server-sent events: every alarm
+// stream serves the staff feed as server-sent events: every alarm
 // and work-order event the caller may see, "id:" the feed sequence. A
 // client resuming with Last-Event-ID (or ?last_event_id=) gets what it
 // missed first; without one it gets new events only. ?project= narrows it.
-func (e *Engine) streamHandler(c echo.Context) error {
+func (h *handlers) stream(c echo.Context) error {
 	v := ViewerOf(api.PrincipalOf(c))
 	project := c.QueryParam("project")
-	after := e.feed.Last()
+	feed := h.e.Feed()
+	after := feed.Last()
 	last := c.Request().Header.Get("Last-Event-ID")
 	if last == "" {
 		last = c.QueryParam("last_event_id")
@@ -178,12 +184,12 @@ func (e *Engine) streamHandler(c echo.Context) error {
 		}
 		after = n
 	}
-	return ServeFeed(c.Request().Context(), c.Response(), e.feed, v, project, after, StreamHeartbeat)
+	return ServeFeed(c.Request().Context(), c.Response(), feed, v, project, after, StreamHeartbeat)
 }
 
 // ServeFeed writes the feed items after `after` that v may see to w as
 // server-sent events until ctx ends.
-func ServeFeed(ctx context.Context, w http.ResponseWriter, f *Feed, v Viewer, project string, after uint64, heartbeat time.Duration) error {
+func ServeFeed(ctx context.Context, w http.ResponseWriter, f *alarm.Feed, v alarm.Viewer, project string, after uint64, heartbeat time.Duration) error {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

@@ -1,4 +1,4 @@
-package workorder
+package workorderhttp
 
 import (
 	"context"
@@ -16,10 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/broker"
 	"github.com/plantroom/plantroom/cloud/ingest"
 	"github.com/plantroom/plantroom/cloud/notify"
+	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/protocol"
 )
@@ -32,7 +34,7 @@ type cloud struct {
 	broker  *broker.Broker
 	ingest  *ingest.Ingest
 	engine  *alarm.Engine
-	desk    *Desk
+	desk    *workorder.Desk
 	api     *httptest.Server
 	latency *latencyProbe
 	hook    *hookReceiver // the garden project's webhook
@@ -84,7 +86,7 @@ func (h *hookReceiver) events(project string) []string {
 // batch's arrival at ingest is the arrival → work-order latency.
 type latencyProbe struct {
 	*alarm.Engine
-	desk      *Desk
+	desk      *workorder.Desk
 	mu        sync.Mutex
 	latencies []time.Duration
 	last      uint64 // latest gw-garden-1 batch passed on
@@ -92,9 +94,9 @@ type latencyProbe struct {
 
 func (p *latencyProbe) ObserveBatch(ctx context.Context, gw config.GatewayInfo, b *protocol.Batch, arrived time.Time) {
 	hq := alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}
-	before := len(p.desk.List(hq, Filter{Limit: 1 << 30}))
+	before := len(p.desk.List(hq, workorder.Filter{Limit: 1 << 30}))
 	p.Engine.ObserveBatch(ctx, gw, b, arrived)
-	after := len(p.desk.List(hq, Filter{Limit: 1 << 30}))
+	after := len(p.desk.List(hq, workorder.Filter{Limit: 1 << 30}))
 	d := time.Since(arrived)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -152,7 +154,7 @@ func startCloud(t testing.TB) *cloud {
 	c.broker = br
 
 	feed := alarm.NewFeed(0, nil)
-	c.desk, err = New(Config{Org: &b.Org, Rules: &b.Rules, Log: NewClickHouseLog(db.Conn()), Feed: feed, Notifier: notifier, Logger: logger})
+	c.desk, err = workorder.New(workorder.Config{Org: &b.Org, Rules: &b.Rules, Log: workorder.NewClickHouseLog(db.Conn()), Feed: feed, Notifier: notifier, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,8 +194,8 @@ func startCloud(t testing.TB) *cloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Register(c.engine.Routes()...)
-	srv.Register(c.desk.Routes(c.engine)...)
+	srv.Register(alarmhttp.Routes(c.engine)...)
+	srv.Register(Routes(c.desk, c.engine)...)
 	c.api = httptest.NewServer(srv.Handler())
 	t.Cleanup(c.api.Close)
 	return c
@@ -263,14 +265,14 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 	if err := room.building.Event("garden-pump-1", "pressure_loss"); err != nil {
 		t.Fatal(err)
 	}
-	var orders []WorkOrder
+	var orders []workorder.WorkOrder
 	for i := 0; len(orders) == 0; i++ {
 		if i == 30 {
 			t.Fatalf("no work order after 150 s of device time; alarms %+v", c.engine.Alarms(hq, alarm.Filter{}))
 		}
 		room.poll(5 * time.Second)
 		waitFor(t, "ingest to pass the batch on", func() bool { return c.latency.processed(room.seq) })
-		orders = c.desk.List(hq, Filter{Device: "garden-pump-1"})
+		orders = c.desk.List(hq, workorder.Filter{Device: "garden-pump-1"})
 	}
 	a := lowAlarm()
 	if a == nil || a.State != alarm.StateActive || a.Value >= 2.2 {
@@ -281,7 +283,7 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 	if h := w.AssignedAt.In(shanghai).Hour(); h >= 8 && h < 20 {
 		onDuty = "tech-garden-1"
 	}
-	if w.Rule != "pump-pressure-low" || w.State != StateAssigned || w.Assignee != onDuty || w.Priority != 2 || w.AlarmID != a.ID {
+	if w.Rule != "pump-pressure-low" || w.State != workorder.StateAssigned || w.Assignee != onDuty || w.Priority != 2 || w.AlarmID != a.ID {
 		t.Fatalf("work order %+v, want P2 assigned to %s", w, onDuty)
 	}
 	t.Logf("reading arrival at ingest → work order stored and assigned: %s", c.latency.samples()[0])
@@ -330,9 +332,9 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 	// order: accepted, on site, resolved.
 	var acked alarm.Alarm
 	c.call(onDuty, "POST", "/api/v1/alarms/"+a.ID+"/ack", map[string]string{"note": "管道爆裂，已关阀 / burst pipe, valve closed"}, &acked)
-	for _, s := range []string{StateAccepted, StateInProgress, StateResolved} {
-		var got WorkOrder
-		c.call(onDuty, "POST", "/api/v1/workorders/"+w.ID+"/transitions", TransitionRequest{To: s, Note: "现场处理: " + s}, &got)
+	for _, s := range []string{workorder.StateAccepted, workorder.StateInProgress, workorder.StateResolved} {
+		var got workorder.WorkOrder
+		c.call(onDuty, "POST", "/api/v1/workorders/"+w.ID+"/transitions", workorder.TransitionRequest{To: s, Note: "现场处理: " + s}, &got)
 		if got.State != s {
 			t.Fatalf("state %s, want %s", got.State, s)
 		}
@@ -385,7 +387,7 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 	c.hook.mu.Unlock()
 	var hist History
 	c.call("pm-garden", "GET", "/api/v1/devices/garden-pump-1/history", nil, &hist)
-	if len(hist.WorkOrders) != 1 || hist.WorkOrders[0].State != StateResolved {
+	if len(hist.WorkOrders) != 1 || hist.WorkOrders[0].State != workorder.StateResolved {
 		t.Errorf("device history %+v", hist.WorkOrders)
 	}
 	// Issue 19, point 5: the record keeps every step of the alarm too:

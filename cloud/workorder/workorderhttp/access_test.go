@@ -1,4 +1,4 @@
-package workorder
+package workorderhttp
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/plantroom/plantroom/cloud/access"
+	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -108,7 +109,7 @@ func TestAccessMatrix(t *testing.T) {
 	routes = append(routes,
 		route{"GET", "/api/v1/alarms?state=active", nil, always},
 		route{"GET", "/api/v1/workorders", nil, always},
-		route{"POST", "/api/v1/workorders", NewOrder{Project: "garden", Title: "楼道灯不亮"}, changing(seesProject, http.StatusCreated)},
+		route{"POST", "/api/v1/workorders", workorder.NewOrder{Project: "garden", Title: "楼道灯不亮"}, changing(seesProject, http.StatusCreated)},
 		route{"GET", "/api/v1/stats/monthly?month=2025-03", nil, hqOnly},
 	)
 	covered := map[string]bool{}

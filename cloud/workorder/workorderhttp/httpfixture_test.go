@@ -1,4 +1,4 @@
-package workorder
+package workorderhttp
 
 import (
 	"bytes"
@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/store"
+	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/chtest"
 	"github.com/plantroom/plantroom/internal/fakes"
@@ -29,7 +31,7 @@ type apiRig struct {
 	clock  *fakes.Clock
 	feed   *alarm.Feed
 	engine *alarm.Engine
-	desk   *Desk
+	desk   *workorder.Desk
 	srv    *api.Server
 	h      http.Handler
 	db     *store.DB
@@ -70,7 +72,7 @@ func openDB(t testing.TB) *store.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, append(alarm.Migrations(), Migrations()...)...); err != nil {
+	if err := db.Migrate(ctx, append(alarm.Migrations(), workorder.Migrations()...)...); err != nil {
 		t.Fatal(err)
 	}
 	return db
@@ -83,7 +85,7 @@ func newAPIRig(t *testing.T) *apiRig {
 	r := &apiRig{t: t, b: b, clock: fakes.NewClock(monday10), db: db}
 	r.feed = alarm.NewFeed(0, r.clock.Now)
 	var err error
-	r.desk, err = New(Config{Org: &b.Org, Rules: &b.Rules, Log: NewClickHouseLog(db.Conn()), Feed: r.feed, Now: r.clock.Now, CheckInterval: time.Hour})
+	r.desk, err = workorder.New(workorder.Config{Org: &b.Org, Rules: &b.Rules, Log: workorder.NewClickHouseLog(db.Conn()), Feed: r.feed, Now: r.clock.Now, CheckInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +108,8 @@ func newAPIRig(t *testing.T) *apiRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.srv.Register(r.engine.Routes()...)
-	r.srv.Register(r.desk.Routes(r.engine)...)
+	r.srv.Register(alarmhttp.Routes(r.engine)...)
+	r.srv.Register(Routes(r.desk, r.engine)...)
 	r.h = r.srv.Handler()
 	return r
 }
@@ -183,13 +185,13 @@ func (r *apiRig) alarmOf(device string) alarm.Alarm {
 	return alarm.Alarm{}
 }
 
-func (r *apiRig) orderOf(device string) WorkOrder {
+func (r *apiRig) orderOf(device string) workorder.WorkOrder {
 	r.t.Helper()
-	for _, w := range r.desk.List(alarm.Viewer{Role: config.RoleHQAdmin, Company: companyOf(device)}, Filter{Device: device}) {
+	for _, w := range r.desk.List(alarm.Viewer{Role: config.RoleHQAdmin, Company: companyOf(device)}, workorder.Filter{Device: device}) {
 		return w
 	}
 	r.t.Fatalf("no order on %s", device)
-	return WorkOrder{}
+	return workorder.WorkOrder{}
 }
 
 func companyOf(device string) string {

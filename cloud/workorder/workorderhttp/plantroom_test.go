@@ -1,4 +1,4 @@
-package workorder
+package workorderhttp
 
 import (
 	"cmp"
@@ -54,7 +54,7 @@ func newPlantRoom(t *testing.T, c *cloud) *plantRoom {
 	// value at each step even when it did not move.
 	cfg := &agent.Config{
 		Gateway:   agent.GatewayConfig{ID: "gw-garden-1", Company: "acme", Project: "garden", Password: "demo-gw-garden-1-secret"},
-		Templates: "../../configs/templates",
+		Templates: "../../../configs/templates",
 		Uplink: agent.UplinkConfig{Broker: "tcp://" + c.broker.Addr(), KeepAlive: config.D(5 * time.Second),
 			ConnectTimeout: config.D(5 * time.Second), BatchMaxDelay: config.D(20 * time.Millisecond),
 			ReconnectMin: config.D(20 * time.Millisecond), ReconnectMax: config.D(500 * time.Millisecond)},

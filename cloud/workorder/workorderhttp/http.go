@@ -1,4 +1,8 @@
-package workorder
+// Package workorderhttp serves the work-order desk over the API: lists,
+// one order with its history, manual orders, transitions, a device's
+// maintenance record and the HQ statistics. The workorder package itself
+// knows nothing of HTTP.
+package workorderhttp
 
 import (
 	"context"
@@ -14,7 +18,9 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/timerange"
 )
@@ -29,14 +35,14 @@ type Alarms interface {
 // the statistics:
 //
 //	GET  /workorders?project=&state=&assignee=&device=&since=&until=&limit=
-//	POST /workorders                            manual order (NewOrder)
+//	POST /workorders                            manual order (workorder.NewOrder)
 //	GET  /workorders/:workorder                 with its history
-//	POST /workorders/:workorder/transitions     TransitionRequest; 409 lists the allowed states
+//	POST /workorders/:workorder/transitions     workorder.TransitionRequest; 409 lists the allowed states
 //	GET  /devices/:device/history?since=&until= the device's alarms and work orders
 //	GET  /stats/monthly?month=YYYY-MM           HQ statistics per project
-func (d *Desk) Routes(alarms Alarms) []api.Route {
-	order := api.Resource(access.KindWorkOrder, "workorder", d.owner)
+func Routes(d *workorder.Desk, alarms Alarms) []api.Route {
 	h := &handlers{d: d, alarms: alarms}
+	order := api.Resource(access.KindWorkOrder, "workorder", h.owner)
 	return []api.Route{
 		{Method: http.MethodGet, Path: "/workorders", Scope: api.AnyStaff(), Handler: h.list},
 		{Method: http.MethodPost, Path: "/workorders", Scope: api.AnyStaff().Do(access.Create), Handler: h.create},
@@ -47,8 +53,8 @@ func (d *Desk) Routes(alarms Alarms) []api.Route {
 	}
 }
 
-func (d *Desk) owner(_ context.Context, id string) (access.Resource, error) {
-	r, ok := d.Resource(id)
+func (h *handlers) owner(_ context.Context, id string) (access.Resource, error) {
+	r, ok := h.d.Resource(id)
 	if !ok {
 		return access.Resource{}, fmt.Errorf("work order %q: %w", id, api.ErrNotFound)
 	}
@@ -56,19 +62,19 @@ func (d *Desk) owner(_ context.Context, id string) (access.Resource, error) {
 }
 
 type handlers struct {
-	d      *Desk
+	d      *workorder.Desk
 	alarms Alarms
 }
 
-func viewer(c echo.Context) alarm.Viewer { return alarm.ViewerOf(api.PrincipalOf(c)) }
+func viewer(c echo.Context) alarm.Viewer { return alarmhttp.ViewerOf(api.PrincipalOf(c)) }
 
-func filterFromQuery(c echo.Context) (Filter, error) {
-	f := Filter{Project: c.QueryParam("project"), State: c.QueryParam("state"), Assignee: c.QueryParam("assignee"), Device: c.QueryParam("device")}
+func filterFromQuery(c echo.Context) (workorder.Filter, error) {
+	f := workorder.Filter{Project: c.QueryParam("project"), State: c.QueryParam("state"), Assignee: c.QueryParam("assignee"), Device: c.QueryParam("device")}
 	var err error
-	if f.Since, err = alarm.TimeParam(c, "since"); err != nil {
+	if f.Since, err = alarmhttp.TimeParam(c, "since"); err != nil {
 		return f, err
 	}
-	if f.Until, err = alarm.TimeParam(c, "until"); err != nil {
+	if f.Until, err = alarmhttp.TimeParam(c, "until"); err != nil {
 		return f, err
 	}
 	if v := c.QueryParam("limit"); v != "" {
@@ -93,13 +99,13 @@ func (h *handlers) list(c echo.Context) error {
 	}
 	v := viewer(c)
 	if f.Project != "" {
-		if co, _, ok := h.d.cfg.Org.FindProject(f.Project); !ok || !v.SeesProject(co.ID, f.Project) {
+		if co, _, ok := h.d.Org().FindProject(f.Project); !ok || !v.SeesProject(co.ID, f.Project) {
 			return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("project %q not found", f.Project)}
 		}
 	}
 	list := h.d.List(v, f)
 	if list == nil {
-		list = []WorkOrder{} // an empty list, not null
+		list = []workorder.WorkOrder{} // an empty list, not null
 	}
 	return c.JSON(http.StatusOK, map[string]any{"work_orders": list})
 }
@@ -122,7 +128,7 @@ func decodeBody(c echo.Context, v any) error {
 }
 
 func (h *handlers) create(c echo.Context) error {
-	var r NewOrder
+	var r workorder.NewOrder
 	if err := decodeBody(c, &r); err != nil {
 		return err
 	}
@@ -135,7 +141,7 @@ func (h *handlers) create(c echo.Context) error {
 }
 
 func (h *handlers) transition(c echo.Context) error {
-	var r TransitionRequest
+	var r workorder.TransitionRequest
 	if err := decodeBody(c, &r); err != nil {
 		return err
 	}
@@ -149,9 +155,9 @@ func (h *handlers) transition(c echo.Context) error {
 // History is a device's alarms and work orders (with their transitions):
 // its maintenance record.
 type History struct {
-	Device     string        `json:"device"`
-	Alarms     []AlarmRecord `json:"alarms"`
-	WorkOrders []WorkOrder   `json:"work_orders"`
+	Device     string                `json:"device"`
+	Alarms     []AlarmRecord         `json:"alarms"`
+	WorkOrders []workorder.WorkOrder `json:"work_orders"`
 }
 
 // AlarmRecord is an alarm with every step it went through.
@@ -176,11 +182,11 @@ type AlarmStep struct {
 
 func (h *handlers) deviceHistory(c echo.Context) error {
 	dev := api.DeviceOf(c)
-	since, err := alarm.TimeParam(c, "since")
+	since, err := alarmhttp.TimeParam(c, "since")
 	if err != nil {
 		return err
 	}
-	until, err := alarm.TimeParam(c, "until")
+	until, err := alarmhttp.TimeParam(c, "until")
 	if err != nil {
 		return err
 	}
@@ -188,10 +194,10 @@ func (h *handlers) deviceHistory(c echo.Context) error {
 	out := History{
 		Device:     dev.Device.ID,
 		Alarms:     []AlarmRecord{},
-		WorkOrders: h.d.DeviceOrders(v, dev.Device.ID, Filter{Since: since, Until: until, Limit: 5000}),
+		WorkOrders: h.d.DeviceOrders(v, dev.Device.ID, workorder.Filter{Since: since, Until: until, Limit: 5000}),
 	}
 	if out.WorkOrders == nil {
-		out.WorkOrders = []WorkOrder{}
+		out.WorkOrders = []workorder.WorkOrder{}
 	}
 	alarms := h.alarms.Alarms(v, alarm.Filter{Device: dev.Device.ID, Since: since, Until: until, Limit: 5000})
 	steps := map[string][]AlarmStep{}
@@ -221,11 +227,11 @@ func (h *handlers) deviceHistory(c echo.Context) error {
 
 func (h *handlers) monthly(c echo.Context) error {
 	month := c.QueryParam("month")
-	now := h.d.cfg.Now()
+	now := h.d.Now()
 	if month == "" {
 		month = now.Format("2006-01")
 	}
-	y, m, err := ParseMonth(month)
+	y, m, err := workorder.ParseMonth(month)
 	if err != nil {
 		return api.BadRequest("invalid month %q: want YYYY-MM", month)
 	}
@@ -246,18 +252,18 @@ func (h *handlers) monthly(c echo.Context) error {
 // apiError maps the desk's errors to API answers. An invalid transition is
 // 409 with the allowed states next to the usual error fields.
 func apiError(c echo.Context, err error) error {
-	var te *TransitionError
+	var te *workorder.TransitionError
 	switch {
 	case errors.As(err, &te):
 		return c.JSON(http.StatusConflict, map[string]any{"error": map[string]any{
 			"code": "conflict", "message": te.Error(), "request_id": api.RequestID(c),
 			"state": te.From, "allowed": append([]string{}, te.Allowed...),
 		}})
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, workorder.ErrNotFound):
 		return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: err.Error()}
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, workorder.ErrForbidden):
 		return &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden, Message: err.Error()}
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, workorder.ErrInvalid):
 		return &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: err.Error()}
 	}
 	return err

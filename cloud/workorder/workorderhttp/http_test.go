@@ -1,4 +1,4 @@
-package workorder
+package workorderhttp
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/workorder"
 )
 
 func TestWorkOrderFlowOverHTTP(t *testing.T) {
@@ -64,7 +65,7 @@ func TestWorkOrderFlowOverHTTP(t *testing.T) {
 
 	// The order: listed for its technician, moved along, 409 with the allowed states.
 	var orders struct {
-		WorkOrders []WorkOrder `json:"work_orders"`
+		WorkOrders []workorder.WorkOrder `json:"work_orders"`
 	}
 	r.decode(r.call("tech-garden-1", "GET", "/api/v1/workorders?assignee=tech-garden-1&state=assigned", nil), 200, &orders)
 	if len(orders.WorkOrders) != 1 || orders.WorkOrders[0].Device != "garden-pump-1" {
@@ -72,7 +73,7 @@ func TestWorkOrderFlowOverHTTP(t *testing.T) {
 	}
 	wid := orders.WorkOrders[0].ID
 	path := "/api/v1/workorders/" + wid + "/transitions"
-	rec := r.call("tech-garden-1", "POST", path, TransitionRequest{To: StateResolved})
+	rec := r.call("tech-garden-1", "POST", path, workorder.TransitionRequest{To: workorder.StateResolved})
 	if rec.Code != http.StatusConflict {
 		t.Fatalf("assigned → resolved: %d %s", rec.Code, rec.Body.String())
 	}
@@ -85,25 +86,25 @@ func TestWorkOrderFlowOverHTTP(t *testing.T) {
 		} `json:"error"`
 	}
 	r.decode(rec, http.StatusConflict, &conflict)
-	if conflict.Error.Code != "conflict" || conflict.Error.State != StateAssigned ||
-		!slices.Equal(conflict.Error.Allowed, []string{StateAssigned, StateAccepted, StateCancelled}) {
+	if conflict.Error.Code != "conflict" || conflict.Error.State != workorder.StateAssigned ||
+		!slices.Equal(conflict.Error.Allowed, []string{workorder.StateAssigned, workorder.StateAccepted, workorder.StateCancelled}) {
 		t.Errorf("409 body %s", rec.Body.String())
 	}
 	if rec := r.call("tech-garden-1", "POST", path, map[string]any{"to": "accepted", "extra": 1}); rec.Code != http.StatusBadRequest {
 		t.Errorf("unknown field: %d", rec.Code)
 	}
-	if rec := r.call("pm-garden", "POST", path, TransitionRequest{To: StateAccepted}); rec.Code != http.StatusForbidden {
+	if rec := r.call("pm-garden", "POST", path, workorder.TransitionRequest{To: workorder.StateAccepted}); rec.Code != http.StatusForbidden {
 		t.Errorf("manager accepts for the technician: %d", rec.Code)
 	}
-	for i, s := range []string{StateAccepted, StateInProgress, StateResolved} {
+	for i, s := range []string{workorder.StateAccepted, workorder.StateInProgress, workorder.StateResolved} {
 		r.clock.Set(monday10.Add(time.Duration(i+1) * 10 * time.Minute))
-		var w WorkOrder
-		r.decode(r.call("tech-garden-1", "POST", path, TransitionRequest{To: s, Note: "step " + s, Photo: "oss://photos/" + s + ".jpg"}), 200, &w)
+		var w workorder.WorkOrder
+		r.decode(r.call("tech-garden-1", "POST", path, workorder.TransitionRequest{To: s, Note: "step " + s, Photo: "oss://photos/" + s + ".jpg"}), 200, &w)
 		if w.State != s {
 			t.Fatalf("state %s, want %s", w.State, s)
 		}
 	}
-	var w WorkOrder
+	var w workorder.WorkOrder
 	r.decode(r.call("pm-garden", "GET", "/api/v1/workorders/"+wid, nil), 200, &w)
 	var trail []string
 	for _, ev := range w.History {
@@ -117,11 +118,11 @@ func TestWorkOrderFlowOverHTTP(t *testing.T) {
 	}
 
 	// Manual order over HTTP.
-	rec = r.call("pm-tower", "POST", "/api/v1/workorders", NewOrder{Project: "tower", Device: "tower-elevator-2", Title: "电梯按钮失灵", Skill: "elevator", Priority: 2})
+	rec = r.call("pm-tower", "POST", "/api/v1/workorders", workorder.NewOrder{Project: "tower", Device: "tower-elevator-2", Title: "电梯按钮失灵", Skill: "elevator", Priority: 2})
 	if rec.Code != http.StatusCreated || !strings.HasPrefix(rec.Header().Get("Location"), "/api/v1/workorders/wo-m-") {
 		t.Fatalf("create: %d %s (Location %q)", rec.Code, rec.Body.String(), rec.Header().Get("Location"))
 	}
-	if rec := r.call("pm-tower", "POST", "/api/v1/workorders", NewOrder{Project: "tower", Title: ""}); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "title: required") {
+	if rec := r.call("pm-tower", "POST", "/api/v1/workorders", workorder.NewOrder{Project: "tower", Title: ""}); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "title: required") {
 		t.Errorf("create without title: %d %s", rec.Code, rec.Body.String())
 	}
 
@@ -133,7 +134,7 @@ func TestWorkOrderFlowOverHTTP(t *testing.T) {
 	}
 
 	// HQ statistics for March 2025.
-	var st Monthly
+	var st workorder.Monthly
 	r.decode(r.call("hq-viewer", "GET", "/api/v1/stats/monthly?month=2025-03", nil), 200, &st)
 	if len(st.Projects) != 2 {
 		t.Fatalf("stats projects %+v", st.Projects)
@@ -146,7 +147,7 @@ func TestWorkOrderFlowOverHTTP(t *testing.T) {
 		b, _ := json.Marshal(g)
 		t.Errorf("garden stats %s", b)
 	}
-	if tw := st.Projects[1]; tw.WorkOrders.Total != 2 || tw.WorkOrders.BySource[SourceManual] != 1 || tw.SLA.Pending != 2 || tw.SLA.CompliancePct != nil {
+	if tw := st.Projects[1]; tw.WorkOrders.Total != 2 || tw.WorkOrders.BySource[workorder.SourceManual] != 1 || tw.SLA.Pending != 2 || tw.SLA.CompliancePct != nil {
 		b, _ := json.Marshal(tw)
 		t.Errorf("tower stats %s", b)
 	}
@@ -247,7 +248,7 @@ func TestAlarmStreamScopedAndResumable(t *testing.T) {
 			t.Fatalf("ids not increasing: %d after %d", id, last)
 		}
 		last = id
-		var we Event
+		var we workorder.Event
 		if err := json.Unmarshal([]byte(ev.data), &we); err != nil || ev.event != "workorder" || we.Order.Project != "garden" {
 			t.Fatalf("event %+v: %v", ev, err)
 		}
@@ -287,7 +288,7 @@ func TestAlarmStreamScopedAndResumable(t *testing.T) {
 	feed2 := alarm.NewFeed(0, r.clock.Now)
 	feed2.Advance(r.feed.Last())
 	feed2.AddBackfill(alarm.NewClickHouseLog(r.db.Conn()).Backfill)
-	feed2.AddBackfill(NewClickHouseLog(r.db.Conn()).Backfill)
+	feed2.AddBackfill(workorder.NewClickHouseLog(r.db.Conn()).Backfill)
 	items, err := feed2.Read(context.Background(), first, 10)
 	if err != nil || len(items) < 5 || items[0].Seq <= first {
 		t.Fatalf("backfill after restart: %v, %d items", err, len(items))
