@@ -396,7 +396,7 @@ func screenshots(t *testing.T, browser context.Context, s *system, dir string) {
 			}
 			open(t, ctx, s.URL+sh.path)
 			waitJS(t, ctx, "charts", `!document.querySelector("[data-chart]") || document.body.dataset.chartsDone === "1"`, 30*time.Second)
-			time.Sleep(700 * time.Millisecond) // chart animations settle
+			time.Sleep(700 * time.Millisecond)                          // chart animations settle
 			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100 makes a PNG; below, a JPEG
 			if err != nil {
 				t.Fatal(err)
