@@ -229,7 +229,7 @@ func cloudFile(s *Stand, components []string, metrics, apiAddr string) *app.Conf
 	if hasBroker {
 		c.Broker.Listen = s.brokerAddr
 		c.Broker.StorePath = s.path("broker.db")
-		c.Broker.Services = []broker.Service{{Username: ingestUser, PasswordHash: s.ingestHash, Subscribe: broker.DefaultServiceSubscribe, Publish: broker.IngestPublish}}
+		c.Broker.Services = []broker.Service{{Username: ingestUser, PasswordHash: s.ingestHash, Enabled: true, Subscribe: broker.DefaultServiceSubscribe, Publish: broker.IngestPublish}}
 	}
 	return c
 }

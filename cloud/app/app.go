@@ -79,6 +79,9 @@ func New(ctx context.Context, cfg *Config, o Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{Config: cfg, Bundle: bundle, Log: log, Registry: prometheus.NewRegistry()}
+	for _, w := range DemoCredentialWarnings(cfg, bundle) {
+		log.Warn("DEMO CREDENTIAL ON A NON-LOOPBACK LISTENER: anyone who has read README.md can sign in; change it (bin/cloud hash-password / hash-token) or listen on 127.0.0.1 only", "credential", w)
+	}
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildinfo.Collector("cloud"))
 	a.Latest = ingest.NewLatest()
@@ -113,7 +116,7 @@ func (a *App) build() error {
 	if cfg.EmbeddedBroker() {
 		b, err := broker.New(broker.Config{
 			Listen: cfg.Broker.Listen, TLSListen: cfg.Broker.TLSListen, TLSCert: cfg.Broker.TLSCert, TLSKey: cfg.Broker.TLSKey,
-			Org: &a.Bundle.Org, Services: cfg.Broker.Services, MaxPending: cfg.Broker.MaxPending, StorePath: cfg.Broker.StorePath,
+			Org: &a.Bundle.Org, Services: cfg.Broker.EnabledServices(), MaxPending: cfg.Broker.MaxPending, StorePath: cfg.Broker.StorePath,
 			SessionExpiry: cfg.Broker.SessionExpiry.Duration,
 			Logger:        a.Log.With("component", "broker"), Registerer: a.Registry,
 		})

@@ -93,6 +93,17 @@ type Broker struct {
 	External External `yaml:"external"`
 }
 
+// EnabledServices are the services that may sign in (enabled: true).
+func (b *Broker) EnabledServices() []broker.Service {
+	var out []broker.Service
+	for _, s := range b.Services {
+		if s.Enabled {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // External is how the ingest reaches a broker outside its process: the
 // embedded broker of another cloud process, EMQX or mosquitto.
 type External struct {

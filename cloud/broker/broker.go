@@ -36,6 +36,9 @@ import (
 type Service struct {
 	Username     string `yaml:"username"`
 	PasswordHash string `yaml:"password_hash"` // bcrypt "$2a$…" or "sha256:<hex>"
+	// Enabled: a service listed in the cloud's configuration may sign in
+	// only when enabled (default false: an account nobody uses is off).
+	Enabled bool `yaml:"enabled"`
 	// Subscribe lists the topic filters it may subscribe to, shared
 	// subscriptions ("$share/<group>/…") included; default
 	// DefaultServiceSubscribe.
