@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/devices/sim"
 	"github.com/plantroom/plantroom/edge/internal/mqtttest"
+	"github.com/plantroom/plantroom/internal/buildinfo"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -99,6 +101,7 @@ func TestSteadyStateWithSimulators(t *testing.T) {
 		`plantroom_edge_queue_dropped_readings_total`:                              func(v float64) bool { return v == 0 },
 		`plantroom_edge_mqtt_messages_total{device="plug-1"}`:                      func(v float64) bool { return v > 0 },
 		`plantroom_edge_agent_info{gateway="gw-test-1",version="` + Version + `"}`: func(v float64) bool { return v == 1 },
+		buildInfoSeries(): func(v float64) bool { return v == 1 },
 	} {
 		if v, ok := m[name]; !ok || !check(v) {
 			t.Errorf("metric %s = %v (present %v)", name, v, ok)
@@ -248,4 +251,12 @@ func TestFailedStartCleansUp(t *testing.T) {
 	}
 	a.Stop()
 	startAgent(t, agentYAML(cloud.URL(), dir, "devices: []\n")) // same queue file
+}
+
+// buildInfoSeries is the agent's plantroom_build_info series as /metrics
+// writes it.
+func buildInfoSeries() string {
+	in := buildinfo.Get()
+	return fmt.Sprintf(`plantroom_build_info{commit=%q,date=%q,goversion=%q,platform=%q,program="edge-agent",version=%q}`,
+		in.Commit, in.Date, in.GoVersion, in.Platform, in.Version)
 }
