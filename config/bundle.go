@@ -90,6 +90,19 @@ func (b *Bundle) checkRefs(p *Problems, tariffs, templates, rules bool) {
 					}
 				}
 			}
+			for gi, g := range pr.Groups {
+				for ri, id := range g.Rules {
+					r := b.Rules.Rule(id)
+					rp := Join(Join(Join(Join(pp, "groups"), gi), "rules"), ri)
+					switch {
+					case !rules:
+					case r == nil:
+						p.Addf(rp, "unknown rule %q", id)
+					case r.Kind != RuleThreshold && r.Kind != RuleState && r.Kind != RuleRate:
+						p.Addf(rp, "rule %q is a %s rule; groups take threshold, state and rate rules", id, r.Kind)
+					}
+				}
+			}
 			for ri, ro := range pr.RuleOverrides {
 				if rules && ro.Rule != "" && b.Rules.Rule(ro.Rule) == nil {
 					p.Addf(Join(Join(Join(pp, "rule_overrides"), ri), "rule"), "unknown rule %q", ro.Rule)

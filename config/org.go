@@ -2,6 +2,7 @@ package config
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +58,10 @@ type Project struct {
 	Gateways      []Gateway      `yaml:"gateways"`
 	RuleOverrides []RuleOverride `yaml:"rule_overrides"`
 	Webhooks      []Webhook      `yaml:"webhooks"`
+	// Groups are devices that share one measurement (a duty/standby pump
+	// set on one header, a riser): the group's rules raise one alarm for
+	// the group instead of one per device.
+	Groups []DeviceGroup `yaml:"groups"`
 
 	Location *time.Location `yaml:"-"` // set by validation from TimeZone
 }
@@ -99,6 +104,16 @@ type Webhook struct {
 	URL    string `yaml:"url"`
 	Secret string `yaml:"secret"`
 	Format string `yaml:"format"` // "json" (default), "wecom", "dingtalk"
+}
+
+// DeviceGroup is a set of devices of one project sharing a measurement.
+// Each of Rules is evaluated once for the group, on the readings of every
+// member, and replaces the members' own alarms of that rule.
+type DeviceGroup struct {
+	ID      string   `yaml:"id"`
+	Name    string   `yaml:"name"`
+	Devices []string `yaml:"devices"`
+	Rules   []string `yaml:"rules"`
 }
 
 // RuleOverride changes an alarm rule for one project, or one device of it.
@@ -223,12 +238,32 @@ func (o *Org) Validate(p *Problems) {
 					p.Addf(Join(wp, "format"), "unknown format %q (want json, wecom or dingtalk)", w.Format)
 				}
 			}
+			for gi, g := range pr.Groups {
+				gp := Join(Join(pp, "groups"), gi)
+				checkID(p, Join(gp, "id"), g.ID)
+				if _, ok := devices[g.ID]; ok {
+					p.Addf(Join(gp, "id"), "%q is a device id", g.ID)
+				}
+				if len(g.Devices) < 2 {
+					p.Addf(Join(gp, "devices"), "a group needs at least two devices")
+				}
+				if len(g.Rules) == 0 {
+					p.Addf(Join(gp, "rules"), "required: the rules evaluated for the group")
+				}
+				for di, d := range g.Devices {
+					if gw, ok := devices[d]; !ok {
+						p.Addf(Join(Join(gp, "devices"), di), "unknown device %q", d)
+					} else if other := gateways[gw]; other != pr.ID {
+						p.Addf(Join(Join(gp, "devices"), di), "device %q belongs to project %q, not %q", d, other, pr.ID)
+					}
+				}
+			}
 			for ri, ro := range pr.RuleOverrides {
 				rp := Join(Join(pp, "rule_overrides"), ri)
 				if ro.Rule == "" {
 					p.Addf(Join(rp, "rule"), "required")
 				}
-				if ro.Device != "" {
+				if ro.Device != "" && !slices.ContainsFunc(pr.Groups, func(g DeviceGroup) bool { return g.ID == ro.Device }) {
 					if gw, ok := devices[ro.Device]; !ok {
 						p.Addf(Join(rp, "device"), "unknown device %q", ro.Device)
 					} else if other := gateways[gw]; other != pr.ID {

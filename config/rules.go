@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -171,10 +172,30 @@ type Rule struct {
 	// MinHold keeps a raised alarm active at least this long (flapping guard).
 	MinHold   Duration       `yaml:"min_hold"`
 	WorkOrder *WorkOrderSpec `yaml:"work_order"`
+	// When limits the rule to readings taken while another metric of the
+	// same device satisfies it (only while the pump is running).
+	When *RuleWhen `yaml:"when"`
 	// Safety marks a rule whose every raise is a new incident (a trapped
 	// passenger): its own work order, dispatch and SLA, never joined to an
 	// earlier order of the same device.
 	Safety bool `yaml:"safety"`
+}
+
+// RuleWhen is a condition on another metric of the device: one of In, or
+// above Above / below Below (both: inside the range).
+type RuleWhen struct {
+	Metric string    `yaml:"metric"`
+	In     []float64 `yaml:"in"`
+	Above  *float64  `yaml:"above"`
+	Below  *float64  `yaml:"below"`
+}
+
+// Holds reports whether the condition holds for the metric's value v.
+func (w *RuleWhen) Holds(v float64) bool {
+	if len(w.In) > 0 {
+		return slices.Contains(w.In, v)
+	}
+	return (w.Above == nil || v > *w.Above) && (w.Below == nil || v < *w.Below)
 }
 
 // AppliesTo selects devices by kind or template; empty selects every device.
@@ -254,6 +275,25 @@ func (f *RuleFile) Validate(p *Problems) {
 		case RuleStale, RuleGatewayOffline:
 			if r.After.Duration < 0 {
 				p.Addf(Join(rp, "after"), "must be >= 0, got %s", r.After)
+			}
+		}
+		if w := r.When; w != nil {
+			wp := Join(rp, "when")
+			switch r.Kind {
+			case RuleThreshold, RuleState, RuleRate:
+			default:
+				p.Addf(wp, "only threshold, state and rate rules take a condition, not %q", r.Kind)
+			}
+			if w.Metric == "" {
+				p.Addf(Join(wp, "metric"), "required")
+			} else if w.Metric == r.Metric {
+				p.Addf(Join(wp, "metric"), "%q is the rule's own metric", w.Metric)
+			}
+			if len(w.In) == 0 && w.Above == nil && w.Below == nil {
+				p.Addf(wp, "needs in, above or below")
+			}
+			if len(w.In) > 0 && (w.Above != nil || w.Below != nil) {
+				p.Addf(wp, "takes in, or above/below, not both")
 			}
 		}
 		if r.For.Duration < 0 || r.MinHold.Duration < 0 {

@@ -184,6 +184,7 @@ func TestStateRules(t *testing.T) {
 func TestRateRule(t *testing.T) {
 	r := newRig(t, nil, nil)
 	m := time.Minute
+	r.read(gwGarden, pump, "running", 0, 1) // the rule's condition: while running
 	r.read(gwGarden, pump, "motor_temp_c", 0, 40)
 	r.read(gwGarden, pump, "motor_temp_c", m, 41) // 1 °C/min
 	if r.active(pump, "pump-temp-rising") != nil {

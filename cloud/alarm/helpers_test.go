@@ -56,7 +56,21 @@ func (l *memLog) count(kind, rule string) int {
 // t0 is a Monday 10:00 in Shanghai.
 var t0 = time.Date(2025, 3, 3, 2, 0, 0, 0, time.UTC)
 
+// loadBundle loads the demo configuration without its device groups: the
+// tests of single-device rules read one pump's pressure (group_test.go has
+// the groups).
 func loadBundle(t testing.TB) *config.Bundle {
+	t.Helper()
+	b := loadBundleWithGroups(t)
+	for ci := range b.Org.Companies {
+		for pi := range b.Org.Companies[ci].Projects {
+			b.Org.Companies[ci].Projects[pi].Groups = nil
+		}
+	}
+	return b
+}
+
+func loadBundleWithGroups(t testing.TB) *config.Bundle {
 	t.Helper()
 	b, err := config.LoadBundle("../../configs/org.yaml", "../../configs/tariffs.yaml", "../../configs/templates", "../../configs/rules.yaml")
 	if err != nil {

@@ -62,6 +62,9 @@ func (e *Engine) evaluate(gateway string, r *protocol.Reading, arrived time.Time
 			st.pendingSince = 0
 		}
 	}
+	if _, ok := s.latest[r.Metric]; ok {
+		s.latest[r.Metric] = r.Value
+	}
 	for _, t := range s.byMetric[r.Metric] {
 		if r.TS <= t.lastTS {
 			if !replay {
@@ -74,6 +77,11 @@ func (e *Engine) evaluate(gateway string, r *protocol.Reading, arrived time.Time
 		if !ok {
 			t.lastTS, t.lastArrived, t.last = in.ts, in.arrived, in
 			continue
+		}
+		if w := t.rule.When; w != nil && !w.Holds(s.latest[w.Metric]) {
+			// Outside the rule's condition (the pump is not running): the
+			// reading says nothing about the problem; it is absent.
+			raise, clear = false, true
 		}
 		if w := t.walk; w != nil && raise {
 			in.ts, in.value = w.decided.TS, w.decided.V // the alarm names the jump, not the reading after it

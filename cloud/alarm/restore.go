@@ -82,6 +82,9 @@ func (e *Engine) recentReadings(ctx context.Context) ([]StoredReading, error) {
 		for m := range s.byMetric {
 			set[m] = true
 		}
+		for m := range s.latest {
+			set[m] = true // read by a rule's "when"
+		}
 	}
 	if len(set) == 0 {
 		return nil, nil

@@ -2,6 +2,8 @@ package alarm
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,6 +33,12 @@ type subject struct {
 	offline                           *tracker              // gateways: gateway-offline rule
 	overflow                          *tracker              // gateways: queue-overflow rule
 	lastArrived                       time.Time             // last reading's arrival (stale watch)
+	// latest holds the device's newest value of each metric a rule's
+	// "when" condition reads.
+	latest map[string]float64
+	// group is set on a device group's subject: its trackers are fed by
+	// the members' readings.
+	group bool
 }
 
 // bindRules binds every rule to the devices and gateways it applies to.
@@ -76,6 +84,19 @@ func bindRules(org *config.Org, rules *config.RuleFile, queueQuiet, defaultHold 
 		}
 		devices[d.ID] = s
 	}
+	bindGroups(org, rules, devices, hold)
+	for _, s := range devices {
+		for _, ts := range s.byMetric {
+			for _, t := range ts {
+				if w := t.rule.When; w != nil {
+					if s.latest == nil {
+						s.latest = map[string]float64{}
+					}
+					s.latest[w.Metric] = math.NaN() // not known yet: the condition does not hold
+				}
+			}
+		}
+	}
 	for ci := range org.Companies {
 		c := &org.Companies[ci]
 		for pi := range c.Projects {
@@ -107,6 +128,50 @@ func bindRules(org *config.Org, rules *config.RuleFile, queueQuiet, defaultHold 
 		}
 	}
 	return devices, gateways
+}
+
+// bindGroups gives each device group of org.yaml one tracker per group
+// rule, fed by the readings of every member in place of the members' own.
+func bindGroups(org *config.Org, rules *config.RuleFile, devices map[string]*subject, hold func(*config.Rule) time.Duration) {
+	for ci := range org.Companies {
+		c := &org.Companies[ci]
+		for pi := range c.Projects {
+			p := &c.Projects[pi]
+			for _, g := range p.Groups {
+				var members []*subject
+				for _, id := range g.Devices {
+					if m := devices[id]; m != nil {
+						members = append(members, m)
+					}
+				}
+				if len(members) == 0 {
+					continue
+				}
+				first := members[0]
+				gs := &subject{company: c.ID, project: p.ID, gateway: first.gateway, device: g.ID,
+					category: first.category, location: p.Location, byMetric: map[string][]*tracker{}, group: true}
+				for _, id := range g.Rules {
+					r := rules.Rule(id)
+					if r == nil {
+						continue
+					}
+					br, ok := applyOverrides(*r, p, g.ID)
+					if !ok {
+						continue
+					}
+					br.wait, br.hold = br.For.Duration, hold(r)
+					t := &tracker{rule: br, subject: gs}
+					gs.trackers = append(gs.trackers, t)
+					for _, m := range members {
+						m.trackers = slices.DeleteFunc(m.trackers, func(x *tracker) bool { return x.rule.ID == id })
+						m.byMetric[r.Metric] = slices.DeleteFunc(m.byMetric[r.Metric], func(x *tracker) bool { return x.rule.ID == id })
+						m.byMetric[r.Metric] = append(m.byMetric[r.Metric], t)
+					}
+				}
+				devices[g.ID] = gs
+			}
+		}
+	}
 }
 
 // applyOverrides applies the project-wide overrides of the rule, then the
