@@ -32,12 +32,17 @@ var killStart = time.Date(2026, 1, 31, 12, 0, 0, 0, time.UTC)
 func killBatch(seq int) *protocol.Batch {
 	t0 := killStart.Add(time.Duration(seq*killPerDevice) * 10 * time.Second)
 	b := &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: uint64(seq + 1), SentAt: t0.UnixMilli()}
-	for di, d := range []string{"garden-meter-main", "garden-pump-1"} {
+	// Each device's counter and power metric as its template names them
+	// (the ingest refuses metrics a template does not declare).
+	for di, d := range []struct{ id, counter, power string }{
+		{"garden-meter-main", "energy_import_kwh", "power_total_w"},
+		{"garden-pump-1", "energy_kwh", "power_kw"},
+	} {
 		for i := 0; i < killPerDevice; i++ {
 			ts := t0.Add(time.Duration(i) * 10 * time.Second)
 			b.Readings = append(b.Readings,
-				protocol.Reading{Device: d, Metric: "energy_import_kwh", TS: ts.UnixMilli(), Value: kwh(di, ts)},
-				protocol.Reading{Device: d, Metric: "power_w", TS: ts.UnixMilli(), Value: float64(1000*di + i)})
+				protocol.Reading{Device: d.id, Metric: d.counter, TS: ts.UnixMilli(), Value: kwh(di, ts)},
+				protocol.Reading{Device: d.id, Metric: d.power, TS: ts.UnixMilli(), Value: float64(10*di + i)})
 		}
 	}
 	return b
@@ -57,7 +62,7 @@ FROM (
     SELECT device, metric, hour_ms, uniqExactMerge(n) AS n, argMinMerge(first_v) AS first, argMaxMerge(last_v) AS last
     FROM readings_hourly GROUP BY company, project, device, metric, hour_ms
 )
-WHERE metric = 'energy_import_kwh'
+WHERE metric IN ('energy_import_kwh', 'energy_kwh')
 GROUP BY device, month ORDER BY device, month`)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +95,7 @@ func wantMonthly() string {
 	m := map[key]*agg{}
 	for s := 0; s < killBatches; s++ {
 		for _, r := range killBatch(s).Readings {
-			if r.Metric != "energy_import_kwh" {
+			if r.Metric != "energy_import_kwh" && r.Metric != "energy_kwh" {
 				continue
 			}
 			ts := time.UnixMilli(r.TS).UTC()
