@@ -127,8 +127,14 @@ write_users() {
 EOC
 }
 
-answers() { # http port
-    [[ "$(curl -sS --max-time 3 "http://127.0.0.1:$1/?query=SELECT%201" 2>/dev/null | tr -d '[:space:]')" == 1 ]]
+answers() { # shard number
+    local out
+    if command -v curl >/dev/null; then
+        out=$(curl -sS --max-time 3 "http://127.0.0.1:${HTTP[$(($1 - 1))]}/?query=SELECT%201" 2>/dev/null || true)
+    else
+        out=$(timeout 5 clickhouse-client --host 127.0.0.1 --port "${TCP[$(($1 - 1))]}" --query 'SELECT 1' 2>/dev/null || true)
+    fi
+    [[ "$(echo "$out" | tr -d '[:space:]')" == 1 ]]
 }
 
 zk_ok() {
@@ -168,7 +174,7 @@ start() {
         echo $! >"$BASE/ch$n.pid"
     done
     for n in 1 2; do
-        wait_for "shard $n" answers "${HTTP[$((n - 1))]}" ||
+        wait_for "shard $n" answers "$n" ||
             { tail -20 "$BASE/ch$n/log/err.log" >&2 || true; stop; die "shard $n did not answer on port ${HTTP[$((n - 1))]}"; }
     done
     say "ZooKeeper 127.0.0.1:$ZK_PORT, shards 127.0.0.1:${TCP[0]} and 127.0.0.1:${TCP[1]} (cluster plantroom)"
