@@ -30,7 +30,7 @@ var (
 		"open", "assigned", "closed", "critical", "-5", "0", "1", "99999999999999999999", "NaN", "Inf", "true", "\x00", strings.Repeat("z", 2000)}
 	// genValid are ids that exist, by path parameter: most requests reach
 	// the handler's own checks.
-	genValid = map[string][]string{"project": {"p1", "p2", "b1"}, "device": {"p1-pump", "p1-plug", "p1-main", "p1-elev", "b1-pump"}}
+	genValid  = map[string][]string{"project": {"p1", "p2", "b1"}, "device": {"p1-pump", "p1-plug", "p1-main", "p1-elev", "b1-pump"}}
 	genParams = []string{"from", "to", "month", "metric", "step", "format", "top", "limit", "since", "until", "state", "project",
 		"severity", "device", "assignee", "source", "category"}
 )
