@@ -83,7 +83,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		KeepAlive: u.KeepAlive.Duration, ConnectTimeout: u.ConnectTimeout.Duration, PublishTimeout: u.PublishTimeout.Duration,
 		InFlight: u.InFlight, BatchMaxReadings: u.BatchMaxReadings, BatchMaxDelay: u.BatchMaxDelay.Duration,
 		BacklogRate: u.BacklogRate, ReconnectMin: u.ReconnectMin.Duration, ReconnectMax: u.ReconnectMax.Duration,
-		AgentVersion: Version,
+		CommitTimeout: u.CommitTimeout.Duration, CommitTimeoutMax: u.CommitTimeoutMax.Duration,
+		CommitDegradedAfter: u.CommitDegradedAfter.Duration,
+		AgentVersion:        Version,
 	}, a.queue, log.With("part", "uplink"), a.reg)
 	if err != nil {
 		return nil, err

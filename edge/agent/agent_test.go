@@ -20,7 +20,7 @@ import (
 // gateway announces itself, and /healthz and /metrics tell the truth. Then
 // a reload swaps a device without touching the queue.
 func TestSteadyStateWithSimulators(t *testing.T) {
-	cloud := mqtttest.StartMochi(t, cloudUsers())
+	cloud, _ := startCloud(t)
 	modbusSim := startSim(t, sim.MQTTConfig{},
 		sim.DeviceConfig{ID: "meter-1", Template: "sdm630"},
 		sim.DeviceConfig{ID: "pump-1", Template: "pump-vfd"},
@@ -144,7 +144,7 @@ func TestSteadyStateWithSimulators(t *testing.T) {
 // control device polled by an agent of its own, the dead one is backed off,
 // reported offline and, once it answers again, online.
 func TestDeadDeviceNextToLiveOnes(t *testing.T) {
-	cloud := mqtttest.StartMochi(t, cloudUsers())
+	cloud, _ := startCloud(t)
 	b := startSim(t, sim.MQTTConfig{},
 		sim.DeviceConfig{ID: "pump-1", Template: "pump-vfd"},
 		sim.DeviceConfig{ID: "pump-2", Template: "pump-vfd"},
@@ -201,7 +201,7 @@ func TestDeadDeviceNextToLiveOnes(t *testing.T) {
 // The cloud broker is down for a while and comes back: everything the
 // queue committed arrives, each series in order within its lane.
 func TestBrokerOutageWithSimulators(t *testing.T) {
-	cloud := mqtttest.StartMochi(t, cloudUsers())
+	cloud, _ := startCloud(t)
 	b := startSim(t, sim.MQTTConfig{},
 		sim.DeviceConfig{ID: "meter-1", Template: "sdm630"},
 		sim.DeviceConfig{ID: "elevator-1", Template: "elevator"},
@@ -237,7 +237,7 @@ func TestBrokerOutageWithSimulators(t *testing.T) {
 // A start that fails half way (the HTTP port is taken) stops what it
 // started: the queue file is closed again and a second agent can use it.
 func TestFailedStartCleansUp(t *testing.T) {
-	cloud := mqtttest.StartMochi(t, cloudUsers())
+	cloud, _ := startCloud(t)
 	dir := t.TempDir()
 	first := startAgent(t, agentYAML(cloud.URL(), t.TempDir(), "devices: []\n"))
 	text := agentYAML(cloud.URL(), dir, "devices: []\n")

@@ -79,6 +79,14 @@ type UplinkConfig struct {
 	BacklogRate      float64         `yaml:"backlog_rate"` // readings per second
 	ReconnectMin     config.Duration `yaml:"reconnect_min"`
 	ReconnectMax     config.Duration `yaml:"reconnect_max"`
+	// CommitTimeout: a batch PUBACKed and not covered by a commit
+	// acknowledgement within it is re-sent; each re-send of the same batch
+	// waits twice as long, at most CommitTimeoutMax.
+	CommitTimeout    config.Duration `yaml:"commit_timeout"`
+	CommitTimeoutMax config.Duration `yaml:"commit_timeout_max"`
+	// CommitDegradedAfter: /healthz says degraded when batches have waited
+	// this long with no commit acknowledgement at all.
+	CommitDegradedAfter config.Duration `yaml:"commit_degraded_after"`
 }
 
 // TLSConfig names PEM files for an ssl:// broker.
@@ -283,6 +291,8 @@ func (c *Config) validateUplink(p *config.Problems) {
 		{"uplink.keepalive", u.KeepAlive, time.Second}, {"uplink.connect_timeout", u.ConnectTimeout, 100 * time.Millisecond},
 		{"uplink.publish_timeout", u.PublishTimeout, time.Second}, {"uplink.batch_max_delay", u.BatchMaxDelay, time.Millisecond},
 		{"uplink.reconnect_min", u.ReconnectMin, time.Millisecond}, {"uplink.reconnect_max", u.ReconnectMax, time.Millisecond},
+		{"uplink.commit_timeout", u.CommitTimeout, 100 * time.Millisecond}, {"uplink.commit_timeout_max", u.CommitTimeoutMax, 100 * time.Millisecond},
+		{"uplink.commit_degraded_after", u.CommitDegradedAfter, time.Second},
 	} {
 		if d.v.Duration != 0 && d.v.Duration < d.min {
 			p.Addf(d.path, "must be at least %s, got %s", d.min, d.v)
@@ -299,6 +309,19 @@ func (c *Config) validateUplink(p *config.Problems) {
 	}
 	if u.ReconnectMin.Duration > 0 && u.ReconnectMax.Duration > 0 && u.ReconnectMax.Duration < u.ReconnectMin.Duration {
 		p.Addf("uplink.reconnect_max", "%s is below reconnect_min %s", u.ReconnectMax, u.ReconnectMin)
+	}
+	if u.CommitTimeout.Duration == 0 {
+		u.CommitTimeout = config.D(uplink.DefaultCommitTimeout)
+	}
+	if u.CommitTimeoutMax.Duration == 0 {
+		u.CommitTimeoutMax = config.D(max(uplink.DefaultCommitTimeoutMax, u.CommitTimeout.Duration))
+	} else if u.CommitTimeoutMax.Duration < u.CommitTimeout.Duration {
+		p.Addf("uplink.commit_timeout_max", "%s is below commit_timeout %s", u.CommitTimeoutMax, u.CommitTimeout)
+	}
+	if u.CommitDegradedAfter.Duration == 0 {
+		u.CommitDegradedAfter = config.D(max(uplink.DefaultCommitDegraded, 2*u.CommitTimeout.Duration))
+	} else if u.CommitDegradedAfter.Duration < u.CommitTimeout.Duration {
+		p.Addf("uplink.commit_degraded_after", "%s is below commit_timeout %s: every batch would look overdue", u.CommitDegradedAfter, u.CommitTimeout)
 	}
 }
 

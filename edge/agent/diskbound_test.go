@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/edge/internal/modbustest"
-	"github.com/plantroom/plantroom/edge/internal/mqtttest"
 	"github.com/plantroom/plantroom/internal/nettest"
 	"github.com/plantroom/plantroom/protocol"
 )
@@ -47,7 +46,7 @@ func startBusyDevices(t testing.TB, n int) []*modbustest.Server {
 // readings are dropped and counted, a queue_overflow event goes out, polling
 // goes on, the file stays bounded, and what was not dropped arrives.
 func TestDiskBoundDropsOldestAndKeepsRunning(t *testing.T) {
-	cloud := mqtttest.StartMochi(t, cloudUsers())
+	cloud, _ := startCloud(t)
 	path := nettest.NewProxy(t, cloud.Addr())
 	path.Cut(nettest.CutReset)
 	dir := t.TempDir()

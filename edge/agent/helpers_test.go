@@ -23,8 +23,21 @@ var testGW = protocol.GatewayRef{Company: "acme", Project: "garden", Gateway: "g
 
 const testSecret = "test-gateway-secret"
 
+const ingestUser, ingestSecret = "ingest", "test-ingest-secret"
+
 func cloudUsers() map[string]mqtttest.User {
-	return map[string]mqtttest.User{testGW.Gateway: {Password: testSecret, Prefix: testGW.Prefix() + "/"}}
+	return map[string]mqtttest.User{
+		testGW.Gateway: {Password: testSecret, Prefix: testGW.Prefix() + "/"},
+		ingestUser:     {Password: ingestSecret},
+	}
+}
+
+// startCloud starts the cloud broker for an agent test and a client that
+// plays the ingest: it answers every batch with a commit acknowledgement.
+func startCloud(t testing.TB) (*mqtttest.Mochi, *mqtttest.Acker) {
+	t.Helper()
+	b := mqtttest.StartMochi(t, cloudUsers())
+	return b, mqtttest.StartAcker(t, b.URL(), ingestUser, ingestSecret)
 }
 
 func testLog(t testing.TB) *slog.Logger {

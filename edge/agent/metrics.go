@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/plantroom/plantroom/edge/uplink"
 	"github.com/plantroom/plantroom/internal/buildinfo"
 )
 
@@ -82,7 +84,11 @@ var (
 	descBound     = prometheus.NewDesc("plantroom_edge_queue_bound_bytes", "The bound in force: queue.max_bytes, or less while the disk holds under queue.min_free.", nil, nil)
 	descDiskFree  = prometheus.NewDesc("plantroom_edge_queue_disk_free_bytes", "Free space on the queue's filesystem at the last commit (-1: unknown).", nil, nil)
 	descFile      = prometheus.NewDesc("plantroom_edge_queue_file_bytes", "Size of the queue file on disk.", nil, nil)
-	descReadings  = prometheus.NewDesc("plantroom_edge_queue_readings", "Readings in the queue, by state: live and backlog (not yet sent), inflight (sent, waiting for PUBACK).", []string{"state"}, nil)
+	descReadings  = prometheus.NewDesc("plantroom_edge_queue_readings", "Readings in the queue, by state: live and backlog (queued, not yet sent), inflight (published, waiting for PUBACK), awaiting_commit (PUBACKed, waiting for the cloud's commit acknowledgement).", []string{"state"}, nil)
+	descBatches   = prometheus.NewDesc("plantroom_edge_queue_batches", "Formed batches not yet committed, by state: inflight, awaiting_commit.", []string{"state"}, nil)
+	descDropSent  = prometheus.NewDesc("plantroom_edge_queue_dropped_sent_readings_total", "Part of dropped_readings_total that was in batches awaiting commit: sent, so the cloud may have stored them.", nil, nil)
+	descRejected  = prometheus.NewDesc("plantroom_edge_queue_rejected_batches_total", "Batches the cloud rejected for good (deleted, not re-sent; a batch_rejected event each), by cause.", []string{"cause"}, nil)
+	descRejReads  = prometheus.NewDesc("plantroom_edge_queue_rejected_readings_total", "Readings in batches the cloud rejected, by cause.", []string{"cause"}, nil)
 	descOldest    = prometheus.NewDesc("plantroom_edge_queue_oldest_age_seconds", "Age of the oldest queued item; 0 when empty.", nil, nil)
 	descEvents    = prometheus.NewDesc("plantroom_edge_queue_events", "Gateway events waiting to be sent.", nil, nil)
 	descCommitted = prometheus.NewDesc("plantroom_edge_queue_committed_readings_total", "Readings made durable (fsync'ed).", nil, nil)
@@ -93,7 +99,8 @@ var (
 )
 
 func (c queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descItems, descBytes, descMaxBytes, descBound, descDiskFree, descFile, descReadings, descOldest, descEvents, descCommitted, descCommits, descDropped, descCorrupt, descCommitErr} {
+	for _, d := range []*prometheus.Desc{descItems, descBytes, descMaxBytes, descBound, descDiskFree, descFile, descReadings, descBatches,
+		descOldest, descEvents, descCommitted, descCommits, descDropped, descDropSent, descRejected, descRejReads, descCorrupt, descCommitErr} {
 		ch <- d
 	}
 }
@@ -115,6 +122,13 @@ func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 	g(descReadings, float64(st.LiveReadings), "live")
 	g(descReadings, float64(st.BacklogReadings), "backlog")
 	g(descReadings, float64(st.InFlightReadings), "inflight")
+	g(descReadings, float64(st.AwaitingReadings), "awaiting_commit")
+	g(descBatches, float64(st.InFlightBatches), "inflight")
+	g(descBatches, float64(st.AwaitingBatches), "awaiting_commit")
+	for cause, r := range st.Rejected {
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(r.Batches), cause)
+		ch <- prometheus.MustNewConstMetric(descRejReads, prometheus.CounterValue, float64(r.Readings), cause)
+	}
 	age := 0.0
 	if !st.Oldest.IsZero() {
 		age = time.Since(st.Oldest).Seconds()
@@ -124,13 +138,16 @@ func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 	cnt(descCommitted, st.CommittedReadings)
 	cnt(descCommits, st.Commits)
 	cnt(descDropped, st.DroppedReadings)
+	cnt(descDropSent, st.DroppedSentReadings)
 	cnt(descCorrupt, st.CorruptItems)
 	cnt(descCommitErr, st.CommitErrors)
 }
 
 // Health is the /healthz document.
 type Health struct {
-	Status  string       `json:"status"` // "ok", or "degraded" when the uplink is down, a device is offline or the disk has less than queue.min_free free
+	Status string `json:"status"` // "ok", or "degraded" when the uplink is down, no commit acknowledgement came for too long, a device is offline or the disk has less than queue.min_free free
+	// Reasons says why the status is degraded, one sentence each.
+	Reasons []string     `json:"reasons"`
 	Gateway string       `json:"gateway"`
 	Version string       `json:"version"`
 	Uplink  HealthUplink `json:"uplink"`
@@ -142,6 +159,11 @@ type Health struct {
 type HealthUplink struct {
 	Connected bool   `json:"connected"`
 	Broker    string `json:"broker"`
+	// CommitWaitSeconds is how long batches have waited with no commit
+	// acknowledgement at all (0: none waits); LastCommitAck the time of the
+	// last one (empty: none since start).
+	CommitWaitSeconds float64 `json:"commit_wait_seconds"`
+	LastCommitAck     string  `json:"last_commit_ack,omitempty"`
 }
 
 // HealthQueue is the queue part of /healthz.
@@ -155,6 +177,15 @@ type HealthQueue struct {
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
 	DroppedReadings  int64   `json:"dropped_readings"`
 	BacklogReadings  int64   `json:"backlog_readings"`
+	// InFlightReadings are published and wait for their PUBACK;
+	// AwaitingCommitReadings wait for the cloud's commit acknowledgement.
+	// Both stay in the queue until a commit acknowledgement covers them.
+	InFlightReadings       int64 `json:"inflight_readings"`
+	AwaitingCommitReadings int64 `json:"awaiting_commit_readings"`
+	AwaitingCommitBatches  int   `json:"awaiting_commit_batches"`
+	// DrainSeconds estimates the time until the backlog is committed:
+	// backlog, in-flight and awaiting-commit readings at uplink.backlog_rate.
+	DrainSeconds float64 `json:"drain_seconds"`
 }
 
 // HealthDevs is the devices part of /healthz.
@@ -175,8 +206,16 @@ func (a *Agent) Health() Health {
 			Items: st.Items, Bytes: st.Bytes, MaxBytes: int64(a.cfg.Queue.MaxBytes), Readings: st.Readings,
 			BoundBytes: st.BoundBytes, DiskFreeBytes: st.DiskFreeBytes,
 			DroppedReadings: st.DroppedReadings, BacklogReadings: st.BacklogReadings,
+			InFlightReadings: st.InFlightReadings, AwaitingCommitReadings: st.AwaitingReadings, AwaitingCommitBatches: st.AwaitingBatches,
+			DrainSeconds: float64(st.BacklogReadings+st.InFlightReadings+st.AwaitingReadings) / cmp.Or(a.cfg.Uplink.BacklogRate, uplink.DefaultBacklogRate),
 		},
 		Devices: HealthDevs{Modbus: len(set.modbus), MQTT: len(set.mqtt), Offline: []string{}},
+		Reasons: []string{},
+	}
+	cw := a.uplink.CommitWait()
+	h.Uplink.CommitWaitSeconds = cw.Waiting.Seconds()
+	if !cw.LastAck.IsZero() {
+		h.Uplink.LastCommitAck = cw.LastAck.UTC().Format(time.RFC3339)
 	}
 	if !st.Oldest.IsZero() {
 		h.Queue.OldestAgeSeconds = time.Since(st.Oldest).Seconds()
@@ -187,7 +226,21 @@ func (a *Agent) Health() Health {
 		}
 	}
 	sort.Strings(h.Devices.Offline)
-	if !h.Uplink.Connected || len(h.Devices.Offline) > 0 || st.DiskShort {
+	if !h.Uplink.Connected {
+		h.Reasons = append(h.Reasons, fmt.Sprintf("uplink not connected to %s", a.cfg.Uplink.Broker))
+	}
+	if cw.Degraded {
+		h.Reasons = append(h.Reasons, fmt.Sprintf("no commit acknowledgement for %s (uplink.commit_degraded_after %s) with %d batches awaiting commit: "+
+			"readings are kept and re-sent; check that the cloud's ingest runs, speaks protocol v2 and may publish to this gateway's down/ack topic",
+			cw.Waiting.Round(time.Second), a.cfg.Uplink.CommitDegradedAfter, st.AwaitingBatches))
+	}
+	if len(h.Devices.Offline) > 0 {
+		h.Reasons = append(h.Reasons, fmt.Sprintf("%d devices not answering", len(h.Devices.Offline)))
+	}
+	if st.DiskShort {
+		h.Reasons = append(h.Reasons, fmt.Sprintf("disk has %d bytes free, below queue.min_free", st.DiskFreeBytes))
+	}
+	if len(h.Reasons) > 0 {
 		h.Status = "degraded"
 	}
 	return h

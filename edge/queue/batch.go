@@ -32,16 +32,26 @@ func (l Lane) String() string {
 }
 
 // Batch is a telemetry batch formed from a contiguous range of items. It
-// stays in flight until Ack(Seq).
+// lives until a commit acknowledgement covers it (Commit, Ack), the cloud
+// rejects it (Reject) or the bound drops it:
+//
+//	formed by Next ─▶ in flight ─Sent (PUBACK)─▶ awaiting commit ─Commit─▶ deleted
+//	                      ▲                            │
+//	                      └──────── Resend ────────────┘
+//
+// Only the seq → item range mapping is stored; the state is memory only:
+// after a restart every batch is in flight again and is re-sent.
 type Batch struct {
 	Seq      uint64
 	Lane     Lane
 	Readings int
 	SentAt   int64  // Unix ms, as in the payload
-	Payload  []byte // protocol telemetry batch; nil until rebuilt after a restart
+	Payload  []byte // protocol telemetry batch; nil until (re)built, and again once the broker has it
 
 	first, last uint64   // item range
 	values      [][]byte // copies of the items, until the payload is encoded
+	sent        bool     // the broker acknowledged it (PUBACK): awaiting commit
+	held        int64    // readings its stored items hold
 }
 
 // rangeLen is the stored size of a batch's item range record.
@@ -119,7 +129,9 @@ func (q *Queue) Next(ctx context.Context, lane Lane, maxReadings, maxBatches int
 			q.Ack(b.Seq)
 			continue
 		}
+		q.smu.Lock()
 		b.Payload = p
+		q.smu.Unlock()
 		out = append(out, b)
 	}
 	return out, rep.err
@@ -144,52 +156,12 @@ func (q *Queue) encodeBatch(b *Batch, values [][]byte, dec *itemDecoder) ([]byte
 	return p, nil
 }
 
-// Ack deletes a published batch's items (in the next commit). Acking an
-// unknown or already acknowledged seq does nothing.
-func (q *Queue) Ack(seq uint64) {
-	q.pmu.Lock()
-	defer q.pmu.Unlock()
-	if q.closed {
-		return
-	}
-	q.pending.acks = append(q.pending.acks, seq)
-	signal(q.kick)
-}
-
 // MarkLive makes everything appended so far backlog; later items are live.
 func (q *Queue) MarkLive() {
 	q.pmu.Lock()
 	defer q.pmu.Unlock()
 	q.pending.markLive = true
 	signal(q.kick)
-}
-
-// InFlight returns the formed, unacknowledged batches in seq order with
-// their payloads, for re-sending after a reconnect or a restart. A batch
-// whose items were all dropped meanwhile is acknowledged and left out.
-func (q *Queue) InFlight() ([]*Batch, error) {
-	q.smu.Lock()
-	list := make([]*Batch, len(q.w.inflight))
-	copy(list, q.w.inflight)
-	q.smu.Unlock()
-	var out []*Batch
-	for _, b := range list {
-		q.smu.Lock()
-		p := b.Payload
-		q.smu.Unlock()
-		if p == nil {
-			var err error
-			if p, err = q.rebuild(b); err != nil {
-				return nil, err
-			}
-		}
-		if p == nil {
-			q.Ack(b.Seq)
-			continue
-		}
-		out = append(out, b)
-	}
-	return out, nil
 }
 
 // rebuild re-encodes a batch from its items after a restart, with its
@@ -288,13 +260,14 @@ func (q *Queue) formBatches(tx *bolt.Tx, st *writerState, r *nextRequest, now ti
 			return out, 0, fmt.Errorf("cannot store batch %d: %w", b.Seq, err)
 		}
 		st.nextSeq++
+		b.held = int64(n)
 		st.inflightReadings += int64(n)
 		if r.lane == Live {
 			st.live -= int64(n)
 		} else {
 			st.backlog -= int64(n)
 		}
-		st.inflight = append(st.inflight, b)
+		st.addBatch(b)
 		out = append(out, b)
 	}
 	if len(out) > 0 {
@@ -305,7 +278,7 @@ func (q *Queue) formBatches(tx *bolt.Tx, st *writerState, r *nextRequest, now ti
 	for _, key := range corrupt {
 		c := items.Cursor()
 		if k, v := c.Seek(u64(key)); k != nil && getU64(k) == key {
-			if _, err := deleteItem(c, st, key, v, false); err != nil {
+			if _, err := deleteItem(c, st, key, v, nil); err != nil {
 				return out, 0, err
 			}
 		}

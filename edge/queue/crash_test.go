@@ -162,7 +162,7 @@ func TestKill9LosesNothingCommitted(t *testing.T) {
 	q := openQueue(t, Config{Path: path})
 	present := map[int]int{} // reading number → times seen
 	var maxSeq uint64
-	inflight, err := q.InFlight()
+	inflight, err := resendAll(q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -363,10 +363,16 @@ type Stats struct {
 	Oldest                 time.Time // append time of the oldest item; zero when empty
 	LiveReadings           int64     // not yet in a batch, above the live boundary
 	BacklogReadings        int64     // not yet in a batch, below the live boundary
-	InFlightBatches        int
-	InFlightReadings       int64
-	Events                 int // stored, unacknowledged events
-	FileBytes              int64
+	// InFlight: formed batches published and waiting for their PUBACK
+	// (after a restart: every formed batch until it is sent again).
+	InFlightBatches  int
+	InFlightReadings int64
+	// Awaiting: batches the broker acknowledged, waiting for the cloud's
+	// commit acknowledgement.
+	AwaitingBatches  int
+	AwaitingReadings int64
+	Events           int // stored, unacknowledged events
+	FileBytes        int64
 	// BoundBytes is the bound of the last commit: MaxBytes, or less while
 	// the disk is short of MinFreeBytes. DiskFreeBytes is what the
 	// filesystem had available then (-1: unknown, or the check is off).
@@ -377,15 +383,21 @@ type Stats struct {
 	CommittedReadings int64 // readings made durable since start
 	Commits           int64
 	DroppedReadings   int64 // deleted by the overflow policy since start
-	RefusedReadings   int64 // refused by Add (ErrOverloaded) since start
-	CorruptItems      int64 // items that failed their checksum and were deleted
-	CommitErrors      int64 // failed commits (retried)
+	// DroppedSentReadings is the part of DroppedReadings that was in
+	// batches awaiting commit: sent, so the cloud may have stored them.
+	DroppedSentReadings int64
+	Rejected            map[string]Rejected // batches the cloud rejected, by cause
+	RefusedReadings     int64               // refused by Add (ErrOverloaded) since start
+	CorruptItems        int64               // items that failed their checksum and were deleted
+	CommitErrors        int64               // failed commits (retried)
 }
 
 type statsCounters struct {
 	items, bytes, readings, oldestMs   atomic.Int64
 	live, backlog, inflightR, fileSize atomic.Int64
 	inflightB, events                  atomic.Int64
+	sentR, sentB, droppedSent          atomic.Int64
+	rejected                           rejectCounters
 	bound, diskFree                    atomic.Int64
 	committed, commits, dropped        atomic.Int64
 	refused, corrupt, commitErrors     atomic.Int64
@@ -398,6 +410,8 @@ func (q *Queue) Stats() Stats {
 		Items: s.items.Load(), Bytes: s.bytes.Load(), Readings: s.readings.Load(),
 		LiveReadings: s.live.Load(), BacklogReadings: s.backlog.Load(),
 		InFlightBatches: int(s.inflightB.Load()), InFlightReadings: s.inflightR.Load(),
+		AwaitingBatches: int(s.sentB.Load()), AwaitingReadings: s.sentR.Load(),
+		DroppedSentReadings: s.droppedSent.Load(), Rejected: s.rejected.snapshot(),
 		Events: int(s.events.Load()), FileBytes: s.fileSize.Load(),
 		BoundBytes: s.bound.Load(), DiskFreeBytes: s.diskFree.Load(), DiskShort: q.diskShort(s.diskFree.Load()),
 		CommittedReadings: s.committed.Load(), Commits: s.commits.Load(),

@@ -1,9 +1,12 @@
 package queue
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,7 +37,10 @@ type pendingWork struct {
 	readings  int
 	group     *Commit
 	force     bool
-	acks      []uint64
+	commits   [][2]uint64 // seq ranges the cloud committed (Ack: one seq)
+	rejects   []Rejection
+	sent      []uint64 // PUBACKed: in flight → awaiting commit
+	unsent    []uint64 // re-sent: awaiting commit → in flight
 	nexts     []*nextRequest
 	events    []protocol.Event
 	eventAcks []uint64
@@ -48,7 +54,9 @@ type writerState struct {
 	items, bytes, readings      int64
 	live, backlog               int64 // readings not yet in a batch, per lane
 	inflightReadings            int64 // readings stored in the items of in-flight batches
-	inflight                    []*Batch
+	sentReadings                int64 // readings stored in the items of batches awaiting commit
+	sentBatches                 int
+	batches                     []*Batch // formed, not yet committed: sorted by item range
 	events                      []Event
 	droppedSinceEvent           int64
 	lastOverflowEvent           time.Time
@@ -60,7 +68,7 @@ type writerState struct {
 
 func (w *writerState) clone() writerState {
 	c := *w
-	c.inflight = append([]*Batch(nil), w.inflight...)
+	c.batches = append([]*Batch(nil), w.batches...)
 	c.events = append([]Event(nil), w.events...)
 	return c
 }
@@ -108,8 +116,9 @@ func (q *Queue) load() error {
 			if err != nil {
 				return err
 			}
-			w.inflight = append(w.inflight, b)
+			w.batches = append(w.batches, b)
 		}
+		slices.SortFunc(w.batches, func(a, b *Batch) int { return cmp.Compare(a.first, b.first) })
 		c := tx.Bucket(bucketItems).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			key := getU64(k)
@@ -117,9 +126,10 @@ func (q *Queue) load() error {
 			w.items++
 			w.bytes += int64(len(v)) + itemOverhead
 			w.readings += int64(n)
-			if w.batchOf(key) == nil {
+			if b := w.batchOf(key); b == nil {
 				w.backlog += int64(n)
 			} else {
+				b.held += int64(n)
 				w.inflightReadings += int64(n)
 			}
 			if key >= w.nextKey {
@@ -142,14 +152,30 @@ func (q *Queue) load() error {
 	return nil
 }
 
-// batchOf returns the in-flight batch whose range holds key, or nil.
+// batchOf returns the formed batch whose range holds key, or nil. The
+// ranges are disjoint and sorted.
 func (w *writerState) batchOf(key uint64) *Batch {
-	for _, b := range w.inflight {
-		if key >= b.first && key <= b.last {
+	i := sort.Search(len(w.batches), func(i int) bool { return w.batches[i].last >= key })
+	if i < len(w.batches) && w.batches[i].first <= key {
+		return w.batches[i]
+	}
+	return nil
+}
+
+// find returns the formed batch with the given seq, or nil.
+func (w *writerState) find(seq uint64) *Batch {
+	for _, b := range w.batches {
+		if b.Seq == seq {
 			return b
 		}
 	}
 	return nil
+}
+
+// addBatch inserts a newly formed batch in item order.
+func (w *writerState) addBatch(b *Batch) {
+	i := sort.Search(len(w.batches), func(i int) bool { return w.batches[i].first > b.first })
+	w.batches = slices.Insert(w.batches, i, b)
 }
 
 func (q *Queue) run() {
@@ -201,7 +227,10 @@ func (q *Queue) commitOnce() bool {
 	default:
 	}
 	q.pmu.Unlock()
-	if len(work.items) == 0 && len(work.acks) == 0 && len(work.nexts) == 0 &&
+	if len(work.sent) > 0 || len(work.unsent) > 0 {
+		q.applyMarks(work.sent, work.unsent)
+	}
+	if len(work.items) == 0 && len(work.commits) == 0 && len(work.rejects) == 0 && len(work.nexts) == 0 &&
 		len(work.events) == 0 && len(work.eventAcks) == 0 && !work.markLive && work.group == nil {
 		return true
 	}
@@ -214,15 +243,20 @@ func (q *Queue) commitOnce() bool {
 		q.makeRoom(&st, st.bound-adding)
 	}
 	var (
-		formed  [][]*Batch
-		nextErr []error
-		dropped int64
-		corrupt int64
+		formed               [][]*Batch
+		nextErr              []error
+		dropped, droppedSent int64
+		rejected             []rejectedBatch
+		corrupt              int64
 	)
 	tx, err := q.db.Begin(true)
 	if err == nil {
 		err = func() error {
-			if err := q.applyAcks(tx, &st, work.acks); err != nil {
+			if err := q.applyCommits(tx, &st, work.commits); err != nil {
+				return err
+			}
+			var err error
+			if rejected, err = q.applyRejects(tx, &st, work.rejects); err != nil {
 				return err
 			}
 			if work.markLive {
@@ -233,11 +267,14 @@ func (q *Queue) commitOnce() bool {
 			if err := q.putItems(tx, &st, work.items, now); err != nil {
 				return err
 			}
-			var err error
-			if dropped, err = q.dropOldest(tx, &st, st.bound); err != nil {
+			if dropped, droppedSent, err = q.dropOldest(tx, &st, st.bound); err != nil {
 				return err
 			}
-			if err := q.applyEvents(tx, &st, work.events, work.eventAcks, dropped, now); err != nil {
+			events := work.events
+			for _, r := range rejected {
+				events = append(events, r.event())
+			}
+			if err := q.applyEvents(tx, &st, events, work.eventAcks, dropped, now); err != nil {
 				return err
 			}
 			for _, r := range work.nexts {
@@ -269,14 +306,16 @@ func (q *Queue) commitOnce() bool {
 	q.stats.commits.Add(1)
 	q.stats.committed.Add(int64(work.readings))
 	q.stats.dropped.Add(dropped)
+	q.stats.droppedSent.Add(droppedSent)
 	q.stats.corrupt.Add(corrupt)
+	q.countRejected(rejected)
 	if work.group != nil {
 		close(work.group.done)
 	}
 	for i, r := range work.nexts {
 		r.reply <- nextReply{batches: formed[i], err: nextErr[i]}
 	}
-	if len(work.items) > 0 || len(work.acks) > 0 || work.markLive || len(work.events) > 0 {
+	if len(work.items) > 0 || len(work.commits) > 0 || len(work.rejects) > 0 || work.markLive || len(work.events) > 0 {
 		signal(q.notify)
 	}
 	return true
@@ -294,7 +333,7 @@ func (q *Queue) makeRoom(st *writerState, target int64) {
 	if err != nil {
 		return
 	}
-	dropped, err := q.dropOldest(tx, &next, max(target, 0))
+	dropped, droppedSent, err := q.dropOldest(tx, &next, max(target, 0))
 	if err != nil || dropped == 0 {
 		tx.Rollback()
 		return
@@ -312,6 +351,7 @@ func (q *Queue) makeRoom(st *writerState, target int64) {
 	q.publishState()
 	q.stats.commits.Add(1)
 	q.stats.dropped.Add(dropped)
+	q.stats.droppedSent.Add(droppedSent)
 }
 
 // requeue puts the work of a failed commit back in front of what arrived
@@ -344,7 +384,8 @@ func (q *Queue) requeue(work pendingWork, err error, now time.Time) {
 			p.group = work.group
 		}
 	}
-	p.acks = append(work.acks, p.acks...)
+	p.commits = append(work.commits, p.commits...)
+	p.rejects = append(work.rejects, p.rejects...)
 	p.events = append(work.events, p.events...)
 	p.eventAcks = append(work.eventAcks, p.eventAcks...)
 	p.markLive = p.markLive || work.markLive
@@ -371,8 +412,8 @@ func (q *Queue) putItems(tx *bolt.Tx, st *writerState, items [][]byte, now time.
 }
 
 // deleteItem removes the item under the cursor and updates the counters;
-// inFlight says whether the item belongs to an in-flight batch.
-func deleteItem(c *bolt.Cursor, st *writerState, key uint64, v []byte, inFlight bool) (int64, error) {
+// b is the formed batch the item belongs to, or nil.
+func deleteItem(c *bolt.Cursor, st *writerState, key uint64, v []byte, b *Batch) (int64, error) {
 	_, n := itemHeader(v)
 	size := int64(len(v)) + itemOverhead
 	if err := c.Delete(); err != nil {
@@ -382,7 +423,9 @@ func deleteItem(c *bolt.Cursor, st *writerState, key uint64, v []byte, inFlight 
 	st.bytes -= size
 	st.readings -= int64(n)
 	switch {
-	case inFlight:
+	case b != nil && b.sent:
+		st.sentReadings -= int64(n)
+	case b != nil:
 		st.inflightReadings -= int64(n)
 	case key >= st.boundary:
 		st.live -= int64(n)
@@ -424,61 +467,62 @@ func (q *Queue) diskShort(free int64) bool { return free >= 0 && free < q.cfg.Mi
 // MaxBytes.
 const MinBoundBytes = 1 << 20
 
-// dropOldest enforces the bound by deleting the oldest items that are not in
-// flight. An in-flight item was sent and waits for its PUBACK: it may well
-// have reached the cloud, so deleting it would count as lost what was not,
-// and re-sending it after a reconnect is what keeps its batch whole. The
-// bound therefore yields by at most the in-flight window.
-func (q *Queue) dropOldest(tx *bolt.Tx, st *writerState, bound int64) (int64, error) {
-	var dropped int64
+// dropOldest enforces the bound by deleting the oldest items. A batch
+// awaiting its commit acknowledgement goes as a whole, like the items around
+// it (the broker has it and the cloud may well have stored it: those
+// readings are counted in droppedSent too). A batch in flight (published,
+// no PUBACK yet) is kept: the bound yields by at most the in-flight window.
+func (q *Queue) dropOldest(tx *bolt.Tx, st *writerState, bound int64) (dropped, droppedSent int64, err error) {
 	c := tx.Bucket(bucketItems).Cursor()
 	k, v := c.First()
 	for k != nil && st.bytes > bound {
 		key := getU64(k)
-		if st.batchOf(key) != nil {
-			k, v = c.Next()
+		if b := st.batchOf(key); b != nil {
+			if b.sent {
+				n, err := q.removeBatch(tx, st, b)
+				if err != nil {
+					return dropped, droppedSent, err
+				}
+				dropped += n
+				droppedSent += n
+			}
+			k, v = c.Seek(u64(b.last + 1))
 			continue
 		}
-		n, err := deleteItem(c, st, key, v, false)
+		n, err := deleteItem(c, st, key, v, nil)
 		if err != nil {
-			return dropped, err
+			return dropped, droppedSent, err
 		}
 		dropped += n
 		k, v = c.Seek(u64(key + 1))
 	}
-	return dropped, nil
+	return dropped, droppedSent, nil
 }
 
-func (q *Queue) applyAcks(tx *bolt.Tx, st *writerState, seqs []uint64) error {
-	if len(seqs) == 0 {
-		return nil
+// removeBatch deletes a formed batch: its items, its record and its place
+// in the index. It returns the readings its items held.
+func (q *Queue) removeBatch(tx *bolt.Tx, st *writerState, b *Batch) (int64, error) {
+	var n int64
+	c := tx.Bucket(bucketItems).Cursor()
+	for k, v := c.Seek(u64(b.first)); k != nil && getU64(k) <= b.last; k, v = c.Seek(u64(b.first)) {
+		m, err := deleteItem(c, st, getU64(k), v, b)
+		if err != nil {
+			return n, err
+		}
+		n += m
 	}
-	items := tx.Bucket(bucketItems)
-	batches := tx.Bucket(bucketBatches)
-	for _, seq := range seqs {
-		idx := -1
-		for i, b := range st.inflight {
-			if b.Seq == seq {
-				idx = i
-				break
-			}
-		}
-		if idx < 0 {
-			continue // acknowledged twice, or never formed: nothing to do
-		}
-		b := st.inflight[idx]
-		c := items.Cursor()
-		for k, v := c.Seek(u64(b.first)); k != nil && getU64(k) <= b.last; k, v = c.Seek(u64(b.first)) {
-			if _, err := deleteItem(c, st, getU64(k), v, true); err != nil {
-				return err
-			}
-		}
-		if err := batches.Delete(u64(seq)); err != nil {
-			return fmt.Errorf("cannot delete batch %d: %w", seq, err)
-		}
-		st.inflight = append(st.inflight[:idx], st.inflight[idx+1:]...)
+	if err := tx.Bucket(bucketBatches).Delete(u64(b.Seq)); err != nil {
+		return n, fmt.Errorf("cannot delete batch %d: %w", b.Seq, err)
 	}
-	return nil
+	i := sort.Search(len(st.batches), func(i int) bool { return st.batches[i].first >= b.first })
+	if i >= len(st.batches) || st.batches[i] != b {
+		panic(fmt.Sprintf("BUG: batch %d missing from the index", b.Seq))
+	}
+	st.batches = slices.Delete(st.batches, i, i+1)
+	if b.sent {
+		st.sentBatches--
+	}
+	return n, nil
 }
 
 // publishState copies the writer's counters into the stats.
@@ -491,7 +535,9 @@ func (q *Queue) publishState() {
 	s.live.Store(w.live)
 	s.backlog.Store(w.backlog)
 	s.inflightR.Store(w.inflightReadings)
-	s.inflightB.Store(int64(len(w.inflight)))
+	s.inflightB.Store(int64(len(w.batches) - w.sentBatches))
+	s.sentR.Store(w.sentReadings)
+	s.sentB.Store(int64(w.sentBatches))
 	s.events.Store(int64(len(w.events)))
 	s.bound.Store(w.bound)
 	s.diskFree.Store(w.diskFree)

@@ -45,7 +45,11 @@ type session struct {
 	done        chan struct{}
 	outstanding map[msgKey]*outMsg
 	ackedEvents map[uint64]bool // acknowledged, until the queue's commit deletes them
-	resend      []*queue.Batch
+	resend      []uint64        // seqs to send again at once: in flight when the last connection ended
+	// committed: seqs a commit acknowledgement covered while their PUBACK
+	// was still outstanding; their PUBACK then has nothing left to do.
+	committed   map[uint64]bool
+	lastDueScan time.Time
 	lastLive    time.Time
 	tokens      float64
 	lastRefill  time.Time
@@ -113,6 +117,7 @@ func (u *Uplink) session(ctx context.Context) error {
 		done:        make(chan struct{}),
 		outstanding: map[msgKey]*outMsg{},
 		ackedEvents: map[uint64]bool{},
+		committed:   map[uint64]bool{},
 		lastRefill:  time.Now(),
 	}
 	defer func() {
@@ -122,16 +127,19 @@ func (u *Uplink) session(ctx context.Context) error {
 		u.m.inflight.Set(0)
 		c.Disconnect(0)
 	}()
+	// Subscribe before announcing the gateway online: the cloud answers
+	// "online" with the ranges it has committed.
+	if err := s.subscribe(); err != nil {
+		return err
+	}
 	if err := s.publishStatus(protocol.StateOnline, "", u.cfg.PublishTimeout); err != nil {
 		return err
 	}
 	u.connected.Store(true)
 	u.m.connected.Set(1)
-	u.log.Info("uplink connected", "broker", u.cfg.Broker, "client_id", u.cfg.ClientID)
+	u.log.Info("uplink connected", "broker", u.cfg.Broker, "client_id", u.cfg.ClientID, "epoch", u.q.Epoch())
 	u.q.MarkLive()
-	if s.resend, err = u.q.InFlight(); err != nil {
-		return err
-	}
+	s.resend = u.sortOutstanding()
 	return s.loop(ctx)
 }
 
@@ -183,6 +191,8 @@ func (s *session) loop(ctx context.Context) error {
 			}
 		case err := <-s.lost:
 			return fmt.Errorf("connection to %q lost: %w", s.u.cfg.Broker, err)
+		case p := <-s.u.acks:
+			s.applyAck(p)
 		case <-s.u.q.Notify():
 		case <-tick.C:
 			if err := s.checkTimeouts(); err != nil {
@@ -203,9 +213,24 @@ func (s *session) loop(ctx context.Context) error {
 func (s *session) fill(ctx context.Context) error {
 	u := s.u
 	free := u.cfg.InFlight - len(s.outstanding)
+	if free > 0 && len(s.resend) == 0 {
+		s.resend = s.dueResends(free)
+	}
 	for free > 0 && len(s.resend) > 0 {
-		b := s.resend[0]
+		seq := s.resend[0]
 		s.resend = s.resend[1:]
+		if _, busy := s.outstanding[msgKey{kindBatch, seq}]; busy {
+			continue
+		}
+		b, err := u.q.Resend(seq)
+		if err != nil {
+			return err
+		}
+		delete(u.awaiting, seq)
+		if b == nil {
+			delete(u.resends, seq) // committed, rejected or dropped meanwhile
+			continue
+		}
 		s.publishBatch(b)
 		u.m.resent.Inc()
 		free--
@@ -267,6 +292,7 @@ func (s *session) fill(ctx context.Context) error {
 }
 
 func (s *session) publishBatch(b *queue.Batch) {
+	delete(s.committed, b.Seq)
 	s.publish(&outMsg{key: msgKey{kindBatch, b.Seq}, lane: b.Lane, readings: b.Readings}, s.u.topics.telemetry, b.Payload)
 }
 
@@ -297,7 +323,7 @@ func (s *session) complete(r pubResult) error {
 	s.u.m.inflight.Set(float64(len(s.outstanding)))
 	switch r.msg.key.kind {
 	case kindBatch:
-		s.u.q.Ack(r.msg.key.seq)
+		s.puback(r.msg)
 		lane := r.msg.lane.String()
 		s.u.m.batches.WithLabelValues(lane).Inc()
 		s.u.m.readings.WithLabelValues(lane).Add(float64(r.msg.readings))

@@ -3,12 +3,23 @@
 // gateway's retained status with an offline last will, reconnects with
 // capped exponential backoff and jitter.
 //
-// A batch leaves the queue only after the broker's PUBACK (queue.Ack). At
-// most InFlight messages are unacknowledged at a time. On every connect the
-// uplink first re-sends the batches still in flight (same seq, same
-// payload), then sends live readings as they come and drains the backlog
-// oldest-first at BacklogRate readings per second, keeping one slot of the
-// window for live batches.
+// A batch leaves the queue only when the cloud's commit acknowledgement on
+// the gateway's own "…/down/ack" topic covers it (queue.Commit): the
+// ingest sends it after the batch's rows are committed in ClickHouse. The
+// broker's PUBACK only frees a slot of the in-flight window (at most
+// InFlight messages are unacknowledged at a time) and starts the commit
+// timer: a batch without a commit acknowledgement CommitTimeout after its
+// PUBACK is re-sent, byte for byte under the same seq, and waits twice as
+// long the next time, up to CommitTimeoutMax. A rejected batch is deleted
+// and counted (queue.Reject); an acknowledgement for another epoch (another
+// queue file of this gateway) is ignored and counted.
+//
+// On every connect the uplink subscribes to its downlink topics, announces
+// the gateway online (the cloud answers with the ranges it has committed),
+// re-sends the batches that were in flight (after a restart: every batch
+// not committed), then sends live readings as they come and drains the
+// backlog oldest-first at BacklogRate readings per second, keeping one slot
+// of the window for live batches.
 //
 // Each connection uses a fresh paho client with its own in-memory store:
 // the queue, not paho, is the record of what is unacknowledged, so nothing
@@ -21,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -44,6 +54,9 @@ const (
 	DefaultBacklogRate      = 5000
 	DefaultReconnectMin     = time.Second
 	DefaultReconnectMax     = 2 * time.Minute
+	DefaultCommitTimeout    = 30 * time.Second
+	DefaultCommitTimeoutMax = 10 * time.Minute
+	DefaultCommitDegraded   = 2 * time.Minute
 )
 
 // Config configures the uplink.
@@ -69,7 +82,15 @@ type Config struct {
 	BacklogRate      float64 // readings per second drained from the backlog
 	ReconnectMin     time.Duration
 	ReconnectMax     time.Duration
-	AgentVersion     string
+	// CommitTimeout is how long a batch waits after its PUBACK for a commit
+	// acknowledgement before it is re-sent; each re-send of the same batch
+	// waits twice as long, at most CommitTimeoutMax.
+	CommitTimeout    time.Duration
+	CommitTimeoutMax time.Duration
+	// CommitDegradedAfter: batches have waited this long with no commit
+	// acknowledgement at all; Health reports it.
+	CommitDegradedAfter time.Duration
+	AgentVersion        string
 }
 
 // TLSFiles names PEM files; all empty means the system roots for ssl://.
@@ -89,6 +110,9 @@ func (c *Config) setDefaults() {
 	def(&c.BatchMaxDelay, DefaultBatchMaxDelay)
 	def(&c.ReconnectMin, DefaultReconnectMin)
 	def(&c.ReconnectMax, DefaultReconnectMax)
+	def(&c.CommitTimeout, DefaultCommitTimeout)
+	def(&c.CommitTimeoutMax, max(DefaultCommitTimeoutMax, c.CommitTimeout))
+	def(&c.CommitDegradedAfter, max(DefaultCommitDegraded, c.CommitTimeout))
 	if c.InFlight == 0 {
 		c.InFlight = DefaultInFlight
 	}
@@ -122,6 +146,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("cannot configure uplink: backlog rate %v must be > 0", c.BacklogRate)
 	case c.ReconnectMax < c.ReconnectMin:
 		return fmt.Errorf("cannot configure uplink: reconnect max %s below min %s", c.ReconnectMax, c.ReconnectMin)
+	case c.CommitTimeout < 0 || c.CommitTimeoutMax < c.CommitTimeout:
+		return fmt.Errorf("cannot configure uplink: commit timeout %s, max %s: want 0 < timeout <= max", c.CommitTimeout, c.CommitTimeoutMax)
+	case c.CommitDegradedAfter < 0:
+		return fmt.Errorf("cannot configure uplink: commit degraded after %s is negative", c.CommitDegradedAfter)
 	}
 	return nil
 }
@@ -153,8 +181,12 @@ func IsTLS(broker string) bool {
 // Queue is what the uplink needs from the durable queue.
 type Queue interface {
 	Next(ctx context.Context, lane queue.Lane, maxReadings, maxBatches int) ([]*queue.Batch, error)
-	Ack(seq uint64)
-	InFlight() ([]*queue.Batch, error)
+	Sent(seq uint64)
+	Commit(ranges [][2]uint64)
+	Reject(rs []queue.Rejection)
+	Outstanding() []queue.OutstandingBatch
+	Resend(seq uint64) (*queue.Batch, error)
+	Epoch() uint64
 	MarkLive()
 	Events() []queue.Event
 	AckEvent(seq uint64)
@@ -176,6 +208,22 @@ type Uplink struct {
 
 	connected atomic.Bool
 	started   atomic.Bool
+
+	// Downlink handlers by name (below "…/down/"), set before Start.
+	downlink map[string]func(payload []byte)
+	acks     chan []byte // commit acknowledgements, from paho to the session loop
+
+	// Batches PUBACKed and waiting for their commit acknowledgement, by
+	// seq; owned by the run goroutine, kept across reconnects.
+	awaiting map[uint64]*awaitState
+	// resends counts the re-sends of a batch, by seq, for its backoff.
+	resends map[uint64]int
+	// waitingSince is when batches started to wait with no commit
+	// acknowledgement since (Unix ms; 0: none waits); lastAck is the last
+	// acknowledgement for this gateway's epoch (Unix ms; 0: none yet).
+	waitingSince, lastAck atomic.Int64
+
+	lastBadAckLog, lastResendLog time.Time // owned by the run goroutine
 }
 
 type topics struct{ telemetry, status, events string }
@@ -207,9 +255,28 @@ func New(cfg Config, q Queue, log *slog.Logger, reg prometheus.Registerer) (*Upl
 			status:    g.Topic(protocol.KindStatus),
 			events:    g.Topic(protocol.KindEvents),
 		},
-		stopped: make(chan struct{}),
-		done:    make(chan struct{}),
+		stopped:  make(chan struct{}),
+		done:     make(chan struct{}),
+		downlink: map[string]func([]byte){},
+		acks:     make(chan []byte, 64),
+		awaiting: map[uint64]*awaitState{},
+		resends:  map[uint64]int{},
 	}, nil
+}
+
+// HandleDownlink registers h for the gateway's downlink messages named
+// name ("…/down/<name>", e.g. protocol.DownCmd). h runs on the MQTT
+// client's goroutine and must not block for long. Call it before Start;
+// "ack" is the uplink's own.
+func (u *Uplink) HandleDownlink(name string, h func(payload []byte)) error {
+	if u.started.Load() {
+		return fmt.Errorf("cannot handle downlink %q: uplink already started", name)
+	}
+	if name == protocol.DownAck || protocol.CheckMetric(name) != nil {
+		return fmt.Errorf("cannot handle downlink %q: reserved or invalid name", name)
+	}
+	u.downlink[name] = h
+	return nil
 }
 
 // Start connects in the background; it does not wait for the broker.
@@ -243,7 +310,8 @@ func (u *Uplink) Connected() bool { return u.connected.Load() }
 // backoff and connects again, until Stop.
 func (u *Uplink) run(ctx context.Context) {
 	defer close(u.done)
-	backoff := u.cfg.ReconnectMin
+	reconnect := backoff{u.cfg.ReconnectMin, u.cfg.ReconnectMax}
+	failures := 0
 	for {
 		began := time.Now()
 		err := u.session(ctx)
@@ -253,11 +321,11 @@ func (u *Uplink) run(ctx context.Context) {
 		// A session that lasted a while resets the backoff; a broker that
 		// accepts and drops at once does not.
 		if time.Since(began) > u.cfg.ReconnectMax {
-			backoff = u.cfg.ReconnectMin
+			failures = 0
 		}
-		wait := Jitter(backoff)
+		wait := Jitter(reconnect.step(failures))
 		u.log.Warn("uplink down; reconnecting", "broker", u.cfg.Broker, "in", wait.Round(time.Millisecond), "err", err)
-		backoff = min(2*backoff, u.cfg.ReconnectMax)
+		failures++
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -269,15 +337,6 @@ func (u *Uplink) run(ctx context.Context) {
 			return
 		}
 	}
-}
-
-// Jitter picks a wait in [d/2, d): reconnecting gateways spread out
-// instead of hitting a recovering broker at the same moment.
-func Jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)))
 }
 
 func (u *Uplink) isStopped() bool {

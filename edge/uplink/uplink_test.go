@@ -24,8 +24,20 @@ const secret = "test-secret"
 
 var baseTS = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 
+const ingestUser, ingestSecret = "ingest", "ingest-secret"
+
 func users() map[string]mqtttest.User {
-	return map[string]mqtttest.User{gw.Gateway: {Password: secret, Prefix: gw.Prefix() + "/"}}
+	return map[string]mqtttest.User{
+		gw.Gateway: {Password: secret, Prefix: gw.Prefix() + "/"},
+		ingestUser: {Password: ingestSecret}, // plays the cloud's ingest: reads telemetry, writes down/ack
+	}
+}
+
+// startAcker plays the cloud's ingest on broker: every batch it receives
+// is answered with a commit acknowledgement.
+func startAcker(t *testing.T, url string) *mqtttest.Acker {
+	t.Helper()
+	return mqtttest.StartAcker(t, url, ingestUser, ingestSecret)
 }
 
 func newQueue(t *testing.T) *queue.Queue {
@@ -47,7 +59,7 @@ func testConfig(broker string) Config {
 		KeepAlive: 5 * time.Second, ConnectTimeout: 2 * time.Second, PublishTimeout: 10 * time.Second,
 		InFlight: 4, BatchMaxReadings: 100, BatchMaxDelay: 50 * time.Millisecond,
 		BacklogRate: 1e6, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
-		AgentVersion: "test",
+		CommitTimeout: time.Second, AgentVersion: "test",
 	}
 }
 
@@ -177,10 +189,10 @@ func checkComplete(t *testing.T, r received, devices []string, n int) int {
 	return dups
 }
 
-// lanesOrdered asserts that each device's arrival order is at most two
-// interleaved increasing sequences (live and backlog): no decreasing run of
-// three, which a lost order inside a lane would produce.
-func lanesOrdered(t *testing.T, r received) {
+// lanesOrdered asserts that each device's arrival order is at most
+// maxLanes interleaved increasing sequences: two (live and backlog), or
+// three where batches a broker lost come again after their commit timeout.
+func lanesOrdered(t *testing.T, r received, maxLanes int) {
 	t.Helper()
 	for d, rs := range r.readings {
 		// Patience sorting: the number of piles is the longest strictly
@@ -194,8 +206,8 @@ func lanesOrdered(t *testing.T, r received) {
 				tops[i] = rd.TS
 			}
 		}
-		if len(tops) > 2 {
-			t.Fatalf("device %s: readings arrive as %d interleaved sequences, want at most 2 (live and backlog)", d, len(tops))
+		if len(tops) > maxLanes {
+			t.Fatalf("device %s: readings arrive as %d interleaved sequences, want at most %d", d, len(tops), maxLanes)
 		}
 	}
 }
@@ -209,8 +221,12 @@ func statusOf(t *testing.T, m mqtttest.Message) protocol.Status {
 	return st
 }
 
-func TestDeliversAndDeletesOnlyAfterPuback(t *testing.T) {
+// A batch stays in the queue while in flight (no PUBACK) and while it
+// awaits its commit acknowledgement; the acknowledgement deletes it.
+func TestDeletesOnlyAfterCommitAck(t *testing.T) {
 	broker := mqtttest.StartMochi(t, users())
+	acker := startAcker(t, broker.URL())
+	acker.Silent(true)
 	q := newQueue(t)
 	ctx := context.Background()
 	for i := 0; i < 10; i++ {
@@ -226,7 +242,12 @@ func TestDeliversAndDeletesOnlyAfterPuback(t *testing.T) {
 		t.Fatalf("items deleted before the PUBACK: %+v", st)
 	}
 	broker.Release()
-	waitFor(t, 10*time.Second, "queue empty", func() bool { st := q.Stats(); return st.Items == 0 && st.InFlightBatches == 0 })
+	waitFor(t, 10*time.Second, "PUBACK", func() bool { st := q.Stats(); return st.InFlightBatches == 0 && st.AwaitingBatches > 0 })
+	if st := q.Stats(); st.Items != 10 || st.AwaitingReadings != 10 {
+		t.Fatalf("items deleted before the commit acknowledgement: %+v", st)
+	}
+	acker.Send(t, gw, protocol.Ack{Epoch: q.Epoch(), Committed: []protocol.SeqRange{{1, 100}}})
+	waitFor(t, 10*time.Second, "queue empty", func() bool { st := q.Stats(); return st.Items == 0 && st.AwaitingBatches == 0 })
 	r := decodeAll(t, broker.Messages(gw.Topic(protocol.KindTelemetry)))
 	if dups := checkComplete(t, r, []string{"pump-1"}, 10); dups != 0 {
 		t.Fatalf("%d readings arrived twice without a reconnect", dups)
@@ -241,6 +262,9 @@ func TestDeliversAndDeletesOnlyAfterPuback(t *testing.T) {
 	// Stored before the connection: backlog.
 	if got := testutil.ToFloat64(u.m.readings.WithLabelValues("backlog")); got != 10 {
 		t.Fatalf("published backlog readings metric %v, want 10", got)
+	}
+	if got := testutil.ToFloat64(u.m.acks.WithLabelValues("applied")); got != 1 {
+		t.Fatalf("applied acks metric %v, want 1", got)
 	}
 	u.Stop()
 	st, ok = broker.Retained(gw.Topic(protocol.KindStatus))
@@ -262,6 +286,7 @@ func TestWindowBoundsUnacknowledged(t *testing.T) {
 		}
 	}
 	broker.Hold(gw.Topic(protocol.KindTelemetry))
+	startAcker(t, broker.URL())
 	cfg := testConfig(broker.URL())
 	u := startUplink(t, cfg, q, nil)
 	waitFor(t, 10*time.Second, "a full window", func() bool { return q.Stats().InFlightBatches >= cfg.InFlight-1 })
@@ -322,7 +347,7 @@ func TestTLSWithClientCertificate(t *testing.T) {
 	cfg := testConfig(broker.URL())
 	cfg.TLS = TLSFiles{CA: files.CA, Cert: files.ClientCert, Key: files.ClientKey}
 	u := startUplink(t, cfg, q, nil)
-	waitFor(t, 10*time.Second, "queue drained over TLS", func() bool { return q.Stats().Items == 0 })
+	waitFor(t, 10*time.Second, "batch acknowledged over TLS", func() bool { return q.Stats().AwaitingBatches == 1 })
 	if !u.Connected() || len(broker.Messages(gw.Topic(protocol.KindTelemetry))) != 1 {
 		t.Fatal("batch not delivered over TLS")
 	}
@@ -349,6 +374,7 @@ func TestEventsSentOnceInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	startAcker(t, broker.URL())
 	u := startUplink(t, testConfig(broker.URL()), q, nil)
 	waitFor(t, 10*time.Second, "events acknowledged", func() bool { return q.Stats().Events == 0 && len(broker.Messages(gw.Topic(protocol.KindEvents))) >= 5 })
 	// A few more rounds of the session loop must not send them again.
