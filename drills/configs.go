@@ -26,6 +26,10 @@ const (
 	drillTZ      = "Asia/Shanghai"
 	drillTariff  = "sh-general" // in configs/tariffs.yaml
 	ingestUser   = "plantroom-ingest"
+	// ingestClientID is the (first) ingest's MQTT client id.
+	ingestClientID = ingestUser + "-drill"
+	// drillCommitTimeout is the edge's uplink.commit_timeout in every drill.
+	drillCommitTimeout = 2 * time.Second
 )
 
 // simDevice is one simulated device of the drill building, in the format
@@ -86,6 +90,8 @@ type edgeConfig struct {
 		BacklogRate      float64 `yaml:"backlog_rate,omitempty"`
 		ReconnectMin     string  `yaml:"reconnect_min"`
 		ReconnectMax     string  `yaml:"reconnect_max"`
+		CommitTimeout    string  `yaml:"commit_timeout"`
+		CommitTimeoutMax string  `yaml:"commit_timeout_max"`
 	} `yaml:"uplink"`
 	Queue struct {
 		Path     string `yaml:"path"`
@@ -228,7 +234,9 @@ func cloudFile(s *Stand, components []string, metrics, apiAddr string) *app.Conf
 	}
 	if hasBroker {
 		c.Broker.Listen = s.brokerAddr
-		c.Broker.StorePath = s.path("broker.db")
+		if !s.spec.noStore {
+			c.Broker.StorePath = s.path("broker.db")
+		}
 		c.Broker.Services = []broker.Service{{Username: ingestUser, PasswordHash: s.ingestHash, Enabled: true, Subscribe: broker.DefaultServiceSubscribe, Publish: broker.IngestPublish}}
 	}
 	return c
@@ -240,8 +248,12 @@ func ingestExternal(s *Stand, c *app.Config) {
 	c.Broker.Listen = ""
 	c.Broker.Services = nil
 	c.Broker.StorePath = ""
-	c.Broker.External = app.External{URL: "tcp://" + s.brokerAddr, Username: ingestUser, Password: s.ingestSecret}
-	c.Ingest.ClientID = ingestUser + "-drill"
+	addr := s.brokerAddr
+	if s.ingestLink != nil {
+		addr = s.ingestLink.Addr()
+	}
+	c.Broker.External = app.External{URL: "tcp://" + addr, Username: ingestUser, Password: s.ingestSecret}
+	c.Ingest.ClientID = ingestClientID
 }
 
 // edgeFile is the agent's configuration: the uplink goes through the
@@ -259,6 +271,9 @@ func edgeFile(s *Stand) *edgeConfig {
 	}
 	u.BacklogRate = s.spec.backlogRate
 	u.ReconnectMin, u.ReconnectMax = "200ms", "2s"
+	// A batch lost behind the broker's PUBACK comes again within seconds,
+	// so that every drill ends in well under a minute.
+	u.CommitTimeout, u.CommitTimeoutMax = drillCommitTimeout.String(), "8s"
 	e.Queue.Path = s.path("edge", "queue.db")
 	e.Queue.MaxBytes = s.spec.queueBytes
 	e.HTTP.Listen = s.edgeHTTP

@@ -152,6 +152,16 @@ func (s *Stand) settle(ctx context.Context) (*tally, error) {
 		return nil, err
 	}
 	t.inserted = s.insertedBefore + t.cloud.Int(mIngestReadings)
+	for _, p := range s.ingestProcs {
+		if p == s.ingestProc || !p.Running() {
+			continue
+		}
+		m, err := scrape(ctx, s.metricsOf[p]) // another replica's share
+		if err != nil {
+			return nil, err
+		}
+		t.inserted += m.Int(mIngestReadings)
+	}
 	return t, nil
 }
 

@@ -35,6 +35,18 @@ type standSpec struct {
 	chMode      string        // "" (the drill database on the common server), CHPrivate, CHShared or CHProxy
 	ingestFlush time.Duration // ingest flush_interval; 0: 200ms
 	batchMax    int           // edge batch_max_readings; 0: 200
+	// mosquitto: the broker is a Debian mosquitto process (persistence
+	// false, its default) instead of bin/cloud's; the ingest (with the
+	// API) runs apart and connects to it.
+	mosquitto bool
+	noStore   bool // the embedded broker runs without store_path
+	replicas  int  // ingest processes on a shared subscription (mosquitto); 0: one
+	// lateIngest: Start runs the broker, the building and the edge, not
+	// the ingest: the drill starts it.
+	lateIngest bool
+	// ingestLink: the ingest reaches the broker through a link the drill
+	// can cut (Stand.ingestLink).
+	ingestLink bool
 }
 
 // Stand is one drill's running system: a simulated building, the edge
@@ -59,7 +71,14 @@ type Stand struct {
 	gwSecret, ingestSecret, ingestHash     string
 	token                                  string
 
-	uplink *nettest.Proxy // edge → broker
+	uplink     *nettest.Proxy // edge → broker
+	ingestLink *nettest.Proxy // ingest → broker, with spec.ingestLink
+
+	mosq *Process // the mosquitto broker, with spec.mosquitto
+	// ingestProcs are the processes running an ingest (replicas first to
+	// last); metricsOf gives each one's metrics address.
+	ingestProcs []*Process
+	metricsOf   map[*Process]string
 
 	brokerProc, ingestProc, apiProc *Process // the cloud process running each component
 	ingestMetrics                   string   // metrics address of the ingest's process
@@ -102,7 +121,7 @@ func newStand(ctx context.Context, opts *Options, name string, spec standSpec) (
 		}
 	}
 	s.devices, s.speed, s.poll = building(spec.heavy)
-	ports, err := freePorts(len(s.devices) + 6)
+	ports, err := freePorts(len(s.devices) + 7)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +130,7 @@ func newStand(ctx context.Context, opts *Options, name string, spec standSpec) (
 	}
 	p := ports[len(s.devices):]
 	s.control, s.brokerAddr, s.edgeHTTP, s.apiAddr = p[0], p[1], p[2], p[3]
-	metricsA, metricsB := p[4], p[5]
+	metricsA, metricsB, metricsC := p[4], p[5], p[6]
 
 	s.gwSecret, s.ingestSecret, s.token = randomSecret(), randomSecret(), randomSecret()
 	gwHash, err := app.HashPassword(s.gwSecret)
@@ -124,11 +143,16 @@ func newStand(ctx context.Context, opts *Options, name string, spec standSpec) (
 	if s.uplink, err = nettest.ListenProxy(s.brokerAddr); err != nil {
 		return nil, err
 	}
+	if spec.ingestLink {
+		if s.ingestLink, err = nettest.ListenProxy(s.brokerAddr); err != nil {
+			return nil, err
+		}
+	}
 
 	if err := writeYAML(s.path("org.yaml"), orgFile(s.devices, s.poll, gwHash, app.HashToken(s.token))); err != nil {
 		return nil, err
 	}
-	if err := s.writeCloud(metricsA, metricsB); err != nil {
+	if err := s.writeCloud(metricsA, metricsB, metricsC); err != nil {
 		return nil, err
 	}
 	bld := simBuilding{Building: "drill-" + name, TimeZone: drillTZ, Seed: 20261126,
@@ -184,7 +208,14 @@ func (s *Stand) setupClickHouse(ctx context.Context) error {
 }
 
 // writeCloud writes the cloud process configurations for the layout.
-func (s *Stand) writeCloud(metricsA, metricsB string) error {
+func (s *Stand) writeCloud(metricsA, metricsB, metricsC string) error {
+	s.metricsOf = map[*Process]string{}
+	defer func() {
+		if s.ingestProc != nil && len(s.ingestProcs) == 0 {
+			s.ingestProcs = []*Process{s.ingestProc}
+			s.metricsOf[s.ingestProc] = s.ingestMetrics
+		}
+	}()
 	cloudBin, err := binary(s.opts.bin, "cloud")
 	if err != nil {
 		return err
@@ -199,6 +230,9 @@ func (s *Stand) writeCloud(metricsA, metricsB string) error {
 		return p, nil
 	}
 	all := []string{app.ComponentBroker, app.ComponentIngest, app.ComponentAPI}
+	if s.spec.mosquitto {
+		return s.writeMosquitto(proc, metricsA, metricsB, metricsC)
+	}
 	switch s.spec.layout {
 	case oneCloud:
 		p, err := proc("cloud", cloudFile(s, all, metricsA, s.apiAddr))
@@ -243,7 +277,15 @@ func (s *Stand) templates() string { return s.tmplDir }
 // Start runs the cloud, the building and the edge agent, and waits until
 // readings reach the database.
 func (s *Stand) Start(ctx context.Context) error {
+	if s.mosq != nil {
+		if err := s.startCloud(ctx, s.mosq); err != nil {
+			return err
+		}
+	}
 	for _, p := range s.cloudProcs {
+		if s.spec.lateIngest && s.metricsOf[p] != "" {
+			continue
+		}
 		if err := s.startCloud(ctx, p); err != nil {
 			return err
 		}
@@ -259,6 +301,14 @@ func (s *Stand) Start(ctx context.Context) error {
 	if err := s.startEdge(ctx); err != nil {
 		return err
 	}
+	if s.spec.lateIngest {
+		return nil
+	}
+	return s.awaitStored(ctx)
+}
+
+// awaitStored waits until readings reach the database.
+func (s *Stand) awaitStored(ctx context.Context) error {
 	return s.await(ctx, "the first readings in ClickHouse", 60*time.Second, s.edge, func() (bool, error) {
 		n, err := s.storedReadings(ctx)
 		return err == nil && n > 0, nil
@@ -278,9 +328,9 @@ func (s *Stand) startCloud(ctx context.Context, p *Process) error {
 			return err
 		}
 	}
-	if p == s.ingestProc {
+	if addr := s.metricsOf[p]; addr != "" {
 		return s.await(ctx, p.name+"'s ingest to connect", 60*time.Second, p, func() (bool, error) {
-			m, err := scrape(ctx, s.ingestMetrics)
+			m, err := scrape(ctx, addr)
 			return err == nil && m.Sum(mIngestConnected) == 1, nil
 		})
 	}
@@ -346,8 +396,14 @@ func (s *Stand) Close(ctx context.Context, keep bool) {
 	if s.uplink != nil {
 		s.uplink.Close()
 	}
+	if s.ingestLink != nil {
+		s.ingestLink.Close()
+	}
 	for i := len(s.cloudProcs) - 1; i >= 0; i-- {
 		errs = append(errs, s.cloudProcs[i].Stop(20*time.Second))
+	}
+	if s.mosq != nil {
+		errs = append(errs, s.mosq.Stop(10*time.Second))
 	}
 	if s.ch.proxy != nil {
 		s.ch.proxy.Close()

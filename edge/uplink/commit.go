@@ -207,7 +207,7 @@ func (s *session) dueResends(free int) []uint64 {
 	}
 	u.m.commitTimeouts.Add(float64(len(due)))
 	u.logLimited(&u.lastResendLog, "no commit acknowledgement in time; re-sending",
-		"batches", len(due), "first_seq", due[0], "waited", now.Sub(oldest).Round(time.Millisecond),
+		"batches", len(due), "first_seq", due[0], "waited", now.Sub(oldest).Round(time.Millisecond).String(),
 		"awaiting", len(u.awaiting))
 	return due
 }

@@ -66,6 +66,10 @@ func StartMosquitto(t TB, opts MosquittoOptions) *Mosquitto {
 	return m
 }
 
+// MosquittoBinary is the mosquitto executable StartMosquitto runs, "" when
+// it is not installed.
+func MosquittoBinary() string { return mosquittoBinary() }
+
 // mosquittoBinary finds mosquitto on PATH or where Debian installs it
 // (/usr/sbin is not on every user's PATH); "" if it is not installed.
 func mosquittoBinary() string {
