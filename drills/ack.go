@@ -117,13 +117,14 @@ func splitPort(addr string) (string, string, error) {
 	return "", "", fmt.Errorf("cannot split %q into host and port", addr)
 }
 
-// published is the readings the broker acknowledged to the edge (PUBACK).
-func (s *Stand) published(ctx context.Context) (int64, error) {
+// awaitingCommit is the readings the broker acknowledged to the edge
+// (PUBACK) and the cloud has not acknowledged as committed.
+func (s *Stand) awaitingCommit(ctx context.Context) (int64, error) {
 	m, err := s.edgeMetrics(ctx)
 	if err != nil {
 		return 0, err
 	}
-	return m.Int(mEdgePublished), nil
+	return m.Int(mEdgeQueueRead, "state", "awaiting_commit"), nil
 }
 
 // ingestLate lets the gateway publish to mosquitto before any ingest has
@@ -134,14 +135,14 @@ func ingestLate(ctx context.Context, o *Options, s *Stand, r *Result) error {
 	if err := pause(ctx, 2*warm); err != nil {
 		return err
 	}
-	thrown, err := s.published(ctx)
+	thrown, err := s.awaitingCommit(ctx)
 	if err != nil {
 		return err
 	}
 	if thrown == 0 {
 		r.problem("mosquitto acknowledged nothing before the ingest subscribed, so the drill proved nothing")
 	}
-	r.note("mosquitto acknowledged %d readings before the ingest ever subscribed, and dropped them", thrown)
+	r.note("mosquitto had acknowledged %d readings before the ingest ever subscribed, and dropped them", thrown)
 	for _, p := range s.ingestProcs {
 		if err := s.startCloud(ctx, p); err != nil {
 			return err
@@ -155,13 +156,10 @@ func ingestLate(ctx context.Context, o *Options, s *Stand, r *Result) error {
 
 // killIngestAndHold kills the (first) ingest and lets the broker queue
 // the gateway's batches for its session for a few seconds; it returns the
-// readings the broker acknowledged meanwhile.
+// readings the broker has acknowledged to the edge and the cloud has not
+// committed: what the broker holds for the dead ingest.
 func (s *Stand) killIngestAndHold(ctx context.Context, hold time.Duration) (int64, error) {
 	before, err := s.cloudMetrics(ctx)
-	if err != nil {
-		return 0, err
-	}
-	sent, err := s.published(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -172,8 +170,7 @@ func (s *Stand) killIngestAndHold(ctx context.Context, hold time.Duration) (int6
 	if err := pause(ctx, hold); err != nil {
 		return 0, err
 	}
-	after, err := s.published(ctx)
-	return after - sent, err
+	return s.awaitingCommit(ctx)
 }
 
 // mosquittoRestart: the ingest dies, mosquitto (persistence false) queues
