@@ -1,7 +1,7 @@
 // Package queue is the edge agent's durable store-and-forward queue: readings
 // are appended to a bbolt file with group commit, leave it as numbered
-// telemetry batches, and are deleted only after the broker acknowledged the
-// batch that carried them.
+// telemetry batches, and are deleted only after the cloud acknowledged the
+// commit of the batch that carried them (Commit), or rejected it (Reject).
 //
 // # Layout
 //
@@ -26,10 +26,12 @@
 // # Bound and overflow
 //
 // The items are bounded by MaxBytes (payload plus per-item overhead). When a
-// commit would exceed it, the oldest items not in flight are deleted in the
-// same transaction (an in-flight item was sent and may have arrived: it is
-// kept for its PUBACK or its re-send, so the bound yields by at most the
-// in-flight window), the dropped readings are counted and a queue_overflow event
+// commit would exceed it, the oldest items are deleted in the same
+// transaction: a batch awaiting its commit acknowledgement goes whole with
+// them (also counted apart: the cloud may have stored it), an in-flight
+// batch (published, no PUBACK yet) is kept for its PUBACK or its re-send, so
+// the bound yields by at most the in-flight window. The dropped readings are
+// counted and a queue_overflow event
 // (Attrs["dropped"]) is stored, at most one per OverflowEventInterval. If
 // the writer falls behind (a stalled disk), Add refuses with ErrOverloaded
 // instead of blocking the caller or growing without bound.
@@ -38,9 +40,11 @@
 //
 // A batch's seq is assigned when the batch is formed from items, and the
 // seq → item range mapping is written in the same transaction as the next
-// seq, before the batch is handed out for publishing. After a crash the same
-// items are re-sent under the same seq (with the same send time), so the
-// receiver can drop the duplicate by (gateway, seq).
+// seq, before the batch is handed out for publishing. After a crash, or a
+// commit timeout, the same items are re-sent under the same seq (with the
+// same send time and epoch), byte for byte, so the receiver can drop the
+// duplicate by (gateway, epoch, seq). The states of a batch are described
+// at Batch.
 //
 // # Live first
 //
