@@ -47,7 +47,7 @@ var ackDrills = []drill{
 		name:  "ingest-kill-ack",
 		about: "the ingest gets SIGKILL after its ClickHouse commit and before its acknowledgements leave",
 		spec: func(*Options) standSpec {
-			return standSpec{layout: ingestApart, ingestFlush: 2 * time.Second, ingestLink: true}
+			return standSpec{layout: ingestApart, ingestFlush: 2 * time.Second, ingestLink: true, commitTimeout: 6 * time.Second}
 		},
 		fault: ingestKillBeforeAck,
 	},
@@ -55,7 +55,7 @@ var ackDrills = []drill{
 		name:  "mosq-shared-kill",
 		about: "two ingest replicas on a mosquitto shared subscription; one gets SIGKILL while it holds messages",
 		spec: func(*Options) standSpec {
-			return standSpec{mosquitto: true, replicas: 2, ingestFlush: 2 * time.Second}
+			return standSpec{mosquitto: true, replicas: 2, ingestFlush: 2 * time.Second, commitTimeout: 6 * time.Second}
 		},
 		fault: sharedReplicaKill,
 	},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -273,7 +274,8 @@ func edgeFile(s *Stand) *edgeConfig {
 	u.ReconnectMin, u.ReconnectMax = "200ms", "2s"
 	// A batch lost behind the broker's PUBACK comes again within seconds,
 	// so that every drill ends in well under a minute.
-	u.CommitTimeout, u.CommitTimeoutMax = drillCommitTimeout.String(), "8s"
+	ct := cmp.Or(s.spec.commitTimeout, drillCommitTimeout)
+	u.CommitTimeout, u.CommitTimeoutMax = ct.String(), max(8*time.Second, 2*ct).String()
 	e.Queue.Path = s.path("edge", "queue.db")
 	e.Queue.MaxBytes = s.spec.queueBytes
 	e.HTTP.Listen = s.edgeHTTP

@@ -57,7 +57,7 @@ func (r *Result) judge(t *tally) {
 		// Readings the queue dropped while their batch was in flight
 		// (sent, PUBACK not yet applied) may have reached the cloud: the
 		// drop counter then overstates what is missing.
-		r.note("the drop counter overstates the loss by %d: readings dropped while their batch was in flight (sent, no PUBACK yet) had reached the cloud",
+		r.note("the drop counter overstates the loss by %d: readings dropped while their batch was sent and not yet acknowledged as committed had reached the cloud",
 			-r.Lost)
 		if r.InFlightAtCut > 0 {
 			r.note("%d readings were in flight when the uplink was cut", r.InFlightAtCut)

@@ -47,6 +47,10 @@ type standSpec struct {
 	// ingestLink: the ingest reaches the broker through a link the drill
 	// can cut (Stand.ingestLink).
 	ingestLink bool
+	// commitTimeout is the edge's uplink.commit_timeout; 0:
+	// drillCommitTimeout. Drills whose ingest flushes every 2 s take a
+	// longer one, so that the edge does not re-send what the ingest holds.
+	commitTimeout time.Duration
 }
 
 // Stand is one drill's running system: a simulated building, the edge
