@@ -7,7 +7,8 @@
 // It serves the devices itself (Modbus TCP on loopback, every register
 // changing at every read, so report by exception lets every value through:
 // the worst case for the queue and the uplink), runs an in-process MQTT
-// broker as the cloud, starts the agent binary as a child process, lets it
+// broker as the cloud (its inline client acknowledging every batch's
+// commit, as the ingest does), starts the agent binary as a child process, lets it
 // warm up, then samples the child's /proc/<pid>/stat (utime+stime) and
 // /proc/<pid>/status (VmRSS) for the measuring window and scrapes the
 // agent's /metrics at both ends to show the load it carried. The load
@@ -36,9 +37,11 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/plantroom/plantroom/edge/internal/modbustest"
 	"github.com/plantroom/plantroom/internal/promtext"
+	"github.com/plantroom/plantroom/protocol"
 )
 
 func main() {
@@ -154,6 +157,9 @@ func run(agentBin, emulator string, devices, points int, interval, warmup, durat
 	if sent, queued := m1.Sum(mPublished), m1.Sum("plantroom_edge_readings_taken_total"); sent > queued {
 		return fmt.Errorf("the agent published %.0f readings but queued only %.0f: readings were sent twice", sent, queued)
 	}
+	if n := m1.Sum("plantroom_edge_uplink_commit_timeouts_total"); n > 0 {
+		return fmt.Errorf("%.0f batches waited longer than commit_timeout for their commit acknowledgement", n)
+	}
 	// Machine-readable figures (scripts/bench.sh reads these).
 	pps := rate(mPointsRead)
 	fmt.Printf("points_per_s %.0f\n", pps)
@@ -200,9 +206,24 @@ func procStatus(pid int, key string) (int64, error) {
 	return 0, fmt.Errorf("no %s in /proc/%d/status", key, pid)
 }
 
+// startBroker runs the cloud's stand-in: a broker whose inline client
+// plays the ingest, answering every batch with a commit acknowledgement
+// on the gateway's down/ack (the agent keeps a batch until then).
 func startBroker() (*mqtt.Server, string, error) {
-	s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler), InlineClient: true})
 	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, "", err
+	}
+	err := s.Subscribe(protocol.SubscriptionFilter(protocol.KindTelemetry), 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		ref, _, err := protocol.ParseTopic(pk.TopicName)
+		var b protocol.Batch
+		if err != nil || protocol.DecodeBatch(pk.Payload, &b) != nil {
+			return
+		}
+		ack := protocol.Ack{Epoch: b.Epoch, Committed: []protocol.SeqRange{{b.Seq, b.Seq}}, TS: time.Now().UnixMilli()}
+		s.Publish(ref.DownlinkTopic(protocol.DownAck), protocol.EncodeAck(ack), false, 1)
+	})
+	if err != nil {
 		return nil, "", err
 	}
 	l := listeners.NewTCP(listeners.Config{ID: "cloud", Address: "127.0.0.1:0"})
