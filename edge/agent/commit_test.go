@@ -34,7 +34,7 @@ func TestNoCommitAckDegradedThenRecovers(t *testing.T) {
 	acker.Silent(true)
 	b := startSim(t, sim.MQTTConfig{}, sim.DeviceConfig{ID: "meter-1", Template: "sdm630"})
 	text := agentYAML(cloud.URL(), t.TempDir(), "devices:\n"+deviceLine(b, "meter-1", "sdm630", "100ms"))
-	text = replaceOnce(t, text, "  reconnect_max: 300ms\n", "  reconnect_max: 300ms\n  commit_timeout: 500ms\n  commit_degraded_after: 1s\n")
+	text = replaceOnce(t, text, "  commit_timeout: 1s\n", "  commit_timeout: 500ms\n  commit_degraded_after: 1s\n")
 	a := startAgent(t, text)
 
 	waitFor(t, 20*time.Second, "degraded for want of commit acknowledgements", func() bool {

@@ -75,6 +75,7 @@ uplink:
   backlog_rate: 50000
   reconnect_min: 20ms
   reconnect_max: 300ms
+  commit_timeout: 1s
 queue: {path: %s, commit_interval: 5ms}
 http: {listen: "127.0.0.1:0"}
 %s`, testGW.Gateway, testGW.Company, testGW.Project, testSecret, templatesDir, broker, filepath.Join(dir, "queue.db"), extra)
