@@ -29,6 +29,7 @@ type Hour struct {
 	First   float64
 	Last    float64
 	Fell    bool
+	N       int // readings (distinct timestamps) in the hour; 0: not known
 }
 
 // HourSteps sums up the steps between consecutive readings inside one hour
@@ -63,9 +64,11 @@ type Readings interface {
 	// Hours returns the roll-up rows of keys for hours in [from, to), each
 	// key's rows in time order.
 	Hours(ctx context.Context, w Where, keys []Key, from, to int64) (map[Key][]Hour, error)
-	// Steps sums up the steps inside each hour with readings in ranges
-	// (whole hours), each key's hours in time order.
-	Steps(ctx context.Context, w Where, ranges []Range) (map[Key][]HourSteps, error)
+	// Steps sums up the steps inside each of the given roll-up hours, each
+	// key's hours in time order. A store may answer from a cache of earlier
+	// answers for the same hour while its roll-up row (N, first and last
+	// reading) is unchanged: adding a reading to an hour changes N.
+	Steps(ctx context.Context, w Where, hours map[Key][]Hour) (map[Key][]HourSteps, error)
 	// LastBefore returns, per key, the last reading before t, if any.
 	LastBefore(ctx context.Context, w Where, keys []Key, t int64) (map[Key]Point, error)
 	// FirstFrom returns, per key, the first reading at or after t, if any;
@@ -229,7 +232,7 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 	}
 	var powerRanges []Range
 	usePower := map[Key]bool{}
-	var stepRanges []Range
+	ask := map[Key][]Hour{}
 	for _, j := range jobs {
 		inner := j.Schedule.InnerBounds()
 		jh0, jh1 := floorHour(j.Schedule.From), ceilHour(j.Schedule.To)
@@ -264,22 +267,21 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 		if len(hs) == 0 {
 			continue
 		}
-		set := map[int64]bool{}
 		for i := range hs {
-			if hs[i].Fell {
-				mark(k, hs[i].Hour)
-			} else if hs[i].FirstTS < hs[i].LastTS {
-				set[hs[i].Hour] = true
+			switch h := &hs[i]; {
+			case h.Fell:
+				mark(k, h.Hour)
+			case h.FirstTS < h.LastTS && (h.N == 0 || h.N >= 3):
+				ask[k] = append(ask[k], *h)
 			}
 		}
-		stepRanges = append(stepRanges, hourRanges(k, set)...)
 	}
 	// An hour with at least three readings whose steps are all plausible
 	// (and none falls) is walked as one step from its first reading to its
 	// last: the walk credits every step inside it, so the sum is the same.
 	compressed := map[Key]map[int64]bool{}
-	if len(stepRanges) > 0 {
-		steps, err := src.Steps(ctx, w, stepRanges)
+	if len(ask) > 0 {
+		steps, err := src.Steps(ctx, w, ask)
 		if err != nil {
 			return fail(err)
 		}

@@ -48,6 +48,7 @@ func (m *memReadings) Hours(_ context.Context, _ Where, keys []Key, from, to int
 			}
 			i := len(hs) - 1
 			hs[i].LastTS, hs[i].Last = p.TS, p.V
+			hs[i].N++
 			mins[i], maxs[i] = min(mins[i], p.V), max(maxs[i], p.V)
 		}
 		for i := range hs {
@@ -106,8 +107,16 @@ func (m *memReadings) Raw(_ context.Context, _ Where, ranges []Range) (map[Key][
 
 // Steps sums up the steps inside each hour as the store's query does, from
 // the raw readings.
-func (m *memReadings) Steps(_ context.Context, _ Where, ranges []Range) (map[Key][]HourSteps, error) {
+func (m *memReadings) Steps(_ context.Context, _ Where, hours map[Key][]Hour) (map[Key][]HourSteps, error) {
 	m.calls.steps++
+	var ranges []Range
+	for k, hs := range hours {
+		set := map[int64]bool{}
+		for _, h := range hs {
+			set[h.Hour] = true
+		}
+		ranges = append(ranges, hourRanges(k, set)...)
+	}
 	out := map[Key][]HourSteps{}
 	for _, r := range ranges {
 		var prev *Point

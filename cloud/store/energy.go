@@ -20,11 +20,13 @@ import (
 // computation asks for them. Every query filters on the sorting key's
 // prefix (company, project, device, metric).
 type Readings struct {
-	db *DB
+	db    *DB
+	steps *stepCache
 }
 
-// Readings returns the readings repository of db.
-func (db *DB) Readings() *Readings { return &Readings{db: db} }
+// Readings returns the readings repository of db, with its own cache of
+// step summaries: make one and share it.
+func (db *DB) Readings() *Readings { return &Readings{db: db, steps: &stepCache{}} }
 
 var _ energy.Readings = (*Readings)(nil)
 
@@ -92,7 +94,7 @@ func (s *Readings) Hours(ctx context.Context, w energy.Where, keys []energy.Key,
 	// value fell inside the hour, so the server compares them.
 	q := `SELECT transform(concat(device, '/', metric), ?, ?, toUInt32(0)) AS k,
   finalizeAggregation(first_ts), finalizeAggregation(first_v) AS fv, finalizeAggregation(last_ts), finalizeAggregation(last_v) AS lv,
-  finalizeAggregation(min_v) < fv OR finalizeAggregation(max_v) > lv
+  finalizeAggregation(min_v) < fv OR finalizeAggregation(max_v) > lv, toInt64(finalizeAggregation(n))
 FROM ` + s.table(TableHourly) + ` FINAL
 WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 	rows, err := s.db.conn.Query(ctx, q, append([]any{names, ids}, append(args, from, to)...)...)
@@ -109,14 +111,15 @@ WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 		h    energy.Hour
 		k    uint32
 		fell uint8
+		n    int64
 	)
-	dest := []any{&k, &h.FirstTS, &h.First, &h.LastTS, &h.Last, &fell}
+	dest := []any{&k, &h.FirstTS, &h.First, &h.LastTS, &h.Last, &fell, &n}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("cannot read hourly roll-ups: %w", err)
 		}
 		h.Hour = h.FirstTS - h.FirstTS%energy.HourMS // Unix ms after 2000: never negative
-		h.Fell = fell != 0
+		h.Fell, h.N = fell != 0, int(n)
 		if k == 0 || int(k) > len(keys) {
 			continue // another metric of a wanted device, or a device of another key
 		}
@@ -138,24 +141,6 @@ WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 			slices.SortFunc(hs, byHour)
 		}
 		out[keys[i]] = hs
-	}
-	return out, nil
-}
-
-// Steps implements energy.Readings.
-func (s *Readings) Steps(ctx context.Context, w energy.Where, ranges []energy.Range) (map[energy.Key][]energy.HourSteps, error) {
-	rs := make([]StepRange, len(ranges))
-	for i, r := range ranges {
-		rs[i] = StepRange{Device: r.Device, Metric: r.Metric, From: r.From, To: r.To}
-	}
-	rows, err := s.db.CounterSteps(ctx, w.Company, w.Projects, rs, energy.AllowanceSlack)
-	if err != nil {
-		return nil, err
-	}
-	out := map[energy.Key][]energy.HourSteps{}
-	for _, r := range rows {
-		k := energy.Key{Device: r.Device, Metric: r.Metric}
-		out[k] = append(out[k], energy.HourSteps{Hour: r.Hour, N: r.N, Falls: r.Falls, NeedKW: r.NeedKW})
 	}
 	return out, nil
 }

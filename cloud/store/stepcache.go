@@ -1,0 +1,109 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/plantroom/plantroom/cloud/energy"
+)
+
+// stepCacheMax bounds the step summaries kept: about 100 bytes each, so
+// 500,000 (three months of 200 devices) take some 50 MB.
+const stepCacheMax = 500_000
+
+// stepCache keeps the step summaries of closed roll-up hours: computing one
+// reads every raw reading of the hour, and an hour's readings rarely change
+// once it is over. An entry holds while the hour's roll-up row is the same
+// (readings, first and last reading): a reading added to the hour changes
+// its count.
+type stepCache struct {
+	mu sync.Mutex
+	m  map[stepKey]stepEntry
+}
+
+type stepKey struct {
+	company, device, metric string
+	hour                    int64
+}
+
+type stepEntry struct {
+	row energy.Hour
+	st  energy.HourSteps
+}
+
+func (c *stepCache) get(k stepKey, row energy.Hour) (energy.HourSteps, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || e.row != row {
+		return energy.HourSteps{}, false
+	}
+	return e.st, true
+}
+
+func (c *stepCache) put(k stepKey, row energy.Hour, st energy.HourSteps) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[stepKey]stepEntry{}
+	}
+	if len(c.m) >= stepCacheMax {
+		// Drop a tenth, whichever the map yields first.
+		n := stepCacheMax / 10
+		for k := range c.m {
+			delete(c.m, k)
+			if n--; n == 0 {
+				break
+			}
+		}
+	}
+	c.m[k] = stepEntry{row: row, st: st}
+}
+
+// Steps implements energy.Readings: the summaries of hours already known
+// come from the cache, the others from CounterSteps over their raw
+// readings. A summary is kept only when it counted the readings the
+// roll-up row counts (a reading arriving between the two reads is not
+// cached half-seen).
+func (s *Readings) Steps(ctx context.Context, w energy.Where, hours map[energy.Key][]energy.Hour) (map[energy.Key][]energy.HourSteps, error) {
+	out := map[energy.Key][]energy.HourSteps{}
+	asked := map[stepKey]energy.Hour{}
+	var ranges []StepRange
+	for k, hs := range hours {
+		for _, h := range hs {
+			sk := stepKey{w.Company, k.Device, k.Metric, h.Hour}
+			if st, ok := s.steps.get(sk, h); ok {
+				out[k] = append(out[k], st)
+				continue
+			}
+			asked[sk] = h
+			if n := len(ranges); n > 0 && ranges[n-1].Device == k.Device && ranges[n-1].Metric == k.Metric && ranges[n-1].To == h.Hour {
+				ranges[n-1].To = h.Hour + energy.HourMS
+			} else {
+				ranges = append(ranges, StepRange{Device: k.Device, Metric: k.Metric, From: h.Hour, To: h.Hour + energy.HourMS})
+			}
+		}
+	}
+	if len(ranges) > 0 {
+		rows, err := s.db.CounterSteps(ctx, w.Company, w.Projects, ranges, energy.AllowanceSlack)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			k := energy.Key{Device: r.Device, Metric: r.Metric}
+			st := energy.HourSteps{Hour: r.Hour, N: r.N, Falls: r.Falls, NeedKW: r.NeedKW}
+			sk := stepKey{w.Company, r.Device, r.Metric, r.Hour}
+			if h, ok := asked[sk]; ok && h.N > 0 && h.N == r.N {
+				s.steps.put(sk, h, st)
+			}
+			out[k] = append(out[k], st)
+		}
+	}
+	for k, sts := range out {
+		slices.SortFunc(sts, func(a, b energy.HourSteps) int { return cmp.Compare(a.Hour, b.Hour) })
+		out[k] = sts
+	}
+	return out, nil
+}

@@ -1,0 +1,78 @@
+package store
+
+import (
+	"math"
+	"testing"
+
+	"github.com/plantroom/plantroom/cloud/energy"
+	"github.com/plantroom/plantroom/protocol"
+)
+
+// Step summaries come from the raw readings once, then from the cache while
+// the hour's roll-up row stays the same; a reading added inside the hour
+// changes the row, and the summary is worked out again.
+func TestCounterStepsAndTheirCache(t *testing.T) {
+	db := openTestDB(t, SchemaOptions{})
+	ctx := testCtx(t)
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const h0 = int64(1_782_864_000_000) // an hour boundary (2026-07-01T00:00Z)
+	insert := func(pts ...energy.Point) {
+		t.Helper()
+		var b ReadingBatch
+		for i, p := range pts {
+			b.Add("acme", "p1", "gw", uint64(i+1), &protocol.Reading{Device: "m1", Metric: "energy_kwh", TS: p.TS, Value: p.V})
+		}
+		if err := db.InsertReadings(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Hour 0: 100, 101 at +10 min, 103 at +20 min: steps of 1 and 2 kWh in
+	// 10 minutes: NeedKW = (2 − 0.05) × 6 = 11.7 kW. Hour 1: a fall.
+	min := int64(60_000)
+	insert(energy.Point{TS: h0, V: 100}, energy.Point{TS: h0 + 10*min, V: 101}, energy.Point{TS: h0 + 20*min, V: 103},
+		energy.Point{TS: h0 + 60*min, V: 104}, energy.Point{TS: h0 + 70*min, V: 90}, energy.Point{TS: h0 + 80*min, V: 105})
+	r := db.Readings()
+	w := energy.Where{Company: "acme", Projects: []string{"p1"}}
+	k := energy.Key{Device: "m1", Metric: "energy_kwh"}
+	steps := func() []energy.HourSteps {
+		t.Helper()
+		hours, err := r.Hours(ctx, w, []energy.Key{k}, h0, h0+2*energy.HourMS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hours[k]) != 2 || hours[k][0].N < 3 {
+			t.Fatalf("roll-up rows %+v", hours[k])
+		}
+		got, err := r.Steps(ctx, w, hours)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[k]
+	}
+	st := steps()
+	if len(st) != 2 || st[0].N != 3 || st[0].Falls || math.Abs(st[0].NeedKW-11.7) > 1e-9 || !st[1].Falls {
+		t.Fatalf("steps = %+v", st)
+	}
+	if n := len(r.steps.m); n != 2 {
+		t.Fatalf("%d cached summaries, want 2", n)
+	}
+	// The cache answers: a summary planted there comes back unchanged.
+	for sk, e := range r.steps.m {
+		if sk.hour == h0 {
+			e.st.NeedKW = -42
+			r.steps.m[sk] = e
+		}
+	}
+	if st := steps(); st[0].NeedKW != -42 {
+		t.Errorf("second call did not use the cache: %+v", st[0])
+	}
+	// A late reading inside hour 0 (a jump of 50 kWh in 5 minutes) changes
+	// its row: worked out again from the raw readings.
+	insert(energy.Point{TS: h0 + 5*min, V: 150})
+	st = steps()
+	if st[0].N != 4 || !st[0].Falls || st[0].NeedKW < 500 {
+		t.Errorf("after a late reading: %+v", st[0])
+	}
+}
