@@ -81,3 +81,9 @@ func checkRange(p *Problems, path string, lo, hi *float64) {
 		p.Addf(Join(path, "max"), "%v is below min %v", *hi, *lo)
 	}
 }
+
+// Range is the point's valid range.
+func (pt *Point) Range() ValidRange { return ValidRange{Min: pt.Min, Max: pt.Max, Counter: pt.Counter} }
+
+// Range is the field's valid range.
+func (f *MQTTField) Range() ValidRange { return ValidRange{Min: f.Min, Max: f.Max, Counter: f.Counter} }

@@ -14,6 +14,9 @@ var (
 	// ErrInvalidValue: the registers hold NaN or ±Inf (a float point), or
 	// scale and offset push the value out of the finite range.
 	ErrInvalidValue = errors.New("invalid value")
+	// ErrOutOfRange: a point reads a value outside its template's min/max
+	// (a counter below 0). The reading is kept with bad quality.
+	ErrOutOfRange = errors.New("value out of range")
 	// ErrDecode: the answer is too short for the point, or the point's type
 	// is unknown.
 	ErrDecode = errors.New("cannot decode point")

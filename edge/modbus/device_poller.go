@@ -2,6 +2,7 @@ package modbus
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -170,7 +171,13 @@ func (d *devicePoller) poll(ctx context.Context) {
 				lastErr = err
 				continue
 			}
-			readings = append(readings, protocol.Reading{Device: d.dev.ID, Metric: pt.Metric, TS: ts, Value: v, Quality: protocol.QualityGood})
+			q := protocol.QualityGood
+			if vr := pt.Range(); !vr.Contains(v) {
+				// Kept with bad quality for audit, and counted.
+				q = protocol.QualityBad
+				d.count(fmt.Errorf("%w: %q = %v outside %s", ErrOutOfRange, pt.Metric, v, vr))
+			}
+			readings = append(readings, protocol.Reading{Device: d.dev.ID, Metric: pt.Metric, TS: ts, Value: v, Quality: q})
 		}
 	}
 	if ctx.Err() != nil && answered == 0 {

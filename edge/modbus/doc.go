@@ -68,7 +68,7 @@
 // # Metrics
 //
 //	plantroom_edge_modbus_points_read_total{device}
-//	plantroom_edge_modbus_read_errors_total{device,cause}   timeout, connection, frame, exception_<code>, invalid_value, decode
+//	plantroom_edge_modbus_read_errors_total{device,cause}   timeout, connection, frame, exception_<code>, invalid_value, decode, out_of_range (reading kept, bad quality)
 //	plantroom_edge_modbus_device_online{device}
 //	plantroom_edge_modbus_requests_per_poll{device}
 //	plantroom_edge_modbus_poll_duration_seconds{device}

@@ -114,6 +114,7 @@ const (
 	CauseConnection   = "connection"    // cannot connect, connection refused, reset or closed, serial port failure
 	CauseFrame        = "frame"         // malformed answer: CRC, length, transaction or unit id mismatch
 	CauseInvalidValue = "invalid_value" // a point reads NaN or ±Inf
+	CauseOutOfRange   = "out_of_range"  // a point reads outside its valid range: kept, bad quality
 	CauseDecode       = "decode"        // a point cannot be decoded from the answer
 )
 
@@ -133,6 +134,8 @@ func cause(err error) string {
 	}
 	var ne net.Error
 	switch {
+	case errors.Is(err, ErrOutOfRange):
+		return CauseOutOfRange
 	case errors.Is(err, ErrInvalidValue):
 		return CauseInvalidValue
 	case errors.Is(err, ErrDecode):

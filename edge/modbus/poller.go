@@ -258,7 +258,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"device"}),
 		readErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "plantroom_edge_modbus_read_errors_total",
-			Help: "Failed Modbus requests and undecodable points, by cause (timeout, connection, frame, exception_<code>, invalid_value, decode).",
+			Help: "Failed Modbus requests and undecodable points, by cause (timeout, connection, frame, exception_<code>, invalid_value, decode), and points outside their valid range (out_of_range: kept with bad quality).",
 		}, []string{"device", "cause"}),
 		online: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "plantroom_edge_modbus_device_online",

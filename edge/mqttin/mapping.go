@@ -130,7 +130,11 @@ func Map(t *config.Template, deviceID, deviceTopic, topic string, payload []byte
 			errs = append(errs, &FieldError{Metric: f.Metric, Path: f.Path, Err: err})
 			continue
 		}
-		out = append(out, protocol.Reading{Device: deviceID, Metric: f.Metric, TS: ts, Value: v, Quality: protocol.QualityGood})
+		q := protocol.QualityGood
+		if !f.Range().Contains(v) {
+			q = protocol.QualityBad // kept for audit; the cloud leaves it out of energy, latest values and alarms
+		}
+		out = append(out, protocol.Reading{Device: deviceID, Metric: f.Metric, TS: ts, Value: v, Quality: q})
 	}
 	return out, errors.Join(errs...)
 }

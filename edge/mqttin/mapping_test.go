@@ -201,3 +201,27 @@ func TestCause(t *testing.T) {
 		}
 	}
 }
+
+// A finite absurd value (the plug's ENERGY.Total of 1.7e308, a negative
+// counter) is kept with bad quality; the cloud leaves it out of energy,
+// latest values and alarms.
+func TestMapOutOfRangeIsBadQuality(t *testing.T) {
+	plug := templates(t)["tasmota-plug"]
+	rs, err := Map(plug, "plug", "garden_garage", "tele/garden_garage/SENSOR", []byte(`{"ENERGY":{"Total":1.7e308,"Power":60,"Voltage":230}}`), arrival)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := map[string]protocol.Quality{}
+	for _, r := range rs {
+		q[r.Metric] = r.Quality
+	}
+	if q["energy_kwh"] != protocol.QualityBad || q["power_w"] != protocol.QualityGood || len(rs) != 3 {
+		t.Errorf("readings %+v: want energy_kwh bad, the others good", rs)
+	}
+	rs, _ = Map(plug, "plug", "garden_garage", "tele/garden_garage/SENSOR", []byte(`{"ENERGY":{"Total":-3,"Power":9000}}`), arrival)
+	for _, r := range rs {
+		if r.Quality != protocol.QualityBad {
+			t.Errorf("%s = %v: quality %d, want bad", r.Metric, r.Value, r.Quality)
+		}
+	}
+}
