@@ -189,8 +189,19 @@ func hqRows(rep *energy.CompanyMonthly, st *statsView, alarms []alarmView, order
 	return rows, sla, faults
 }
 
-// hqTrend answers the 13 months up to ?month= as JSON for the trend chart:
-// each month is the API's HQ report of that month (company kWh and cost).
+// trendPoint is one month of the HQ trend.
+type trendPoint struct {
+	Month   string   `json:"month"`
+	KWh     *float64 `json:"kwh"` // null: the month has no figures (no tariff in effect yet)
+	Cost    *float64 `json:"cost"`
+	Partial bool     `json:"partial"`
+}
+
+// hqTrend answers the 13 months up to ?month= as JSON for the trend chart,
+// from the API's HQ reports. A report of month N also carries the whole
+// month N-1 (month_over_month, for a finished N) and N-12
+// (year_over_year), so every other month is asked: 6 or 7 reports instead
+// of 13; a month that none of them covers is asked itself.
 func (c *Console) hqTrend(w http.ResponseWriter, r *http.Request, sess *Session) {
 	now := c.now().In(c.zone(""))
 	month, mt, ok := monthParam(r, now)
@@ -198,47 +209,71 @@ func (c *Console) hqTrend(w http.ResponseWriter, r *http.Request, sess *Session)
 		http.Error(w, "invalid month", http.StatusBadRequest)
 		return
 	}
-	type point struct {
-		Month   string   `json:"month"`
-		KWh     *float64 `json:"kwh"` // null: the month has no figures (no tariff in effect yet)
-		Cost    *float64 `json:"cost"`
-		Partial bool     `json:"partial"`
+	running := !mt.Before(time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC))
+	key := sess.Staff.ID + "/" + month
+	if v, ok := c.trend.get(key); ok && !running {
+		writeTrend(w, month, v.([]trendPoint))
+		return
 	}
-	out := make([]point, 13)
-	var g errgroup.Group
-	g.SetLimit(4)
+	out := make([]trendPoint, 13) // out[12-k] is month M-k
+	filled := make([]bool, 13)
+	for k := 0; k <= 12; k++ {
+		out[12-k].Month = mt.AddDate(0, -k, 0).Format("2006-01")
+	}
 	var mu sync.Mutex
-	for i := range out {
-		m := mt.AddDate(0, i-12, 0).Format("2006-01")
-		out[i].Month = m
-		g.Go(func() error {
-			key := sess.Staff.ID + "/" + m
-			if v, ok := c.trend.get(key); ok {
-				mu.Lock()
-				out[i] = v.(point)
-				mu.Unlock()
-				return nil
-			}
-			var rep energy.CompanyMonthly
-			p := point{Month: m}
-			switch err := c.get(r, sess, "/energy/monthly?month="+m, &rep); {
-			case statusOf(err) == http.StatusUnprocessableEntity:
-				// No figures for that month (before the first tariff version).
-			case err != nil:
-				return err
-			default:
-				p.KWh, p.Cost, p.Partial = &rep.KWh, rep.Cost, rep.Partial
-			}
-			if !rep.Partial {
-				c.trend.put(key, p) // a finished month is worth keeping a while
-			}
-			mu.Lock()
-			out[i] = p
-			mu.Unlock()
-			return nil
-		})
+	set := func(k int, p trendPoint) {
+		if k >= 0 && k <= 12 && !filled[k] {
+			p.Month = out[12-k].Month
+			out[12-k], filled[k] = p, true
+		}
 	}
-	if err := g.Wait(); err != nil {
+	ask := func(ks []int) error {
+		var g errgroup.Group
+		g.SetLimit(4)
+		for _, k := range ks {
+			g.Go(func() error {
+				var rep energy.CompanyMonthly
+				switch err := c.get(r, sess, "/energy/monthly?month="+out[12-k].Month, &rep); {
+				case statusOf(err) == http.StatusUnprocessableEntity:
+					// No figures for that month (before the first tariff version).
+					mu.Lock()
+					set(k, trendPoint{})
+					mu.Unlock()
+					return nil
+				case err != nil:
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				set(k, trendPoint{KWh: &rep.KWh, Cost: rep.Cost, Partial: rep.Partial})
+				if !rep.Partial {
+					mom := rep.MonthOverMonth
+					set(k+1, trendPoint{KWh: &mom.KWh, Cost: mom.Cost})
+				}
+				yoy := rep.YearOverYear
+				if !rep.Partial {
+					set(k+12, trendPoint{KWh: &yoy.KWh, Cost: yoy.Cost})
+				}
+				return nil
+			})
+		}
+		return g.Wait()
+	}
+	first := []int{0, 2, 4, 6, 8, 10}
+	if running {
+		first = []int{0, 1, 3, 5, 7, 9, 11}
+	}
+	err := ask(first)
+	if err == nil {
+		var rest []int
+		for k, f := range filled {
+			if !f {
+				rest = append(rest, k)
+			}
+		}
+		err = ask(rest)
+	}
+	if err != nil {
 		st := statusOf(err)
 		if st == http.StatusInternalServerError {
 			st = http.StatusServiceUnavailable
@@ -248,9 +283,16 @@ func (c *Console) hqTrend(w http.ResponseWriter, r *http.Request, sess *Session)
 		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 		return
 	}
+	if !running {
+		c.trend.put(key, out) // finished months are worth keeping a while
+	}
+	writeTrend(w, month, out)
+}
+
+func writeTrend(w http.ResponseWriter, month string, points []trendPoint) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(map[string]any{"month": month, "points": out})
+	json.NewEncoder(w).Encode(map[string]any{"month": month, "points": points})
 }
 
 // zone is the time zone pages use for project: its own, or for company-wide
