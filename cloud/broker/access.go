@@ -105,6 +105,21 @@ func (a *access) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
 }
 
+// isIngest reports whether user is an ingest: a service that may publish
+// commit acknowledgements. Only an ingest's backlog holds gateways back.
+func (a *access) isIngest(user string) bool {
+	p := a.principal(user)
+	if p == nil || p.gateway {
+		return false
+	}
+	for _, f := range p.publish {
+		if covers(f, IngestPublish[0]) {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *access) principal(name string) *principal {
 	a.mu.RLock()
 	defer a.mu.RUnlock()

@@ -196,6 +196,7 @@ func (b *Broker) start() error {
 	b.server = s
 	b.access.server = s
 	b.flow.server = s
+	b.flow.isIngest = b.access.isIngest
 	b.flow.guard.server = s
 	if err := s.AddHook(b.access, nil); err != nil {
 		return fmt.Errorf("cannot start broker: %w", err)

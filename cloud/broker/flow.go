@@ -24,11 +24,14 @@ import (
 // PUBACK. The gateway keeps the batch in its own durable queue and resends
 // it if it reconnects. When a subscriber acknowledges, waiting publishers
 // re-check. Shared subscriptions deliver to the least-loaded member.
-// Clean-session subscribers (dashboards, tools) are best effort and never
-// hold anyone back.
+// Only the ingest's backlog counts (a service that may publish commit
+// acknowledgements): clean-session subscribers and every other service
+// (dashboards, tools) are best effort and never hold anyone back, however
+// many messages they leave unacknowledged.
 type flow struct {
 	mqtt.HookBase
 	server     *mqtt.Server
+	isIngest   func(user string) bool // whose backlog holds publishers back
 	maxPending int
 	metrics    *metrics
 	done       <-chan struct{}
@@ -138,7 +141,7 @@ func (f *flow) load(id string) (n int, durable bool) {
 	if !ok {
 		return 0, false
 	}
-	return cl.State.Inflight.Len(), !cl.Properties.Clean
+	return cl.State.Inflight.Len(), !cl.Properties.Clean && (f.isIngest == nil || f.isIngest(string(cl.Properties.Username)))
 }
 
 func (f *flow) congested(topic string) bool {

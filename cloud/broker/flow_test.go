@@ -148,3 +148,32 @@ func TestSharedSubscriptionSplitsMessages(t *testing.T) {
 		}
 	}
 }
+
+// A durable subscriber that is not the ingest (a tool's persistent session
+// that never acknowledges) holds no gateway back; the ingest still does.
+func TestOnlyTheIngestsBacklogHoldsPublishersBack(t *testing.T) {
+	const maxPending = 5
+	b := startBroker(t, func(c *Config) {
+		c.MaxPending = maxPending
+		c.Services = append(c.Services, Service{Username: "viewer", PasswordHash: "sha256:" + sha256hex("viewer-secret"),
+			Subscribe: []string{"plantroom/v2/#"}})
+	})
+	var stuck inbox
+	tool := mustDial(t, b.Addr(), clientOpts{user: "viewer", password: "viewer-secret", id: "viewer-1", manualAck: true, handler: stuck.handler})
+	subscribe(t, tool, "plantroom/v2/+/+/+/telemetry")
+	var in inbox
+	ing := mustDial(t, b.Addr(), clientOpts{user: "ingest", password: b.ingestPW, id: "ingest-1", handler: in.handler})
+	subscribe(t, ing, "plantroom/v2/+/+/+/telemetry")
+	gw := mustDial(t, b.Addr(), clientOpts{user: "gw-garden-1", password: "gw-garden-1-secret", id: "gw-garden-1", clean: true})
+	const total = 40
+	var toks []paho.Token
+	for i := 0; i < total; i++ {
+		toks = append(toks, gw.Publish(gardenTelemetry, 1, false, fmt.Sprint(i)))
+	}
+	for _, tok := range toks {
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("a publish was held back by a subscriber that is not the ingest (%d of %d acknowledged)", done(toks), total)
+		}
+	}
+	waitFor(t, "the ingest to receive everything", func() bool { return in.len() >= total })
+}
