@@ -328,11 +328,15 @@ func TestCommitAcksTwoReplicas(t *testing.T) {
 				return e.metric(a.metrics.rejectedMessages.WithLabelValues(CauseSeqConflict))+
 					e.metric(b.metrics.rejectedMessages.WithLabelValues(CauseSeqConflict)) == 10
 			})
-			for s := uint64(1); s <= 10; s++ {
-				if c := acks.rejected(epoch, s); c != protocol.RejectSeqConflict {
-					t.Errorf("seq %d: rejected cause %q, want seq_conflict", s, c)
+			// The count moves before the ack is published: wait for the acks.
+			waitFor(t, 10*time.Second, "ten rejected entries in the acks", func() bool {
+				for s := uint64(1); s <= 10; s++ {
+					if acks.rejected(epoch, s) != protocol.RejectSeqConflict {
+						return false
+					}
 				}
-			}
+				return true
+			})
 			if n := e.stored(); n != want {
 				t.Errorf("%d readings after the conflicts, want %d", n, want)
 			}
