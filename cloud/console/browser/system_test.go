@@ -57,6 +57,15 @@ func freePort(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 var (
 	buildOnce sync.Once
 	binDir    string
