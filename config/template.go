@@ -1,12 +1,15 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/plantroom/plantroom/protocol"
 )
@@ -86,7 +89,27 @@ type Point struct {
 	// readings outside are kept with bad quality (see ValidRange).
 	Min *float64 `yaml:"min"`
 	Max *float64 `yaml:"max"`
+	// Writable marks a point the cloud may command (see Write). Only coils
+	// and holding registers can be writable, never on an elevator.
+	Writable bool `yaml:"writable"`
+	// Allowed enumerates the values a command may write; empty means any
+	// value within Min … Max. A writable coil allows 0 and 1.
+	Allowed []float64 `yaml:"allowed"`
+	// ReadBack names the metric read after a write to confirm it; empty
+	// means the point itself.
+	ReadBack string `yaml:"read_back"`
+	// Expiry is how long a command to this point stays valid after it was
+	// issued (default DefaultCommandExpiry): a command that reaches the
+	// gateway later is rejected, not executed.
+	Expiry Duration `yaml:"expiry"`
 }
+
+// DefaultCommandExpiry is a writable point's Expiry when none is set;
+// MaxCommandExpiry bounds it.
+const (
+	DefaultCommandExpiry = 60 * time.Second
+	MaxCommandExpiry     = time.Hour
+)
 
 // Registers is the number of 16-bit registers (or bits, for coils and
 // discrete inputs) the point occupies.
@@ -196,6 +219,12 @@ func (t *Template) Validate(p *Problems) {
 			}
 			checkCounter(p, pp, pt.Counter, pt.Rollover, pt.Deadband)
 			checkRange(p, pp, pt.Min, pt.Max)
+			checkWritable(p, pp, t.Kind, pt)
+		}
+		for i := range t.Points {
+			if rb := t.Points[i].ReadBack; rb != "" && !metrics[rb] {
+				p.Addf(Join(Join("points", i), "read_back"), "unknown metric %q", rb)
+			}
 		}
 	case ProtoMQTT:
 		if t.MQTT == nil || len(t.MQTT.Fields) == 0 {
@@ -240,6 +269,102 @@ func (t *Template) Validate(p *Problems) {
 			p.Addf("energy.power_unit", "must be W or kW, got %q", e.PowerUnit)
 		}
 	}
+}
+
+// checkWritable checks a point's write settings and fills in the defaults:
+// a coil allows 0 and 1, the expiry is DefaultCommandExpiry.
+func checkWritable(p *Problems, path, kind string, pt *Point) {
+	if !pt.Writable {
+		if len(pt.Allowed) > 0 || pt.ReadBack != "" || pt.Expiry.Duration != 0 {
+			p.Addf(Join(path, "writable"), "allowed, read_back and expiry need writable: true")
+		}
+		return
+	}
+	if kind == KindElevator {
+		p.Addf(Join(path, "writable"), "an elevator is never writable (its GB/T 24476 data is for monitoring only)")
+		return
+	}
+	switch {
+	case pt.Register == RegCoil:
+		if len(pt.Allowed) == 0 {
+			pt.Allowed = []float64{0, 1}
+		}
+		for i, v := range pt.Allowed {
+			if v != 0 && v != 1 {
+				p.Addf(Join(Join(path, "allowed"), i), "a coil takes 0 or 1, got %v", v)
+			}
+		}
+	case pt.Register == RegHolding && pt.Type == "bool" && pt.Bit != nil:
+		p.Addf(Join(path, "writable"), "a bit inside a holding register cannot be written on its own")
+	case pt.Register == RegHolding:
+		if len(pt.Allowed) == 0 && (pt.Min == nil || pt.Max == nil) {
+			p.Addf(Join(path, "writable"), "a writable holding register needs min and max, or allowed values")
+		}
+		for i, v := range pt.Allowed {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				p.Addf(Join(Join(path, "allowed"), i), "must be a finite number, got %v", v)
+			}
+		}
+	default:
+		p.Addf(Join(path, "writable"), "only a coil or a holding register can be written (register: %s)", pt.Register)
+	}
+	switch d := pt.Expiry.Duration; {
+	case d == 0:
+		pt.Expiry.Duration = DefaultCommandExpiry
+	case d < time.Second || d > MaxCommandExpiry:
+		p.Addf(Join(path, "expiry"), "must be 1s … %s, got %s", MaxCommandExpiry, d)
+	}
+}
+
+// Errors of CheckWrite, for callers that map them to answers.
+var (
+	ErrUnknownPoint = errors.New("unknown point")
+	ErrNotWritable  = errors.New("point is not writable")
+	ErrWriteValue   = errors.New("value not allowed")
+)
+
+// CheckWrite reports whether value may be written to the template's point
+// metric: the point exists, is writable, and the value is finite and one of
+// Allowed or within Min … Max. The cloud checks a command with it before
+// sending, the gateway again before executing.
+func (t *Template) CheckWrite(metric string, value float64) (*Point, error) {
+	pt := t.Point(metric)
+	if pt == nil {
+		return nil, fmt.Errorf("cannot write %q: %w in template %q", metric, ErrUnknownPoint, t.ID)
+	}
+	if !pt.Writable || t.Kind == KindElevator {
+		return nil, fmt.Errorf("cannot write %q: %w (template %q)", metric, ErrNotWritable, t.ID)
+	}
+	if math.IsNaN(value) || math.IsInf(value, 0) {
+		return nil, fmt.Errorf("cannot write %v to %q: %w (not a finite number)", value, metric, ErrWriteValue)
+	}
+	if len(pt.Allowed) > 0 {
+		for _, a := range pt.Allowed {
+			if a == value {
+				return pt, nil
+			}
+		}
+		return nil, fmt.Errorf("cannot write %v to %q: %w (allowed: %v)", value, metric, ErrWriteValue, pt.Allowed)
+	}
+	if (pt.Min != nil && value < *pt.Min) || (pt.Max != nil && value > *pt.Max) {
+		return nil, fmt.Errorf("cannot write %v to %q: %w (range %s … %s)", value, metric, ErrWriteValue, bound(pt.Min), bound(pt.Max))
+	}
+	return pt, nil
+}
+
+func bound(v *float64) string {
+	if v == nil {
+		return "open"
+	}
+	return strconv.FormatFloat(*v, 'g', -1, 64)
+}
+
+// CommandExpiry is how long a command to the point stays valid.
+func (pt *Point) CommandExpiry() time.Duration {
+	if pt.Expiry.Duration <= 0 {
+		return DefaultCommandExpiry
+	}
+	return pt.Expiry.Duration
 }
 
 func checkOrder(p *Problems, path, o string) {

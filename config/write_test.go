@@ -1,0 +1,85 @@
+package config
+
+import (
+	"errors"
+	"math"
+	"testing"
+	"time"
+)
+
+// TestDemoLightingCircuitsWritable: the demo lighting panel's four coils
+// are writable with 0/1 and the default expiry; its meter points are not.
+func TestDemoLightingCircuitsWritable(t *testing.T) {
+	ts, err := LoadTemplates(demoTemplates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp := ts["lighting-panel"]
+	for _, m := range []string{"circuit1_on", "circuit2_on", "circuit3_on", "circuit4_on"} {
+		pt, err := lp.CheckWrite(m, 1)
+		if err != nil {
+			t.Fatalf("CheckWrite(%s, 1): %v", m, err)
+		}
+		if pt.CommandExpiry() != DefaultCommandExpiry {
+			t.Errorf("%s expiry = %s, want %s", m, pt.CommandExpiry(), DefaultCommandExpiry)
+		}
+		if _, err := lp.CheckWrite(m, 0); err != nil {
+			t.Errorf("CheckWrite(%s, 0): %v", m, err)
+		}
+	}
+	for _, m := range []string{"power_w", "energy_kwh"} {
+		if _, err := lp.CheckWrite(m, 1); !errors.Is(err, ErrNotWritable) {
+			t.Errorf("CheckWrite(%s) = %v, want ErrNotWritable", m, err)
+		}
+	}
+	for id, tpl := range ts {
+		if tpl.Kind != KindElevator {
+			continue
+		}
+		for _, pt := range tpl.Points {
+			if pt.Writable {
+				t.Errorf("template %s (elevator) has writable point %s", id, pt.Metric)
+			}
+		}
+	}
+}
+
+func TestCheckWrite(t *testing.T) {
+	lo, hi := 1.0, 6.0
+	tpl := &Template{ID: "pump-x", Kind: KindPump, Protocol: ProtoModbus, Points: []Point{
+		{Metric: "run", Register: RegCoil, Writable: true},
+		{Metric: "pressure_sp", Register: RegHolding, Type: "uint16", Scale: 0.1, Writable: true, Min: &lo, Max: &hi, Expiry: D(10 * time.Second)},
+		{Metric: "mode", Register: RegHolding, Type: "uint16", Writable: true, Allowed: []float64{1, 3}},
+		{Metric: "flow", Register: RegInput, Type: "float32"},
+	}}
+	var p Problems
+	tpl.Validate(&p)
+	if err := p.Err(); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		metric string
+		value  float64
+		want   error
+	}{
+		{"run", 1, nil}, {"run", 0, nil}, {"run", 0.5, ErrWriteValue}, {"run", 2, ErrWriteValue},
+		{"pressure_sp", 1, nil}, {"pressure_sp", 6, nil}, {"pressure_sp", 6.01, ErrWriteValue}, {"pressure_sp", 0.99, ErrWriteValue},
+		{"pressure_sp", math.NaN(), ErrWriteValue}, {"pressure_sp", math.Inf(1), ErrWriteValue},
+		{"mode", 3, nil}, {"mode", 2, ErrWriteValue},
+		{"flow", 1, ErrNotWritable}, {"nope", 1, ErrUnknownPoint},
+	}
+	for _, c := range cases {
+		_, err := tpl.CheckWrite(c.metric, c.value)
+		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("CheckWrite(%s, %v) = %v, want %v", c.metric, c.value, err, c.want)
+		}
+	}
+	if d := tpl.Point("pressure_sp").CommandExpiry(); d != 10*time.Second {
+		t.Errorf("pressure_sp expiry = %s, want 10s", d)
+	}
+	// An elevator template never writes, even if built in code unvalidated.
+	el := &Template{ID: "el", Kind: KindElevator, Points: []Point{{Metric: "floor", Register: RegHolding, Type: "int16", Writable: true}}}
+	if _, err := el.CheckWrite("floor", 1); !errors.Is(err, ErrNotWritable) {
+		t.Errorf("elevator CheckWrite = %v, want ErrNotWritable", err)
+	}
+}
