@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/api"
@@ -42,6 +43,11 @@ type Config struct {
 	// MaxSessions bounds the sessions kept in memory (default 10000; the
 	// least recently used go first).
 	MaxSessions int `yaml:"max_sessions"`
+	// PublicURL is the console's address as phones reach it
+	// ("https://plantroom.example.com"): device QR labels carry
+	// PublicURL/d/{device}. Empty: the address the label sheet was asked
+	// at.
+	PublicURL string `yaml:"public_url"`
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +83,11 @@ func (c Config) Validate(p *config.Problems, path string) {
 	}
 	if c.FailureWindow.Duration < 0 {
 		p.Addf(config.Join(path, "failure_window"), "must be > 0, got %s", c.FailureWindow)
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			p.Addf(config.Join(path, "public_url"), "must be an absolute http(s) address without query, got %q", c.PublicURL)
+		}
 	}
 	if c.MaxSessions < 1 {
 		p.Addf(config.Join(path, "max_sessions"), "must be >= 1, got %d", c.MaxSessions)
@@ -189,7 +200,9 @@ func (c *Console) routes() {
 	c.handle("GET /hq/trend", true, c.hqTrend)
 	c.handle("GET /projects/{project}", true, c.projectPage)
 	c.handle("GET /projects/{project}/devices", true, c.projectDevices)
+	c.handle("GET /projects/{project}/labels", true, c.labelsPage)
 	c.handle("GET /devices/{device}", true, c.devicePage)
+	c.handle("GET /d/{device}", true, c.deviceLink)
 	c.handle("GET /alarms", true, c.alarmsPage)
 	c.handle("POST /alarms/{alarm}/ack", true, c.ackAlarm)
 	c.handle("/", false, func(w http.ResponseWriter, r *http.Request, sess *Session) {

@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/ingest"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
 )
 
 // noDB stands in for ClickHouse where a test reaches only routes that do
-// not read it (/me, /projects).
+// not read it (/me, /projects, device lists from the in-memory latest
+// values).
 type noDB struct{}
 
 func (noDB) Ping(context.Context) error { return errors.New("no database in this test") }
@@ -52,7 +54,7 @@ func newServer(t *testing.T, cfg Config) (*httptest.Server, *Console, *clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := api.New(api.Config{}, api.Deps{Bundle: b, DB: noDB{}, Sessions: con, Logger: log})
+	srv, err := api.New(api.Config{}, api.Deps{Bundle: b, DB: noDB{}, Sessions: con, Logger: log, Latest: ingest.NewLatest()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,7 @@ func TestPagesRender(t *testing.T) {
 			States: orderStates, Chart: projectChart{Days: []string{"2026-11-01"}, KWh: []float64{1}}, Now: now},
 		"device": deviceData{Device: dev, Metrics: []string{"outlet_pressure_bar", "running"}, Alarms: []alarmView{alarm}, Orders: []orderView{order}, Now: now},
 		"alarms": alarmsData{Alarms: []alarmView{alarm}},
+		"labels": labelsData{Project: pv, Labels: []deviceLabel{{Device: dev, Building: "一号楼 <b>", URL: "http://x/d/garden-pump-1", QR: "data:image/png;base64,AA=="}}},
 	}
 	for _, name := range pageNames {
 		data, ok := pages[name]
@@ -72,7 +73,7 @@ func TestPagesRender(t *testing.T) {
 				i := strings.Index(out, "⟦")
 				t.Errorf("page %s (%s) shows a missing catalogue key near %q", name, lang, out[i:min(len(out), i+60)])
 			}
-			if strings.Contains(out, "<script>alert(1)") || strings.Contains(out, "note <i>") || strings.Contains(out, "困人 <b>") {
+			if strings.Contains(out, "<script>alert(1)") || strings.Contains(out, "note <i>") || strings.Contains(out, "困人 <b>") || strings.Contains(out, "一号楼 <b>") {
 				t.Errorf("page %s (%s) shows user text unescaped", name, lang)
 			}
 		}

@@ -268,4 +268,8 @@
 
   initCharts();
   initFeed();
+  // The label sheet's print button.
+  document.querySelectorAll("[data-print]").forEach(function (b) {
+    b.addEventListener("click", function () { window.print(); });
+  });
 })();
