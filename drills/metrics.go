@@ -25,6 +25,7 @@ func scrape(ctx context.Context, addr string) (*Metrics, error) {
 const (
 	mEdgeCommitted    = "plantroom_edge_queue_committed_readings_total"
 	mEdgeDropped      = "plantroom_edge_queue_dropped_readings_total"
+	mEdgeDroppedSent  = "plantroom_edge_queue_dropped_sent_readings_total"
 	mEdgeQueueItems   = "plantroom_edge_queue_items"
 	mEdgeQueueBytes   = "plantroom_edge_queue_bytes"
 	mEdgeQueueRead    = "plantroom_edge_queue_readings" // {state=live|backlog|inflight}
