@@ -202,6 +202,7 @@ func (c *Console) routes() {
 	c.handle("GET /projects/{project}/devices", true, c.projectDevices)
 	c.handle("GET /projects/{project}/labels", true, c.labelsPage)
 	c.handle("GET /devices/{device}", true, c.devicePage)
+	c.handle("POST /devices/{device}/workorders", true, c.newOrder)
 	c.handle("GET /d/{device}", true, c.deviceLink)
 	c.handle("GET /alarms", true, c.alarmsPage)
 	c.handle("POST /alarms/{alarm}/ack", true, c.ackAlarm)

@@ -21,6 +21,10 @@ type deviceData struct {
 	Orders  []orderView
 	Chart   deviceChart
 	Now     time.Time
+	// CanCreate: the viewer may open a manual work order for the device;
+	// Created is the order just opened from this page.
+	CanCreate bool
+	Created   string
 }
 
 type deviceChart struct {
@@ -58,6 +62,8 @@ func (c *Console) devicePage(w http.ResponseWriter, r *http.Request, sess *Sessi
 	for _, m := range d.Metrics {
 		d.Chart.Units = append(d.Chart.Units, d.Device.Values[m].Unit)
 	}
+	d.CanCreate = mayCreateOrder(sess, d.Device.Project)
+	d.Created = r.URL.Query().Get("created")
 	l := c.cats.locale(languageOf(r), c.zone(d.Device.Project))
 	c.render(w, r, sess, "device", &page{L: l, Nav: Nav{Active: d.Device.Project}, Data: d})
 }

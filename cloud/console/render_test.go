@@ -53,7 +53,7 @@ func TestPagesRender(t *testing.T) {
 			SLA: slaSummary{CompliancePct: &f, MTTA: &f}, Faults: []hqFault{{fault: fault{Name: "困人", Category: "elevator", Code: &f, Count: 3}, ProjectName: "翠湖花园"}}},
 		"project": projectData{Project: pv, Devices: []deviceView{dev}, Month: "2026-11", Report: monthly, Alarms: []alarmView{alarm}, Orders: []orderView{order},
 			States: orderStates, Chart: projectChart{Days: []string{"2026-11-01"}, KWh: []float64{1}}, Now: now},
-		"device": deviceData{Device: dev, Metrics: []string{"outlet_pressure_bar", "running"}, Alarms: []alarmView{alarm}, Orders: []orderView{order}, Now: now},
+		"device": deviceData{Device: dev, Metrics: []string{"outlet_pressure_bar", "running"}, Alarms: []alarmView{alarm}, Orders: []orderView{order}, Now: now, CanCreate: true, Created: "wo-<b>"},
 		"alarms": alarmsData{Alarms: []alarmView{alarm}},
 		"labels": labelsData{Project: pv, Labels: []deviceLabel{{Device: dev, Building: "一号楼 <b>", URL: "http://x/d/garden-pump-1", QR: "data:image/png;base64,AA=="}}},
 	}
@@ -73,7 +73,7 @@ func TestPagesRender(t *testing.T) {
 				i := strings.Index(out, "⟦")
 				t.Errorf("page %s (%s) shows a missing catalogue key near %q", name, lang, out[i:min(len(out), i+60)])
 			}
-			if strings.Contains(out, "<script>alert(1)") || strings.Contains(out, "note <i>") || strings.Contains(out, "困人 <b>") || strings.Contains(out, "一号楼 <b>") {
+			if strings.Contains(out, "<script>alert(1)") || strings.Contains(out, "note <i>") || strings.Contains(out, "困人 <b>") || strings.Contains(out, "一号楼 <b>") || strings.Contains(out, "wo-<b>") {
 				t.Errorf("page %s (%s) shows user text unescaped", name, lang)
 			}
 		}
