@@ -199,11 +199,11 @@ func writeYAML(path string, v any) error {
 
 // orgFile is the drill's org.yaml: its gateway with a bcrypt hash made now
 // and one HQ admin whose token the drill uses for the API.
-func orgFile(devs []simDevice, poll time.Duration, gwHash, tokenHash string) *config.Org {
+func orgFile(devs []simDevice, poll time.Duration, maxPowerKW func(simDevice) float64, gwHash, tokenHash string) *config.Org {
 	gw := config.Gateway{ID: drillGateway, Name: "drill plant room", PasswordHash: gwHash}
 	for _, d := range devs {
 		gw.Devices = append(gw.Devices, config.Device{ID: d.ID, Name: d.ID, Kind: d.kind, Template: d.Template,
-			Address: "tcp://" + d.Listen, UnitID: 1, PollInterval: config.D(poll)})
+			Address: "tcp://" + d.Listen, UnitID: 1, PollInterval: config.D(poll), MaxPowerKW: maxPowerKW(d)})
 	}
 	return &config.Org{
 		Companies: []config.Company{{ID: drillCompany, Name: "Drill Property Co", Projects: []config.Project{{

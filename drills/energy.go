@@ -28,20 +28,32 @@ type energyCheck struct {
 }
 
 // deviceKWh is the energy between a counter's first and last stored
-// reading by the definition of docs/api.md: steps n−p, a rollover when the
-// template declares one and p ≥ 0.9 R, any other drop a meter replacement.
-func deviceKWh(values []float64, rollover float64) float64 {
-	total := 0.0
-	for i := 1; i < len(values); i++ {
-		p, n := values[i-1], values[i]
+// reading by the definition of docs/api.md, written here apart from
+// cloud/energy: readings in time order (ts in ms, each once), allowance
+// A = P·h + 0.05 kWh; a plausible step is credited, an isolated outlier is
+// skipped, a rollover (template's R, prev ≥ 0.9 R) credits R − prev + cur,
+// a drop to at most A is a replacement crediting cur, anything else a
+// discontinuity crediting 0.
+func deviceKWh(ts []int64, values []float64, rollover, maxPowerKW float64) float64 {
+	allowance := func(a, b int) float64 { return maxPowerKW*float64(ts[b]-ts[a])/3.6e6 + 0.05 }
+	plausible := func(a, b int) bool {
+		d := values[b] - values[a]
+		return d >= 0 && d <= allowance(a, b)
+	}
+	total, prev := 0.0, 0
+	for cur := 1; cur < len(values); cur++ {
+		p, c, a := values[prev], values[cur], allowance(prev, cur)
 		switch {
-		case n >= p:
-			total += n - p
-		case rollover > 0 && p >= 0.9*rollover:
-			total += rollover - p + n
-		default:
-			total += max(n, 0)
+		case plausible(prev, cur):
+			total += c - p
+		case cur+1 < len(values) && plausible(prev, cur+1):
+			continue // an outlier: prev stays
+		case rollover > 0 && p >= 0.9*rollover && rollover-p+c >= 0 && rollover-p+c <= a:
+			total += rollover - p + c
+		case c >= 0 && c < p && c <= a:
+			total += c
 		}
+		prev = cur
 	}
 	return total
 }
@@ -80,6 +92,7 @@ func (s *Stand) checkEnergy(ctx context.Context) (*energyCheck, error) {
 			return nil, fmt.Errorf("cannot read the counter of %q: %w", d.ID, err)
 		}
 		var values []float64
+		var stamps []int64
 		for rows.Next() {
 			var ts int64
 			var v float64
@@ -87,7 +100,7 @@ func (s *Stand) checkEnergy(ctx context.Context) (*energyCheck, error) {
 				rows.Close()
 				return nil, fmt.Errorf("cannot read the counter of %q: %w", d.ID, err)
 			}
-			values = append(values, v)
+			values, stamps = append(values, v), append(stamps, ts)
 			if first == 0 || ts < first {
 				first = ts
 			}
@@ -97,7 +110,7 @@ func (s *Stand) checkEnergy(ctx context.Context) (*energyCheck, error) {
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("cannot read the counter of %q: %w", d.ID, err)
 		}
-		kwh := deviceKWh(values, rollover)
+		kwh := deviceKWh(stamps, values, rollover, s.maxPowerKW(d))
 		e.devices[d.ID] = kwh
 		if d.kind != "meter" {
 			e.direct += kwh

@@ -8,6 +8,15 @@ import (
 
 func TestDeviceKWh(t *testing.T) {
 	const R = 42949672.96
+	// Readings an hour apart under P = 10 kW: the allowance of one step is
+	// 10.05 kWh, of two steps 20.05 kWh.
+	hourly := func(n int) []int64 {
+		ts := make([]int64, n)
+		for i := range ts {
+			ts[i] = int64(i) * 3_600_000
+		}
+		return ts
+	}
 	for _, c := range []struct {
 		name     string
 		values   []float64
@@ -19,11 +28,16 @@ func TestDeviceKWh(t *testing.T) {
 		{"rising", []float64{100, 100.5, 101.25}, 0, 1.25},
 		{"flat", []float64{7, 7, 7}, 0, 0},
 		{"rollover", []float64{R - 1, R - 0.25, 0.5}, R, 1.5},
-		{"drop far from rollover is a replacement", []float64{1000, 1001, 2, 3}, R, 4},
-		{"drop without rollover is a replacement", []float64{1000, 0.5}, 0, 0.5},
-		{"negative after a drop counts 0", []float64{10, -3, -1}, 0, 2},
+		{"an isolated spike is an outlier", []float64{100, 5000, 102, 103}, 0, 3},
+		{"an isolated zero is an outlier", []float64{100, 0, 101}, 0, 1},
+		{"a drop far from the rollover is a replacement", []float64{1000, 1001, 2, 3}, R, 4},
+		{"a drop without rollover is a replacement", []float64{1000, 0.5}, 0, 0.5},
+		{"a step back of 50 kWh is a discontinuity", []float64{1003.654, 953.674, 955}, 0, 1.326},
+		{"a jump is a discontinuity", []float64{100, 900, 901, 902}, 0, 2},
+		{"negative after a drop is a discontinuity", []float64{10, -3, -1}, 0, 2},
+		{"a glitch in the last reading is a replacement", []float64{100, 101, 0}, 0, 1},
 	} {
-		if got := deviceKWh(c.values, c.rollover); math.Abs(got-c.want) > 1e-6 {
+		if got := deviceKWh(hourly(len(c.values)), c.values, c.rollover, 10); math.Abs(got-c.want) > 1e-6 {
 			t.Errorf("%s: deviceKWh = %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -153,7 +153,7 @@ func newStand(ctx context.Context, opts *Options, name string, spec standSpec) (
 		}
 	}
 
-	if err := writeYAML(s.path("org.yaml"), orgFile(s.devices, s.poll, gwHash, app.HashToken(s.token))); err != nil {
+	if err := writeYAML(s.path("org.yaml"), orgFile(s.devices, s.poll, s.maxPowerKW, gwHash, app.HashToken(s.token))); err != nil {
 		return nil, err
 	}
 	if err := s.writeCloud(metricsA, metricsB, metricsC); err != nil {
@@ -277,6 +277,19 @@ func (s *Stand) path(elem ...string) string {
 }
 
 func (s *Stand) templates() string { return s.tmplDir }
+
+// maxPowerKW is the plausible maximum power P of a device's counter as the
+// drill's org.yaml gives it: the template's energy.max_power_kw times the
+// simulator's speed. The simulated clock runs speed times faster than the
+// edge's time stamps, so the metered load looks that much larger, and the
+// reports' plausibility rule must allow for it.
+func (s *Stand) maxPowerKW(d simDevice) float64 {
+	t := s.opts.templates[d.Template]
+	if t == nil || t.Energy == nil || t.Energy.MaxPowerKW <= 0 {
+		return 0
+	}
+	return t.Energy.MaxPowerKW * max(s.speed, 1)
+}
 
 // Start runs the cloud, the building and the edge agent, and waits until
 // readings reach the database.
