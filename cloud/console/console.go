@@ -204,6 +204,8 @@ func (c *Console) routes() {
 	c.handle("GET /devices/{device}", true, c.devicePage)
 	c.handle("POST /devices/{device}/workorders", true, c.newOrder)
 	c.handle("GET /d/{device}", true, c.deviceLink)
+	c.handle("GET /my", true, c.myPage)
+	c.handle("POST /my/{workorder}/move", true, c.moveOrder)
 	c.handle("GET /alarms", true, c.alarmsPage)
 	c.handle("POST /alarms/{alarm}/ack", true, c.ackAlarm)
 	c.handle("/", false, func(w http.ResponseWriter, r *http.Request, sess *Session) {

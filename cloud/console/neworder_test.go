@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +136,105 @@ func TestNewOrderFromDevicePage(t *testing.T) {
 	tok = tech.csrf("/devices/garden-pump-2")
 	if code, _, _ := tech.do("POST", "/devices/tower-pump-1/workorders", url.Values{"csrf": {tok}, "title": {"x"}}); code != http.StatusNotFound {
 		t.Errorf("garden technician creating for a tower device: %d, want 404", code)
+	}
+}
+
+// postJSON sends an API write with the browser's session cookie and its
+// CSRF token, as console.js does.
+func (b *browser) postJSON(path, csrf string, v any) (int, string) {
+	b.t.Helper()
+	body, _ := json.Marshal(v)
+	req, _ := http.NewRequest("POST", b.base+path, strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-CSRF-Token", csrf)
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+var myOrderRE = regexp.MustCompile(`data-order="([^"]+)"`)
+var moveRE = regexp.MustCompile(`<form method="post" action="/my/([^/]+)/move"|name="to" value="([a-z_]+)"`)
+
+// moves maps each order on /my to its step buttons, in page order.
+func myMoves(body string) (ids []string, moves map[string][]string) {
+	moves = map[string][]string{}
+	for _, m := range myOrderRE.FindAllStringSubmatch(body, -1) {
+		ids = append(ids, m[1])
+	}
+	cur := ""
+	for _, m := range moveRE.FindAllStringSubmatch(body, -1) {
+		if m[1] != "" {
+			cur = m[1]
+		} else {
+			moves[cur] = append(moves[cur], m[2])
+		}
+	}
+	return ids, moves
+}
+
+// "My work orders": the technician's open assigned orders, critical first
+// and then by SLA due time, with the steps the lifecycle and the role
+// allow; a step goes through the API; a stale step shows the API's 409.
+func TestMyOrders(t *testing.T) {
+	ts := newOrderServer(t)
+	pm := newBrowser(t, ts.URL)
+	pm.signIn("pm-garden", "demo-pw-pm-garden")
+	tok := pm.csrf("/my")
+	create := func(title string, prio int, sla string) string {
+		code, js := pm.postJSON("/api/v1/workorders", tok, map[string]any{"project": "garden", "device": "garden-pump-1", "title": title, "priority": prio, "sla": sla})
+		var o orderView
+		if code != http.StatusCreated || json.Unmarshal([]byte(js), &o) != nil {
+			t.Fatalf("create %q: %d %s", title, code, js)
+		}
+		if code, js := pm.postJSON("/api/v1/workorders/"+o.ID+"/transitions", tok, map[string]any{"to": "assigned", "assignee": "tech-garden-1"}); code != 200 {
+			t.Fatalf("assign %s: %d %s", o.ID, code, js)
+		}
+		return o.ID
+	}
+	soon := create("soon, normal", 3, "1h")
+	crit := create("later, urgent", 1, "4h")
+	later := create("later, normal", 3, "3h")
+
+	tech := newBrowser(t, ts.URL)
+	tech.signIn("tech-garden-1", "demo-pw-tech-garden-1")
+	code, _, body := tech.do("GET", "/my", nil)
+	if code != 200 {
+		t.Fatalf("GET /my: %d", code)
+	}
+	ids, moves := myMoves(body)
+	if want := []string{crit, soon, later}; !slices.Equal(ids, want) {
+		t.Errorf("order on /my: %v, want critical first, then by due time %v", ids, want)
+	}
+	for _, id := range ids {
+		if !slices.Equal(moves[id], []string{"accepted"}) {
+			t.Errorf("%s (assigned) offers %v to its technician, want [accepted]", id, moves[id])
+		}
+	}
+	if !strings.Contains(body, "剩余 0 小时 59 分") && !strings.Contains(body, "剩余 1 小时 0 分") {
+		t.Errorf("no countdown for the order due in 1h")
+	}
+	tok2 := csrfRE.FindStringSubmatch(body)[1]
+	code, h, _ := tech.do("POST", "/my/"+soon+"/move", url.Values{"csrf": {tok2}, "to": {"accepted"}})
+	if code != http.StatusSeeOther || h.Get("Location") != "/my?moved=1" {
+		t.Fatalf("accept: %d %q", code, h.Get("Location"))
+	}
+	_, _, body = tech.do("GET", "/my?moved=1", nil)
+	if _, moves = myMoves(body); !slices.Equal(moves[soon], []string{"in_progress"}) {
+		t.Errorf("after accepting, %s offers %v, want [in_progress]", soon, moves[soon])
+	}
+	// Accepting again: the lifecycle says no; the page shows what is allowed.
+	code, _, body = tech.do("POST", "/my/"+soon+"/move", url.Values{"csrf": {tok2}, "to": {"accepted"}})
+	if code != http.StatusConflict || !strings.Contains(body, "in_progress") {
+		t.Errorf("accepting twice: %d, allowed steps named: %v", code, strings.Contains(body, "in_progress"))
+	}
+	// Another technician sees none of these.
+	other := newBrowser(t, ts.URL)
+	other.signIn("tech-garden-2", "demo-pw-tech-garden-2")
+	if _, _, body := other.do("GET", "/my", nil); strings.Contains(body, soon) || !strings.Contains(body, `class="empty"`) {
+		t.Errorf("tech-garden-2 sees tech-garden-1's orders on /my")
 	}
 }

@@ -55,6 +55,7 @@ func TestPagesRender(t *testing.T) {
 			States: orderStates, Chart: projectChart{Days: []string{"2026-11-01"}, KWh: []float64{1}}, Now: now},
 		"device": deviceData{Device: dev, Metrics: []string{"outlet_pressure_bar", "running"}, Alarms: []alarmView{alarm}, Orders: []orderView{order}, Now: now, CanCreate: true, Created: "wo-<b>"},
 		"alarms": alarmsData{Alarms: []alarmView{alarm}},
+		"my":     myData{Orders: []myOrder{{orderView: order, Moves: []string{"accepted", "in_progress", "resolved", "closed", "cancelled", "assigned"}, Due: true, Late: true, H: 1}}, Now: now},
 		"labels": labelsData{Project: pv, Labels: []deviceLabel{{Device: dev, Building: "一号楼 <b>", URL: "http://x/d/garden-pump-1", QR: "data:image/png;base64,AA=="}}},
 	}
 	for _, name := range pageNames {

@@ -197,6 +197,19 @@ func stepAction(from, to string) access.Action {
 	return access.Manage
 }
 
+// Moves lists the states the lifecycle allows w to move to next that a
+// principal for whom may answers may take: what a page offers as buttons.
+// The desk's Transition applies the same rule.
+func Moves(may func(access.Action, access.Resource) bool, w *WorkOrder) []string {
+	var out []string
+	for _, to := range transitions[w.State] {
+		if may(stepAction(w.State, to), w.Resource()) {
+			out = append(out, to)
+		}
+	}
+	return out
+}
+
 // Resource is where the order belongs, for access decisions.
 func (w *WorkOrder) Resource() access.Resource {
 	return access.Resource{Kind: access.KindWorkOrder, Company: w.Company, Project: w.Project, Assignee: w.Assignee}
