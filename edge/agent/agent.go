@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/plantroom/plantroom/edge/control"
 	"github.com/plantroom/plantroom/edge/modbus"
 	"github.com/plantroom/plantroom/edge/mqttin"
 	"github.com/plantroom/plantroom/edge/queue"
@@ -41,6 +42,7 @@ type Agent struct {
 	poller *modbus.Poller
 	input  *mqttin.Input // nil without an mqtt section
 	filter *report.Filter
+	guard  *control.Guard // admits commands from down/cmd
 	m      *metrics
 
 	reloadMu sync.Mutex // serialises Reload
@@ -96,6 +98,12 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Log: log.With("part", "modbus"), Registerer: a.reg, Now: cfg.Now,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if a.guard, err = control.NewGuard(a.commandTemplate, cfg.Queue.Path+".commands"); err != nil {
+		return nil, err
+	}
+	if err := a.uplink.HandleDownlink(protocol.DownCmd, a.onCommand); err != nil {
 		return nil, err
 	}
 	if cfg.MQTT != nil {

@@ -40,17 +40,17 @@ func (d Decision) String() string {
 
 // Guard admits commands. It is safe for concurrent use.
 type Guard struct {
-	mu        sync.Mutex
-	templates map[string]*config.Template // device id → its template
-	path      string                      // file of the ids seen; "" keeps them in memory only
-	seen      map[string]int64            // command id → expires_at (Unix ms)
+	mu       sync.Mutex
+	template func(device string) *config.Template // nil: not this gateway's device
+	path     string                               // file of the ids seen; "" keeps them in memory only
+	seen     map[string]int64                     // command id → expires_at (Unix ms)
 }
 
-// NewGuard returns a guard for the gateway's devices (device id → template).
-// path is the file that keeps the ids seen across restarts ("" for none);
+// NewGuard returns a guard for the gateway's devices: template gives a
+// device's template, nil for a device the gateway does not have. path is the file that keeps the ids seen across restarts ("" for none);
 // an existing file is read, a missing one is created on the first command.
-func NewGuard(devices map[string]*config.Template, path string) (*Guard, error) {
-	g := &Guard{templates: devices, path: path, seen: map[string]int64{}}
+func NewGuard(template func(device string) *config.Template, path string) (*Guard, error) {
+	g := &Guard{template: template, path: path, seen: map[string]int64{}}
 	if path == "" {
 		return g, nil
 	}
@@ -67,10 +67,22 @@ func NewGuard(devices map[string]*config.Template, path string) (*Guard, error) 
 	return g, nil
 }
 
+// Causes of a rejected or expired command (the result event's cause; the
+// event's message says more).
+const (
+	CauseExpired         = "expired"
+	CauseUnknownDevice   = "unknown_device"
+	CauseUnknownPoint    = "unknown_point"
+	CauseNotWritable     = "not_writable"
+	CauseValueNotAllowed = "value_not_allowed"
+	CauseNotRemembered   = "not_remembered" // the id could not be saved: not executed
+)
+
 // Admit decides what to do with a decoded command at now, and remembers
-// its id (until it expires) unless it is a duplicate. cause names why a
-// command is rejected or expired, for the result event.
-func (g *Guard) Admit(c protocol.Command, now time.Time) (d Decision, cause string, err error) {
+// its id (until it expires) unless it is a duplicate. cause (a
+// protocol.CheckMetric name) and detail say why a command is rejected or
+// expired, for the result event.
+func (g *Guard) Admit(c protocol.Command, now time.Time) (d Decision, cause, detail string, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	nowMS := now.UnixMilli()
@@ -80,29 +92,37 @@ func (g *Guard) Admit(c protocol.Command, now time.Time) (d Decision, cause stri
 		}
 	}
 	if _, ok := g.seen[c.ID]; ok {
-		return Duplicate, "", nil
+		return Duplicate, "", "", nil
 	}
-	tpl := g.templates[c.Device]
+	tpl := g.template(c.Device)
 	switch {
 	case c.ExpiresAt < nowMS:
-		d, cause = Expired, fmt.Sprintf("expired %d ms before it arrived", nowMS-c.ExpiresAt)
+		d, cause, detail = Expired, CauseExpired, fmt.Sprintf("expired %d ms before it arrived", nowMS-c.ExpiresAt)
 	case tpl == nil:
-		d, cause = Rejected, fmt.Sprintf("unknown device %q", c.Device)
+		d, cause, detail = Rejected, CauseUnknownDevice, fmt.Sprintf("device %q is not this gateway's", c.Device)
 	default:
 		if _, err := tpl.CheckWrite(c.Point, c.Value); err != nil {
-			d, cause = Rejected, err.Error()
+			d, detail = Rejected, err.Error()
+			switch {
+			case errors.Is(err, config.ErrUnknownPoint):
+				cause = CauseUnknownPoint
+			case errors.Is(err, config.ErrNotWritable):
+				cause = CauseNotWritable
+			default:
+				cause = CauseValueNotAllowed
+			}
 		}
 	}
 	if d == Expired {
 		// Nothing to remember: a redelivery is expired again.
-		return d, cause, nil
+		return d, cause, detail, nil
 	}
 	g.seen[c.ID] = c.ExpiresAt
 	if err := g.save(); err != nil {
 		delete(g.seen, c.ID)
-		return Rejected, "cannot remember the command id", err
+		return Rejected, CauseNotRemembered, err.Error(), err
 	}
-	return d, cause, nil
+	return d, cause, detail, nil
 }
 
 // save writes the ids seen atomically (temporary file, fsync, rename).
