@@ -376,6 +376,8 @@ func screenshots(t *testing.T, browser context.Context, s *system, dir string) {
 		{"project", "pm-garden", "/projects/garden?month=" + s.Prev},
 		{"device", "pm-garden", "/devices/garden-elevator-1"},
 		{"alarms", "tech-garden-1", "/alarms"},
+		{"my", "tech-garden-1", "/my"},
+		{"labels", "pm-garden", "/projects/garden/labels"},
 	}
 	for _, size := range []struct {
 		name          string
