@@ -179,6 +179,13 @@ type Rule struct {
 	// passenger): its own work order, dispatch and SLA, never joined to an
 	// earlier order of the same device.
 	Safety bool `yaml:"safety"`
+	// InhibitedBy names rules whose active alarm already stands for the
+	// physical fault behind this rule's condition (a tripped pump behind
+	// the set's low pressure): while an alarm of one of them is active on
+	// the same device, on a group the device belongs to or, for a group,
+	// on one of its members, this rule raises nothing, for as long as its
+	// condition lasts without a break.
+	InhibitedBy []string `yaml:"inhibited_by"`
 }
 
 // RuleWhen is a condition on another metric of the device: one of In, or
@@ -294,6 +301,15 @@ func (f *RuleFile) Validate(p *Problems) {
 			}
 			if len(w.In) > 0 && (w.Above != nil || w.Below != nil) {
 				p.Addf(wp, "takes in, or above/below, not both")
+			}
+		}
+		for ii, id := range r.InhibitedBy {
+			ip := Join(Join(rp, "inhibited_by"), ii)
+			switch {
+			case id == r.ID:
+				p.Addf(ip, "a rule cannot inhibit itself")
+			case f.Rule(id) == nil:
+				p.Addf(ip, "unknown rule %q", id)
 			}
 		}
 		if r.For.Duration < 0 || r.MinHold.Duration < 0 {

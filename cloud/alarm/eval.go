@@ -50,8 +50,12 @@ type tracker struct {
 	// away is set while an active alarm's condition is absent (a reading
 	// beyond the limit, inside the hysteresis band or past it): its return
 	// is a repeat. The band only delays clearing; it does not hide a dip.
-	away  bool
-	alarm *Alarm
+	away bool
+	// inhibited is set while a condition that would have raised is held
+	// back by an active alarm of a rule in the rule's inhibited_by; it lasts
+	// until the condition breaks.
+	inhibited bool
+	alarm     *Alarm
 }
 
 func (t *tracker) active() bool { return t.alarm != nil && t.alarm.State == StateActive }
@@ -102,13 +106,13 @@ func (t *tracker) step(in input, raise, clear bool) []transition {
 	if !t.active() {
 		t.clearingSince, t.away = 0, false
 		if !raise {
-			t.pendingSince = 0
+			t.pendingSince, t.inhibited = 0, false
 			return nil
 		}
 		if t.pendingSince == 0 {
 			t.pendingSince = in.ts
 		}
-		if in.ts-t.pendingSince >= t.rule.wait.Milliseconds() {
+		if in.ts-t.pendingSince >= t.rule.wait.Milliseconds() && !t.inhibit() {
 			return []transition{{t: t, kind: EventRaise, at: in.ts, in: in}}
 		}
 		return nil
@@ -137,6 +141,27 @@ func (t *tracker) step(in input, raise, clear bool) []transition {
 	return nil
 }
 
+// inhibit reports whether a raise due now is held back: the condition
+// began to be held back earlier and has not broken since, or an alarm of a
+// rule the rule names in inhibited_by is active on the same device, on a
+// group it belongs to or on a member of the group it is.
+func (t *tracker) inhibit() bool {
+	ids := t.rule.InhibitedBy
+	if t.inhibited || len(ids) == 0 {
+		return t.inhibited
+	}
+	s := t.subject
+	for _, o := range append(append([]*subject{s}, s.groups...), s.members...) {
+		for _, x := range o.trackers {
+			if x != t && x.active() && slices.Contains(ids, x.rule.ID) {
+				t.inhibited = true
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // occurred handles a one-off occurrence (a queue overflow): it raises, or
 // repeats an active alarm, and starts the quiet period after which the alarm
 // clears.
@@ -160,7 +185,7 @@ func (t *tracker) tick(now time.Time) []transition {
 	}
 	est := t.lastTS + now.Sub(t.lastArrived).Milliseconds()
 	if !t.active() {
-		if w := t.rule.wait.Milliseconds(); t.pendingSince != 0 && est-t.pendingSince >= w {
+		if w := t.rule.wait.Milliseconds(); t.pendingSince != 0 && est-t.pendingSince >= w && !t.inhibit() {
 			return []transition{{t: t, kind: EventRaise, at: t.pendingSince + w, in: t.last}}
 		}
 		return nil

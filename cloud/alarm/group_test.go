@@ -86,6 +86,7 @@ func TestGroupAndConditionValidation(t *testing.T) {
 	b.Org.Validate(&p)
 	b.CheckRefs(&p)
 	b.Rules.Rules[0].When = &config.RuleWhen{Metric: "trapped"}
+	b.Rules.Rules[0].InhibitedBy = []string{"elevator-trapped", "nope"}
 	b.Rules.Validate(&p)
 	err := p.Err()
 	for _, want := range []string{
@@ -95,9 +96,72 @@ func TestGroupAndConditionValidation(t *testing.T) {
 		`groups[1].rules[1]: unknown rule "nope"`,
 		`rules[0].when.metric: "trapped" is the rule's own metric`,
 		`rules[0].when: needs in, above or below`,
+		`rules[0].inhibited_by[0]: a rule cannot inhibit itself`,
+		`rules[0].inhibited_by[1]: unknown rule "nope"`,
 	} {
 		if err == nil || !contains(err.Error(), want) {
 			t.Errorf("problems %v: want %q", err, want)
 		}
 	}
+}
+
+// Issue 19's figure, one alarm per physical fault: a pump that trips
+// (dry run) lets the set's pressure fall, and a burst pipe first lowers the
+// set's pressure and then trips the pump. configs/rules.yaml makes
+// pump-fault and the group's pump-pressure-low inhibit each other: the
+// first alarm stands for the fault, the other condition raises nothing for
+// as long as it lasts.
+func TestOnePumpFaultRaisesOneAlarm(t *testing.T) {
+	s := time.Second
+	t.Run("dry run: trip first", func(t *testing.T) {
+		r := newRig(t, loadBundleWithGroups(t), nil)
+		r.read(gwGarden, "garden-pump-1", "fault_code", 0, 0)
+		r.read(gwGarden, "garden-pump-1", "fault_code", 20*s, 1)
+		for at := 5 * s; at <= 60*s; at += 5 * s {
+			r.read(gwGarden, "garden-pump-1", pressure, at, 0.3)
+			r.read(gwGarden, "garden-pump-2", pressure, at+s, 0.3)
+		}
+		if r.active("garden-pump-1", "pump-fault") == nil || r.log.count(EventRaise, lowRule) != 0 {
+			t.Fatalf("events %v: want the trip's alarm only", r.log.kinds())
+		}
+		// Pressure back, then low again while the pump is still tripped:
+		// the trip's alarm still stands for it.
+		for at := 65 * s; at <= 200*s; at += 5 * s {
+			v := 3.0
+			if at > 150*s {
+				v = 1.5
+			}
+			r.read(gwGarden, "garden-pump-2", pressure, at, v)
+		}
+		if n := r.log.count(EventRaise, lowRule); n != 0 {
+			t.Errorf("%d pressure raises while the pump's trip alarm is active: %v", n, r.log.kinds())
+		}
+	})
+	t.Run("burst pipe: pressure first", func(t *testing.T) {
+		r := newRig(t, loadBundleWithGroups(t), nil)
+		r.read(gwGarden, "garden-pump-1", "fault_code", 0, 0)
+		for at := s; at <= 95*s; at += 5 * s {
+			r.read(gwGarden, "garden-pump-1", pressure, at, 0.8)
+			r.read(gwGarden, "garden-pump-2", pressure, at+s, 0.8)
+		}
+		r.read(gwGarden, "garden-pump-1", "fault_code", 96*s, 3)
+		if r.active("garden-pumpset", lowRule) == nil || r.log.count(EventRaise, "pump-fault") != 0 {
+			t.Fatalf("events %v: want the set's pressure alarm only", r.log.kinds())
+		}
+		// The standby restores the pressure; the set's alarm clears after
+		// its hold. The trip lasts without a break: still no second alarm.
+		for at := 100 * s; at <= 220*s; at += 5 * s {
+			r.read(gwGarden, "garden-pump-2", pressure, at, 3.0)
+		}
+		r.read(gwGarden, "garden-pump-1", "fault_code", 221*s, 3)
+		if r.active("garden-pumpset", lowRule) != nil || r.log.count(EventRaise, "pump-fault") != 0 {
+			t.Fatalf("events %v: want the set's alarm cleared and no trip alarm", r.log.kinds())
+		}
+		// Reset, and a new trip later: a new fault, its own alarm.
+		r.read(gwGarden, "garden-pump-1", "fault_code", 230*s, 0)
+		r.read(gwGarden, "garden-pump-1", "fault_code", 240*s, 2)
+		if r.active("garden-pump-1", "pump-fault") == nil {
+			t.Errorf("a new trip after the reset raised nothing: %v", r.log.kinds())
+		}
+	})
 }

@@ -39,6 +39,9 @@ type subject struct {
 	// group is set on a device group's subject: its trackers are fed by
 	// the members' readings.
 	group bool
+	// groups are the device groups a device belongs to; members are a
+	// group's devices (inhibition looks across both).
+	groups, members []*subject
 }
 
 // bindRules binds every rule to the devices and gateways it applies to.
@@ -149,7 +152,10 @@ func bindGroups(org *config.Org, rules *config.RuleFile, devices map[string]*sub
 				}
 				first := members[0]
 				gs := &subject{company: c.ID, project: p.ID, gateway: first.gateway, device: g.ID,
-					category: first.category, location: p.Location, byMetric: map[string][]*tracker{}, group: true}
+					category: first.category, location: p.Location, byMetric: map[string][]*tracker{}, group: true, members: members}
+				for _, m := range members {
+					m.groups = append(m.groups, gs)
+				}
 				for _, id := range g.Rules {
 					r := rules.Rule(id)
 					if r == nil {
