@@ -16,6 +16,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/broker"
 	"github.com/plantroom/plantroom/cloud/console"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -50,6 +51,9 @@ type Config struct {
 	// Console is the web console's section, defined by package console; it
 	// is served by the api component.
 	Console console.Config `yaml:"console"`
+	// Photos is where work-order photos are kept and how large an upload
+	// may be (package photo).
+	Photos photo.Config `yaml:"photos"`
 }
 
 // Log configures the process log (on stderr).
@@ -200,7 +204,7 @@ func Load(path string) (*Config, error) {
 	}
 	dir := filepath.Dir(path)
 	for _, f := range []*string{&c.Org, &c.Tariffs, &c.Templates, &c.Rules, &c.Broker.TLSCert, &c.Broker.TLSKey,
-		&c.Broker.StorePath, &c.Broker.External.CAFile} {
+		&c.Broker.StorePath, &c.Broker.External.CAFile, &c.Photos.Dir} {
 		if *f != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(dir, *f)
 		}

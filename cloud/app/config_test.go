@@ -10,6 +10,7 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/broker"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -55,7 +56,7 @@ func TestDefaults(t *testing.T) {
 	if len(c.Components) != 3 || c.Broker.Listen != DefaultBrokerListen || c.Metrics.Listen != DefaultMetricsListen ||
 		c.Ingest.FlushRows != 50000 || c.Ingest.FlushInterval.Duration != time.Second || c.Ingest.MaxFutureSkew.Duration != 5*time.Minute ||
 		c.Ingest.StaleAfterIntervals != 3 || c.ClickHouse.Addr != DefaultClickHouse || c.ClickHouse.Database != "plantroom" ||
-		!strings.HasPrefix(c.Ingest.ClientID, "plantroom-ingest-") {
+		!strings.HasPrefix(c.Ingest.ClientID, "plantroom-ingest-") || c.Photos.Dir != photo.DefaultDir || c.Photos.MaxBytes != 10<<20 {
 		t.Errorf("defaults: %+v", c)
 	}
 }
@@ -79,6 +80,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		Ingest:     Ingest{FlushRows: -5, FlushInterval: config.D(time.Hour), MaxFutureSkew: config.D(time.Millisecond)},
 		ClickHouse: ClickHouse{Addr: "localhost", Database: "plant-room", TTLDays: -1},
 		API:        api.Config{Listen: "8080"},
+		Photos:     photo.Config{MaxBytes: 100},
 	}
 	err := validate(c)
 	var ve *config.ValidationError
@@ -96,6 +98,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		"ingest.flush_rows: must be between 1 and 1000000, got -5", "ingest.flush_interval: must be between",
 		"ingest.max_future_skew: must be between", `clickhouse.addr: want host:port, got "localhost"`,
 		`clickhouse.database: invalid name "plant-room"`, "clickhouse.ttl_days: must be >= 0", `api.listen: invalid address "8080"`,
+		"photos.max_bytes: must be at least 1024 bytes, got 100",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing problem %q in:\n%v", want, err)
