@@ -17,6 +17,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/internal/nettest"
 )
 
@@ -106,15 +107,7 @@ func openCH(ctx context.Context, t chTarget, database string) (driver.Conn, erro
 
 // dropDatabase removes a drill's database.
 func dropDatabase(ctx context.Context, t chTarget) error {
-	conn, err := openCH(ctx, t, "")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+t.database); err != nil {
-		return fmt.Errorf("cannot drop database %q: %w", t.database, err)
-	}
-	return nil
+	return store.DropDatabase(ctx, store.Options{Addr: t.addr, User: t.user, Password: t.password}, t.database)
 }
 
 // chServer is a ClickHouse server the drill runs and restarts itself.
@@ -169,7 +162,7 @@ func newCHServer(dir string) (*chServer, error) {
 	return s, nil
 }
 
-// Start runs the server and waits until it answers SELECT 1 over HTTP.
+// Start runs the server and waits until its HTTP /ping answers.
 func (s *chServer) Start(ctx context.Context) error {
 	if err := s.proc.Start(); err != nil {
 		return err
@@ -191,7 +184,7 @@ func (s *chServer) Start(ctx context.Context) error {
 }
 
 func (s *chServer) answers(ctx context.Context) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.http+"/?query=SELECT%201", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.http+"/ping", nil)
 	if err != nil {
 		return false
 	}
@@ -201,7 +194,7 @@ func (s *chServer) answers(ctx context.Context) bool {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
-	return strings.TrimSpace(string(body)) == "1"
+	return resp.StatusCode == http.StatusOK && strings.TrimSpace(string(body)) == "Ok."
 }
 
 // Stop ends the server (SIGTERM; killed after a minute).

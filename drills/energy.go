@@ -72,6 +72,10 @@ func (s *Stand) checkEnergy(ctx context.Context) (*energyCheck, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot load time zone %q: %w", drillTZ, err)
 	}
+	audit, err := s.audit()
+	if err != nil {
+		return nil, err
+	}
 	e := &energyCheck{devices: map[string]float64{}}
 	var first, last int64
 	for _, d := range s.devices {
@@ -85,30 +89,15 @@ func (s *Stand) checkEnergy(ctx context.Context) (*energyCheck, error) {
 				rollover = pt.Rollover
 			}
 		}
-		q := fmt.Sprintf("SELECT ts_ms, value FROM %s.readings FINAL WHERE %s AND device = '%s' AND metric = '%s' AND quality < 2 ORDER BY ts_ms",
-			s.ch.database, s.where(), d.ID, t.Energy.Counter)
-		rows, err := s.conn.Query(ctx, q)
+		stamps, values, err := audit.GoodSeries(ctx, s.scope(), d.ID, t.Energy.Counter)
 		if err != nil {
 			return nil, fmt.Errorf("cannot read the counter of %q: %w", d.ID, err)
 		}
-		var values []float64
-		var stamps []int64
-		for rows.Next() {
-			var ts int64
-			var v float64
-			if err := rows.Scan(&ts, &v); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("cannot read the counter of %q: %w", d.ID, err)
-			}
-			values, stamps = append(values, v), append(stamps, ts)
+		for _, ts := range stamps {
 			if first == 0 || ts < first {
 				first = ts
 			}
 			last = max(last, ts)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("cannot read the counter of %q: %w", d.ID, err)
 		}
 		kwh := deviceKWh(stamps, values, rollover, s.maxPowerKW(d))
 		e.devices[d.ID] = kwh

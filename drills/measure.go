@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/plantroom/plantroom/cloud/store"
 )
 
 // storeCounts are what the drill's database holds for its gateway.
@@ -15,42 +17,31 @@ type storeCounts struct {
 	rollup   int64 // readings counted by the hourly roll-up (uniqExact of ts per hour)
 }
 
-func (s *Stand) where() string {
-	return fmt.Sprintf("company = '%s' AND project = '%s' AND gateway = '%s'", drillCompany, drillProject, drillGateway)
+// scope is the drill gateway's readings.
+func (s *Stand) scope() store.GatewayScope {
+	return store.GatewayScope{Company: drillCompany, Project: drillProject, Gateway: drillGateway}
 }
 
-func (s *Stand) queryInt(ctx context.Context, q string) (int64, error) {
-	var n uint64
-	if err := s.conn.QueryRow(ctx, q).Scan(&n); err != nil {
-		return 0, fmt.Errorf("cannot query %q: %w", q, err)
-	}
-	return int64(n), nil
-}
+// audit reads the drill's database.
+func (s *Stand) audit() (*store.Audit, error) { return store.NewAudit(s.conn, s.ch.database) }
 
 // storedReadings counts the gateway's readings the way every reader must:
 // with FINAL.
 func (s *Stand) storedReadings(ctx context.Context) (int64, error) {
-	return s.queryInt(ctx, fmt.Sprintf("SELECT count() FROM %s.readings FINAL WHERE %s", s.ch.database, s.where()))
+	a, err := s.audit()
+	if err != nil {
+		return 0, err
+	}
+	return a.StoredReadings(ctx, s.scope())
 }
 
 func (s *Stand) counts(ctx context.Context) (storeCounts, error) {
-	var c storeCounts
-	var err error
-	db, w := s.ch.database, s.where()
-	if c.final, err = s.storedReadings(ctx); err != nil {
-		return c, err
+	a, err := s.audit()
+	if err != nil {
+		return storeCounts{}, err
 	}
-	if c.distinct, err = s.queryInt(ctx, fmt.Sprintf("SELECT uniqExact(device, metric, ts_ms) FROM %s.readings WHERE %s", db, w)); err != nil {
-		return c, err
-	}
-	if c.raw, err = s.queryInt(ctx, fmt.Sprintf("SELECT count() FROM %s.readings WHERE %s", db, w)); err != nil {
-		return c, err
-	}
-	c.rollup, err = s.queryInt(ctx, fmt.Sprintf(`SELECT sum(n) FROM (
-    SELECT uniqExactMerge(n) AS n FROM %s.readings_hourly
-    WHERE company = '%s' AND project = '%s'
-    GROUP BY company, project, device, metric, hour_ms)`, db, drillCompany, drillProject))
-	return c, err
+	c, err := a.Counts(ctx, s.scope())
+	return storeCounts{distinct: c.Distinct, final: c.Final, raw: c.Raw, rollup: c.Rollup}, err
 }
 
 // edgeCommitted waits until the agent's committed-readings counter stops
@@ -171,28 +162,21 @@ func (s *Stand) settle(ctx context.Context) (*tally, error) {
 // every model step), so any other gap over two seconds (twenty polls; a
 // loaded machine may stall the poller for a moment) is lost readings.
 func oneHolePerDevice(ctx context.Context, s *Stand, r *Result) error {
-	q := fmt.Sprintf("SELECT DISTINCT device, ts_ms FROM %s.readings WHERE %s ORDER BY device, ts_ms", s.ch.database, s.where())
-	rows, err := s.conn.Query(ctx, q)
+	a, err := s.audit()
 	if err != nil {
-		return fmt.Errorf("cannot read reading times: %w", err)
+		return err
 	}
-	defer rows.Close()
 	holes := map[string][]string{}
 	var dev string
 	var prev int64
-	for rows.Next() {
-		var d string
-		var ts int64
-		if err := rows.Scan(&d, &ts); err != nil {
-			return fmt.Errorf("cannot read reading times: %w", err)
-		}
+	err = a.ReadingTimes(ctx, s.scope(), func(d string, ts int64) {
 		if d == dev && ts-prev > 2000 {
 			holes[d] = append(holes[d], fmt.Sprintf("%.1fs at %s", float64(ts-prev)/1000, time.UnixMilli(prev).UTC().Format("15:04:05.000")))
 		}
 		dev, prev = d, ts
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("cannot read reading times: %w", err)
+	})
+	if err != nil {
+		return err
 	}
 	// Readings dropped from batches awaiting their commit acknowledgement
 	// were sent and usually stored: such drops may leave no hole (or one

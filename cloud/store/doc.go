@@ -4,8 +4,11 @@
 // values), and the event logs (EventLog: append, latest per key, one key's
 // events, a subject's history, events since a sequence number; Outbox:
 // retry of what could not be stored) that alarms and work orders keep and
-// commands and resident requests will. No other package holds SQL;
-// identifiers are quoted one way, with quoteIdent.
+// commands and resident requests will, and the checks tools make from
+// outside (Audit, DropDatabase: the drills, the load generators). No other
+// package holds SQL; identifiers are quoted one way, with quoteIdent. (The
+// exceptions are tests, and internal/chtest, which creates and drops the
+// test databases and cannot import this package, whose own tests use it.)
 //
 // # Reading rule: duplicates
 //

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/plantroom/plantroom/cloud/app"
+	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/edge/uplink"
 	"github.com/plantroom/plantroom/protocol"
@@ -264,12 +266,9 @@ func writeConfigs(dir string, o options, refs []protocol.GatewayRef, hash, broke
 }
 
 func dropDatabase(o options) error {
-	out, err := exec.Command("clickhouse-client", "--host", strings.Split(o.chAddr, ":")[0], "--port", strings.Split(o.chAddr, ":")[1],
-		"-q", "DROP DATABASE IF EXISTS "+o.db).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("cannot drop database %s: %v: %s", o.db, err, out)
-	}
-	return nil
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return store.DropDatabase(ctx, store.Options{Addr: o.chAddr}, o.db)
 }
 
 // cloudProc is the bin/cloud process under test.
