@@ -33,7 +33,7 @@ metric() {
 }
 
 bench protocol ./protocol/ 'DecodeBatch' -cpu 1 -benchtime 3000x
-bench ingest ./cloud/ingest/ 'EndToEnd'
+bench ingest ./cloud/ingest/ 'EndToEnd' -benchtime 2x
 bench broker ./cloud/broker/ 'Store' -benchtime 3000x
 # The first run generates 2 × 53.6 M readings in the database plantroom_bench (minutes); later runs reuse them.
 bench reports ./cloud/api/ 'MonthlyReport|CompanyReport' -benchtime 10x -timeout 30m
@@ -57,7 +57,7 @@ decjson=$(metric "$OUT/protocol.txt" BenchmarkDecodeBatchJSON readings/s)
 q=$(metric "$OUT/agentload.txt" BenchmarkQueueAppendAck readings/s)
 qbare=$(metric "$OUT/agentload.txt" BenchmarkQueueAppendAck bare_readings/s)
 e2e=$(metric "$OUT/ingest.txt" BenchmarkEndToEnd readings/s)
-e2enoack=$(metric "$OUT/ingest.txt" BenchmarkEndToEndWithoutAcks readings/s)
+e2enoack=$(metric "$OUT/ingest.txt" BenchmarkEndToEnd noack-readings/s)
 raw=$(metric "$OUT/ingest.txt" BenchmarkEndToEnd raw-readings/s)
 store=$(metric "$OUT/broker.txt" BenchmarkStore msgs/s)
 storemem=$(metric "$OUT/broker.txt" BenchmarkStore memory-msgs/s)

@@ -142,7 +142,7 @@ type Config struct {
 	GatewayConnected func(gateway string) bool
 
 	// withoutCommitAcks turns the committed-batches check, the marks and
-	// the acks off: the baseline of BenchmarkEndToEndWithoutAcks only.
+	// the acks off: the no-ack baseline of BenchmarkEndToEnd only.
 	withoutCommitAcks bool
 
 	Observers  []Observer
