@@ -382,6 +382,7 @@ type gateway struct {
 
 	mu      sync.Mutex
 	seq     uint64
+	kwh     float64 // the meter's import counter: it only rises, as a real one does
 	pending map[uint64]*sentBatch
 	client  paho.Client
 	lost    chan struct{}
@@ -397,7 +398,7 @@ type sentBatch struct {
 
 func newGateway(ref protocol.GatewayRef, secret, addr string, o options, st *stats) *gateway {
 	return &gateway{ref: ref, secret: secret, addr: addr, o: o, st: st, epoch: protocol.NewEpoch(),
-		pending: map[uint64]*sentBatch{}, done: make(chan struct{})}
+		kwh: 1000 * rand.Float64(), pending: map[uint64]*sentBatch{}, done: make(chan struct{})}
 }
 
 func (g *gateway) stop() { g.once.Do(func() { close(g.done) }) }
@@ -477,8 +478,15 @@ func (g *gateway) send(now time.Time) {
 	b := &protocol.Batch{Gateway: g.ref.Gateway, Epoch: g.epoch, Seq: g.seq, SentAt: now.UnixMilli()}
 	dev := g.ref.Gateway + "-meter"
 	for i := 0; i < g.o.readings; i++ {
-		b.Readings = append(b.Readings, protocol.Reading{Device: dev, Metric: meterMetrics[i%len(meterMetrics)],
-			TS: now.UnixMilli() - int64(i/len(meterMetrics))*1000, Value: 100 + rand.Float64()})
+		m, v := meterMetrics[i%len(meterMetrics)], 100+rand.Float64()
+		if m == "energy_import_kwh" {
+			// At most 36 kW over the 10 s between batches: a plausible step
+			// for the SDM630's 70 kW, so the counter walk raises nothing.
+			g.kwh += 0.1 * rand.Float64()
+			v = g.kwh
+		}
+		b.Readings = append(b.Readings, protocol.Reading{Device: dev, Metric: m,
+			TS: now.UnixMilli() - int64(i/len(meterMetrics))*1000, Value: v})
 	}
 	p, err := protocol.AppendBatch(nil, b)
 	if err != nil {
