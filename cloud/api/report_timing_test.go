@@ -22,7 +22,8 @@ import (
 //	BenchmarkCompanyReport: 50 projects of 4 devices each (53.6 M readings)
 //
 // The dataset is generated inside ClickHouse (INSERT … SELECT FROM
-// numbers()) into the database plantroom_bench, once: later runs reuse it
+// numbers()) into the database plantroom_bench, once (an interrupted
+// generation resumes day by day): later runs reuse it
 // when its bench_meta row matches benchVersion (set PLANTROOM_BENCH_DB to
 // use another database). Three devices of "big" have their meter replaced
 // mid-month, so the reports also fetch raw readings for those hours.
@@ -103,17 +104,20 @@ func benchStore(b *testing.B) *store.DB {
 	if err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS `"+name+"`.bench_meta (version String) ENGINE = TinyLog"); err != nil {
 		b.Fatal(err)
 	}
-	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM `"+name+"`.bench_meta WHERE version = ?", benchVersion).Scan(&n); err != nil {
+	var n, other uint64
+	if err := conn.QueryRow(ctx, "SELECT countIf(version = ?), countIf(version != ?) FROM `"+name+"`.bench_meta", benchVersion, benchVersion).Scan(&n, &other); err != nil {
 		b.Fatal(err)
 	}
 	if n > 0 {
 		return db
 	}
-	b.Logf("generating the benchmark dataset in %s (once; takes minutes)", name)
-	for _, t := range []string{store.TableReadings, store.TableHourly} {
-		if err := conn.Exec(ctx, "TRUNCATE TABLE `"+name+"`."+t); err != nil {
-			b.Fatal(err)
+	if other > 0 {
+		// Another version of the dataset: start again.
+		b.Logf("replacing an older benchmark dataset in %s", name)
+		for _, t := range []string{store.TableReadings, store.TableHourly, "bench_meta"} {
+			if err := conn.Exec(ctx, "TRUNCATE TABLE `"+name+"`."+t); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	sh, _ := time.LoadLocation("Asia/Shanghai")
@@ -124,11 +128,37 @@ func benchStore(b *testing.B) *store.DB {
 	// Reading index of 15 July 10:00 local (347 h after the start), when
 	// devices with k % 67 == 5 get a new meter.
 	const replaced = 347 * 3600 / benchStep
+	// Generation resumes where an interrupted one stopped: a day of a set
+	// holding all its rows is kept, any other is inserted (again: a row
+	// inserted twice is a duplicate, which the readings table collapses
+	// and every report ignores).
+	have := map[[2]string]bool{}
+	rows, err := conn.Query(ctx, "SELECT company, toString(intDiv(ts_ms - ?, ?)) AS d, count() FROM `"+name+"`.readings GROUP BY company, d",
+		start, int64(perDay)*benchStep*1000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for rows.Next() {
+		var company, day string
+		var c uint64
+		if err := rows.Scan(&company, &day, &c); err != nil {
+			b.Fatal(err)
+		}
+		have[[2]string{company, day}] = c >= 200*perDay
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	rows.Close()
+	b.Logf("generating the benchmark dataset in %s (once; takes minutes)", name)
 	for _, set := range []struct{ company, project, device string }{
-		{"bench", "'big'", "k"}, // 200 devices of one project
 		{"benchhq", "concat('hq', substring(toString(100 + intDiv(k, 4)), 2))", "k % 4"}, // 50 projects × 4
+		{"bench", "'big'", "k"}, // 200 devices of one project
 	} {
 		for d := 0; d < 32; d++ {
+			if have[[2]string{set.company, fmt.Sprint(d)}] {
+				continue
+			}
 			began := time.Now()
 			// Device k draws (3 + k mod 20) kW: (3 + k%20)/360 kWh per 10 s.
 			q := fmt.Sprintf("INSERT INTO `%s`.readings (company, project, gateway, device, metric, ts_ms, value, quality, seq)\n"+
@@ -140,9 +170,7 @@ func benchStore(b *testing.B) *store.DB {
 			if err := conn.Exec(ctx, q); err != nil {
 				b.Fatalf("generate day %d: %v\n%s", d, err, q)
 			}
-			if d == 0 {
-				b.Logf("one day of 200 devices (%s) in %s", set.project, time.Since(began).Round(time.Millisecond))
-			}
+			b.Logf("day %d of %s (200 devices) in %s", d, set.company, time.Since(began).Round(time.Millisecond))
 		}
 	}
 	if err := conn.Exec(ctx, "INSERT INTO `"+name+"`.bench_meta (version) SELECT ?", benchVersion); err != nil {
