@@ -81,15 +81,25 @@ func TestAlarmsPerInjectedFault(t *testing.T) {
 		}
 		time.Sleep(r.window)
 		var list struct {
-			Alarms []struct{ ID, Rule, Device string } `json:"alarms"`
+			Alarms []struct {
+				ID, Rule, Device, State string
+				RaisedAt                time.Time `json:"raised_at"`
+				ClearedAt               time.Time `json:"cleared_at"`
+				Value                   float64
+			} `json:"alarms"`
 		}
 		p.api(t, "/api/v1/alarms?project=garden&since="+start.UTC().Format(time.RFC3339), &list)
 		for _, f := range r.faults {
-			var got []string
+			var got, detail []string
 			for _, a := range list.Alarms {
 				if slices.Contains(f.devices, a.Device) {
 					got = append(got, a.Device+" "+a.Rule)
+					detail = append(detail, fmt.Sprintf("%s %s %s raised +%s value %g cleared %s",
+						a.Device, a.Rule, a.State, a.RaisedAt.Sub(start).Round(time.Second), a.Value, a.ClearedAt.Format(time.TimeOnly)))
 				}
+			}
+			if len(got) != 1 {
+				t.Logf("  %s", strings.Join(detail, "; "))
 			}
 			t.Logf("alarms per fault: %s: %d (%s)", strings.Replace(f.name, "the duty pump", duty, 1), len(got), strings.Join(got, ", "))
 			if len(got) != 1 {
