@@ -60,7 +60,8 @@ func HashToken(token string) string {
 // authenticate resolves the bearer token of a request under /api/v1.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !strings.HasPrefix(c.Request().URL.Path, Prefix+"/") && c.Request().URL.Path != Prefix {
+		path := c.Request().URL.Path
+		if !strings.HasPrefix(path, Prefix+"/") && path != Prefix || strings.HasPrefix(path, Prefix+PublicPrefix) {
 			return next(c)
 		}
 		if s.deps.Sessions != nil && c.Request().Header.Get(echo.HeaderAuthorization) == "" {

@@ -41,6 +41,8 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeTooLarge         = "payload_too_large"
 	CodeUnprocessable    = "unprocessable"
+	CodeConflict         = "conflict"
+	CodeTooManyRequests  = "too_many_requests"
 	CodeTimeout          = "timeout"
 	CodeUnavailable      = "unavailable"
 	CodeInternal         = "internal"
@@ -133,6 +135,10 @@ func codeOf(status int) string {
 		return CodeTooLarge
 	case http.StatusUnprocessableEntity:
 		return CodeUnprocessable
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusTooManyRequests:
+		return CodeTooManyRequests
 	case http.StatusServiceUnavailable:
 		return CodeUnavailable
 	}

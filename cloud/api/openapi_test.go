@@ -3,6 +3,7 @@ package api_test
 import (
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/resident"
+	"github.com/plantroom/plantroom/cloud/resident/residenthttp"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 )
@@ -50,7 +53,7 @@ func documented(t *testing.T) map[string]bool {
 func deployedServer(t *testing.T) *api.Server {
 	t.Helper()
 	b := testBundle(t)
-	db := openStore(t, append(alarm.Migrations(), workorder.Migrations()...)...)
+	db := openStore(t, slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations())...)
 	feed := alarm.NewFeed(0, time.Now)
 	desk, err := workorder.New(workorder.Config{Org: &b.Org, Rules: &b.Rules, Log: workorder.NewClickHouseLog(db.Conn()), Feed: feed, CheckInterval: time.Hour})
 	if err != nil {
@@ -64,6 +67,11 @@ func deployedServer(t *testing.T) *api.Server {
 	s := newServer(t, b, db, nil)
 	s.Register(alarmhttp.Routes(engine)...)
 	s.Register(workorderhttp.Routes(desk, engine)...)
+	residents, err := resident.New(resident.Config{Org: &b.Org, Desk: desk, Log: resident.NewClickHouseLog(db.Conn())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Register(residenthttp.Routes(residents)...)
 	return s
 }
 

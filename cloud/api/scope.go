@@ -17,7 +17,8 @@ import (
 // Scope kinds built into the API besides the resource kinds of package
 // access.
 const (
-	KindStaff   = "staff" // any authenticated staff member; the handler filters
+	KindStaff   = "staff"  // any authenticated staff member; the handler filters
+	KindPublic  = "public" // anyone, without authentication: paths under PublicPrefix
 	KindCompany = access.KindCompany
 	KindProject = access.KindProject
 	KindDevice  = access.KindDevice
@@ -52,6 +53,17 @@ type Scope struct {
 // filters itself (with Principal.Sees): every authenticated staff member
 // whose role may take the scope's action somewhere may call them.
 func AnyStaff() Scope { return Scope{kind: KindStaff} }
+
+// PublicPrefix is where public routes live, under Prefix: what residents
+// reach without an account (a repair request through a project's public
+// link, its tracking page). Nothing else under Prefix is public.
+const PublicPrefix = "/public/"
+
+// Public is the scope of routes anyone may call without authentication:
+// their path must start with PublicPrefix, and the handler itself decides
+// what an unguessable token in the path gives access to (and limits
+// abuse). Authentication is not even attempted on them.
+func Public() Scope { return Scope{kind: KindPublic} }
 
 // Company is the scope of company-wide routes (the HQ report): the caller's
 // own company, visible to HQ roles only.
@@ -98,6 +110,9 @@ func (s Scope) Allows(role string) bool {
 	if s.kind == KindStaff {
 		return access.RoleMay(role, s.Action())
 	}
+	if s.kind == KindPublic {
+		return true
+	}
 	p := access.Principal{Staff: "s", Role: role, Company: "c", Projects: []string{"p"}}
 	r := access.Resource{Kind: s.kind, Company: "c", Project: "p", Assignee: "s"}
 	if s.kind == KindCompany {
@@ -112,6 +127,11 @@ func (s Scope) check(method, path string) {
 	switch s.kind {
 	case "":
 		panic("BUG: route " + where + " has no scope; give it api.AnyStaff, api.Company, api.Project, api.Device or api.Resource")
+	case KindPublic:
+		if !strings.HasPrefix(path, Prefix+PublicPrefix) {
+			panic("BUG: route " + where + ": a public route's path must start with " + Prefix + PublicPrefix)
+		}
+		return
 	case KindStaff, KindCompany:
 		if s.param != "" {
 			panic("BUG: route " + where + ": a " + string(s.kind) + " scope takes no parameter")
@@ -155,6 +175,9 @@ const (
 func (s *Server) guard(sc Scope) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			if sc.kind == KindPublic {
+				return next(c)
+			}
 			p, ok := c.Get(keyPrincipal).(*Principal)
 			if !ok {
 				return errUnauthorized

@@ -17,6 +17,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/broker"
 	"github.com/plantroom/plantroom/cloud/console"
 	"github.com/plantroom/plantroom/cloud/photo"
+	"github.com/plantroom/plantroom/cloud/resident"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -54,6 +55,9 @@ type Config struct {
 	// Photos is where work-order photos are kept and how large an upload
 	// may be (package photo).
 	Photos photo.Config `yaml:"photos"`
+	// Residents limits residents' repair requests (package resident):
+	// per_address and per_project requests within window.
+	Residents resident.Limits `yaml:"residents"`
 }
 
 // Log configures the process log (on stderr).

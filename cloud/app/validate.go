@@ -69,6 +69,7 @@ func (c *Config) Validate(p *config.Problems) {
 	c.API.Validate(p, "api")
 	c.Console.Validate(p, "console")
 	c.Photos.Validate(p, "photos")
+	c.Residents.Validate(p, "residents")
 }
 
 func (c *Config) validateBroker(p *config.Problems) {

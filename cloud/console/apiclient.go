@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/plantroom/plantroom/cloud/api"
 )
 
@@ -77,6 +79,12 @@ func (c *Console) call(r *http.Request, sess *Session, method, path string, body
 		return fmt.Errorf("cannot build request %s: %w", path, err)
 	}
 	req.RemoteAddr = r.RemoteAddr
+	// The API names the client by the same rule (X-Forwarded-For counts
+	// only from api.trusted_proxies): its per-address limits see the
+	// visitor, not the console.
+	if v := r.Header.Values(echo.HeaderXForwardedFor); len(v) > 0 {
+		req.Header[echo.HeaderXForwardedFor] = v
+	}
 	if ck, err := r.Cookie(sessionCookie); err == nil {
 		req.AddCookie(ck)
 	}

@@ -208,6 +208,12 @@ func (c *Console) routes() {
 	c.handle("POST /my/{workorder}/move", true, c.moveOrder)
 	c.handle("GET /alarms", true, c.alarmsPage)
 	c.handle("POST /alarms/{alarm}/ack", true, c.ackAlarm)
+	c.handle("GET /r/{link}", false, c.requestPage)
+	c.handle("POST /r/{link}", false, c.submitRequest)
+	c.handle("GET /t/{token}", false, c.trackPage)
+	c.handle("POST /t/{token}/rate", false, c.rateRequest)
+	c.handle("GET /projects/{project}/requests", true, c.requestsPage)
+	c.handle("POST /projects/{project}/requests/link", true, c.rotateLink)
 	c.handle("/", false, func(w http.ResponseWriter, r *http.Request, sess *Session) {
 		c.fail(w, r, sess, http.StatusNotFound, "error.not_found")
 	})

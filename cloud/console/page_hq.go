@@ -25,6 +25,7 @@ type hqData struct {
 	CSV               string
 	XLSX              string
 	Now               time.Time
+	Residents         *residentStats // GET /stats/residents: resident requests and satisfaction
 }
 
 type hqRow struct {
@@ -99,11 +100,23 @@ func (c *Console) hqPage(w http.ResponseWriter, r *http.Request, sess *Session) 
 	g.Go(func() error { return c.get(r, sess, "/stats/monthly?month="+url.QueryEscape(month), &stats) })
 	g.Go(func() error { return c.get(r, sess, "/alarms?state=active&limit=5000", &alarms) })
 	g.Go(func() error { return c.get(r, sess, "/workorders?limit=5000", &orders) })
+	var res residentStats
+	g.Go(func() error {
+		// A cloud without resident requests (no work-order desk in this
+		// process) has no such route: the section is left out.
+		if err := c.get(r, sess, "/stats/residents?month="+url.QueryEscape(month), &res); err != nil && statusOf(err) != http.StatusNotFound {
+			return err
+		}
+		return nil
+	})
 	if err := g.Wait(); err != nil {
 		c.failAPI(w, r, sess, err)
 		return
 	}
 	d.Report = &rep
+	if res.Projects != nil {
+		d.Residents = &res
+	}
 	l := c.cats.locale(languageOf(r), loc)
 	d.Rows, d.SLA, d.Faults = hqRows(&rep, &stats, alarms.Alarms, orders.WorkOrders, c.now())
 	d.Chart = hqChart{Month: month}

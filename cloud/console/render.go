@@ -23,7 +23,7 @@ type views struct {
 // Pages with their template file (templates/<name>.html). A page template
 // defines "title" and "content"; fragment templates define the blocks that
 // short polling replaces.
-var pageNames = []string{"signin", "error", "hq", "project", "device", "alarms", "labels", "my"}
+var pageNames = []string{"signin", "error", "hq", "project", "device", "alarms", "labels", "my", "request", "track", "requests"}
 
 func parseViews(assets *assetSet) (*views, error) {
 	funcs := template.FuncMap{
@@ -47,6 +47,7 @@ func parseViews(assets *assetSet) (*views, error) {
 			return template.URL(q.Encode())
 		},
 		"lower": strings.ToLower,
+		"list5": func() []int { return []int{1, 2, 3, 4, 5} },
 		// dict builds a map for a shared piece: {{template "x" dict "K" v}}.
 		"dict": func(kv ...any) (map[string]any, error) {
 			if len(kv)%2 != 0 {

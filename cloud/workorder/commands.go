@@ -46,6 +46,12 @@ func (d *Desk) Create(ctx context.Context, v alarm.Viewer, r NewOrder) (WorkOrde
 	if !v.May(access.Create, access.ProjectOf(co.ID, p.ID)) {
 		return WorkOrder{}, fmt.Errorf("cannot create work order: role %s may not: %w", v.Role, ErrForbidden)
 	}
+	return d.create(ctx, co, p, r, SourceManual, v.Staff, "manual order")
+}
+
+// create checks a new order, opens and dispatches it. who opened it (a
+// staff id, or Resident) is recorded with note.
+func (d *Desk) create(ctx context.Context, co *config.Company, p *config.Project, r NewOrder, source, who, note string) (WorkOrder, error) {
 	var probs []string
 	bad := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
 	category := r.Category
@@ -101,11 +107,11 @@ func (d *Desk) Create(ctx context.Context, v alarm.Viewer, r NewOrder) (WorkOrde
 		due = slaDue(now, def, workingDay, &d.cfg.Rules.WorkOrders, p.Location)
 	}
 	w := &WorkOrder{
-		ID: manualID(now), Company: co.ID, Project: p.ID, Device: r.Device, Category: category, Source: SourceManual,
+		ID: manualID(now), Company: co.ID, Project: p.ID, Device: r.Device, Category: category, Source: source,
 		Title: title, Description: r.Description, Severity: severityOf(prio), Priority: prio, Skill: r.Skill,
-		State: StateOpen, CreatedBy: v.Staff, OpenedAt: now, RaisedAt: now, SLADue: due.UTC(),
+		State: StateOpen, CreatedBy: who, OpenedAt: now, RaisedAt: now, SLADue: due.UTC(),
 	}
-	evs := []Event{d.record(w, Event{Action: ActionOpen, At: now, Who: v.Staff, Note: "manual order"}, "")}
+	evs := []Event{d.record(w, Event{Action: ActionOpen, At: now, Who: who, Note: note}, "")}
 	if ev, ok := d.dispatch(w, now); ok {
 		evs = append(evs, ev)
 	}

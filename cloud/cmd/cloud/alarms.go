@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/alarm"
@@ -10,14 +11,17 @@ import (
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/app"
 	"github.com/plantroom/plantroom/cloud/notify"
+	"github.com/plantroom/plantroom/cloud/resident"
+	"github.com/plantroom/plantroom/cloud/resident/residenthttp"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 )
 
-// alarmMigrations are the schema migrations of the alarm and work-order logs.
+// alarmMigrations are the schema migrations of the alarm, work-order and
+// resident request logs.
 func alarmMigrations() []store.Migration {
-	return append(alarm.Migrations(), workorder.Migrations()...)
+	return slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations())
 }
 
 // addAlarms wires the alarm engine, the work-order desk and the webhooks into
@@ -54,13 +58,20 @@ func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot set up alarms: %w", err)
 	}
-	a.Add("notify", notifier) // start order: notifier, desk, engine
+	residents, err := resident.New(resident.Config{Org: &a.Bundle.Org, Desk: desk, Log: resident.NewClickHouseLog(a.DB.Conn()),
+		Limits: a.Config.Residents, Logger: log.With("component", "residents")})
+	if err != nil {
+		return fmt.Errorf("cannot set up resident requests: %w", err)
+	}
+	a.Add("notify", notifier) // start order: notifier, desk, residents, engine
 	a.Add("workorders", desk)
+	a.Add("residents", residents)
 	a.Add("alarms", engine)
 	a.AddObserver(engine)
 	if srv != nil {
 		srv.Register(alarmhttp.Routes(engine)...)
 		srv.Register(workorderhttp.Routes(desk, engine)...)
+		srv.Register(residenthttp.Routes(residents)...)
 	}
 	return nil
 }

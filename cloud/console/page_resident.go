@@ -1,0 +1,196 @@
+package console
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Residents' pages (no account): the repair request form a project's
+// public link opens (/r/{link}, from the QR poster in the lobby) and the
+// private tracking page its answer leads to (/t/{token}), which takes the
+// rating once the work is resolved. Both are thin over the API's public
+// routes (/api/v1/public/…), which check the link or token, the limits
+// and the honeypot; the forms carry the console's CSRF token like every
+// other. Phone first: one column, large controls, the layout's small
+// assets only (no charts).
+
+type residentForm struct {
+	Link        string
+	ProjectName string
+	Categories  []string
+	Limits      struct{ Location, Description, Phone int }
+	// Values of a form sent back with a problem.
+	Category, Location, Description, Phone string
+	Problem                                string // the API's message, escaped by the template
+	Limited                                bool   // over a rate limit
+	RetryMin                               int    // minutes until the next request is taken
+}
+
+type formAnswer struct {
+	Project     string   `json:"project"`
+	ProjectName string   `json:"project_name"`
+	Categories  []string `json:"categories"`
+	Limits      struct {
+		Location    int `json:"location"`
+		Description int `json:"description"`
+		Phone       int `json:"phone"`
+	} `json:"limits"`
+}
+
+func (c *Console) residentForm(r *http.Request, link string) (*residentForm, error) {
+	var a formAnswer
+	if err := c.get(r, nil, "/public/requests/"+url.PathEscape(link), &a); err != nil {
+		return nil, err
+	}
+	f := &residentForm{Link: link, ProjectName: a.ProjectName, Categories: a.Categories}
+	f.Limits.Location, f.Limits.Description, f.Limits.Phone = a.Limits.Location, a.Limits.Description, a.Limits.Phone
+	return f, nil
+}
+
+// failResident shows a resident what went wrong, in words for residents.
+func (c *Console) failResident(w http.ResponseWriter, r *http.Request, sess *Session, err error, notFound string) {
+	switch statusOf(err) {
+	case http.StatusNotFound:
+		c.fail(w, r, sess, http.StatusNotFound, notFound)
+	default:
+		c.log.Error("console: the API failed", "path", r.URL.Path, "err", err)
+		c.fail(w, r, sess, http.StatusServiceUnavailable, "resident.unavailable")
+	}
+}
+
+func (c *Console) requestPage(w http.ResponseWriter, r *http.Request, sess *Session) {
+	f, err := c.residentForm(r, r.PathValue("link"))
+	if err != nil {
+		c.failResident(w, r, sess, err, "resident.link_gone")
+		return
+	}
+	c.render(w, r, sess, "request", &page{Data: f})
+}
+
+func (c *Console) submitRequest(w http.ResponseWriter, r *http.Request, sess *Session) {
+	link := r.PathValue("link")
+	f, err := c.residentForm(r, link)
+	if err != nil {
+		c.failResident(w, r, sess, err, "resident.link_gone")
+		return
+	}
+	f.Category, f.Location, f.Description, f.Phone = r.PostFormValue("category"), r.PostFormValue("location"), r.PostFormValue("description"), r.PostFormValue("phone")
+	body := map[string]string{"category": f.Category, "location": f.Location, "description": f.Description, "phone": f.Phone,
+		"website": r.PostFormValue("website")}
+	var out struct {
+		Token string `json:"token"`
+		Path  string `json:"path"`
+	}
+	err = c.call(r, sess, http.MethodPost, "/public/requests/"+url.PathEscape(link), body, &out)
+	var ae *APIError
+	switch {
+	case err == nil:
+		http.Redirect(w, r, out.Path+"?new=1", http.StatusSeeOther)
+		return
+	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
+		f.Limited, f.RetryMin = true, retryMinutes(ae.Message)
+		c.render(w, r, sess, "request", &page{Status: http.StatusTooManyRequests, Data: f})
+	case errors.As(err, &ae) && ae.Status == http.StatusBadRequest:
+		f.Problem = ae.Message
+		if ae.Code == "refused" {
+			f.Problem = ""
+			c.render(w, r, sess, "request", &page{Status: http.StatusBadRequest, Notice: "resident.refused", Data: f})
+			return
+		}
+		c.render(w, r, sess, "request", &page{Status: http.StatusBadRequest, Notice: "resident.fix", Data: f})
+	default:
+		c.failResident(w, r, sess, err, "resident.link_gone")
+	}
+}
+
+// retryMinutes reads "try again in 45m0s" from a rate limit's message
+// (rounded up to whole minutes; 1 at least).
+func retryMinutes(msg string) int {
+	_, after, ok := strings.Cut(msg, "try again in ")
+	if !ok {
+		return 60
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(after))
+	if err != nil {
+		return 60
+	}
+	return max(1, int((d+time.Minute-1)/time.Minute))
+}
+
+type trackView struct {
+	Token       string
+	ProjectName string    `json:"project_name"`
+	Category    string    `json:"category"`
+	Location    string    `json:"location"`
+	Description string    `json:"description"`
+	Phone       string    `json:"phone"`
+	Status      string    `json:"status"`
+	SubmittedAt time.Time `json:"submitted_at"`
+	ResolvedAt  time.Time `json:"resolved_at"`
+	CanRate     bool      `json:"can_rate"`
+	Rating      int       `json:"rating"`
+	Comment     string    `json:"comment"`
+	Steps       []trackStep
+	Problem     string
+}
+
+type trackStep struct {
+	Key  string
+	Done bool
+	Now  bool
+}
+
+// trackSteps are the statuses a resident follows, in order.
+var trackSteps = []string{"submitted", "assigned", "in_progress", "resolved"}
+
+func (c *Console) trackPage(w http.ResponseWriter, r *http.Request, sess *Session) {
+	c.showTrack(w, r, sess, http.StatusOK, "", "")
+}
+
+func (c *Console) showTrack(w http.ResponseWriter, r *http.Request, sess *Session, status int, notice, problem string) {
+	token := r.PathValue("token")
+	var t trackView
+	if err := c.get(r, sess, "/public/track/"+url.PathEscape(token), &t); err != nil {
+		c.failResident(w, r, sess, err, "resident.track_gone")
+		return
+	}
+	t.Token, t.Problem = token, problem
+	reached := true
+	for _, k := range trackSteps {
+		t.Steps = append(t.Steps, trackStep{Key: k, Done: reached, Now: k == t.Status})
+		if k == t.Status {
+			reached = false
+		}
+	}
+	if notice == "" {
+		switch {
+		case r.URL.Query().Get("new") == "1":
+			notice = "track.filed"
+		case r.URL.Query().Get("rated") == "1":
+			notice = "track.thanks"
+		}
+	}
+	c.render(w, r, sess, "track", &page{Status: status, Notice: notice, Data: &t})
+}
+
+func (c *Console) rateRequest(w http.ResponseWriter, r *http.Request, sess *Session) {
+	token := r.PathValue("token")
+	rating, _ := strconv.Atoi(r.PostFormValue("rating"))
+	body := map[string]any{"rating": rating, "comment": r.PostFormValue("comment")}
+	err := c.call(r, sess, http.MethodPost, "/public/track/"+url.PathEscape(token)+"/rating", body, nil)
+	var ae *APIError
+	switch {
+	case err == nil:
+		http.Redirect(w, r, "/t/"+url.PathEscape(token)+"?rated=1", http.StatusSeeOther)
+	case errors.As(err, &ae) && ae.Status == http.StatusConflict:
+		c.showTrack(w, r, sess, http.StatusConflict, "track.rate_conflict", "")
+	case errors.As(err, &ae) && ae.Status == http.StatusBadRequest:
+		c.showTrack(w, r, sess, http.StatusBadRequest, "track.rate_invalid", ae.Message)
+	default:
+		c.failResident(w, r, sess, err, "resident.track_gone")
+	}
+}

@@ -1,0 +1,40 @@
+package workorder
+
+import (
+	"context"
+	"fmt"
+)
+
+// SourceResident marks an order opened from a resident's repair request
+// (package resident): no staff member opened it, the project's public
+// request link did.
+const SourceResident = "resident"
+
+// Resident is the "who" of the opening of a resident's order.
+const Resident = "resident"
+
+// CreateForResident opens a work order for a resident's repair request in
+// project and dispatches it like any other (the on-duty technician with
+// the skill, else the manager). There is no staff viewer: the caller has
+// checked the project's public request link, and r is checked here like a
+// manual order (text limits, category, priority).
+func (d *Desk) CreateForResident(ctx context.Context, project string, r NewOrder) (WorkOrder, error) {
+	co, p, ok := d.cfg.Org.FindProject(project)
+	if !ok {
+		return WorkOrder{}, fmt.Errorf("cannot create work order: project %q: %w", project, ErrNotFound)
+	}
+	return d.create(ctx, co, p, r, SourceResident, Resident, "resident's repair request")
+}
+
+// Lookup returns an order without its history, whoever asks: for the
+// resident's tracking link, whose unguessable token is the access. Staff
+// use Get, which checks scope.
+func (d *Desk) Lookup(id string) (WorkOrder, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w := d.orders[id]
+	if w == nil {
+		return WorkOrder{}, false
+	}
+	return d.copyOf(w, false), true
+}
