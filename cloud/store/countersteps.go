@@ -1,9 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"strings"
+	"math"
+	"slices"
+	"sort"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 )
@@ -28,7 +31,7 @@ type StepRow struct {
 	NeedKW float64
 }
 
-// stepChunk bounds the ranges in one query.
+// stepChunk bounds the devices in one query.
 const stepChunk = 200
 
 // CounterSteps sums up, per hour, the steps of the readings in ranges of
@@ -36,22 +39,50 @@ const stepChunk = 200
 // walks an hour as one step from its first reading to its last. slack is
 // the fixed part of a step's allowance in kWh. Duplicate rows (same
 // timestamp and value) are steps of 0 ms and 0 kWh and change nothing.
+// Only hours inside the ranges are returned.
+//
+// The query selects a chunk's rows by device, metric and the time span of
+// all its ranges (conditions the primary key and a column scan serve),
+// then keeps the hours asked for: a chain of OR-ed (device, metric, time)
+// conditions, one per range, costs ClickHouse a comparison per range and
+// row and took 16 times as long on a month of 200 devices.
 func (db *DB) CounterSteps(ctx context.Context, company string, projects []string, ranges []StepRange, slack float64) ([]StepRow, error) {
 	var out []StepRow
 	ps := clickhouse.GroupSet{Value: make([]any, len(projects))}
 	for i, p := range projects {
 		ps.Value[i] = p
 	}
-	for start := 0; start < len(ranges); start += stepChunk {
-		chunk := ranges[start:min(start+stepChunk, len(ranges))]
-		var cond strings.Builder
-		args := []any{slack, company, ps}
-		for i, r := range chunk {
-			if i > 0 {
-				cond.WriteString(" OR ")
+	// Chunks of whole devices, in the order given.
+	byKey := map[[2]string][]StepRange{}
+	var keys [][2]string
+	for _, r := range ranges {
+		k := [2]string{r.Device, r.Metric}
+		if _, ok := byKey[k]; !ok {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], r)
+	}
+	asked := make(map[[2]string]hourSet, len(byKey))
+	for k, rs := range byKey {
+		asked[k] = newHourSet(rs)
+	}
+	for start := 0; start < len(keys); start += stepChunk {
+		chunk := keys[start:min(start+stepChunk, len(keys))]
+		devs, mets := clickhouse.GroupSet{}, clickhouse.GroupSet{}
+		seenDev, seenMet := map[string]bool{}, map[string]bool{}
+		from, to := int64(math.MaxInt64), int64(math.MinInt64)
+		for _, k := range chunk {
+			if !seenDev[k[0]] {
+				seenDev[k[0]] = true
+				devs.Value = append(devs.Value, k[0])
 			}
-			cond.WriteString("(device = ? AND metric = ? AND ts_ms >= ? AND ts_ms < ?)")
-			args = append(args, r.Device, r.Metric, r.From, r.To)
+			if !seenMet[k[1]] {
+				seenMet[k[1]] = true
+				mets.Value = append(mets.Value, k[1])
+			}
+			for _, r := range byKey[k] {
+				from, to = min(from, r.From), max(to, r.To)
+			}
 		}
 		// Per hour: the readings sorted by time, their differences, and
 		// from those whether any falls (or a timestamp repeats with another
@@ -65,11 +96,11 @@ FROM (
     arrayPopFront(arrayDifference(arrayMap(x -> tupleElement(x, 1), s))) AS dt,
     arrayPopFront(arrayDifference(arrayMap(x -> tupleElement(x, 2), s))) AS dv
   FROM ` + quoteIdent(db.Database()) + `.` + TableReadings + `
-  WHERE company = ? AND project IN ? AND quality < 2 AND (` + cond.String() + `)
+  WHERE company = ? AND project IN ? AND quality < 2 AND device IN ? AND metric IN ? AND ts_ms >= ? AND ts_ms < ?
   GROUP BY device, metric, h
 )
 ORDER BY device, metric, h`
-		rows, err := db.conn.Query(ctx, q, args...)
+		rows, err := db.conn.Query(ctx, q, slack, company, ps, devs, mets, from, to)
 		if err != nil {
 			return nil, fmt.Errorf("cannot query counter steps: %w", err)
 		}
@@ -81,6 +112,9 @@ ORDER BY device, metric, h`
 				rows.Close()
 				return nil, fmt.Errorf("cannot read counter steps: %w", err)
 			}
+			if !asked[[2]string{r.Device, r.Metric}].has(r.Hour) {
+				continue
+			}
 			r.N, r.Falls = int(n), falls != 0
 			out = append(out, r)
 		}
@@ -91,4 +125,30 @@ ORDER BY device, metric, h`
 		}
 	}
 	return out, nil
+}
+
+// hourSet holds a key's ranges sorted by From, with the running maximum of
+// their ends.
+type hourSet struct {
+	from, maxTo []int64
+}
+
+func newHourSet(rs []StepRange) hourSet {
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b StepRange) int { return cmp.Compare(a.From, b.From) })
+	hs := hourSet{from: make([]int64, len(rs)), maxTo: make([]int64, len(rs))}
+	for i, r := range rs {
+		hs.from[i], hs.maxTo[i] = r.From, r.To
+		if i > 0 {
+			hs.maxTo[i] = max(hs.maxTo[i], hs.maxTo[i-1])
+		}
+	}
+	return hs
+}
+
+// has reports whether the hour starting at h lies inside one of the ranges:
+// some range starting at or before h ends after it.
+func (hs hourSet) has(h int64) bool {
+	i := sort.Search(len(hs.from), func(i int) bool { return hs.from[i] > h }) - 1
+	return i >= 0 && hs.maxTo[i] > h
 }
