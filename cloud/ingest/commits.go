@@ -214,6 +214,7 @@ func (w *writer) resolve(ctx context.Context, f *flush) error {
 			it.commit = batchConflict
 			changed = true
 			f.events = append(f.events, conflictEvent(it, crc))
+			f.eventItems = append(f.eventItems, nil)
 		}
 	}
 	if changed {

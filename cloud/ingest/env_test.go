@@ -118,6 +118,7 @@ type envOptions struct {
 	ingest   func(*Config)
 	broker   func(*broker.Config)
 	chAddr   string // ClickHouse address for the ingest (a proxy); default the test server
+	store    func(*store.Options)
 	noIngest bool
 }
 
@@ -128,7 +129,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 	ch := chtest.Addr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	db, err := store.Open(ctx, store.Options{Addr: ch.Addr, User: ch.User, Password: ch.Password, Database: dbName})
+	so := store.Options{Addr: ch.Addr, User: ch.User, Password: ch.Password, Database: dbName}
+	if o.store != nil {
+		o.store(&so)
+	}
+	db, err := store.Open(ctx, so)
 	if err != nil {
 		t.Fatal(err)
 	}

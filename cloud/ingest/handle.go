@@ -36,6 +36,7 @@ type item struct {
 	status  protocol.Status
 	event   protocol.Event
 	store   bool // status: a live change (not the retained copy replayed on subscribe)
+	refused bool // status or event: ClickHouse refused its row (quarantined)
 	arrived time.Time
 }
 

@@ -43,6 +43,16 @@
 // exponential backoff, so memory stays bounded by the window and nothing is
 // acknowledged, and resumes when ClickHouse answers again.
 //
+// # Refused rows
+//
+// Only transient ClickHouse errors are retried. When ClickHouse refuses the
+// data itself (store.Refused: a type mismatch, a failed check), the writer
+// bisects the flush's readings (or events) to the refused rows, stores the
+// rest, keeps the refused rows in store.TableQuarantine with their cause,
+// counts them, and commits and acknowledges the flush, so one poison batch
+// never stalls the stream. Refused rows reach neither the latest values nor
+// the observers.
+//
 // # Observers
 //
 // Observers (the alarm engine) are called after a flush is committed, with
@@ -81,6 +91,7 @@ type Store interface {
 	InsertReadings(ctx context.Context, b *store.ReadingBatch) error
 	InsertEvents(ctx context.Context, rows []store.EventRow) error
 	InsertCommitted(ctx context.Context, rows []store.CommittedBatch) error
+	InsertQuarantine(ctx context.Context, rows []store.QuarantineRow) error
 	CommittedCRCs(ctx context.Context, keys []store.BatchKey) (map[store.BatchKey]uint32, error)
 	MaxCommittedSeqs(ctx context.Context, spaces []store.GatewayEpoch) (map[store.GatewayEpoch]uint64, error)
 	RecentCommitted(ctx context.Context, gateway string, limit int) (uint64, []uint64, error)

@@ -21,6 +21,8 @@ type metrics struct {
 	flushSeconds     prometheus.Histogram
 	unacked          prometheus.Gauge
 	chErrors         prometheus.Counter
+	quarantined      *prometheus.CounterVec // rows ClickHouse refused, by kind and cause
+	refusedWrites    prometheus.Counter
 	connected        prometheus.Gauge
 	connectionLosses prometheus.Counter
 	events           *prometheus.CounterVec // derived presence events by kind
@@ -80,7 +82,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		chErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "plantroom_ingest_clickhouse_errors_total",
-			Help: "Failed ClickHouse inserts (each is retried).",
+			Help: "Failed ClickHouse writes of a flush that are retried (server or network down, timeout, too many parts, …).",
+		}),
+		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plantroom_ingest_quarantined_total",
+			Help: "Readings and events ClickHouse refused (a permanent error, e.g. check_failed, type_mismatch), kept in the quarantine table while the rest of their batches was stored and acknowledged; by kind (reading, event) and cause.",
+		}, []string{"kind", "cause"}),
+		refusedWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plantroom_ingest_clickhouse_refused_writes_total",
+			Help: "Writes of a flush's readings or events that ClickHouse refused (a permanent error), each followed by a search for the refused rows.",
 		}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "plantroom_ingest_mqtt_connected",
@@ -98,7 +108,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.badReadings, m.messages, m.rejectedMessages, m.readings, m.rejectedReadings, m.duplicates,
 			m.batchRows, m.flushSeconds, m.unacked, m.chErrors, m.connected, m.connectionLosses, m.events,
-			m.acks, m.ackErrors, m.reannounced)
+			m.acks, m.ackErrors, m.reannounced, m.quarantined, m.refusedWrites)
 	}
 	return m
 }

@@ -31,10 +31,15 @@ type writer struct {
 
 // flush is the content of one commit.
 type flush struct {
-	rows     store.ReadingBatch
-	events   []store.EventRow
-	items    []*item
-	resolved bool // the batches' commit states are decided (resolve)
+	rows       store.ReadingBatch
+	events     []store.EventRow
+	eventItems []*item // the item of each event row; nil for one resolve derived
+	items      []*item
+	resolved   bool // the batches' commit states are decided (resolve)
+	// Progress of a commit, kept across its retries: readings and events
+	// stored (those refused isolated into quarantine).
+	readingsStored, eventsStored bool
+	quarantine                   []store.QuarantineRow
 }
 
 func newWriter(in *Ingest) *writer {
@@ -72,8 +77,10 @@ func (w *writer) newFlush() *flush {
 func (w *writer) recycle(f *flush) {
 	f.rows.Reset()
 	clear(f.items)
-	f.items, f.events = f.items[:0], f.events[:0]
-	f.resolved = false
+	clear(f.eventItems)
+	f.items, f.events, f.eventItems = f.items[:0], f.events[:0], f.eventItems[:0]
+	f.resolved, f.readingsStored, f.eventsStored = false, false, false
+	f.quarantine = f.quarantine[:0]
 	select {
 	case w.pool <- f:
 	default:
@@ -141,6 +148,7 @@ func (w *writer) append(f *flush, it *item) {
 				Company: g.Company.ID, Project: g.Project.ID, Gateway: g.Gateway.ID, Kind: kind,
 				TS: statusTime(it.status, it.arrived).UnixMilli(), Message: it.status.Reason, Arrived: it.arrived.UnixMilli(),
 			})
+			f.eventItems = append(f.eventItems, it)
 		}
 	case protocol.KindEvents:
 		e := it.event
@@ -153,6 +161,7 @@ func (w *writer) append(f *flush, it *item) {
 			Company: g.Company.ID, Project: g.Project.ID, Gateway: g.Gateway.ID, Device: e.Device, Kind: e.Kind,
 			TS: e.TS, Seq: e.Seq, Message: e.Message, Attrs: attrs, Arrived: it.arrived.UnixMilli(),
 		})
+		f.eventItems = append(f.eventItems, it)
 	}
 }
 
@@ -186,7 +195,9 @@ func (w *writer) commitLoop() {
 }
 
 // commit writes a flush, retrying with capped exponential backoff until it
-// succeeds (true) or the ingest gives up at shutdown (false).
+// succeeds (true) or the ingest gives up at shutdown (false). Only
+// transient errors are retried: rows ClickHouse refuses (store.Refused) are
+// isolated into the quarantine and the rest of the flush is committed.
 func (w *writer) commit(f *flush) bool {
 	start := time.Now()
 	backoff := 100 * time.Millisecond
@@ -200,6 +211,7 @@ func (w *writer) commit(f *flush) bool {
 				// from now, so the outage raises no device alarms.
 				w.in.presence.Resume(time.Now())
 			}
+			w.quarantined(f)
 			w.in.metrics.flushSeconds.Observe(time.Since(start).Seconds())
 			w.in.metrics.batchRows.Observe(float64(f.rows.Len()))
 			return true
@@ -226,19 +238,51 @@ func (w *writer) commit(f *flush) bool {
 const insertTimeout = 30 * time.Second
 
 func (w *writer) insert(f *flush) error {
-	ctx, cancel := context.WithTimeout(w.abortCtx, insertTimeout)
-	defer cancel()
-	if err := w.resolve(ctx, f); err != nil {
+	if err := w.call(func(ctx context.Context) error { return w.resolve(ctx, f) }); err != nil {
 		return err
 	}
-	if err := w.in.cfg.Store.InsertReadings(ctx, &f.rows); err != nil {
-		return err
+	if !f.readingsStored {
+		if err := w.storeReadings(f); err != nil {
+			return err
+		}
+		f.readingsStored = true
 	}
-	if err := w.in.cfg.Store.InsertEvents(ctx, f.events); err != nil {
-		return err
+	if !f.eventsStored {
+		if err := w.storeEvents(f); err != nil {
+			return err
+		}
+		f.eventsStored = true
 	}
-	// Marked committed only once the readings are stored.
-	return w.in.cfg.Store.InsertCommitted(ctx, f.marks(time.Now(), w.in.cfg.withoutCommitAcks))
+	// Marked committed only once the readings are stored, or quarantined.
+	return w.call(func(ctx context.Context) error {
+		if err := w.in.cfg.Store.InsertQuarantine(ctx, f.quarantine); err != nil {
+			return err
+		}
+		return w.in.cfg.Store.InsertCommitted(ctx, f.marks(time.Now(), w.in.cfg.withoutCommitAcks))
+	})
+}
+
+// quarantined counts a committed flush's quarantined rows and logs the
+// first refusal of each kind and cause.
+func (w *writer) quarantined(f *flush) {
+	if len(f.quarantine) == 0 {
+		return
+	}
+	type key struct{ kind, cause string }
+	n := map[key]int{}
+	for _, r := range f.quarantine {
+		k := key{r.Kind, r.Cause}
+		if n[k] == 0 && w.in.rejects.first("quarantine/"+r.Kind+"/"+r.Cause) {
+			w.in.log.Error("ClickHouse refused rows (a permanent error): stored the rest of the flush, moved the refused rows to the quarantine table and acknowledged their batches; further refusals of this cause are only counted",
+				"kind", r.Kind, "cause", r.Cause, "gateway", r.Gateway, "epoch", r.Epoch, "seq", r.Seq,
+				"device", r.Device, "metric", r.Metric, "ts_ms", r.TS, "value", r.Value, "error", r.Error,
+				"table", store.TableQuarantine, "metric_name", "plantroom_ingest_quarantined_total")
+		}
+		n[k]++
+	}
+	for k, c := range n {
+		w.in.metrics.quarantined.WithLabelValues(k.kind, k.cause).Add(float64(c))
+	}
 }
 
 // committed updates the caches, acknowledges the flush's messages in
@@ -255,11 +299,17 @@ func (w *writer) committed(f *flush) {
 			in.latest.addBatch(rs)
 			markSeen(in.presence, rs)
 		case protocol.KindEvents:
+			if it.refused {
+				continue
+			}
 			switch e := it.event; e.Kind {
 			case protocol.EventDeviceOffline, protocol.EventDeviceOnline:
 				in.presence.reach(e.Device, e.Kind == protocol.EventDeviceOffline, time.UnixMilli(e.TS))
 			}
 		case protocol.KindStatus:
+			if it.refused {
+				continue
+			}
 			s := it.status
 			online := s.State == protocol.StateOnline
 			if g, _ := in.presence.Gateway(s.Gateway); !it.store && g.Known && g.Online == online {
@@ -279,12 +329,21 @@ func (w *writer) committed(f *flush) {
 		}
 	}
 	in.sendAcks()
-	in.metrics.readings.Add(float64(f.rows.Len()))
+	stored := f.rows.Len()
+	for _, q := range f.quarantine {
+		if q.Kind == store.QuarantineReading {
+			stored--
+		}
+	}
+	in.metrics.readings.Add(float64(stored))
 	obs := in.observerList()
 	if len(obs) == 0 {
 		return
 	}
 	for _, it := range f.items {
+		if it.refused {
+			continue
+		}
 		for _, o := range obs {
 			switch it.kind {
 			case protocol.KindTelemetry:

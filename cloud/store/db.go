@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -24,6 +25,10 @@ type Options struct {
 	DialTimeout, ReadTimeout time.Duration
 	// MaxOpenConns bounds the connection pool (default 8).
 	MaxOpenConns int
+	// MonthsPerInsert bounds the months one INSERT of readings spans (see
+	// InsertReadings); 0 means MaxMonthsPerInsert. Either is lowered to
+	// fit the server's max_partitions_per_insert_block.
+	MonthsPerInsert int
 }
 
 // DefaultDatabase is the database used when Options.Database is empty.
@@ -44,6 +49,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxOpenConns == 0 {
 		o.MaxOpenConns = 8
+	}
+	if o.MonthsPerInsert <= 0 {
+		o.MonthsPerInsert = MaxMonthsPerInsert
 	}
 	return o
 }
@@ -68,6 +76,9 @@ type DB struct {
 	conn   driver.Conn
 	server Server
 	opts   Options
+	// monthsPerInsert bounds the months one INSERT of readings touches
+	// (see InsertReadings).
+	monthsPerInsert int
 }
 
 // Open connects to ClickHouse, detects the server version and creates the
@@ -97,7 +108,33 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{conn: conn, server: s, opts: o}, nil
+	months, err := monthsPerInsert(ctx, conn, o.MonthsPerInsert)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &DB{conn: conn, server: s, opts: o, monthsPerInsert: months}, nil
+}
+
+// monthsPerInsert is months, or less when the server's
+// max_partitions_per_insert_block is set below twice that (the setting
+// exists since 19.x; 0 there means no limit).
+func monthsPerInsert(ctx context.Context, conn driver.Conn, months int) (int, error) {
+	rows, err := conn.Query(ctx, "SELECT value FROM system.settings WHERE name = 'max_partitions_per_insert_block'")
+	if err != nil {
+		return 0, fmt.Errorf("cannot read max_partitions_per_insert_block: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return 0, fmt.Errorf("cannot read max_partitions_per_insert_block: %w", err)
+		}
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			months = min(months, max(1, n/2))
+		}
+	}
+	return months, rows.Err()
 }
 
 func dial(ctx context.Context, o Options, db string) (driver.Conn, error) {

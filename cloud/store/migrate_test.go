@@ -57,7 +57,7 @@ func TestMigrateReadingsSchemaTwice(t *testing.T) {
 	if err := db.Migrate(ctx); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
-	if got, want := tableNames(t, db), "committed_batches,events,readings,readings_hourly,readings_hourly_mv,schema_migrations"; got != want {
+	if got, want := tableNames(t, db), "committed_batches,events,quarantine,readings,readings_hourly,readings_hourly_mv,schema_migrations"; got != want {
 		t.Errorf("tables = %s, want %s", got, want)
 	}
 	var n uint64

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/plantroom/plantroom/protocol"
@@ -42,12 +43,108 @@ func (b *ReadingBatch) Reset() {
 	b.TS, b.Value, b.Quality, b.Seq = b.TS[:0], b.Value[:0], b.Quality[:0], b.Seq[:0]
 }
 
-// InsertReadings writes the batch in one INSERT. Inserting rows that are
-// already stored is harmless (see the package doc).
+// Slice is rows lo … hi-1 of the batch, sharing its storage.
+func (b *ReadingBatch) Slice(lo, hi int) ReadingBatch {
+	return ReadingBatch{
+		Company: b.Company[lo:hi], Project: b.Project[lo:hi], Gateway: b.Gateway[lo:hi],
+		Device: b.Device[lo:hi], Metric: b.Metric[lo:hi], TS: b.TS[lo:hi],
+		Value: b.Value[lo:hi], Quality: b.Quality[lo:hi], Seq: b.Seq[lo:hi],
+	}
+}
+
+// MaxMonthsPerInsert bounds the months (partitions of readings and of the
+// hourly roll-up) one INSERT of InsertReadings touches: half of ClickHouse's
+// default max_partitions_per_insert_block (100, since 19.x; the server
+// refuses a block over it). Half, because a month of readings can give
+// hours of the month before to the roll-up in a time zone whose offset is
+// not a whole hour.
+const MaxMonthsPerInsert = 50
+
+// InsertReadings writes the batch, in one INSERT per group of at most
+// MaxMonthsPerInsert months (fewer when the server's
+// max_partitions_per_insert_block is below 100; months in the server's time
+// zone, as the partition key counts them), so a batch spanning years is never refused for its
+// partitions. Inserting rows that are already stored is harmless (see the
+// package doc), so a failure after some groups were written is retried as a
+// whole.
 func (db *DB) InsertReadings(ctx context.Context, b *ReadingBatch) error {
 	if b.Len() == 0 {
 		return nil
 	}
+	groups := monthGroups(b.TS, db.timezone(), db.monthsPerInsert)
+	if groups == nil {
+		return db.insertReadings(ctx, b)
+	}
+	for _, g := range groups {
+		part := b.pick(g)
+		if err := db.insertReadings(ctx, &part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// timezone is the server's time zone, which its toYYYYMM uses.
+func (db *DB) timezone() *time.Location {
+	if v, err := db.conn.ServerVersion(); err == nil && v.Timezone != nil {
+		return v.Timezone
+	}
+	return time.UTC
+}
+
+// monthGroups returns the row indexes of ts in groups that each span at
+// most limit calendar months of loc, in month order; nil when all rows fit
+// one group.
+func monthGroups(ts []int64, loc *time.Location, limit int) [][]int {
+	month := func(ms int64) int {
+		t := time.UnixMilli(ms).In(loc)
+		return t.Year()*12 + int(t.Month())
+	}
+	rows := map[int][]int{}
+	for i, ms := range ts {
+		m := month(ms)
+		rows[m] = append(rows[m], i)
+	}
+	limit = max(1, limit)
+	if len(rows) <= limit {
+		return nil
+	}
+	months := make([]int, 0, len(rows))
+	for m := range rows {
+		months = append(months, m)
+	}
+	slices.Sort(months)
+	var out [][]int
+	for len(months) > 0 {
+		n := min(limit, len(months))
+		var g []int
+		for _, m := range months[:n] {
+			g = append(g, rows[m]...)
+		}
+		out = append(out, g)
+		months = months[n:]
+	}
+	return out
+}
+
+// pick copies the rows idx into a new batch.
+func (b *ReadingBatch) pick(idx []int) ReadingBatch {
+	var out ReadingBatch
+	for _, i := range idx {
+		out.Company = append(out.Company, b.Company[i])
+		out.Project = append(out.Project, b.Project[i])
+		out.Gateway = append(out.Gateway, b.Gateway[i])
+		out.Device = append(out.Device, b.Device[i])
+		out.Metric = append(out.Metric, b.Metric[i])
+		out.TS = append(out.TS, b.TS[i])
+		out.Value = append(out.Value, b.Value[i])
+		out.Quality = append(out.Quality, b.Quality[i])
+		out.Seq = append(out.Seq, b.Seq[i])
+	}
+	return out
+}
+
+func (db *DB) insertReadings(ctx context.Context, b *ReadingBatch) error {
 	batch, err := db.conn.PrepareBatch(ctx, "INSERT INTO "+quoteIdent(db.Database())+"."+TableReadings+" ("+ReadingsColumns+")")
 	if err != nil {
 		return fmt.Errorf("cannot insert %d readings: %w", b.Len(), err)

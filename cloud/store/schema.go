@@ -25,7 +25,8 @@ type SchemaOptions struct {
 
 // ReadingsMigrations returns the migrations of the readings schema
 // (component "readings"): raw readings, the hourly roll-up with its
-// materialized view, and the event log.
+// materialized view, the event log and the committed batches; and the
+// quarantine of refused rows (component "quarantine").
 func ReadingsMigrations(o SchemaOptions) []Migration {
 	return []Migration{
 		{Component: ComponentReadings, Version: 1, Name: "readings", Statements: func(s Server, db string) []string {
@@ -34,6 +35,7 @@ func ReadingsMigrations(o SchemaOptions) []Migration {
 		{Component: ComponentReadings, Version: 2, Name: "readings_hourly", Statements: hourlyDDL},
 		{Component: ComponentReadings, Version: 3, Name: "events", Statements: eventsDDL},
 		{Component: ComponentReadings, Version: 4, Name: "committed_batches", Statements: committedDDL},
+		{Component: ComponentQuarantine, Version: 1, Name: "quarantine", Statements: quarantineDDL},
 	}
 }
 

@@ -78,6 +78,28 @@ CREATE TABLE IF NOT EXISTS `plantroom`.committed_batches (
 PARTITION BY tuple()
 ORDER BY (gateway, epoch, seq);
 
+CREATE TABLE IF NOT EXISTS `plantroom`.quarantine (
+    company LowCardinality(String),
+    project LowCardinality(String),
+    gateway LowCardinality(String),
+    epoch UInt64,
+    seq UInt64,
+    kind LowCardinality(String),
+    device String,
+    metric String,
+    ts_ms Int64,
+    value Float64,
+    quality UInt8,
+    message String CODEC(ZSTD(1)),
+    attrs String CODEC(ZSTD(1)),
+    cause LowCardinality(String),
+    error String CODEC(ZSTD(1)),
+    isolated UInt8,
+    quarantined_ms Int64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(toDateTime(intDiv(quarantined_ms, 1000)))
+ORDER BY (company, project, gateway, epoch, seq, kind, device, metric, ts_ms);
+
 CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events` (
     thing_id String,
     n UInt32,

@@ -89,6 +89,31 @@ ORDER BY (gateway, epoch, seq);
 CREATE TABLE IF NOT EXISTS `plantroom`.committed_batches ON CLUSTER `plant` AS `plantroom`.committed_batches_local
 ENGINE = Distributed(`plant`, `plantroom`, committed_batches_local, cityHash64(gateway));
 
+CREATE TABLE IF NOT EXISTS `plantroom`.quarantine_local ON CLUSTER `plant` (
+    company String,
+    project String,
+    gateway String,
+    epoch UInt64,
+    seq UInt64,
+    kind String,
+    device String,
+    metric String,
+    ts_ms Int64,
+    value Float64,
+    quality UInt8,
+    message String,
+    attrs String,
+    cause String,
+    error String,
+    isolated UInt8,
+    quarantined_ms Int64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/plantroom/quarantine_local', '{replica}')
+PARTITION BY toYYYYMM(toDateTime(intDiv(quarantined_ms, 1000)))
+ORDER BY (company, project, gateway, epoch, seq, kind, device, metric, ts_ms);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.quarantine ON CLUSTER `plant` AS `plantroom`.quarantine_local
+ENGINE = Distributed(`plant`, `plantroom`, quarantine_local, cityHash64(company, project, gateway));
+
 CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events_local` ON CLUSTER `plant` (
     thing_id String,
     n UInt32,
