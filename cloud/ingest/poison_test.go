@@ -54,7 +54,7 @@ func TestRefusedRowsQuarantined(t *testing.T) {
 	publish(t, gw, garden.Topic(protocol.KindTelemetry), encode(t, makeBatch("gw-garden-1", 2, start.Add(time.Hour), gardenDevices, 15)))
 	publish(t, tw, tower.Topic(protocol.KindTelemetry), encode(t, makeBatch("gw-tower-1", 1, start, []string{"tower-meter-main"}, 15)))
 
-	e.waitStored(30*time.Second, 58+60+30, e.ingest)
+	e.waitStored(120*time.Second, 58+60+30, e.ingest)
 	waitFor(t, 20*time.Second, "the acks of seq 1 and 2", func() bool { return inbox.covered(1, 1, 2) })
 
 	if n := e.count("SELECT count() FROM readings WHERE value = ?", float64(poisonValue)); n != 0 {
@@ -156,7 +156,7 @@ func TestTransientErrorRetriedNotQuarantined(t *testing.T) {
 	}
 	e.exec("ATTACH TABLE readings")
 	attached = true
-	e.waitStored(30*time.Second, 40, e.ingest)
+	e.waitStored(120*time.Second, 40, e.ingest)
 	waitFor(t, 20*time.Second, "the ack", func() bool { return inbox.covered(1, 1, 1) })
 	if n := e.count("SELECT count() FROM quarantine"); n != 0 {
 		t.Errorf("%d rows quarantined for a transient error", n)
@@ -183,7 +183,7 @@ func TestBatchOverManyMonthsStored(t *testing.T) {
 		b.Readings = append(b.Readings, protocol.Reading{Device: "garden-meter-main", Metric: "energy_import_kwh", TS: ts, Value: float64(m)})
 	}
 	publish(t, gw, garden.Topic(protocol.KindTelemetry), encode(t, b))
-	e.waitStored(60*time.Second, 13, e.ingest)
+	e.waitStored(120*time.Second, 13, e.ingest)
 	waitFor(t, 20*time.Second, "the ack", func() bool { return inbox.covered(1, 1, 1) })
 	if n := e.count("SELECT uniqExact(_partition_id) FROM readings"); n != 13 {
 		t.Errorf("%d partitions, want 13", n)
