@@ -43,7 +43,7 @@ release:
 # PNGs of every console page at laptop and phone widths, from the browser
 # test against a whole system on loopback (needs chromium).
 screenshots:
-	PLANTROOM_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -timeout 15m -run '^TestConsole$$' -v ./cloud/console/browser/
+	PLANTROOM_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -timeout 15m -run '^(TestConsole|TestResidentRepairLoop)$$' -v ./cloud/console/browser/
 
 demo: build
 	bash scripts/demo.sh

@@ -153,6 +153,9 @@ first=$(TZ=Asia/Shanghai date +%Y-%m-01)
 # Who is on duty at garden now (configs/org.yaml): 陈磊 08:00–20:00, 赵强 20:00–08:00.
 hour=$(TZ=Asia/Shanghai date +%-H)
 if ((hour >= 8 && hour < 20)); then tech=tech-garden-1; else tech=tech-garden-2; fi
+# Garden's public repair-request link (the lobby poster's QR code).
+request_link=$API$(curl -fsS -H 'Authorization: Bearer demo-pm-garden' "$API/api/v1/projects/garden/resident-link" | jq -r .path) ||
+    die "cannot read garden's request link; see .data/demo/logs/cloud.log"
 cat <<EOF
 
 Plantroom is running. Open the console:
@@ -166,6 +169,23 @@ Plantroom is running. Open the console:
   pm-tower           demo-pw-pm-tower         滨江商务中心 tower (刘洋, project manager)
   $tech      demo-pw-$tech    garden's alarms and his work orders (on duty now)
   tech-tower-1       demo-pw-tech-tower-1     tower's alarms and his work orders
+
+  The repair loop (a resident reports, the technician on duty fixes, the resident rates):
+  1. As a resident (no account; best on a phone or a narrow window), open garden's request link
+       $request_link
+     choose 电梯 (lift), give a location and what is wrong, optionally a phone number, 提交报修.
+     You land on your private tracking page: keep its address.
+  2. Sign in as $tech / demo-pw-$tech (on duty now), open $API/my: the request is there
+     (reload); press 接单 (accept), 开始处理 (start), 已解决 (resolve), each with a note if you like.
+  3. Reload the tracking page: 已修好 (fixed); give 1–5 stars and a comment, once.
+  4. Sign in as pm-garden / demo-pw-pm-garden: $API/projects/garden/requests lists the
+     requests (phones masked), shows the poster's QR code and rotates the link (the old one stops).
+     Close the order as the manager through the API:
+       curl -s -X POST -H 'Authorization: Bearer demo-pm-garden' -H 'Content-Type: application/json' \\
+            -d '{"to":"closed"}' "$API/api/v1/workorders/<id>/transitions"
+  5. Sign in as hq-admin: the HQ overview's "住户报修与满意度" counts it (requests, response and
+     resolution minutes, satisfaction), the same figures as
+       curl -s -H 'Authorization: Bearer demo-hq-admin' '$API/api/v1/stats/residents?month=$month'
 
   Watch an alarm arrive: sign in as $tech, open $API/alarms, press
   "开启声音和通知" (sound and notifications), then trap a passenger:
