@@ -83,7 +83,7 @@ func (c *Console) requestsPage(w http.ResponseWriter, r *http.Request, sess *Ses
 	if r.URL.Query().Get("rotated") == "1" {
 		notice = "requests.rotated"
 	}
-	c.render(w, r, sess, "requests", &page{Nav: Nav{Active: id}, Notice: notice, Data: &d})
+	c.render(w, r, sess, "requests", &page{L: c.cats.locale(languageOf(r), c.zone(id)), Nav: Nav{Active: id}, Notice: notice, Data: &d})
 }
 
 func (c *Console) rotateLink(w http.ResponseWriter, r *http.Request, sess *Session) {

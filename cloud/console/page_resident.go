@@ -20,6 +20,7 @@ import (
 
 type residentForm struct {
 	Link        string
+	Project     string
 	ProjectName string
 	Categories  []string
 	Limits      struct{ Location, Description, Phone int }
@@ -46,7 +47,7 @@ func (c *Console) residentForm(r *http.Request, link string) (*residentForm, err
 	if err := c.get(r, nil, "/public/requests/"+url.PathEscape(link), &a); err != nil {
 		return nil, err
 	}
-	f := &residentForm{Link: link, ProjectName: a.ProjectName, Categories: a.Categories}
+	f := &residentForm{Link: link, Project: a.Project, ProjectName: a.ProjectName, Categories: a.Categories}
 	f.Limits.Location, f.Limits.Description, f.Limits.Phone = a.Limits.Location, a.Limits.Description, a.Limits.Phone
 	return f, nil
 }
@@ -68,7 +69,7 @@ func (c *Console) requestPage(w http.ResponseWriter, r *http.Request, sess *Sess
 		c.failResident(w, r, sess, err, "resident.link_gone")
 		return
 	}
-	c.render(w, r, sess, "request", &page{Data: f})
+	c.render(w, r, sess, "request", &page{L: c.cats.locale(languageOf(r), c.zone(f.Project)), Data: f})
 }
 
 func (c *Console) submitRequest(w http.ResponseWriter, r *http.Request, sess *Session) {
@@ -123,6 +124,7 @@ func retryMinutes(msg string) int {
 
 type trackView struct {
 	Token       string
+	Project     string    `json:"project"`
 	ProjectName string    `json:"project_name"`
 	Category    string    `json:"category"`
 	Location    string    `json:"location"`
@@ -174,7 +176,8 @@ func (c *Console) showTrack(w http.ResponseWriter, r *http.Request, sess *Sessio
 			notice = "track.thanks"
 		}
 	}
-	c.render(w, r, sess, "track", &page{Status: status, Notice: notice, Data: &t})
+	// Times in the project's own zone, as its residents read them.
+	c.render(w, r, sess, "track", &page{L: c.cats.locale(languageOf(r), c.zone(t.Project)), Status: status, Notice: notice, Data: &t})
 }
 
 func (c *Console) rateRequest(w http.ResponseWriter, r *http.Request, sess *Session) {

@@ -206,6 +206,7 @@ func StatusOf(state string) string {
 
 // Tracking is what the tracking token shows the resident.
 type Tracking struct {
+	Project     string    `json:"project"`
 	ProjectName string    `json:"project_name"`
 	Category    string    `json:"category"`
 	Location    string    `json:"location"`
@@ -579,7 +580,7 @@ func (s *Service) Track(token string) (Tracking, error) {
 	if r == nil {
 		return Tracking{}, fmt.Errorf("cannot find the tracked request: %w", ErrNotFound)
 	}
-	t := Tracking{Category: req.Category, Location: req.Location, Description: req.Description,
+	t := Tracking{Project: req.Project, Category: req.Category, Location: req.Location, Description: req.Description,
 		Phone: MaskPhone(req.Phone), SubmittedAt: req.SubmittedAt, Rating: req.Rating, Comment: req.Comment, Status: StatusSubmitted}
 	if _, p, ok := s.cfg.Org.FindProject(req.Project); ok {
 		t.ProjectName = p.Name
