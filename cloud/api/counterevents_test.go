@@ -1,12 +1,15 @@
 package api_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,4 +174,172 @@ func TestCounterWalkThroughClickHouse(t *testing.T) {
 		t.Errorf("data lacks events: %v", n)
 	}
 	t.Logf("July: %v kWh, events %v", r.KWh, got)
+}
+
+// Reports answered from the step summaries stored in counter_steps equal
+// reports worked out from the raw readings alone, and both equal the walk
+// over every raw reading: on a glitchy month (outliers, including first
+// readings of hours whose verdict needs the next reading, falls, jumps, new
+// meters), after history re-sent byte for byte, and after late readings
+// that change hours whose summaries are stored.
+func TestStoredCounterStepsMatchRaw(t *testing.T) {
+	db := openStore(t)
+	bundle := testBundle(t)
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	rng := rand.New(rand.NewPCG(7, 21))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	from := time.Date(2026, 7, 1, 0, 0, 0, 0, sh).UnixMilli()
+	to := time.Date(2026, 8, 1, 0, 0, 0, 0, sh).UnixMilli()
+
+	var all []energy.Point
+	seq := uint64(0)
+	insert := func(pts []energy.Point) {
+		t.Helper()
+		var b store.ReadingBatch
+		for _, p := range pts {
+			seq++
+			b.Add("acme", "p2", "p2-gw", seq, &protocol.Reading{Device: "p2-pump", Metric: "energy_kwh", TS: p.TS, Value: p.V, Quality: protocol.QualityGood})
+		}
+		if err := db.InsertReadings(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every 5 to 15 minutes, 0 to 3 kWh a step (up to 36 kW against the
+	// pump's 22); a glitch in one reading of 40, a new meter or a jump that
+	// stays now and then, and a glitch on the hour (the hour's first
+	// reading) in one hour of 30.
+	ts := time.Date(2026, 6, 30, 20, 0, 0, 0, sh).UnixMilli()
+	end := time.Date(2026, 8, 1, 4, 0, 0, 0, sh).UnixMilli()
+	v := 100.0
+	for ts < end {
+		next := ts + 300_000 + rng.Int64N(600_000)
+		if next/energy.HourMS != ts/energy.HourMS && rng.IntN(30) == 0 {
+			next = next - next%energy.HourMS // the hour's first reading…
+		}
+		ts = next
+		v += rng.Float64() * 3
+		switch rng.IntN(500) {
+		case 0:
+			v += 400
+		case 1:
+			v = rng.Float64()
+		}
+		r := v
+		if ts%energy.HourMS == 0 && rng.IntN(2) == 0 {
+			r = 0 // …reads 0 now and then: an outlier only the next reading tells
+		} else if rng.IntN(40) == 0 {
+			r = []float64{0, v + 1e5, v - 30}[rng.IntN(3)]
+		}
+		all = append(all, energy.Point{TS: ts, V: r})
+	}
+	insert(all)
+
+	report := func(what string) (energy.Monthly, string) {
+		t.Helper()
+		var m energy.Monthly
+		s := newServer(t, bundle, db, nil) // a new readings repository: nothing cached in memory
+		decode(t, call(t, s.Handler(), "acme-admin", http.MethodGet, "/api/v1/projects/p2/energy/monthly?month=2026-07"), &m)
+		js, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := energy.Walk(all, 22, 42949672.96)
+		if want := energy.KWh(c.Between(from, to)); math.Abs(m.KWh-want) > 0.0015 {
+			t.Errorf("%s: July = %v kWh, the walk over every reading gives %v", what, m.KWh, want)
+		}
+		var walked []string
+		for _, e := range c.Events {
+			if e.TS >= from && e.TS < to {
+				walked = append(walked, e.Kind+"@"+time.UnixMilli(e.TS).UTC().Format(time.RFC3339))
+			}
+		}
+		var got []string
+		for _, e := range m.CounterEvents {
+			got = append(got, e.Kind+"@"+e.At.UTC().Format(time.RFC3339))
+		}
+		if g, w := strings.Join(got, " "), strings.Join(walked, " "); g != w {
+			t.Errorf("%s: counter events\n%s\nthe walk:\n%s", what, g, w)
+		}
+		return m, string(js)
+	}
+	stored := func() uint64 {
+		t.Helper()
+		var n uint64
+		if err := db.Conn().QueryRow(ctx, "SELECT count() FROM "+store.TableCounterSteps).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	forget := func() {
+		t.Helper()
+		if err := db.Conn().Exec(ctx, "TRUNCATE TABLE "+store.TableCounterSteps); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// 1. From the raw readings (nothing stored yet), then from the stored
+	// summaries.
+	m, raw := report("raw")
+	if stored() < 500 {
+		t.Fatalf("counter_steps holds %d summaries after a month's report", stored())
+	}
+	kinds := map[string]int{}
+	for _, e := range m.CounterEvents {
+		kinds[e.Kind]++
+	}
+	if kinds[energy.EventOutlier] == 0 || kinds[energy.EventDiscontinuity] == 0 || kinds[energy.EventReplacement] == 0 {
+		t.Fatalf("data lacks events: %v", kinds)
+	}
+	if _, fromTable := report("stored"); fromTable != raw {
+		t.Errorf("from stored summaries:\n%s\nfrom the raw readings:\n%s", fromTable, raw)
+	}
+
+	// 2. A day of history re-sent byte for byte: nothing changes.
+	var day []energy.Point
+	for _, p := range all {
+		if p.TS >= from+10*24*energy.HourMS && p.TS < from+11*24*energy.HourMS {
+			day = append(day, p)
+		}
+	}
+	insert(day)
+	if _, again := report("stored, after a re-sent day"); again != raw {
+		t.Errorf("after a re-sent day:\n%s\nbefore:\n%s", again, raw)
+	}
+
+	// 3. Late readings inside 40 stored hours (some plausible, some
+	// glitches, some on the hour): those hours are worked out again.
+	var late []energy.Point
+	taken := map[int64]bool{}
+	for _, p := range all {
+		taken[p.TS] = true
+	}
+	for len(late) < 40 {
+		i := 1 + rng.IntN(len(all)-2)
+		a, b := all[i], all[i+1]
+		if b.TS-a.TS < 2 || a.TS < from || b.TS >= to {
+			continue
+		}
+		p := energy.Point{TS: a.TS + 1 + rng.Int64N(b.TS-a.TS-1), V: (a.V + b.V) / 2}
+		if taken[p.TS] {
+			continue
+		}
+		taken[p.TS] = true
+		if rng.IntN(3) == 0 {
+			p.V = 0
+		}
+		late = append(late, p)
+		all = append(all, p)
+		slices.SortFunc(all, func(x, y energy.Point) int { return cmp.Compare(x.TS, y.TS) })
+	}
+	insert(late)
+	_, mixed := report("stored, after late readings")
+	forget()
+	_, fresh := report("raw, after late readings")
+	if mixed != fresh {
+		t.Errorf("after late readings, with stored summaries:\n%s\nfrom the raw readings:\n%s", mixed, fresh)
+	}
+	if mixed == raw {
+		t.Error("the late readings changed nothing in the report: the test data does not test the stored summaries")
+	}
 }

@@ -57,19 +57,19 @@ func TestMigrateReadingsSchemaTwice(t *testing.T) {
 	if err := db.Migrate(ctx); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
-	if got, want := tableNames(t, db), "committed_batches,events,quarantine,readings,readings_hourly,readings_hourly_mv,schema_migrations"; got != want {
+	if got, want := tableNames(t, db), "committed_batches,counter_steps,events,quarantine,readings,readings_hourly,readings_hourly_mv,schema_migrations"; got != want {
 		t.Errorf("tables = %s, want %s", got, want)
 	}
 	var n uint64
 	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM schema_migrations FINAL WHERE component = 'readings'").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if n != 4 {
-		t.Errorf("schema_migrations holds %d readings migrations, want 4", n)
+	if n != 5 {
+		t.Errorf("schema_migrations holds %d readings migrations, want 5", n)
 	}
 	v, err := AppliedVersion(ctx, db.Conn(), db.Database(), ComponentReadings)
-	if err != nil || v != 4 {
-		t.Errorf("AppliedVersion = %d, %v; want 4", v, err)
+	if err != nil || v != 5 {
+		t.Errorf("AppliedVersion = %d, %v; want 5", v, err)
 	}
 	// The table has the contracted columns, in order, with their types.
 	rows, err := db.Conn().Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'readings' ORDER BY name", db.Database())

@@ -25,7 +25,8 @@ type SchemaOptions struct {
 
 // ReadingsMigrations returns the migrations of the readings schema
 // (component "readings"): raw readings, the hourly roll-up with its
-// materialized view, the event log and the committed batches; and the
+// materialized view, the event log, the committed batches and the stored
+// counter step summaries; and the
 // quarantine of refused rows (component "quarantine").
 func ReadingsMigrations(o SchemaOptions) []Migration {
 	return []Migration{
@@ -35,6 +36,7 @@ func ReadingsMigrations(o SchemaOptions) []Migration {
 		{Component: ComponentReadings, Version: 2, Name: "readings_hourly", Statements: hourlyDDL},
 		{Component: ComponentReadings, Version: 3, Name: "events", Statements: eventsDDL},
 		{Component: ComponentReadings, Version: 4, Name: "committed_batches", Statements: committedDDL},
+		{Component: ComponentReadings, Version: 5, Name: "counter_steps", Statements: counterStepsDDL},
 		{Component: ComponentQuarantine, Version: 1, Name: "quarantine", Statements: quarantineDDL},
 	}
 }

@@ -63,14 +63,14 @@ func (c *stepCache) put(k stepKey, row energy.Hour, st energy.HourSteps) {
 }
 
 // Steps implements energy.Readings: the summaries of hours already known
-// come from the cache, the others from CounterSteps over their raw
-// readings. A summary is kept only when it counted the readings the
-// roll-up row counts (a reading arriving between the two reads is not
-// cached half-seen).
+// come from the cache, then from the table counter_steps, and the others
+// from CounterSteps over their raw readings (then stored in both). A
+// summary is kept only when it counted the readings the roll-up row counts
+// (a reading arriving between the two reads is not kept half-seen), and is
+// used only for exactly the roll-up row it was worked out for.
 func (s *Readings) Steps(ctx context.Context, w energy.Where, hours map[energy.Key][]energy.Hour) (map[energy.Key][]energy.HourSteps, error) {
 	out := map[energy.Key][]energy.HourSteps{}
 	asked := map[stepKey]energy.Hour{}
-	var ranges []StepRange
 	for k, hs := range hours {
 		for _, h := range hs {
 			sk := stepKey{w.Company, k.Device, k.Metric, h.Hour}
@@ -79,6 +79,24 @@ func (s *Readings) Steps(ctx context.Context, w energy.Where, hours map[energy.K
 				continue
 			}
 			asked[sk] = h
+		}
+	}
+	stored, err := s.storedSteps(ctx, w.Company, asked)
+	if err != nil {
+		return nil, err
+	}
+	var ranges []StepRange
+	for k, hs := range hours {
+		for _, h := range hs {
+			sk := stepKey{w.Company, k.Device, k.Metric, h.Hour}
+			if _, ok := asked[sk]; !ok {
+				continue
+			}
+			if st, ok := stored[sk]; ok {
+				s.steps.put(sk, h, st)
+				out[k] = append(out[k], st)
+				continue
+			}
 			if n := len(ranges); n > 0 && ranges[n-1].Device == k.Device && ranges[n-1].Metric == k.Metric && ranges[n-1].To == h.Hour {
 				ranges[n-1].To = h.Hour + energy.HourMS
 			} else {
@@ -91,14 +109,19 @@ func (s *Readings) Steps(ctx context.Context, w energy.Where, hours map[energy.K
 		if err != nil {
 			return nil, err
 		}
+		keep := map[stepKey]stepEntry{}
 		for _, r := range rows {
 			k := energy.Key{Device: r.Device, Metric: r.Metric}
 			st := energy.HourSteps{Hour: r.Hour, N: r.N, Falls: r.Falls, NeedKW: r.NeedKW}
 			sk := stepKey{w.Company, r.Device, r.Metric, r.Hour}
 			if h, ok := asked[sk]; ok && h.N > 0 && h.N == r.N {
 				s.steps.put(sk, h, st)
+				keep[sk] = stepEntry{row: h, st: st}
 			}
 			out[k] = append(out[k], st)
+		}
+		if err := s.storeSteps(ctx, keep); err != nil {
+			return nil, err
 		}
 	}
 	for k, sts := range out {

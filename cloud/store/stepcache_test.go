@@ -3,6 +3,7 @@ package store
 import (
 	"math"
 	"testing"
+	"time"
 
 	"github.com/plantroom/plantroom/cloud/energy"
 	"github.com/plantroom/plantroom/protocol"
@@ -74,5 +75,41 @@ func TestCounterStepsAndTheirCache(t *testing.T) {
 	st = steps()
 	if st[0].N != 4 || !st[0].Falls || st[0].NeedKW < 500 {
 		t.Errorf("after a late reading: %+v", st[0])
+	}
+
+	// Another process (an empty cache) reads the stored summaries: a
+	// summary planted in the table for the hour's current roll-up row,
+	// stored after the real one, comes back.
+	hours, err := r.Hours(ctx, w, []energy.Key{k}, h0, h0+2*energy.HourMS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := map[stepKey]stepEntry{{"acme", "m1", "energy_kwh", h0}: {row: hours[k][0], st: energy.HourSteps{Hour: h0, N: 4, NeedKW: -7}}}
+	time.Sleep(2 * time.Millisecond) // computed_ms after the real row's
+	if err := r.storeSteps(ctx, planted); err != nil {
+		t.Fatal(err)
+	}
+	r = db.Readings()
+	if st := steps(); st[0].NeedKW != -7 || st[0].Falls || !st[1].Falls {
+		t.Errorf("a new repository did not answer from counter_steps: %+v", st)
+	}
+	if n := len(r.steps.m); n != 2 {
+		t.Errorf("%d summaries cached from the table, want 2", n)
+	}
+	// A summary stored for another state of the hour is not used: another
+	// late reading changes the row, and the answer is worked out again
+	// from the raw readings (and stored for the next repository).
+	insert(energy.Point{TS: h0 + 30*min, V: 151})
+	r = db.Readings()
+	if st := steps(); st[0].N != 5 || !st[0].Falls || st[0].NeedKW < 500 {
+		t.Errorf("after a second late reading: %+v", st[0])
+	}
+	r = db.Readings()
+	if st := steps(); st[0].N != 5 || !st[0].Falls || st[0].NeedKW < 500 {
+		t.Errorf("stored after the second late reading: %+v", st[0])
+	}
+	var stored uint64
+	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM counter_steps WHERE device = 'm1' AND hour_ms = ? AND n = 5", h0).Scan(&stored); err != nil || stored != 1 {
+		t.Errorf("counter_steps holds %d rows of the hour's new state (%v), want 1", stored, err)
 	}
 }

@@ -77,6 +77,24 @@ CREATE TABLE IF NOT EXISTS `plantroom`.committed_batches (
 PARTITION BY tuple()
 ORDER BY (gateway, epoch, seq);
 
+CREATE TABLE IF NOT EXISTS `plantroom`.counter_steps (
+    company String,
+    device String,
+    metric String,
+    hour_ms Int64,
+    n Int64,
+    first_ts Int64,
+    last_ts Int64,
+    first_v Float64,
+    last_v Float64,
+    fell UInt8,
+    falls UInt8,
+    need_kw Float64,
+    computed_ms Int64
+) ENGINE = ReplacingMergeTree(computed_ms)
+PARTITION BY toYYYYMM(toDateTime(intDiv(hour_ms, 1000)))
+ORDER BY (company, device, metric, hour_ms);
+
 CREATE TABLE IF NOT EXISTS `plantroom`.quarantine (
     company String,
     project String,

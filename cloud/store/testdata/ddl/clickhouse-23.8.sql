@@ -77,6 +77,24 @@ CREATE TABLE IF NOT EXISTS `plantroom`.committed_batches (
 PARTITION BY tuple()
 ORDER BY (gateway, epoch, seq);
 
+CREATE TABLE IF NOT EXISTS `plantroom`.counter_steps (
+    company LowCardinality(String),
+    device String CODEC(ZSTD(1)),
+    metric LowCardinality(String),
+    hour_ms Int64 CODEC(Delta, ZSTD(1)),
+    n Int64,
+    first_ts Int64 CODEC(Delta, ZSTD(1)),
+    last_ts Int64 CODEC(Delta, ZSTD(1)),
+    first_v Float64 CODEC(Gorilla, ZSTD(1)),
+    last_v Float64 CODEC(Gorilla, ZSTD(1)),
+    fell UInt8,
+    falls UInt8,
+    need_kw Float64,
+    computed_ms Int64
+) ENGINE = ReplacingMergeTree(computed_ms)
+PARTITION BY toYYYYMM(toDateTime(intDiv(hour_ms, 1000)))
+ORDER BY (company, device, metric, hour_ms);
+
 CREATE TABLE IF NOT EXISTS `plantroom`.quarantine (
     company LowCardinality(String),
     project LowCardinality(String),

@@ -90,6 +90,27 @@ ORDER BY (gateway, epoch, seq);
 CREATE TABLE IF NOT EXISTS `plantroom`.committed_batches ON CLUSTER `plant` AS `plantroom`.committed_batches_local
 ENGINE = Distributed(`plant`, `plantroom`, committed_batches_local, cityHash64(gateway));
 
+CREATE TABLE IF NOT EXISTS `plantroom`.counter_steps_local ON CLUSTER `plant` (
+    company LowCardinality(String),
+    device String CODEC(ZSTD(1)),
+    metric LowCardinality(String),
+    hour_ms Int64 CODEC(Delta, ZSTD(1)),
+    n Int64,
+    first_ts Int64 CODEC(Delta, ZSTD(1)),
+    last_ts Int64 CODEC(Delta, ZSTD(1)),
+    first_v Float64 CODEC(Gorilla, ZSTD(1)),
+    last_v Float64 CODEC(Gorilla, ZSTD(1)),
+    fell UInt8,
+    falls UInt8,
+    need_kw Float64,
+    computed_ms Int64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/plantroom/counter_steps_local', '{replica}', computed_ms)
+PARTITION BY toYYYYMM(toDateTime(intDiv(hour_ms, 1000)))
+ORDER BY (company, device, metric, hour_ms);
+
+CREATE TABLE IF NOT EXISTS `plantroom`.counter_steps ON CLUSTER `plant` AS `plantroom`.counter_steps_local
+ENGINE = Distributed(`plant`, `plantroom`, counter_steps_local, cityHash64(company, device));
+
 CREATE TABLE IF NOT EXISTS `plantroom`.quarantine_local ON CLUSTER `plant` (
     company LowCardinality(String),
     project LowCardinality(String),
