@@ -76,6 +76,8 @@ type Server struct {
 	routes []RouteInfo
 	// templates are the paths of every route (metric labels).
 	templates map[string]struct{}
+	// forwarded are the routes another replica may serve (Forward).
+	forwarded map[string]Owner
 	started   bool
 	stopped   bool
 	srv       *http.Server
@@ -149,7 +151,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = cfg.ipExtractor()
-	e.Use(requestIDs(), s.observe, recoverPanic(), limitBody(cfg.BodyLimit), s.authenticate)
+	e.Use(requestIDs(), s.observe, recoverPanic(), limitBody(cfg.BodyLimit), s.authenticate, s.forward)
 	e.GET(pathHealth, func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET(pathReady, s.ready)
 	e.GET(pathMetrics, echo.WrapHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))

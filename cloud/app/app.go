@@ -192,6 +192,16 @@ func (a *App) ingestMQTT(internalPW string) (ingest.MQTTConfig, error) {
 	return mq, nil
 }
 
+// ExternalBroker is how this process reaches broker.external (URL,
+// credentials, TLS), for the parts that share it with the ingest (the
+// alarm lease).
+func (a *App) ExternalBroker() (ingest.MQTTConfig, error) {
+	if a.Config.Broker.External.URL == "" {
+		return ingest.MQTTConfig{}, errors.New("no broker.external configured")
+	}
+	return a.ingestMQTT("")
+}
+
 // loopback turns a listen address into one to dial: an unspecified host
 // becomes 127.0.0.1.
 func loopback(listen string) string {

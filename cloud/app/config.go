@@ -47,6 +47,9 @@ type Config struct {
 	Broker     Broker     `yaml:"broker"`
 	Ingest     Ingest     `yaml:"ingest"`
 	ClickHouse ClickHouse `yaml:"clickhouse"`
+	// Alarms says which process owns the alarm engine and the work-order
+	// desk.
+	Alarms Alarms `yaml:"alarms"`
 	// API is the api component's section, defined by package api.
 	API api.Config `yaml:"api"`
 	// Console is the web console's section, defined by package console; it
@@ -58,6 +61,33 @@ type Config struct {
 	// Residents limits residents' repair requests (package resident):
 	// per_address and per_project requests within window.
 	Residents resident.Limits `yaml:"residents"`
+}
+
+// Alarm ownership modes (see docs/cloud.md, "Who owns alarms and work
+// orders").
+const (
+	// AlarmsLocal: the process that runs the ingest runs the engine and
+	// the desk itself (one such process per deployment).
+	AlarmsLocal = "local"
+	// AlarmsLease: one process at a time owns them, through a lease on the
+	// external broker; the others forward to it.
+	AlarmsLease = "lease"
+)
+
+// Alarms configures the ownership of alarm evaluation and work orders.
+type Alarms struct {
+	// Owner is "local" (default) or "lease".
+	Owner string `yaml:"owner"`
+	// Advertise is this process's API as the other replicas reach it
+	// (http://host:port), told to them while this process owns the lease;
+	// default api.listen, with 127.0.0.1 for an unspecified host.
+	Advertise string `yaml:"advertise"`
+	// LeaseClientID is the MQTT session that is the lease (default
+	// "<broker.external.username>-alarms"); the same in every process.
+	LeaseClientID string `yaml:"lease_client_id"`
+	// SLACheckInterval is how often the owner checks work orders' SLA due
+	// times (default 30s).
+	SLACheckInterval config.Duration `yaml:"sla_check_interval"`
 }
 
 // Log configures the process log (on stderr).

@@ -81,6 +81,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		ClickHouse: ClickHouse{Addr: "localhost", Database: "plant-room", TTLDays: -1},
 		API:        api.Config{Listen: "8080"},
 		Photos:     photo.Config{MaxBytes: 100},
+		Alarms:     Alarms{Owner: "elected", SLACheckInterval: config.D(-time.Second)},
 	}
 	err := validate(c)
 	var ve *config.ValidationError
@@ -99,10 +100,25 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		"ingest.max_future_skew: must be between", `clickhouse.addr: want host:port, got "localhost"`,
 		`clickhouse.database: invalid name "plant-room"`, "clickhouse.ttl_days: must be >= 0", `api.listen: invalid address "8080"`,
 		"photos.max_bytes: must be at least 1024 bytes, got 100",
+		`alarms.owner: unknown mode "elected"`, "alarms.sla_check_interval: must be >= 0",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing problem %q in:\n%v", want, err)
 		}
+	}
+	// The lease lives on the external broker; the advertised API must be a URL.
+	c = &Config{Org: "o", Tariffs: "t", Templates: "d", Components: []string{"broker", "ingest", "api"}, Alarms: Alarms{Owner: AlarmsLease, Advertise: "10.0.0.1:8080"}}
+	if err := validate(c); err == nil || !strings.Contains(err.Error(), "alarms.owner: lease: needs broker.external") ||
+		!strings.Contains(err.Error(), `alarms.advertise: want http://host:port, got "10.0.0.1:8080"`) {
+		t.Errorf("lease without broker.external: %v", err)
+	}
+	c = &Config{Org: "o", Tariffs: "t", Templates: "d", Components: []string{"ingest", "api"}, API: api.Config{Listen: "0.0.0.0:8081"},
+		Broker: Broker{External: External{URL: "tcp://10.0.0.10:1883", Username: "plantroom-ingest"}}, Alarms: Alarms{Owner: AlarmsLease}}
+	if err := validate(c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Alarms.LeaseClientID != "plantroom-ingest-alarms" || c.Alarms.Advertise != "http://127.0.0.1:8081" {
+		t.Errorf("lease defaults: %+v", c.Alarms)
 	}
 	// Without the embedded broker, the ingest needs the external URL.
 	c = &Config{Org: "o", Tariffs: "t", Templates: "d", Components: []string{"ingest"}}

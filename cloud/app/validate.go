@@ -66,6 +66,7 @@ func (c *Config) Validate(p *config.Problems) {
 	if c.API.Listen == "" {
 		c.API.Listen = DefaultAPIListen
 	}
+	c.validateAlarms(p)
 	c.API.Validate(p, "api")
 	c.Console.Validate(p, "console")
 	c.Photos.Validate(p, "photos")
@@ -253,4 +254,36 @@ func checkFilter(p *config.Problems, path, f string) {
 func isSHA256(h string) bool {
 	hex, ok := strings.CutPrefix(h, "sha256:")
 	return ok && len(hex) == 64 && strings.Trim(hex, "0123456789abcdef") == ""
+}
+
+func (c *Config) validateAlarms(p *config.Problems) {
+	a := &c.Alarms
+	switch a.Owner {
+	case "":
+		a.Owner = AlarmsLocal
+	case AlarmsLocal:
+	case AlarmsLease:
+		if !c.Has(ComponentIngest) && !c.Has(ComponentAPI) {
+			p.Addf("alarms.owner", "lease: needs the ingest or the api component in this process")
+		}
+		if c.Broker.External.URL == "" {
+			p.Addf("alarms.owner", "lease: needs broker.external (the lease is a session on the shared broker)")
+		}
+		if a.LeaseClientID == "" && c.Broker.External.Username != "" {
+			a.LeaseClientID = c.Broker.External.Username + "-alarms"
+		}
+		if c.Has(ComponentAPI) && a.Advertise == "" {
+			a.Advertise = "http://" + loopback(c.API.Listen)
+		}
+		if a.Advertise != "" {
+			if u, err := url.Parse(a.Advertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				p.Addf("alarms.advertise", "want http://host:port, got %q", a.Advertise)
+			}
+		}
+	default:
+		p.Addf("alarms.owner", "unknown mode %q (want %s or %s)", a.Owner, AlarmsLocal, AlarmsLease)
+	}
+	if a.SLACheckInterval.Duration < 0 {
+		p.Addf("alarms.sla_check_interval", "must be >= 0, got %s", a.SLACheckInterval)
+	}
 }

@@ -29,19 +29,57 @@ func alarmMigrations() []store.Migration {
 // commits. Their routes join srv when this process also serves the API.
 // Without an ingest here there is nothing to evaluate, so nothing is added.
 func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
+	if a.Config.Alarms.Owner == app.AlarmsLease {
+		return addLeasedAlarms(a, srv, log)
+	}
 	if a.Ingest == nil {
 		return nil
 	}
+	p, err := newAlarmParts(a, log)
+	if err != nil {
+		return err
+	}
+	a.Add("notify", p.notifier) // start order: notifier, desk, residents, engine
+	a.Add("workorders", p.desk)
+	a.Add("residents", p.residents)
+	a.Add("alarms", p.engine)
+	a.AddObserver(p.engine)
+	if srv != nil {
+		srv.Register(p.routes()...)
+	}
+	return nil
+}
+
+// alarmParts are the alarm engine, the work-order desk, the resident
+// requests and the webhooks of one process, built and not started.
+type alarmParts struct {
+	notifier  *notify.Webhooks
+	desk      *workorder.Desk
+	residents *resident.Service
+	engine    *alarm.Engine
+}
+
+// routes are their API routes; p nil gives the same routes without
+// handlers to run (a replica that forwards them to the owner).
+func (p *alarmParts) routes() []api.Route {
+	if p == nil {
+		return slices.Concat(alarmhttp.Routes(nil), workorderhttp.Routes(nil, nil), residenthttp.Routes(nil))
+	}
+	return slices.Concat(alarmhttp.Routes(p.engine), workorderhttp.Routes(p.desk, p.engine), residenthttp.Routes(p.residents))
+}
+
+func newAlarmParts(a *app.App, log *slog.Logger) (*alarmParts, error) {
 	feed := alarm.NewFeed(0, nil)
 	notifier, err := notify.New(notify.Config{Org: &a.Bundle.Org, Logger: log.With("component", "notify"), Registerer: a.Registry})
 	if err != nil {
-		return fmt.Errorf("cannot set up webhooks: %w", err)
+		return nil, fmt.Errorf("cannot set up webhooks: %w", err)
 	}
 	desk, err := workorder.New(workorder.Config{Org: &a.Bundle.Org, Rules: &a.Bundle.Rules,
 		Log: workorder.NewClickHouseLog(a.DB.Conn()), Feed: feed, Notifier: notifier,
-		Logger: log.With("component", "workorders"), Registerer: a.Registry})
+		Logger: log.With("component", "workorders"), Registerer: a.Registry,
+		CheckInterval: a.Config.Alarms.SLACheckInterval.Duration})
 	if err != nil {
-		return fmt.Errorf("cannot set up work orders: %w", err)
+		return nil, fmt.Errorf("cannot set up work orders: %w", err)
 	}
 	alog := alarm.NewClickHouseLog(a.DB.Conn())
 	presence := a.Presence
@@ -56,22 +94,12 @@ func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 		Feed:         feed, Sinks: []alarm.Sink{desk}, Notifier: notifier,
 		Logger: log.With("component", "alarms"), Registerer: a.Registry})
 	if err != nil {
-		return fmt.Errorf("cannot set up alarms: %w", err)
+		return nil, fmt.Errorf("cannot set up alarms: %w", err)
 	}
 	residents, err := resident.New(resident.Config{Org: &a.Bundle.Org, Desk: desk, Log: resident.NewClickHouseLog(a.DB.Conn()),
 		Limits: a.Config.Residents, Logger: log.With("component", "residents")})
 	if err != nil {
-		return fmt.Errorf("cannot set up resident requests: %w", err)
+		return nil, fmt.Errorf("cannot set up resident requests: %w", err)
 	}
-	a.Add("notify", notifier) // start order: notifier, desk, residents, engine
-	a.Add("workorders", desk)
-	a.Add("residents", residents)
-	a.Add("alarms", engine)
-	a.AddObserver(engine)
-	if srv != nil {
-		srv.Register(alarmhttp.Routes(engine)...)
-		srv.Register(workorderhttp.Routes(desk, engine)...)
-		srv.Register(residenthttp.Routes(residents)...)
-	}
-	return nil
+	return &alarmParts{notifier: notifier, desk: desk, residents: residents, engine: engine}, nil
 }
