@@ -31,6 +31,9 @@
 // change. Both are retained, so a device's last announcement is known as
 // soon as the input subscribes. Retained telemetry, handed out on
 // subscription, is of unknown age and is not turned into readings.
+// Availability handled after Stop has begun is ignored: the embedded
+// broker publishes the last will of every device still connected while it
+// shuts down, which is the edge going away, not the devices.
 //
 // # Bad input
 //

@@ -2,6 +2,7 @@ package mqttin
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/plantroom/plantroom/protocol"
@@ -266,4 +268,42 @@ func TestEmbeddedStopWhilePublishing(t *testing.T) {
 	if n := late.Load(); n != 0 {
 		t.Errorf("the sink was called %d times after Stop returned", n)
 	}
+}
+
+// Stopping the embedded broker ends every device's connection, and the
+// broker publishes their last wills while it shuts down: that is the edge
+// going away, not the devices, and no device is reported offline.
+func TestEmbeddedStopIsNoDeviceOutage(t *testing.T) {
+	got := &collector{}
+	in, err := New(embeddedConfig(t), demoDevices(t), Options{Sink: got.sink, OnState: got.state, Log: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Stop)
+	opts := paho.NewClientOptions().AddBroker("tcp://"+in.Addr()).
+		SetClientID(fmt.Sprintf("test-device-%d", clientSeq.Add(1))).
+		SetUsername("devsim").SetPassword("devsim-demo").
+		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(5*time.Second).
+		SetWriteTimeout(2*time.Second).
+		SetWill("tele/garden_garage/LWT", "Offline", 1, true)
+	plug := paho.NewClient(opts)
+	if tok := plug.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("cannot connect the plug: %v", tok.Error())
+	}
+	publish(t, plug, "tele/garden_garage/LWT", true, "Online")
+	waitFor(t, 10*time.Second, "the plug online", func() bool { return got.hasState("garden-plug-1=online") })
+
+	in.Stop()
+	// Stop returns after the broker closed every connection, so the will,
+	// published on the way, has been handled or dropped by now.
+	waitFor(t, 10*time.Second, "the plug to see its connection closed", func() bool { return !plug.IsConnectionOpen() })
+	if s := got.stateLog(); len(s) != 1 {
+		t.Errorf("states %v: the broker's shutdown was reported as a device outage", s)
+	}
+
+	// A will while the broker runs is still an outage:
+	// TestSimulatedLightingDevices (the Shelly made unreachable).
 }

@@ -230,6 +230,12 @@ func (in *Input) handle(topic string, payload []byte, retained bool) {
 		in.fail(d, topic, fmt.Errorf("cannot take message on %q of device %q: %w: %d bytes (max %d)", topic, d.ID, ErrTooLarge, len(payload), MaxPayload))
 		return
 	}
+	if rt.availability && in.stopping() {
+		// The embedded broker fires the last will of every device still
+		// connected while it shuts down: that is the edge going away, not
+		// the devices. Their state is not ours to report any more.
+		return
+	}
 	if rt.availability {
 		online, err := ParseAvailability(payload)
 		if err != nil {
@@ -248,6 +254,16 @@ func (in *Input) handle(topic string, payload []byte, retained bool) {
 	if len(rs) > 0 {
 		in.metrics.readings.WithLabelValues(d.ID).Add(float64(len(rs)))
 		in.opts.Sink(rs)
+	}
+}
+
+// stopping tells whether Stop has begun.
+func (in *Input) stopping() bool {
+	select {
+	case <-in.done:
+		return true
+	default:
+		return false
 	}
 }
 
