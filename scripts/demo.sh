@@ -39,19 +39,37 @@ if ((${#busy[@]})); then
 fi
 
 PIDS=()
+declare -A NAME=() # pid → component name
 STARTED_CH=0
 CLEANED=0
+stop_pids() { # pid…: TERM, then up to 10 s each before KILL
+    local pid
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "$@"; do
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+}
 cleanup() {
     ((CLEANED)) && return
     CLEANED=1
     say "stopping…"
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-    done
+    # The edge agents first: a simulator stopping under a running edge
+    # would be its devices going offline (the MQTT ones say so), and the
+    # next start would show that outage. An edge that stops ignores the
+    # last wills its plant-room broker fires on the way out. Then the
+    # simulators, the cloud last.
+    local pid edges=() rest=() clouds=()
     for pid in "${PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
+        case ${NAME[$pid]} in
+        edge-*) edges+=("$pid") ;;
+        cloud) clouds+=("$pid") ;;
+        *) rest+=("$pid") ;;
+        esac
     done
+    stop_pids "${edges[@]}"
+    stop_pids "${rest[@]}"
+    stop_pids "${clouds[@]}"
     if ((STARTED_CH)); then scripts/clickhouse.sh stop >/dev/null || true; fi
     say "stopped. Data kept in .data/ (make demo again reuses it; rm -rf .data to start over)."
 }
@@ -62,6 +80,7 @@ start() { # name, command…
     local name=$1; shift
     "$@" >"$LOGS/$name.log" 2>&1 &
     PIDS+=($!)
+    NAME[$!]=$name
     say "started $name (pid $!, log .data/demo/logs/$name.log)"
 }
 
