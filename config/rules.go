@@ -186,6 +186,14 @@ type Rule struct {
 	// on one of its members, this rule raises nothing, for as long as its
 	// condition lasts without a break.
 	InhibitedBy []string `yaml:"inhibited_by"`
+	// Escalates names the earlier stages of the same problem (a motor
+	// heating fast, then hot, then tripped): when this rule raises while an
+	// alarm of one of them is active on the same device, that alarm takes
+	// this rule, its severity and its work order (an escalation) instead
+	// of a second alarm being raised; while it is active, the rules it
+	// escalated raise nothing. A rule escalates only rules of a severity
+	// no higher than its own.
+	Escalates []string `yaml:"escalates"`
 }
 
 // RuleWhen is a condition on another metric of the device: one of In, or
@@ -312,6 +320,22 @@ func (f *RuleFile) Validate(p *Problems) {
 				p.Addf(ip, "unknown rule %q", id)
 			}
 		}
+		for ei, id := range r.Escalates {
+			ep := Join(Join(rp, "escalates"), ei)
+			o := f.Rule(id)
+			switch {
+			case id == r.ID:
+				p.Addf(ep, "a rule cannot escalate itself")
+			case o == nil:
+				p.Addf(ep, "unknown rule %q", id)
+			case slices.Contains(o.Escalates, r.ID):
+				p.Addf(ep, "rule %q escalates this rule: escalation goes one way", id)
+			case severityRank(o.Severity) < severityRank(r.Severity):
+				p.Addf(ep, "rule %q is more severe (%s) than this rule (%s): a rule escalates only to a severity at least as high", id, o.Severity, r.Severity)
+			case r.Kind == RuleGatewayOffline || r.Kind == RuleQueueOverflow || o.Kind == RuleGatewayOffline || o.Kind == RuleQueueOverflow:
+				p.Addf(ep, "gateway rules neither escalate nor are escalated")
+			}
+		}
 		if r.For.Duration < 0 || r.MinHold.Duration < 0 {
 			p.Addf(rp, "for and min_hold must be >= 0")
 		}
@@ -321,6 +345,15 @@ func (f *RuleFile) Validate(p *Problems) {
 			}
 		}
 	}
+}
+
+// severityRank is a severity's place in Severities, 0 the most severe;
+// an unknown one ranks last.
+func severityRank(s string) int {
+	if i := slices.Index(Severities, s); i >= 0 {
+		return i
+	}
+	return len(Severities)
 }
 
 // Rule returns the rule with the given id, or nil.

@@ -27,7 +27,11 @@ const (
 	EventRepeat = "repeat" // the condition came back while the alarm was clearing
 	EventUpdate = "update" // a state alarm's code changed while active
 	EventClear  = "clear"  // the condition stayed away for the hold time
-	EventAck    = "ack"    // a person acknowledged the alarm
+	// EventEscalate: a later stage of the same problem (a rule that
+	// escalates the alarm's rule) raised; the alarm took its rule,
+	// severity and work order.
+	EventEscalate = "escalate"
+	EventAck      = "ack" // a person acknowledged the alarm
 )
 
 // CategoryGateway is the category of gateway alarms (offline, queue overflow);

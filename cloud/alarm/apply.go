@@ -17,8 +17,17 @@ func (e *Engine) apply(trs []transition) []Event {
 		t, r, s := tr.t, tr.t.rule, tr.t.subject
 		var a, prev *Alarm
 		from, to := StateActive, StateActive
+		kind, note := tr.kind, ""
 		switch tr.kind {
 		case EventRaise:
+			if low := t.escalating(); low != nil {
+				if t.alarm != nil && t.alarm.State == StateCleared {
+					prev = t.alarm
+				}
+				a, note = e.escalate(t, low, tr.in)
+				kind = EventEscalate
+				break
+			}
 			subj := s.device
 			if subj == "" {
 				subj = s.gateway
@@ -60,7 +69,7 @@ func (e *Engine) apply(trs []transition) []Event {
 		default:
 			panic("BUG: unknown transition " + tr.kind)
 		}
-		ev := Event{Kind: tr.kind, At: msTime(tr.at), From: from, To: to, Value: tr.in.value, ReadingTS: msTime(tr.in.ts)}
+		ev := Event{Kind: kind, At: msTime(tr.at), From: from, To: to, Note: note, Value: tr.in.value, ReadingTS: msTime(tr.in.ts)}
 		if !tr.in.replay {
 			ev.Arrived = tr.in.arrived
 		}
@@ -71,6 +80,22 @@ func (e *Engine) apply(trs []transition) []Event {
 		evs = append(evs, e.record(a, ev))
 	}
 	return evs
+}
+
+// escalate hands the active alarm of tracker low to t, whose rule
+// escalates low's: the alarm takes t's rule, severity and metric, and keeps
+// its work order once it has one. low's condition is held back for as
+// long as it lasts (and while the alarm is active, see inhibit). It
+// returns the alarm and the event's note. e.mu must be held.
+func (e *Engine) escalate(t, low *tracker, in input) (*Alarm, string) {
+	a, r := low.alarm, t.rule
+	note := fmt.Sprintf("%s (%s) → %s (%s)", a.Rule, a.Severity, r.ID, r.Severity)
+	a.Rule, a.RuleName, a.RuleKind, a.Severity, a.Metric = r.ID, r.Name, r.Kind, r.Severity, r.Metric
+	a.WorkOrder = a.WorkOrder || r.WorkOrder != nil
+	a.Value, a.ReadingTS = in.value, msTime(in.ts)
+	low.alarm, low.pendingSince, low.clearingSince, low.away, low.inhibited = nil, 0, 0, false, true
+	t.alarm, t.pendingSince, t.clearingSince, t.away = a, 0, 0, false
+	return a, note
 }
 
 // record numbers an event of alarm a, publishes it and returns it with the
@@ -99,7 +124,7 @@ func (e *Engine) commit(ctx context.Context, evs []Event) {
 		for _, s := range e.cfg.Sinks {
 			s.AlarmEvent(ctx, ev)
 		}
-		if e.cfg.Notifier != nil && (ev.Kind == EventRaise || ev.Kind == EventClear) {
+		if e.cfg.Notifier != nil && (ev.Kind == EventRaise || ev.Kind == EventEscalate || ev.Kind == EventClear) {
 			e.cfg.Notifier.Notify(message(ev))
 		}
 	}

@@ -143,10 +143,11 @@ func (t *tracker) step(in input, raise, clear bool) []transition {
 
 // inhibit reports whether a raise due now is held back: the condition
 // began to be held back earlier and has not broken since, or an alarm of a
-// rule the rule names in inhibited_by is active on the same device, on a
-// group it belongs to or on a member of the group it is.
+// rule the rule names in inhibited_by, or of a rule that escalates it, is
+// active on the same device, on a group it belongs to or on a member of
+// the group it is.
 func (t *tracker) inhibit() bool {
-	ids := t.rule.InhibitedBy
+	ids := t.rule.heldBy
 	if t.inhibited || len(ids) == 0 {
 		return t.inhibited
 	}
@@ -160,6 +161,25 @@ func (t *tracker) inhibit() bool {
 		}
 	}
 	return false
+}
+
+// escalating returns the tracker whose active alarm a raise of t takes
+// over: of the rules t escalates, the one with an active alarm on the same
+// subject (the most severe when there are several), or nil.
+func (t *tracker) escalating() *tracker {
+	if len(t.rule.Escalates) == 0 {
+		return nil
+	}
+	var low *tracker
+	for _, x := range t.subject.trackers {
+		if x == t || !x.active() || !slices.Contains(t.rule.Escalates, x.rule.ID) {
+			continue
+		}
+		if low == nil || slices.Index(config.Severities, x.alarm.Severity) < slices.Index(config.Severities, low.alarm.Severity) {
+			low = x
+		}
+	}
+	return low
 }
 
 // occurred handles a one-off occurrence (a queue overflow): it raises, or

@@ -92,8 +92,11 @@ var severityLabel = map[string]string{"critical": "紧急", "major": "重要", "
 func message(ev Event) notify.Message {
 	a := ev.Alarm
 	verb := "告警 / raised"
-	if ev.Kind == EventClear {
+	switch ev.Kind {
+	case EventClear:
 		verb = "恢复 / cleared"
+	case EventEscalate:
+		verb = "升级 / escalated"
 	}
 	// Rule names come from the rules file and subjects from org.yaml: text
 	// people wrote, escaped like any other in the markdown.

@@ -19,6 +19,9 @@ type boundRule struct {
 	hold time.Duration
 	// wait is how long the condition must hold before the alarm raises.
 	wait time.Duration
+	// heldBy are the rules whose active alarm holds this rule's raise back:
+	// its inhibited_by and the rules that escalate it.
+	heldBy []string
 }
 
 // subject is a device or a gateway with the trackers of the rules bound to it.
@@ -88,7 +91,16 @@ func bindRules(org *config.Org, rules *config.RuleFile, queueQuiet, defaultHold 
 		devices[d.ID] = s
 	}
 	bindGroups(org, rules, devices, hold)
+	escalatedBy := map[string][]string{}
+	for _, r := range rules.Rules {
+		for _, id := range r.Escalates {
+			escalatedBy[id] = append(escalatedBy[id], r.ID)
+		}
+	}
 	for _, s := range devices {
+		for _, t := range s.trackers {
+			t.rule.heldBy = append(slices.Clip(t.rule.InhibitedBy), escalatedBy[t.rule.ID]...)
+		}
 		for _, ts := range s.byMetric {
 			for _, t := range ts {
 				if w := t.rule.When; w != nil {

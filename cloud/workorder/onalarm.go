@@ -27,6 +27,23 @@ func (d *Desk) AlarmEvent(ctx context.Context, ev alarm.Event) {
 		if len(evs) > 0 && !ev.Arrived.IsZero() {
 			d.m.dispatch.Observe(d.cfg.Now().Sub(ev.Arrived).Seconds())
 		}
+	case alarm.EventEscalate:
+		// A later stage of the same problem: the alarm's order, when it
+		// has one, says so and takes the new severity; an alarm that now
+		// asks for an order gets one as at a raise.
+		if w := d.open[d.byAlarm[ev.Alarm.ID]]; w != nil && w.AlarmID == ev.Alarm.ID {
+			if p := priority(ev.Alarm.Severity); p < w.Priority {
+				w.Severity, w.Priority = ev.Alarm.Severity, p
+			}
+			note := fmt.Sprintf("alarm %s escalated: %s", ev.Alarm.ID, ev.Note)
+			d.commit(ctx, []Event{d.record(w, Event{Action: ActionAlarm, At: ev.At, Who: System, From: w.State, Note: note}, w.Assignee)})
+			return
+		}
+		evs := d.onRaise(ev)
+		d.commit(ctx, evs)
+		if len(evs) > 0 && !ev.Arrived.IsZero() {
+			d.m.dispatch.Observe(d.cfg.Now().Sub(ev.Arrived).Seconds())
+		}
 	case alarm.EventClear:
 		id := d.byAlarm[ev.Alarm.ID]
 		if w := d.open[id]; w != nil && w.AlarmID == ev.Alarm.ID {
@@ -36,7 +53,8 @@ func (d *Desk) AlarmEvent(ctx context.Context, ev alarm.Event) {
 	}
 }
 
-// onRaise handles a raise. d.mu must be held.
+// onRaise handles a raise, or an escalation of an alarm without an
+// order. d.mu must be held.
 func (d *Desk) onRaise(ev alarm.Event) []Event {
 	a := ev.Alarm
 	if !a.WorkOrder {
@@ -50,12 +68,18 @@ func (d *Desk) onRaise(ev alarm.Event) []Event {
 		return nil
 	}
 	spec := rule.WorkOrder
+	// The deadline runs from the raise, or from the escalation that
+	// brought the alarm to a rule with an order.
+	raised := a.RaisedAt
+	if ev.Kind == alarm.EventEscalate {
+		raised = ev.At
+	}
 	now := d.cfg.Now().UTC()
 	_, p, ok := d.cfg.Org.FindProject(a.Project)
 	if !ok {
 		return nil
 	}
-	due := slaDue(a.RaisedAt, spec.SLA.Duration, spec.SLAWorkingDay, &d.cfg.Rules.WorkOrders, p.Location)
+	due := slaDue(raised, spec.SLA.Duration, spec.SLAWorkingDay, &d.cfg.Rules.WorkOrders, p.Location)
 	prev := d.orders[d.latest[a.Subject()+"/"+a.Rule]]
 	var follows []Event
 	if prev != nil {
@@ -67,12 +91,12 @@ func (d *Desk) onRaise(ev alarm.Event) []Event {
 			note := fmt.Sprintf("alarm %s raised again (value %v) while the order is open", a.ID, a.Value)
 			return []Event{d.record(prev, Event{Action: ActionAlarm, At: now, Who: System, From: prev.State, Note: note}, prev.Assignee)}
 		case !rule.Safety && prev.State != StateCancelled && spec.ReopenWithin.Duration > 0 && !prev.ResolvedAt.IsZero() &&
-			a.RaisedAt.Sub(prev.ResolvedAt) <= spec.ReopenWithin.Duration:
+			raised.Sub(prev.ResolvedAt) <= spec.ReopenWithin.Duration:
 			d.byAlarm[a.ID] = prev.ID
 			note := fmt.Sprintf("alarm %s raised again %s after the order was resolved (reopen window %s)",
-				a.ID, a.RaisedAt.Sub(prev.ResolvedAt).Round(time.Second), spec.ReopenWithin)
+				a.ID, raised.Sub(prev.ResolvedAt).Round(time.Second), spec.ReopenWithin)
 			from, assignee := prev.State, prev.Assignee
-			prev.State, prev.AlarmID, prev.RaisedAt, prev.SLADue = StateOpen, a.ID, a.RaisedAt, due
+			prev.State, prev.AlarmID, prev.RaisedAt, prev.SLADue = StateOpen, a.ID, raised, due
 			prev.Escalation, prev.Reopened = EscalationNone, prev.Reopened+1
 			prev.AcceptedAt, prev.StartedAt, prev.ResolvedAt, prev.ClosedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 			evs := []Event{d.record(prev, Event{Action: ActionReopen, At: now, Who: System, From: from, Note: note}, assignee)}
@@ -93,7 +117,7 @@ func (d *Desk) onRaise(ev alarm.Event) []Event {
 		ID: "wo-" + a.ID, Company: a.Company, Project: a.Project, Device: a.Subject(), Category: a.Category,
 		Source: SourceAlarm, AlarmID: a.ID, Rule: a.Rule, Title: a.RuleName, Description: alarmDescription(a),
 		Severity: a.Severity, Priority: priority(a.Severity), Skill: spec.Skill, State: StateOpen, CreatedBy: System,
-		OpenedAt: now, RaisedAt: a.RaisedAt, SLADue: due,
+		OpenedAt: now, RaisedAt: raised, SLADue: due,
 	}
 	note := "opened for alarm " + a.ID
 	if prev != nil {
@@ -141,7 +165,11 @@ func newIncident(rule *config.Rule, prev *WorkOrder, ev alarm.Event) bool {
 	if p == nil || p.ID != prev.AlarmID || p.State != alarm.StateCleared || p.ClearedAt.IsZero() {
 		return false
 	}
-	return ev.Alarm.RaisedAt.Sub(p.ClearedAt) > rule.WorkOrder.ReopenWithin.Duration
+	raised := ev.Alarm.RaisedAt
+	if ev.Kind == alarm.EventEscalate {
+		raised = ev.At
+	}
+	return raised.Sub(p.ClearedAt) > rule.WorkOrder.ReopenWithin.Duration
 }
 
 func alarmDescription(a alarm.Alarm) string {
