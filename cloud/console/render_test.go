@@ -23,7 +23,7 @@ func TestPagesRender(t *testing.T) {
 	yes := true
 	alarm := alarmView{ID: "a1", Company: "acme", Project: "garden", Device: "garden-elevator-1", Category: "elevator", RuleName: "困人 <b>", Severity: "critical", State: "active", RaisedAt: now, Count: 2, CanAck: true}
 	order := orderView{ID: "wo-1", Project: "garden", Device: "garden-pump-1", Source: "alarm", Title: "<script>alert(1)</script>", Severity: "critical", State: "assigned", Assignee: "tech-garden-1",
-		OpenedAt: now, SLADue: now.Add(-time.Hour), History: []orderEvent{{Action: "assign", At: now, Who: "system", From: "open", To: "assigned", Note: "note <i>"}}}
+		Follows: "wo-<u>0", OpenedAt: now, SLADue: now.Add(-time.Hour), History: []orderEvent{{Action: "assign", At: now, Who: "system", From: "open", To: "assigned", Note: "note <i>"}}}
 	dev := deviceView{ID: "garden-pump-1", Name: "1号泵", Kind: "pump", Project: "garden", State: "online", LastSeen: &now,
 		Values: map[string]metricValue{"outlet_pressure_bar": {Value: 3.2, Unit: "bar", At: now}, "running": {Value: 1, State: "running"}}}
 	var pv projectView
@@ -79,11 +79,14 @@ func TestPagesRender(t *testing.T) {
 				t.Fatalf("page %s (%s): %v", name, lang, err)
 			}
 			out := b.String()
+			if (name == "project" || name == "device") && !strings.Contains(out, "wo-&lt;u&gt;0") {
+				t.Errorf("page %s (%s) does not show the order the listed order follows", name, lang)
+			}
 			if strings.Contains(out, "⟦") {
 				i := strings.Index(out, "⟦")
 				t.Errorf("page %s (%s) shows a missing catalogue key near %q", name, lang, out[i:min(len(out), i+60)])
 			}
-			if strings.Contains(out, "<script>alert(1)") || strings.Contains(out, "note <i>") || strings.Contains(out, "困人 <b>") || strings.Contains(out, "一号楼 <b>") || strings.Contains(out, "wo-<b>") {
+			if strings.Contains(out, "<script>alert(1)") || strings.Contains(out, "note <i>") || strings.Contains(out, "困人 <b>") || strings.Contains(out, "一号楼 <b>") || strings.Contains(out, "wo-<b>") || strings.Contains(out, "wo-<u>0") {
 				t.Errorf("page %s (%s) shows user text unescaped", name, lang)
 			}
 		}

@@ -71,6 +71,7 @@ type orderView struct {
 	Category   string       `json:"category"`
 	Source     string       `json:"source"`
 	AlarmID    string       `json:"alarm_id"`
+	Follows    string       `json:"follows"` // the earlier incident's order
 	Title      string       `json:"title"`
 	Severity   string       `json:"severity"`
 	Priority   int          `json:"priority"`

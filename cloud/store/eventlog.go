@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,11 @@ type Querier interface {
 // seq (UInt64), at (DateTime: the month partition), at_ms (Int64),
 // company, project and device; a log whose rows name a gateway too
 // (column gateway) finds a gateway's events by Subject.
+//
+// A column added after the table was created carries the version of the
+// migration that adds it (`ch:"follows" since:"2"`): EventLogMigration
+// creates the table without it, EventLogColumnsMigration of that version
+// adds it to tables created before.
 type EventLog[R any] struct {
 	conn    Querier
 	table   string
@@ -43,7 +49,10 @@ type EventLog[R any] struct {
 	timeout time.Duration
 }
 
-type eventColumn struct{ name, typ string }
+type eventColumn struct {
+	name, typ string
+	since     int // migration version that adds the column (1: the table's creation)
+}
 
 // eventColumns reads the columns of row type R; it panics with "BUG:" on
 // a type it cannot store or a missing required column.
@@ -82,11 +91,19 @@ func eventColumns[R any](key string) []eventColumn {
 		if err := checkIdent(name); err != nil {
 			panic(fmt.Sprintf("BUG: event row %s: column %q: %v", t, name, err))
 		}
-		cols = append(cols, eventColumn{name, typ})
+		since := 1
+		if v := f.Tag.Get("since"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				panic(fmt.Sprintf("BUG: event row %s: column %q: since %q is not a migration version", t, name, v))
+			}
+			since = n
+		}
+		cols = append(cols, eventColumn{name, typ, since})
 	}
-	for _, need := range []eventColumn{{key, "String"}, {"n", "UInt32"}, {"seq", "UInt64"}, {"at", "DateTime"},
-		{"at_ms", "Int64"}, {"company", "String"}, {"project", "String"}, {"device", "String"}} {
-		if !slices.Contains(cols, need) {
+	for _, need := range []eventColumn{{key, "String", 1}, {"n", "UInt32", 1}, {"seq", "UInt64", 1}, {"at", "DateTime", 1},
+		{"at_ms", "Int64", 1}, {"company", "String", 1}, {"project", "String", 1}, {"device", "String", 1}} {
+		if !slices.ContainsFunc(cols, func(c eventColumn) bool { return c.name == need.name && c.typ == need.typ && c.since == 1 }) {
 			panic(fmt.Sprintf("BUG: event row %s lacks column %s %s", t, need.name, need.typ))
 		}
 	}
@@ -115,12 +132,15 @@ func NewEventLog[R any](conn Querier, table, key string) *EventLog[R] {
 // ClickHouse 18.16. On a cluster the data lives in a Replicated table
 // <table>_local behind a Distributed table sharded by (company, project),
 // so the copies of one event always meet on one shard.
+// Columns added by a later version (tag since) are left out.
 func EventLogMigration[R any](component string, version int, table, key string) Migration {
 	cols := eventColumns[R](key)
 	return Migration{Component: component, Version: version, Name: table, Statements: func(s Server, db string) []string {
-		defs := make([]string, len(cols))
-		for i, c := range cols {
-			defs[i] = c.name + " " + c.typ
+		var defs []string
+		for _, c := range cols {
+			if c.since <= version {
+				defs = append(defs, c.name+" "+c.typ)
+			}
 		}
 		local, engine := table, "ReplacingMergeTree(seq)"
 		if s.Clustered() {
@@ -136,6 +156,48 @@ func EventLogMigration[R any](component string, version int, table, key string) 
 		}
 		return out
 	}}
+}
+
+// EventLogColumnsMigration is the migration adding to an event log's
+// table (created by EventLogMigration) the columns of R tagged
+// since:"<version>". Rows stored before read them as their type's zero
+// value. ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS: there the
+// statement is a plain ADD COLUMN and Migrate counts "column already
+// exists" as applied (IgnoreExisting). On a cluster the column goes to the
+// Replicated table on every node and to the Distributed one.
+func EventLogColumnsMigration[R any](component string, version int, table, key string) Migration {
+	var add []eventColumn
+	for _, c := range eventColumns[R](key) {
+		if c.since == version {
+			add = append(add, c)
+		}
+	}
+	if len(add) == 0 || version < 2 {
+		panic(fmt.Sprintf("BUG: event log %s: no column has since:\"%d\" (version 2 or later)", table, version))
+	}
+	names := make([]string, len(add))
+	for i, c := range add {
+		names[i] = c.name
+	}
+	return Migration{Component: component, Version: version, Name: table + " + " + strings.Join(names, ", "), IgnoreExisting: true,
+		Statements: func(s Server, db string) []string {
+			ifNot := ""
+			if s.Modern() {
+				ifNot = "IF NOT EXISTS "
+			}
+			tables := []string{table}
+			if s.Clustered() {
+				tables = []string{table + "_local", table}
+			}
+			var out []string
+			for _, t := range tables {
+				for _, c := range add {
+					out = append(out, fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s%s %s",
+						quoteIdent(db), quoteIdent(t), s.OnCluster(), ifNot, c.name, c.typ))
+				}
+			}
+			return out
+		}}
 }
 
 // Append stores rows in one insert.
@@ -188,7 +250,7 @@ func (l *EventLog[R]) Of(ctx context.Context, key string) ([]R, error) {
 func (l *EventLog[R]) Subject(ctx context.Context, project, subject string, from, to time.Time) ([]R, error) {
 	where := "WHERE project = ? AND device = ? AND at >= ? AND at < ?"
 	args := []any{project, subject, from.UTC(), to.UTC()}
-	if slices.Contains(l.cols, eventColumn{"gateway", "String"}) {
+	if slices.ContainsFunc(l.cols, func(c eventColumn) bool { return c.name == "gateway" && c.typ == "String" }) {
 		where = "WHERE project = ? AND (device = ? OR (device = '' AND gateway = ?)) AND at >= ? AND at < ?"
 		args = []any{project, subject, subject, from.UTC(), to.UTC()}
 	}

@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -14,7 +16,8 @@ import (
 //
 // Statements returns the DDL for the given server and database. Write every
 // statement so that running it twice is harmless (CREATE … IF NOT EXISTS,
-// ADD COLUMN IF NOT EXISTS): two processes starting at once may both apply a
+// ADD COLUMN IF NOT EXISTS, or IgnoreExisting where the server has no
+// IF NOT EXISTS): two processes starting at once may both apply a
 // migration, and a migration interrupted half-way is applied again in full.
 // Use s.OnCluster() and the capability methods of Server to adapt the DDL.
 type Migration struct {
@@ -23,6 +26,10 @@ type Migration struct {
 	Name      string
 	// Statements are run one by one, in order.
 	Statements func(s Server, db string) []string
+	// IgnoreExisting counts a statement that fails because its column
+	// already exists as applied: ADD COLUMN on ClickHouse 18.16, which has
+	// no IF NOT EXISTS for it, run a second time.
+	IgnoreExisting bool
 }
 
 // MigrationsTable is the table, in the schema's database, that records the
@@ -53,6 +60,9 @@ func Migrate(ctx context.Context, conn driver.Conn, s Server, db string, ms []Mi
 		}
 		for i, stmt := range m.Statements(s, db) {
 			if err := conn.Exec(ctx, stmt); err != nil {
+				if m.IgnoreExisting && columnExists(err) {
+					continue
+				}
 				return fmt.Errorf("cannot apply migration %s/%d %q (statement %d): %w\n%s",
 					m.Component, m.Version, m.Name, i+1, err, stmt)
 			}
@@ -62,6 +72,17 @@ func Migrate(ctx context.Context, conn driver.Conn, s Server, db string, ms []Mi
 		}
 	}
 	return nil
+}
+
+// columnExists reports whether err is ClickHouse's "column with this
+// name already exists" (code 44, ILLEGAL_COLUMN), directly or as the
+// error of a distributed DDL task on a node.
+func columnExists(err error) bool {
+	var ex *clickhouse.Exception
+	if !errors.As(err, &ex) {
+		return false
+	}
+	return (ex.Code == 44 || strings.Contains(ex.Message, "Code: 44")) && strings.Contains(ex.Message, "already exists")
 }
 
 // recordMigration inserts the row of an applied migration. (A plain

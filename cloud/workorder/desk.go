@@ -174,11 +174,16 @@ func (d *Desk) restore(evs []Event) {
 		if w != nil && ev.N <= w.N {
 			continue
 		}
+		// Follows is a column of every event's row; rows stored before it
+		// existed carry it only in the opening event's note.
 		snap := ev.Order
 		if w != nil {
-			snap.History, snap.Follows = w.History, w.Follows
+			snap.History = w.History
+			if snap.Follows == "" {
+				snap.Follows = w.Follows
+			}
 		}
-		if f := followsOf(ev); f != "" {
+		if f := followsOf(ev); f != "" && snap.Follows == "" {
 			snap.Follows = f
 		}
 		snap.History = append(snap.History, ev)

@@ -133,7 +133,9 @@ func (d *Desk) onRaise(ev alarm.Event) []Event {
 }
 
 // followsNote introduces, in the opening note of a new incident's order,
-// the order it follows; restore reads the link back from it.
+// the order it follows. The link is the column follows of the order's
+// events; restore reads it from the note for orders stored before that
+// column existed.
 const followsNote = " (new incident after "
 
 // followsOf returns the order an opening note names as the one it follows.

@@ -17,7 +17,10 @@ const ComponentWorkOrders = "workorders"
 // the order as it stood after it; (wo_id, n) identifies an event (see
 // store.EventLog).
 func Migrations() []store.Migration {
-	return []store.Migration{store.EventLogMigration[row](ComponentWorkOrders, 1, tableEvents, "wo_id")}
+	return []store.Migration{
+		store.EventLogMigration[row](ComponentWorkOrders, 1, tableEvents, "wo_id"),
+		store.EventLogColumnsMigration[row](ComponentWorkOrders, 2, tableEvents, "wo_id"), // follows
+	}
 }
 
 // tableEvents is the work-order event log's table.
@@ -71,6 +74,9 @@ type row struct {
 	SLADueMS    int64     `ch:"sla_due_ms"`
 	Escalation  uint8     `ch:"escalation"`
 	Reopened    uint32    `ch:"reopened"`
+	// Follows is the earlier incident's order a new incident's order links
+	// to (version 2; rows stored before read "").
+	Follows string `ch:"follows" since:"2"`
 }
 
 func ms(t time.Time) int64 {
@@ -97,7 +103,7 @@ func toRow(ev *Event) row {
 		Priority: uint8(w.Priority), Skill: w.Skill, State: w.State, CreatedBy: w.CreatedBy,
 		OpenedMS: ms(w.OpenedAt), RaisedMS: ms(w.RaisedAt), AssignedMS: ms(w.AssignedAt), AcceptedMS: ms(w.AcceptedAt),
 		StartedMS: ms(w.StartedAt), ResolvedMS: ms(w.ResolvedAt), ClosedMS: ms(w.ClosedAt), SLADueMS: ms(w.SLADue),
-		Escalation: uint8(w.Escalation), Reopened: uint32(w.Reopened),
+		Escalation: uint8(w.Escalation), Reopened: uint32(w.Reopened), Follows: w.Follows,
 	}
 }
 
@@ -112,7 +118,7 @@ func (r *row) event() Event {
 			OpenedAt: fromMS(r.OpenedMS), RaisedAt: fromMS(r.RaisedMS), AssignedAt: fromMS(r.AssignedMS),
 			AcceptedAt: fromMS(r.AcceptedMS), StartedAt: fromMS(r.StartedMS), ResolvedAt: fromMS(r.ResolvedMS),
 			ClosedAt: fromMS(r.ClosedMS), SLADue: fromMS(r.SLADueMS), Escalation: int(r.Escalation),
-			Reopened: int(r.Reopened), Seq: r.Seq, N: r.N,
+			Reopened: int(r.Reopened), Follows: r.Follows, Seq: r.Seq, N: r.N,
 		},
 	}
 }

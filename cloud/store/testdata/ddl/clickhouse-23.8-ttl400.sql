@@ -134,3 +134,5 @@ CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events` (
 ) ENGINE = ReplacingMergeTree(seq)
 PARTITION BY toYYYYMM(at)
 ORDER BY (company, project, thing_id, n);
+
+ALTER TABLE `plantroom`.`thing_events` ADD COLUMN IF NOT EXISTS link String;

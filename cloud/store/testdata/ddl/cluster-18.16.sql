@@ -153,3 +153,7 @@ PARTITION BY toYYYYMM(at)
 ORDER BY (company, project, thing_id, n);
 
 CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events` ON CLUSTER `plant` AS `plantroom`.`thing_events_local` ENGINE = Distributed(`plant`, `plantroom`, `thing_events_local`, cityHash64(company, project));
+
+ALTER TABLE `plantroom`.`thing_events_local` ON CLUSTER `plant` ADD COLUMN link String;
+
+ALTER TABLE `plantroom`.`thing_events` ON CLUSTER `plant` ADD COLUMN link String;
