@@ -56,6 +56,9 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 	defer cancel()
 	name := fmt.Sprintf("plantroom_cluster_%d", time.Now().UnixNano())
 	events := EventLogMigration[testEvent]("things", 1, "thing_events", "thing_id")
+	// Version 2 adds a column on every node, to the Replicated and the
+	// Distributed tables.
+	link := EventLogColumnsMigration[testEventV2]("things", 2, "thing_events", "thing_id")
 	open := func(addr string) *DB {
 		t.Helper()
 		db, err := Open(ctx, Options{Addr: addr, Database: name, Cluster: clusterName})
@@ -66,13 +69,21 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 		return db
 	}
 	db1 := open(nodes[0])
-	if err := db1.Migrate(ctx, events); err != nil {
+	if err := db1.Migrate(ctx, events, link); err != nil {
 		t.Fatalf("migrate through %s: %v", nodes[0], err)
 	}
 	db2 := open(nodes[1])
 	// The second process finds the schema (and the migrations table) in place.
-	if err := db2.Migrate(ctx, events); err != nil {
+	if err := db2.Migrate(ctx, events, link); err != nil {
 		t.Fatalf("migrate through %s: %v", nodes[1], err)
+	}
+	// The column migration run again (an interrupted start) is harmless on
+	// a cluster too, where ClickHouse 18.16 reports the existing column
+	// from the distributed DDL task.
+	again := link
+	again.Component = "things-again"
+	if err := db2.Migrate(ctx, again); err != nil {
+		t.Fatalf("the column migration again through %s: %v", nodes[1], err)
 	}
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -187,16 +198,16 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 
 	// An event log (alarms, work orders) appended through one shard is read
 	// back whole through the other.
-	l1 := NewEventLog[testEvent](db1.Conn(), "thing_events", "thing_id")
-	l2 := NewEventLog[testEvent](db2.Conn(), "thing_events", "thing_id")
+	l1 := NewEventLog[testEventV2](db1.Conn(), "thing_events", "thing_id")
+	l2 := NewEventLog[testEventV2](db2.Conn(), "thing_events", "thing_id")
 	at := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
-	var evs []testEvent
+	var evs []testEventV2
 	for p := 0; p < 6; p++ {
 		for n := uint32(1); n <= 3; n++ {
 			seq := uint64(p*10) + uint64(n)
 			a := at.Add(time.Duration(seq) * time.Minute)
-			evs = append(evs, testEvent{ID: fmt.Sprintf("t-%d", p), N: n, Seq: seq, At: a, AtMS: a.UnixMilli(), Company: "acme",
-				Project: fmt.Sprintf("p%d", p), Device: "pump", Gateway: "gw", State: fmt.Sprintf("s%d", n)})
+			evs = append(evs, testEventV2{ID: fmt.Sprintf("t-%d", p), N: n, Seq: seq, At: a, AtMS: a.UnixMilli(), Company: "acme",
+				Project: fmt.Sprintf("p%d", p), Device: "pump", Gateway: "gw", State: fmt.Sprintf("s%d", n), Link: fmt.Sprintf("t-%d", p-1)})
 		}
 	}
 	if err := l1.Append(ctx, evs); err != nil {
@@ -220,8 +231,8 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	of, err := l2.Of(ctx, "t-4")
-	if err != nil || len(of) != 3 || of[2].State != "s3" {
-		t.Errorf("events of t-4 through shard 2: %+v, %v", of, err)
+	if err != nil || len(of) != 3 || of[2].State != "s3" || of[2].Link != "t-3" {
+		t.Errorf("events of t-4 through shard 2: %+v, %v (want 3, the last s3 linking to t-3)", of, err)
 	}
 }
 

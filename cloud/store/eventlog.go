@@ -150,12 +150,19 @@ func EventLogMigration[R any](component string, version int, table, key string) 
 		out := []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s (\n    %s\n) ENGINE = %s\nPARTITION BY toYYYYMM(at)\nORDER BY (company, project, %s, n)",
 			quoteIdent(db), quoteIdent(local), s.OnCluster(), strings.Join(defs, ",\n    "), engine, key)}
 		if s.Clustered() {
-			out = append(out, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s AS %s.%s ENGINE = Distributed(%s, %s, %s, cityHash64(company, project))",
-				quoteIdent(db), quoteIdent(table), s.OnCluster(), quoteIdent(db), quoteIdent(local),
-				quoteIdent(s.Cluster), quoteIdent(db), quoteIdent(local)))
+			out = append(out, distributedEventLog(s, db, table))
 		}
 		return out
 	}}
+}
+
+// distributedEventLog is the DDL of an event log's Distributed table over
+// its Replicated <table>_local on a cluster.
+func distributedEventLog(s Server, db, table string) string {
+	local := table + "_local"
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s AS %s.%s ENGINE = Distributed(%s, %s, %s, cityHash64(company, project))",
+		quoteIdent(db), quoteIdent(table), s.OnCluster(), quoteIdent(db), quoteIdent(local),
+		quoteIdent(s.Cluster), quoteIdent(db), quoteIdent(local))
 }
 
 // EventLogColumnsMigration is the migration adding to an event log's
@@ -164,7 +171,12 @@ func EventLogMigration[R any](component string, version int, table, key string) 
 // value. ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS: there the
 // statement is a plain ADD COLUMN and Migrate counts "column already
 // exists" as applied (IgnoreExisting). On a cluster the column goes to the
-// Replicated table on every node and to the Distributed one.
+// Replicated table on every node, and the Distributed table is created
+// again over it (ClickHouse 18.16 refuses ALTER … ON CLUSTER of a
+// Distributed table on a cluster with internal replication). A Distributed
+// table holds no data of its own, but an insert it has not yet forwarded
+// to the shards is dropped with it: on a cluster, apply this migration
+// with the cloud processes that write stopped (docs/cloud.md).
 func EventLogColumnsMigration[R any](component string, version int, table, key string) Migration {
 	var add []eventColumn
 	for _, c := range eventColumns[R](key) {
@@ -185,16 +197,18 @@ func EventLogColumnsMigration[R any](component string, version int, table, key s
 			if s.Modern() {
 				ifNot = "IF NOT EXISTS "
 			}
-			tables := []string{table}
+			t := table
 			if s.Clustered() {
-				tables = []string{table + "_local", table}
+				t = table + "_local"
 			}
 			var out []string
-			for _, t := range tables {
-				for _, c := range add {
-					out = append(out, fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s%s %s",
-						quoteIdent(db), quoteIdent(t), s.OnCluster(), ifNot, c.name, c.typ))
-				}
+			for _, c := range add {
+				out = append(out, fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s%s %s",
+					quoteIdent(db), quoteIdent(t), s.OnCluster(), ifNot, c.name, c.typ))
+			}
+			if s.Clustered() {
+				out = append(out, fmt.Sprintf("DROP TABLE IF EXISTS %s.%s%s", quoteIdent(db), quoteIdent(table), s.OnCluster()),
+					distributedEventLog(s, db, table))
 			}
 			return out
 		}}

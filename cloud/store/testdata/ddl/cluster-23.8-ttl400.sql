@@ -157,4 +157,6 @@ CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events` ON CLUSTER `plant` AS `pla
 
 ALTER TABLE `plantroom`.`thing_events_local` ON CLUSTER `plant` ADD COLUMN IF NOT EXISTS link String;
 
-ALTER TABLE `plantroom`.`thing_events` ON CLUSTER `plant` ADD COLUMN IF NOT EXISTS link String;
+DROP TABLE IF EXISTS `plantroom`.`thing_events` ON CLUSTER `plant`;
+
+CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events` ON CLUSTER `plant` AS `plantroom`.`thing_events_local` ENGINE = Distributed(`plant`, `plantroom`, `thing_events_local`, cityHash64(company, project));
