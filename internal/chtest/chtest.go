@@ -224,7 +224,10 @@ func NewDatabase(t testing.TB) (conn driver.Conn, database string) {
 		t.Fatalf("chtest: create database %s: %v", database, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// A drop waits for the queries and merges still running on the
+		// database's tables: on a loaded machine (several process tests
+		// killing their clouds at once) that took longer than 30 s.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+database); err != nil {
 			t.Errorf("chtest: drop database %s: %v", database, err)
