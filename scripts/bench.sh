@@ -77,6 +77,7 @@ company=$(metric "$OUT/reports.txt" BenchmarkCompanyReport ms/op)
 monthlycold=$(metric "$OUT/reports.txt" BenchmarkMonthlyReport cold-ms)
 companycold=$(metric "$OUT/reports.txt" BenchmarkCompanyReport cold-ms)
 hqms=$(metric "$OUT/console.txt" BenchmarkHQOverview ms-to-charts)
+hqcold=$(metric "$OUT/console.txt" BenchmarkHQOverview first-ms-to-charts)
 hqfirst=$(metric "$OUT/console.txt" BenchmarkHQOverview first-KB)
 hqlater=$(metric "$OUT/console.txt" BenchmarkHQOverview later-KB)
 companybase=$(metric "$OUT/reports.txt" BenchmarkCompanyReport baseline-ms/op)
@@ -121,6 +122,7 @@ num() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else if (a >= 1000) print
     printf '%-44s %16s %-34s %8s  %s\n' "monthly report, first in a new process (ms)" "$(num "$monthlycold")" "warm: $(num "$monthly")" "$(ratio "$monthlycold" "$monthly")" "≤ 300 ms"
     printf '%-44s %16s %-34s %8s  %s\n' "HQ report, first in a new process (ms)" "$(num "$companycold")" "warm: $(num "$company")" "$(ratio "$companycold" "$company")" "≤ 1,000 ms"
     printf '%-44s %16s %-34s %8s  %s\n' "console HQ overview, 50 projects (ms to charts)" "$(num "$hqms")" "HQ report alone: $(num "$company")" "$(ratio "$hqms" "$company")" "≤ 1,500 ms"
+    printf '%-44s %16s %-34s %8s  %s\n' "console HQ overview, first after a start (ms)" "$(num "$hqcold")" "later visits: $(num "$hqms")" "$(ratio "$hqcold" "$hqms")" "≤ 1,500 ms"
     printf '%-44s %16s %-34s %8s  %s\n' "console first load (KB transferred)" "$(num "$hqfirst")" "-" "-" "≤ 700 KB"
     printf '%-44s %16s %-34s %8s  %s\n' "console next page (KB transferred)" "$(num "$hqlater")" "-" "-" "≤ 60 KB"
     printf '%-44s %16s %-34s %8s  %s\n' "reading → work order p99 (ms)" "$(num "$p99")" "p50: $(num "$p50")" "$(ratio "$p99" "$p50")" "≤ 1,000 ms"

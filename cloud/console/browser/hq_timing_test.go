@@ -22,6 +22,10 @@ import (
 //
 //	ms-to-charts   navigation start → every chart drawn (performance mark
 //	               "plantroom-charts-drawn"), target ≤ 1500
+//	first-ms-to-charts  the same for the first visit after the server
+//	               started (its reports read the step summaries stored in
+//	               counter_steps; the very first run works them out from
+//	               the raw readings, see the log)
 //	first-KB       bytes transferred for that first visit with an empty cache
 //	               (compressed, headers included), target ≤ 700
 //	later-KB       bytes transferred for the next page (a project), with the
@@ -46,9 +50,11 @@ func BenchmarkHQOverview(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
+	// The 50-project set is complete (cloud/api generates it first, 32 days
+	// of 200 devices at 10 s), even while the rest is still generated.
 	var n uint64
-	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM `"+name+"`.bench_meta WHERE version LIKE '%benchhq 50×4%'").Scan(&n); err != nil || n == 0 {
-		b.Fatalf("no benchmark dataset in %s (%v): run go test -run '^$' -bench CompanyReport -benchtime 1x ./cloud/api/ first", name, err)
+	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM `"+name+"`.readings WHERE company = 'benchhq'").Scan(&n); err != nil || n < 32*200*8640 {
+		b.Fatalf("no complete benchmark dataset in %s (%d readings of benchhq, %v): run go test -run '^$' -bench CompanyReport -benchtime 1x ./cloud/api/ first", name, n, err)
 	}
 	bundle := benchBundle(b)
 	now := time.Date(2026, 8, 15, 12, 0, 0, 0, time.UTC)
@@ -67,7 +73,7 @@ func BenchmarkHQOverview(b *testing.B) {
 	s := &system{URL: ts.URL}
 
 	browser := newBrowser(b)
-	var toCharts, first, later float64
+	var toCharts, first, later, cold float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		tctx := tab(b, browser) // a fresh browser context: empty cache and no cookies
@@ -77,14 +83,20 @@ func BenchmarkHQOverview(b *testing.B) {
 		clearCache(b, tctx)
 		open(b, tctx, ts.URL+"/hq?month=2026-07")
 		waitJS(b, tctx, "HQ charts", `document.body.dataset.chartsDone === "1"`, 60*time.Second)
-		toCharts += eval[float64](b, tctx, `performance.getEntriesByName("plantroom-charts-drawn")[0].startTime`)
+		ms := eval[float64](b, tctx, `performance.getEntriesByName("plantroom-charts-drawn")[0].startTime`)
+		if i == 0 {
+			cold = ms
+		}
+		toCharts += ms
 		first += transferred(b, tctx)
+		b.Logf("visit %d of %d: charts drawn %.0f ms after navigation start, %.1f KB", i+1, b.N, ms, transferred(b, tctx)/1024)
 		open(b, tctx, ts.URL+"/projects/hq00?month=2026-07")
 		waitJS(b, tctx, "project charts", `document.body.dataset.chartsDone === "1"`, 60*time.Second)
 		later += transferred(b, tctx)
 	}
 	b.StopTimer()
 	b.ReportMetric(toCharts/float64(b.N), "ms-to-charts")
+	b.ReportMetric(cold, "first-ms-to-charts")
 	b.ReportMetric(first/float64(b.N)/1024, "first-KB")
 	b.ReportMetric(later/float64(b.N)/1024, "later-KB")
 }
