@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
 )
 
 // TableCommitted records which telemetry batches the ingest committed:
@@ -76,41 +79,47 @@ func (db *DB) InsertCommitted(ctx context.Context, rows []CommittedBatch) error 
 }
 
 // CommittedCRCs returns the CRC of every key that is marked committed; keys
-// not in the map are not. It runs one query per gateway and epoch, each on
-// the table's primary key; callers ask only for the few keys that may be
-// committed (re-sends), see MaxCommittedSeqs.
+// not in the map are not. It runs one query, on the table's primary key
+// (gateway first); callers ask only for the keys that may be committed
+// (re-sends), see MaxCommittedSeqs.
 func (db *DB) CommittedCRCs(ctx context.Context, keys []BatchKey) (map[BatchKey]uint32, error) {
 	out := make(map[BatchKey]uint32, len(keys))
-	groups := map[GatewayEpoch][]string{}
-	var order []GatewayEpoch
-	for _, k := range keys {
-		g := GatewayEpoch{k.Gateway, k.Epoch}
-		if _, ok := groups[g]; !ok {
-			order = append(order, g)
-		}
-		groups[g] = append(groups[g], fmt.Sprint(k.Seq))
+	if len(keys) == 0 {
+		return out, nil
 	}
-	for _, g := range order {
-		q := fmt.Sprintf("SELECT seq, any(crc) FROM %s.%s WHERE gateway = %s AND epoch = %d AND seq IN (%s) GROUP BY seq",
-			quoteIdent(db.Database()), TableCommitted, quoteString(g.Gateway), g.Epoch, strings.Join(groups[g], ","))
-		rows, err := db.conn.Query(ctx, q)
-		if err != nil {
-			return nil, fmt.Errorf("cannot look up committed batches of gateway %q epoch %d: %w", g.Gateway, g.Epoch, err)
+	// One query for all keys, which travel as an external table: after a
+	// reconnect storm a flush holds re-sends of a thousand gateways, and a
+	// query per gateway (or a literal set of thousands of tuples, which
+	// ClickHouse 18.16 takes seconds to parse) outlasted the insert timeout
+	// under load, so the ingest retried the flush for ever. The gateway
+	// condition lets the primary key skip other gateways' rows.
+	set, err := ext.NewTable("batch_keys", ext.Column("gateway", "String"), ext.Column("epoch", "UInt64"), ext.Column("seq", "UInt64"))
+	if err != nil {
+		return nil, fmt.Errorf("cannot look up %d committed batches: %w", len(keys), err)
+	}
+	for _, k := range keys {
+		if err := set.Append(k.Gateway, k.Epoch, k.Seq); err != nil {
+			return nil, fmt.Errorf("cannot look up committed batch %s/%d/%d: %w", k.Gateway, k.Epoch, k.Seq, err)
 		}
-		for rows.Next() {
-			var seq uint64
-			var crc uint32
-			if err := rows.Scan(&seq, &crc); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("cannot look up committed batches of gateway %q: %w", g.Gateway, err)
-			}
-			out[BatchKey{g.Gateway, g.Epoch, seq}] = crc
+	}
+	q := fmt.Sprintf("SELECT gateway, epoch, seq, any(crc) FROM %s.%s WHERE gateway IN (SELECT gateway FROM batch_keys) "+
+		"AND (gateway, epoch, seq) IN (SELECT gateway, epoch, seq FROM batch_keys) GROUP BY gateway, epoch, seq",
+		quoteIdent(db.Database()), TableCommitted)
+	rows, err := db.conn.Query(clickhouse.Context(ctx, clickhouse.WithExternalTable(set)), q)
+	if err != nil {
+		return nil, fmt.Errorf("cannot look up %d committed batches (gateway %q …): %w", len(keys), keys[0].Gateway, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k BatchKey
+		var crc uint32
+		if err := rows.Scan(&k.Gateway, &k.Epoch, &k.Seq, &crc); err != nil {
+			return nil, fmt.Errorf("cannot look up %d committed batches: %w", len(keys), err)
 		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("cannot look up committed batches of gateway %q: %w", g.Gateway, err)
-		}
+		out[k] = crc
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot look up %d committed batches: %w", len(keys), err)
 	}
 	return out, nil
 }
