@@ -194,6 +194,11 @@ type Rule struct {
 	// escalated raise nothing. A rule escalates only rules of a severity
 	// no higher than its own.
 	Escalates []string `yaml:"escalates"`
+	// Interlocks names writable points of the device that refuse remote
+	// commands while this rule's alarm is active on it (a pump's start
+	// while its dry-run alarm stands). An active critical alarm refuses
+	// every command to the device anyway (cloud/command).
+	Interlocks []string `yaml:"interlocks"`
 }
 
 // RuleWhen is a condition on another metric of the device: one of In, or
@@ -334,6 +339,11 @@ func (f *RuleFile) Validate(p *Problems) {
 				p.Addf(ep, "rule %q is more severe (%s) than this rule (%s): a rule escalates only to a severity at least as high", id, o.Severity, r.Severity)
 			case r.Kind == RuleGatewayOffline || r.Kind == RuleQueueOverflow || o.Kind == RuleGatewayOffline || o.Kind == RuleQueueOverflow:
 				p.Addf(ep, "gateway rules neither escalate nor are escalated")
+			}
+		}
+		for ii, pt := range r.Interlocks {
+			if pt == "" || strings.TrimSpace(pt) != pt {
+				p.Addf(Join(Join(rp, "interlocks"), ii), "invalid point name %q", pt)
 			}
 		}
 		if r.For.Duration < 0 || r.MinHold.Duration < 0 {

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"regexp"
 	"slices"
@@ -16,8 +17,12 @@ import (
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/resident"
 	"github.com/plantroom/plantroom/cloud/resident/residenthttp"
+	"github.com/plantroom/plantroom/cloud/command"
+	"github.com/plantroom/plantroom/cloud/command/commandhttp"
+	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
+	"github.com/plantroom/plantroom/config"
 )
 
 var httpMethods = map[string]bool{"get": true, "put": true, "post": true, "delete": true, "patch": true, "head": true, "options": true}
@@ -53,7 +58,7 @@ func documented(t *testing.T) map[string]bool {
 func deployedServer(t *testing.T) *api.Server {
 	t.Helper()
 	b := testBundle(t)
-	db := openStore(t, slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations())...)
+	db := openStore(t, slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations(), command.Migrations())...)
 	feed := alarm.NewFeed(0, time.Now)
 	desk, err := workorder.New(workorder.Config{Org: &b.Org, Rules: &b.Rules, Log: workorder.NewClickHouseLog(db.Conn()), Feed: feed, CheckInterval: time.Hour})
 	if err != nil {
@@ -72,6 +77,7 @@ func deployedServer(t *testing.T) *api.Server {
 		t.Fatal(err)
 	}
 	s.Register(residenthttp.Routes(residents)...)
+	s.Register(commandhttp.Routes(commandDesk(t, b, db, feed))...)
 	return s
 }
 
@@ -117,4 +123,16 @@ func TestOpenAPIServed(t *testing.T) {
 	if rec := call(t, s.Handler(), "", http.MethodGet, "/api/v1/openapi.yaml"); rec.Code != http.StatusUnauthorized {
 		t.Errorf("without a token: %d, want 401", rec.Code)
 	}
+}
+
+// commandDesk is the command desk as bin/cloud runs it, publishing to
+// nowhere (the broker's part has its own tests).
+func commandDesk(t *testing.T, b *config.Bundle, db *store.DB, feed *alarm.Feed) *command.Desk {
+	t.Helper()
+	d, err := command.NewDesk(command.Config{Org: &b.Org, Templates: b.Templates, Rules: &b.Rules, Log: command.NewClickHouseLog(db.Conn()),
+		Publish: func(context.Context, string, []byte) error { return nil }, Feed: feed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

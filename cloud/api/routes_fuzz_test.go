@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
+	"github.com/plantroom/plantroom/cloud/command"
+	"github.com/plantroom/plantroom/cloud/command/commandhttp"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 )
@@ -94,7 +97,7 @@ func genBody(r *rand.Rand) string {
 // many times (about 8,800 requests, a few seconds).
 func TestRoutesNeverFail(t *testing.T) {
 	b := testBundle(t)
-	db := openStore(t, append(alarm.Migrations(), workorder.Migrations()...)...)
+	db := openStore(t, slices.Concat(alarm.Migrations(), workorder.Migrations(), command.Migrations())...)
 	insertDataset(t, db)
 	feed := alarm.NewFeed(0, time.Now)
 	desk, err := workorder.New(workorder.Config{Org: &b.Org, Rules: &b.Rules, Log: workorder.NewClickHouseLog(db.Conn()), Feed: feed, CheckInterval: time.Hour})
@@ -119,6 +122,7 @@ func TestRoutesNeverFail(t *testing.T) {
 	s := newServer(t, b, db, nil)
 	s.Register(alarmhttp.Routes(engine)...)
 	s.Register(workorderhttp.Routes(desk, engine)...)
+	s.Register(commandhttp.Routes(commandDesk(t, b, db, feed))...)
 
 	r := rand.New(rand.NewPCG(11, 2026))
 	staff := []string{"acme-admin", "acme-viewer", "acme-pm1", "acme-tech1", "beta-admin", ""}

@@ -7,14 +7,16 @@
 //
 // from the gateway's result events (protocol.EventCommand).
 //
-// Not built yet: the HTTP routes, the event log in ClickHouse, publishing
-// on the broker and the ingest's hand-over of result events; this package
-// is the checked core those will call.
+// Check and the life cycle are the checked core; Desk (desk.go) runs it:
+// it takes requests from the API (routes in commandhttp), keeps every
+// state change in ClickHouse (store.go), publishes on the broker and
+// follows the ingest's result events.
 package command
 
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -33,6 +35,9 @@ const (
 	StateRejected = protocol.CommandRejected
 	StateExpired  = protocol.CommandExpired
 )
+
+// severityCritical is the alarm severity that refuses every command.
+const severityCritical = "critical"
 
 // MaxReasonRunes bounds a command's reason text.
 const MaxReasonRunes = 500
@@ -57,9 +62,19 @@ type Request struct {
 type Device struct {
 	ID       string
 	Template *config.Template
-	// CriticalAlarm is non-empty (the alarm's id or title) while an alarm
-	// of severity critical is active on the device.
-	CriticalAlarm string
+	// Alarms are the alarms active on the device.
+	Alarms []Alarm
+}
+
+// Alarm is an active alarm as Check sees it.
+type Alarm struct {
+	ID       string
+	Rule     string // the rule's id
+	Name     string // the rule's name
+	Severity string
+	// Interlocks are the points the alarm's rule interlocks
+	// (config.Rule.Interlocks).
+	Interlocks []string
 }
 
 // Check validates a request against the device's template and state and
@@ -85,8 +100,15 @@ func Check(r Request, d Device) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: device %q: %v", ErrRefused, d.ID, err)
 	}
-	if d.CriticalAlarm != "" {
-		return 0, fmt.Errorf("%w: device %q is under an active critical alarm (%s)", ErrRefused, d.ID, d.CriticalAlarm)
+	for _, a := range d.Alarms {
+		if a.Severity == severityCritical {
+			return 0, fmt.Errorf("%w: device %q is under an active critical alarm (%s %s): clear its cause first", ErrRefused, d.ID, a.ID, a.Name)
+		}
+	}
+	for _, a := range d.Alarms {
+		if slices.Contains(a.Interlocks, r.Point) {
+			return 0, fmt.Errorf("%w: point %q of device %q is interlocked while alarm %s (%s) is active", ErrRefused, r.Point, d.ID, a.ID, a.Name)
+		}
 	}
 	return pt.CommandExpiry(), nil
 }
@@ -102,6 +124,11 @@ type Command struct {
 	After  *float64
 	// Changed is when State was last set.
 	Changed time.Time
+	// Message says more about the state for people (the gateway's event
+	// message, why the cloud gave up).
+	Message string
+	// Where the device belongs (set by the Desk).
+	Company, Project, Gateway string
 }
 
 // New returns an accepted command with id, issued at now and valid for
@@ -159,7 +186,26 @@ func (c *Command) ApplyResult(ev protocol.Event) error {
 	if Final(c.State) {
 		return fmt.Errorf("cannot apply %s to command %q: %w (already %s)", ev.State, c.Wire.ID, ErrTransition, c.State)
 	}
-	c.State, c.Cause, c.Before, c.After = ev.State, ev.Cause, ev.Before, ev.After
+	c.State, c.Cause, c.Before, c.After, c.Message = ev.State, ev.Cause, ev.Before, ev.After, ev.Message
 	c.Changed = time.UnixMilli(ev.TS).UTC()
+	return nil
+}
+
+// Causes the cloud itself gives for an outcome.
+const (
+	CauseNotSent  = "not_sent"  // the broker did not take the command
+	CauseNoResult = "no_result" // no result from the gateway by expiry and the grace after it
+)
+
+// GiveUp ends a command that has no outcome yet on the cloud's side:
+// failed (CauseNotSent) or expired (CauseNoResult).
+func (c *Command) GiveUp(state, cause, message string, now time.Time) error {
+	if state != StateFailed && state != StateExpired {
+		return fmt.Errorf("BUG: cannot give command %q up as %q", c.Wire.ID, state)
+	}
+	if Final(c.State) {
+		return fmt.Errorf("cannot mark command %q %s: %w (already %s)", c.Wire.ID, state, ErrTransition, c.State)
+	}
+	c.State, c.Cause, c.Message, c.Changed = state, cause, message, now
 	return nil
 }

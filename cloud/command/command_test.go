@@ -41,7 +41,8 @@ func TestCheck(t *testing.T) {
 		{"not writable", with(func(r *Request) { r.Point = "power_w" }), light, ErrRefused, "not writable"},
 		{"out of range", with(func(r *Request) { r.Value = 2 }), light, ErrRefused, "value not allowed"},
 		{"elevator", with(func(r *Request) { r.Point = "floor" }), Device{ID: "g-el-1", Template: ts["elevator"]}, ErrRefused, "not writable"},
-		{"critical alarm", ok, Device{ID: "g-light-1", Template: ts["lighting-panel"], CriticalAlarm: "a-17 panel overtemperature"}, ErrRefused, "active critical alarm (a-17"},
+		{"critical alarm", ok, Device{ID: "g-light-1", Template: ts["lighting-panel"], Alarms: []Alarm{{ID: "a-17", Name: "panel overtemperature", Severity: "critical"}}}, ErrRefused, "active critical alarm (a-17"},
+		{"interlocked", ok, Device{ID: "g-light-1", Template: ts["lighting-panel"], Alarms: []Alarm{{ID: "a-18", Name: "door open", Severity: "major", Interlocks: []string{"circuit2_on"}}}}, ErrRefused, `point "circuit2_on" of device "g-light-1" is interlocked while alarm a-18`},
 		{"no template", ok, Device{ID: "g-light-1"}, ErrRefused, "no template"},
 	}
 	for _, c := range cases {

@@ -192,6 +192,29 @@ func (s *subscriber) publish(topic string, payload []byte) {
 	}()
 }
 
+// Publish sends a downlink message (QoS 1, not retained) on the ingest's
+// connection and returns once the broker has taken it (PUBACK), or with an
+// error when it refuses, the ingest is not connected or ctx ends first.
+// The cloud's commands go out this way (cloud/command).
+func (in *Ingest) Publish(ctx context.Context, topic string, payload []byte) error {
+	if !in.started.Load() || in.sub == nil {
+		return fmt.Errorf("cannot publish to %q: the ingest is not running", topic)
+	}
+	if !in.sub.client.IsConnectionOpen() {
+		return fmt.Errorf("cannot publish to %q: not connected to the broker %s", topic, in.cfg.MQTT.URL)
+	}
+	tok := in.sub.client.Publish(topic, 1, false, payload)
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("cannot publish to %q: %w", topic, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cannot publish to %q: no PUBACK from the broker: %w", topic, ctx.Err())
+	}
+}
+
 func (s *subscriber) disconnect() {
 	s.client.Disconnect(500)
 	s.in.metrics.connected.Set(0)

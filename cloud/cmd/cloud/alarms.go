@@ -6,22 +6,26 @@ import (
 	"slices"
 	"time"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/app"
+	"github.com/plantroom/plantroom/cloud/command"
+	"github.com/plantroom/plantroom/cloud/command/commandhttp"
 	"github.com/plantroom/plantroom/cloud/notify"
 	"github.com/plantroom/plantroom/cloud/resident"
 	"github.com/plantroom/plantroom/cloud/resident/residenthttp"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
+	"github.com/plantroom/plantroom/config"
 )
 
-// alarmMigrations are the schema migrations of the alarm, work-order and
-// resident request logs.
+// alarmMigrations are the schema migrations of the alarm, work-order,
+// resident request and command logs.
 func alarmMigrations() []store.Migration {
-	return slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations())
+	return slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations(), command.Migrations())
 }
 
 // addAlarms wires the alarm engine, the work-order desk and the webhooks into
@@ -39,15 +43,51 @@ func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	a.Add("notify", p.notifier) // start order: notifier, desk, residents, engine
+	commands, err := newCommandDesk(a, p.engine, log)
+	if err != nil {
+		return err
+	}
+	a.Add("notify", p.notifier) // start order: notifier, desk, residents, engine, commands
 	a.Add("workorders", p.desk)
 	a.Add("residents", p.residents)
 	a.Add("alarms", p.engine)
+	a.Add("commands", commands)
 	a.AddObserver(p.engine)
+	a.AddObserver(commands)
 	if srv != nil {
 		srv.Register(p.routes()...)
+		srv.Register(commandhttp.Routes(commands)...)
 	}
 	return nil
+}
+
+// newCommandDesk builds remote control (cloud/command) for a process that
+// runs the ingest and the alarm engine: commands go out on the ingest's
+// broker connection, results come back as ingest events, and the engine's
+// active alarms refuse commands (critical alarms, rule interlocks). Not
+// with alarms.owner: lease (docs/cloud.md).
+func newCommandDesk(a *app.App, engine *alarm.Engine, log *slog.Logger) (*command.Desk, error) {
+	return command.NewDesk(command.Config{Org: &a.Bundle.Org, Templates: a.Bundle.Templates, Rules: &a.Bundle.Rules,
+		Log: command.NewClickHouseLog(a.DB.Conn()), Publish: a.Ingest.Publish, Alarms: activeAlarms(engine, &a.Bundle.Org),
+		Feed: engine.Feed(), Logger: log.With("component", "commands"), Registerer: a.Registry})
+}
+
+// activeAlarms lists the alarms active on a device for the command desk's
+// checks (a critical alarm or an interlocking rule refuses commands).
+func activeAlarms(engine *alarm.Engine, org *config.Org) func(device string) []command.Alarm {
+	company := map[string]string{}
+	for _, di := range org.Devices() {
+		company[di.Device.ID] = di.Company.ID
+	}
+	return func(device string) []command.Alarm {
+		// The cloud's own view of the device's company: every alarm of it.
+		v := access.Principal{Staff: "cloud", Role: config.RoleHQAdmin, Company: company[device]}
+		var out []command.Alarm
+		for _, a := range engine.Alarms(v, alarm.Filter{Device: device, State: alarm.StateActive}) {
+			out = append(out, command.Alarm{ID: a.ID, Rule: a.Rule, Name: a.RuleName, Severity: a.Severity})
+		}
+		return out
+	}
 }
 
 // alarmParts are the alarm engine, the work-order desk, the resident
