@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -59,6 +60,13 @@ var DefaultServiceSubscribe = []string{
 // gets it; a service account of an ingest replica needs it in its publish
 // list.
 var IngestPublish = []string{protocol.TopicRoot + "/" + protocol.TopicVersion + "/+/+/+/" + string(protocol.KindDownlink) + "/" + protocol.DownAck}
+
+// CommandPublish is what the cloud's command desk must be allowed to
+// publish: commands on every gateway's "…/down/cmd" (cloud/command). The
+// desk publishes on the ingest's connection, so the in-process ingest gets
+// it, and an ingest replica's service account needs it too where the
+// replica's process serves commands. No gateway may publish to down/.
+var CommandPublish = []string{protocol.TopicRoot + "/" + protocol.TopicVersion + "/+/+/+/" + string(protocol.KindDownlink) + "/" + protocol.DownCmd}
 
 // Config configures the broker.
 type Config struct {
@@ -146,7 +154,7 @@ func (b *Broker) AddInternalService(username string) (string, error) {
 		Username:     username,
 		PasswordHash: "sha256:" + hex.EncodeToString(sum[:]),
 		Subscribe:    DefaultServiceSubscribe,
-		Publish:      IngestPublish,
+		Publish:      slices.Concat(IngestPublish, CommandPublish),
 	})
 	if err != nil {
 		return "", fmt.Errorf("cannot create internal broker credential: %w", err)

@@ -36,6 +36,8 @@ const (
 	// restoreWindow is how far back Start looks for commands without an
 	// outcome: longer than the longest expiry (1h) and its grace.
 	restoreWindow = 2 * time.Hour
+	// publishTimeout bounds the wait for the broker's PUBACK.
+	publishTimeout = 10 * time.Second
 )
 
 // Config configures a Desk.
@@ -258,7 +260,9 @@ func (d *Desk) Submit(ctx context.Context, p access.Principal, r Request) (*Comm
 	d.m.commands.WithLabelValues(StateAccepted).Inc()
 
 	topic := protocol.GatewayRef{Company: c.Company, Project: c.Project, Gateway: c.Gateway}.DownlinkTopic(protocol.DownCmd)
-	pubErr := d.cfg.Publish(ctx, topic, protocol.EncodeCommand(c.Wire))
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	pubErr := d.cfg.Publish(pctx, topic, protocol.EncodeCommand(c.Wire))
+	cancel()
 	d.mu.Lock()
 	switch {
 	case pubErr != nil:
