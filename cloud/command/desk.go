@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -82,6 +84,7 @@ type Desk struct {
 	recent  map[string]*Command // finished, newest recentSize
 	order   []string            // ids of recent, oldest first
 	unread  []Event             // events waiting to be stored
+	storing []Event             // events being stored by flush
 	n       map[string]uint32   // events so far per command in memory
 
 	wake    chan struct{}
@@ -358,17 +361,21 @@ func (d *Desk) expireOverdue(now time.Time) {
 func (d *Desk) flush(ctx context.Context) {
 	d.mu.Lock()
 	evs := d.unread
-	d.unread = nil
+	d.unread, d.storing = nil, evs
 	d.mu.Unlock()
 	if len(evs) == 0 {
 		return
 	}
-	if err := d.cfg.Log.Append(ctx, evs); err != nil {
+	err := d.cfg.Log.Append(ctx, evs)
+	d.mu.Lock()
+	d.storing = nil
+	if err != nil {
+		d.unread = append(evs, d.unread...)
+	}
+	d.mu.Unlock()
+	if err != nil {
 		d.m.storeFailures.Inc()
 		d.log.Warn("cannot store command events; retrying", "events", len(evs), "err", err)
-		d.mu.Lock()
-		d.unread = append(evs, d.unread...)
-		d.mu.Unlock()
 	}
 	d.m.unstored.Set(float64(d.unstoredLen()))
 }
@@ -435,6 +442,9 @@ func (d *Desk) Get(ctx context.Context, id string, history bool) (*Command, []Ev
 	if protocol.CheckID(id) != nil {
 		return nil, nil, fmt.Errorf("cannot find command %q: %w", id, ErrNotFound)
 	}
+	// Events not stored yet (the loop stores them within a tick) belong
+	// to the history too: taken before the log is read, so an event stored
+	// meanwhile is found in one or the other.
 	d.mu.Lock()
 	c := d.pending[id]
 	if c == nil {
@@ -445,6 +455,12 @@ func (d *Desk) Get(ctx context.Context, id string, history bool) (*Command, []Ev
 		cp := *c
 		mem = &cp
 	}
+	var unstored []Event
+	for _, ev := range slices.Concat(d.storing, d.unread) {
+		if ev.Command.Wire.ID == id {
+			unstored = append(unstored, ev)
+		}
+	}
 	d.mu.Unlock()
 	if mem != nil && !history {
 		return mem, nil, nil
@@ -453,6 +469,16 @@ func (d *Desk) Get(ctx context.Context, id string, history bool) (*Command, []Ev
 	if err != nil {
 		return nil, nil, err
 	}
+	have := map[uint32]bool{}
+	for _, ev := range evs {
+		have[ev.N] = true
+	}
+	for _, ev := range unstored {
+		if !have[ev.N] {
+			evs = append(evs, ev)
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].N < evs[j].N })
 	if len(evs) == 0 && mem == nil {
 		return nil, nil, fmt.Errorf("cannot find command %q: %w", id, ErrNotFound)
 	}

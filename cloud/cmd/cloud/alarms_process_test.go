@@ -113,7 +113,7 @@ func TestAlarmsThroughRealProcesses(t *testing.T) {
 // plantRoom is the garden building, its edge agent and the cloud.
 type plantRoom struct {
 	dir, cloudBin, cloudCfg, edgeBin, edgeCfg string
-	apiAddr, simControl                       string
+	apiAddr, simControl, brokerAddr           string
 	cloud                                     *child
 	edge                                      *exec.Cmd
 }
@@ -151,6 +151,7 @@ func newPlantRoom(t *testing.T) *plantRoom {
 	ch := chtest.Addr(t)
 	broker, localBroker := freeAddr(t), freeAddr(t)
 	p.apiAddr, p.simControl = freeAddr(t), freeAddr(t)
+	p.brokerAddr = broker
 
 	// The demo's garden building and edge, on free ports.
 	ports := map[string]string{}
