@@ -71,3 +71,27 @@ func TestHourSetOverlappingRanges(t *testing.T) {
 		t.Error("an empty set has hour 0")
 	}
 }
+
+func TestSplitWeeks(t *testing.T) {
+	const h, week = int64(3_600_000), 7 * 24 * int64(3_600_000)
+	w0 := 2900 * week
+	pieces := splitWeeks([]StepRange{
+		{Device: "a", Metric: "m", From: w0 + week - 2*h, To: w0 + 2*week + 3*h}, // three weeks
+		{Device: "b", Metric: "m", From: w0 + 5*h, To: w0 + 6*h},
+	})
+	if len(pieces) != 3 {
+		t.Fatalf("%d pieces, want 3: %+v", len(pieces), pieces)
+	}
+	var hours int64
+	for i, p := range pieces {
+		for _, r := range p {
+			if r.From/week != w0/week+int64(i) || (r.To-1)/week != w0/week+int64(i) || r.To <= r.From {
+				t.Errorf("piece %d holds %+v", i, r)
+			}
+			hours += (r.To - r.From) / h
+		}
+	}
+	if hours != 2+week/h+3+1 {
+		t.Errorf("pieces cover %d hours, want %d", hours, 2+week/h+3+1)
+	}
+}

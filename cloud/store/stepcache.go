@@ -104,8 +104,11 @@ func (s *Readings) Steps(ctx context.Context, w energy.Where, hours map[energy.K
 			}
 		}
 	}
-	if len(ranges) > 0 {
-		rows, err := s.db.CounterSteps(ctx, w.Company, w.Projects, ranges, energy.AllowanceSlack)
+	// Worked out a week at a time, each week stored at once: a report that
+	// runs out of time (a month of many devices, the first time) leaves
+	// what it worked out for the next attempt.
+	for _, piece := range splitWeeks(ranges) {
+		rows, err := s.db.CounterSteps(ctx, w.Company, w.Projects, piece, energy.AllowanceSlack)
 		if err != nil {
 			return nil, err
 		}
@@ -129,4 +132,31 @@ func (s *Readings) Steps(ctx context.Context, w energy.Where, hours map[energy.K
 		out[k] = sts
 	}
 	return out, nil
+}
+
+// stepWeek is the span of one CounterSteps call in Steps.
+const stepWeek = 7 * 24 * energy.HourMS
+
+// splitWeeks cuts ranges (on hour boundaries) at the boundaries of weeks
+// since the Unix epoch and groups the pieces by week, in time order.
+func splitWeeks(ranges []StepRange) [][]StepRange {
+	byWeek := map[int64][]StepRange{}
+	var weeks []int64
+	for _, r := range ranges {
+		for from := r.From; from < r.To; {
+			wk := from / stepWeek
+			to := min(r.To, (wk+1)*stepWeek)
+			if _, ok := byWeek[wk]; !ok {
+				weeks = append(weeks, wk)
+			}
+			byWeek[wk] = append(byWeek[wk], StepRange{Device: r.Device, Metric: r.Metric, From: from, To: to})
+			from = to
+		}
+	}
+	slices.Sort(weeks)
+	out := make([][]StepRange, len(weeks))
+	for i, wk := range weeks {
+		out[i] = byWeek[wk]
+	}
+	return out
 }
