@@ -221,10 +221,7 @@ func (w *writer) resolve(ctx context.Context, f *flush) error {
 		f.rows.Reset()
 		for _, it := range f.items {
 			if it.kind == protocol.KindTelemetry && it.commit == batchNew {
-				g := it.gw
-				for i := range it.batch.Readings {
-					f.rows.Add(g.Company.ID, g.Project.ID, g.Gateway.ID, it.batch.Seq, &it.batch.Readings[i])
-				}
+				f.addRows(it)
 			}
 		}
 	}

@@ -23,6 +23,10 @@ const (
 	// CauseOutOfRange marks readings kept with bad quality: outside the
 	// valid range of their template's point (never a rejection).
 	CauseOutOfRange = "out_of_range"
+	// CauseGatewayBad marks readings the gateway sent with bad quality
+	// that the cloud finds no cause of its own for (the edge agent marks a
+	// value outside the range of its own template).
+	CauseGatewayBad = "gateway"
 )
 
 // item is one accepted message (or an event the ingest derived) on its way
@@ -33,6 +37,7 @@ type item struct {
 	commit  int // telemetry: batchNew, batchDuplicate or batchConflict once resolved
 	gw      config.GatewayInfo
 	batch   *protocol.Batch
+	causes  []string // telemetry: why each reading of batch has bad quality ("" for good ones); nil when none is bad
 	status  protocol.Status
 	event   protocol.Event
 	store   bool // status: a live change (not the retained copy replayed on subscribe)
@@ -179,7 +184,7 @@ func (in *Ingest) decode(topic string, payload []byte, retained bool, arrived ti
 		}
 		// A batch whose readings are all filtered out is still committed
 		// (and acknowledged): it has nothing more to deliver.
-		in.filterReadings(b, arrived)
+		it.causes = in.filterReadings(b, arrived)
 		it.batch = b
 	case protocol.KindStatus:
 		s, err := protocol.DecodeStatus(payload)
@@ -224,12 +229,20 @@ func topicBatchVersion(b *protocol.Batch) int {
 // filterReadings drops, in place, readings of devices the gateway does not
 // have, of metrics the device's template does not declare, too far in the
 // future or older than max_age, counting them; it marks readings outside
-// their point's valid range bad quality, counting them too.
-func (in *Ingest) filterReadings(b *protocol.Batch, now time.Time) {
+// their point's valid range bad quality, counting them too. It returns the
+// cause of each bad reading kept (see item.causes).
+func (in *Ingest) filterReadings(b *protocol.Batch, now time.Time) []string {
 	devs := in.org.devices[b.Gateway]
 	limit := now.Add(in.cfg.MaxFutureSkew).UnixMilli()
 	oldest := now.Add(-in.cfg.MaxAge).UnixMilli()
 	kept := b.Readings[:0]
+	var causes []string
+	bad := func(cause string) {
+		if causes == nil {
+			causes = make([]string, len(kept), len(b.Readings))
+		}
+		causes = append(causes, cause)
+	}
 	var future, old int
 	var futureErr, oldErr error
 	for i := range b.Readings {
@@ -255,6 +268,7 @@ func (in *Ingest) filterReadings(b *protocol.Batch, now time.Time) {
 			old++
 			continue
 		}
+		cause := ""
 		if in.org.templates != nil {
 			t := in.org.templates[r.Device]
 			var vr config.ValidRange
@@ -267,10 +281,24 @@ func (in *Ingest) filterReadings(b *protocol.Batch, now time.Time) {
 					fmt.Errorf("device %q has no metric %q in its template", r.Device, r.Metric))
 				continue
 			}
-			if r.Quality != protocol.QualityBad && !vr.Contains(r.Value) {
-				r.Quality = protocol.QualityBad
-				in.outOfRange(b.Gateway, r, vr)
+			if !vr.Contains(r.Value) {
+				cause = CauseOutOfRange
+				if r.Quality != protocol.QualityBad {
+					r.Quality = protocol.QualityBad
+					in.outOfRange(b.Gateway, r, vr)
+				} else {
+					in.metrics.badReadings.WithLabelValues(CauseOutOfRange).Inc()
+				}
 			}
+		}
+		if r.Quality == protocol.QualityBad && cause == "" {
+			cause = CauseGatewayBad
+			in.metrics.badReadings.WithLabelValues(CauseGatewayBad).Inc()
+		}
+		if cause != "" {
+			bad(cause)
+		} else if causes != nil {
+			causes = append(causes, "")
 		}
 		kept = append(kept, r)
 	}
@@ -281,6 +309,7 @@ func (in *Ingest) filterReadings(b *protocol.Batch, now time.Time) {
 		in.rejectedReadings(CauseTooOld, old, b.Gateway, "", oldErr)
 	}
 	b.Readings = kept
+	return causes
 }
 
 // outOfRange counts a reading marked bad quality and logs the first of

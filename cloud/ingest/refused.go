@@ -144,16 +144,21 @@ func (f *flush) quarantineReadings(spans []refusedSpan, now time.Time) {
 		}
 	}
 	for row := 0; row < len(owner); {
-		b := owner[row].batch
+		it := owner[row]
+		b := it.batch
 		n := len(b.Readings)
 		if slices.Contains(refused[row:row+n], true) {
 			kept := make([]protocol.Reading, 0, n)
+			var causes []string
 			for i, r := range b.Readings {
 				if !refused[row+i] {
 					kept = append(kept, r)
+					if it.causes != nil {
+						causes = append(causes, it.causes[i])
+					}
 				}
 			}
-			b.Readings = kept
+			b.Readings, it.causes = kept, causes
 		}
 		row += n
 	}

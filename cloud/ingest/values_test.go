@@ -33,7 +33,8 @@ func withTemplates(cfg *Config) {
 }
 
 // A finite absurd value is kept with bad quality (counted, out of the
-// latest values); undeclared metrics and readings past max_age are
+// latest values, its cause in bad_cause); a reading the gateway sent bad
+// is kept with cause "gateway"; undeclared metrics and readings past max_age are
 // rejected with their own causes; the rest of the batch is stored.
 func TestValuesCheckedAgainstTemplates(t *testing.T) {
 	e := newEnv(t, envOptions{ingest: withTemplates})
@@ -46,15 +47,24 @@ func TestValuesCheckedAgainstTemplates(t *testing.T) {
 		protocol.Reading{Device: "garden-pump-1", Metric: "energy_import_kwh", TS: ts, Value: -5},
 		protocol.Reading{Device: "garden-pump-1", Metric: "power_w", TS: ts, Value: 2e5},
 		protocol.Reading{Device: "garden-pump-1", Metric: "power_w", TS: now.Add(-401 * 24 * time.Hour).UnixMilli(), Value: 1},
+		protocol.Reading{Device: "garden-meter-main", Metric: "power_w", TS: ts, Value: 50, Quality: protocol.QualityBad},
 	)
 	for i := 0; i < 1000; i++ {
 		b.Readings = append(b.Readings, protocol.Reading{Device: "garden-pump-1", Metric: "invented_" + strconv.Itoa(i), TS: ts, Value: 1})
 	}
 	publish(t, gw, garden.Topic(protocol.KindTelemetry), encode(t, b))
-	e.waitStored(20*time.Second, 23)
+	e.waitStored(60*time.Second, 24)
 
-	if n := e.count("SELECT count() FROM readings FINAL WHERE quality = 2"); n != 3 {
-		t.Errorf("%d readings stored with bad quality, want 3", n)
+	if n := e.count("SELECT count() FROM readings FINAL WHERE quality = 2"); n != 4 {
+		t.Errorf("%d readings stored with bad quality, want 4", n)
+	}
+	for cause, want := range map[string]uint64{CauseOutOfRange: 3, CauseGatewayBad: 1, "": 20} {
+		if n := e.count("SELECT count() FROM readings FINAL WHERE bad_cause = ? AND quality = ?", cause, map[bool]uint8{true: 0, false: 2}[cause == ""]); n != want {
+			t.Errorf("%d readings with bad_cause %q, want %d", n, cause, want)
+		}
+	}
+	if got := e.metric(e.ingest.metrics.badReadings.WithLabelValues(CauseGatewayBad)); got != 1 {
+		t.Errorf("readings bad{gateway} = %v, want 1", got)
 	}
 	if n := e.count("SELECT count() FROM readings FINAL WHERE value > 1e300 AND quality < 2"); n != 0 {
 		t.Errorf("the absurd value is stored as good")

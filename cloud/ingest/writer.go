@@ -135,9 +135,7 @@ func (w *writer) append(f *flush, it *item) {
 	g := it.gw
 	switch it.kind {
 	case protocol.KindTelemetry:
-		for i := range it.batch.Readings {
-			f.rows.Add(g.Company.ID, g.Project.ID, g.Gateway.ID, it.batch.Seq, &it.batch.Readings[i])
-		}
+		f.addRows(it)
 	case protocol.KindStatus:
 		if it.store {
 			kind := store.KindGatewayOffline
@@ -162,6 +160,17 @@ func (w *writer) append(f *flush, it *item) {
 			TS: e.TS, Seq: e.Seq, Message: e.Message, Attrs: attrs, Arrived: it.arrived.UnixMilli(),
 		})
 		f.eventItems = append(f.eventItems, it)
+	}
+}
+
+// addRows adds a telemetry item's readings to the flush's rows.
+func (f *flush) addRows(it *item) {
+	g := it.gw
+	for i := range it.batch.Readings {
+		f.rows.Add(g.Company.ID, g.Project.ID, g.Gateway.ID, it.batch.Seq, &it.batch.Readings[i])
+		if it.causes != nil && it.causes[i] != "" {
+			f.rows.SetBadCause(it.causes[i])
+		}
 	}
 }
 

@@ -64,12 +64,18 @@ func TestMigrateReadingsSchemaTwice(t *testing.T) {
 	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM schema_migrations FINAL WHERE component = 'readings'").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if n != 5 {
-		t.Errorf("schema_migrations holds %d readings migrations, want 5", n)
+	if n != 6 {
+		t.Errorf("schema_migrations holds %d readings migrations, want 6", n)
 	}
 	v, err := AppliedVersion(ctx, db.Conn(), db.Database(), ComponentReadings)
-	if err != nil || v != 5 {
-		t.Errorf("AppliedVersion = %d, %v; want 5", v, err)
+	if err != nil || v != 6 {
+		t.Errorf("AppliedVersion = %d, %v; want 6", v, err)
+	}
+	// The ADD COLUMN of migration 6 run again, as after a crash before its
+	// record: harmless (18.16 has no ADD COLUMN IF NOT EXISTS).
+	again := Migration{Component: "again", Version: 1, Name: "bad_cause again", Statements: badCauseDDL, IgnoreExisting: true}
+	if err := Migrate(ctx, db.Conn(), db.Server(), db.Database(), []Migration{again}); err != nil {
+		t.Errorf("bad_cause added twice: %v", err)
 	}
 	// The table has the contracted columns, in order, with their types.
 	rows, err := db.Conn().Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'readings' ORDER BY name", db.Database())
@@ -85,9 +91,9 @@ func TestMigrateReadingsSchemaTwice(t *testing.T) {
 		}
 		cols = append(cols, name+" "+typ)
 	}
-	want := "company String,device String,gateway String,metric String,project String,quality UInt8,seq UInt64,ts_ms Int64,value Float64"
+	want := "bad_cause String,company String,device String,gateway String,metric String,project String,quality UInt8,seq UInt64,ts_ms Int64,value Float64"
 	if db.Server().HasLowCardinality() {
-		want = "company LowCardinality(String),device String,gateway LowCardinality(String),metric LowCardinality(String),project LowCardinality(String),quality UInt8,seq UInt64,ts_ms Int64,value Float64"
+		want = "bad_cause LowCardinality(String),company LowCardinality(String),device String,gateway LowCardinality(String),metric LowCardinality(String),project LowCardinality(String),quality UInt8,seq UInt64,ts_ms Int64,value Float64"
 	}
 	if got := strings.Join(cols, ","); got != want {
 		t.Errorf("readings columns:\n got %s\nwant %s", got, want)

@@ -17,6 +17,7 @@ type ReadingBatch struct {
 	Value                                     []float64
 	Quality                                   []uint8
 	Seq                                       []uint64
+	BadCause                                  []string // why a bad-quality reading is bad; "" for others
 }
 
 // Add appends one reading of the batch (gateway, seq) of a gateway in
@@ -31,7 +32,11 @@ func (b *ReadingBatch) Add(company, project, gateway string, seq uint64, r *prot
 	b.Value = append(b.Value, r.Value)
 	b.Quality = append(b.Quality, uint8(r.Quality))
 	b.Seq = append(b.Seq, seq)
+	b.BadCause = append(b.BadCause, "")
 }
+
+// SetBadCause records why the last row added has bad quality.
+func (b *ReadingBatch) SetBadCause(cause string) { b.BadCause[len(b.BadCause)-1] = cause }
 
 // Len is the number of rows.
 func (b *ReadingBatch) Len() int { return len(b.TS) }
@@ -41,6 +46,7 @@ func (b *ReadingBatch) Reset() {
 	b.Company, b.Project, b.Gateway = b.Company[:0], b.Project[:0], b.Gateway[:0]
 	b.Device, b.Metric = b.Device[:0], b.Metric[:0]
 	b.TS, b.Value, b.Quality, b.Seq = b.TS[:0], b.Value[:0], b.Quality[:0], b.Seq[:0]
+	b.BadCause = b.BadCause[:0]
 }
 
 // Slice is rows lo … hi-1 of the batch, sharing its storage.
@@ -48,7 +54,7 @@ func (b *ReadingBatch) Slice(lo, hi int) ReadingBatch {
 	return ReadingBatch{
 		Company: b.Company[lo:hi], Project: b.Project[lo:hi], Gateway: b.Gateway[lo:hi],
 		Device: b.Device[lo:hi], Metric: b.Metric[lo:hi], TS: b.TS[lo:hi],
-		Value: b.Value[lo:hi], Quality: b.Quality[lo:hi], Seq: b.Seq[lo:hi],
+		Value: b.Value[lo:hi], Quality: b.Quality[lo:hi], Seq: b.Seq[lo:hi], BadCause: b.BadCause[lo:hi],
 	}
 }
 
@@ -140,6 +146,7 @@ func (b *ReadingBatch) pick(idx []int) ReadingBatch {
 		out.Value = append(out.Value, b.Value[i])
 		out.Quality = append(out.Quality, b.Quality[i])
 		out.Seq = append(out.Seq, b.Seq[i])
+		out.BadCause = append(out.BadCause, b.BadCause[i])
 	}
 	return out
 }
@@ -150,7 +157,7 @@ func (db *DB) insertReadings(ctx context.Context, b *ReadingBatch) error {
 		return fmt.Errorf("cannot insert %d readings: %w", b.Len(), err)
 	}
 	defer batch.Close()
-	cols := []any{b.Company, b.Project, b.Gateway, b.Device, b.Metric, b.TS, b.Value, b.Quality, b.Seq}
+	cols := []any{b.Company, b.Project, b.Gateway, b.Device, b.Metric, b.TS, b.Value, b.Quality, b.Seq, b.BadCause}
 	for i, c := range cols {
 		if err := batch.Column(i).Append(c); err != nil {
 			return fmt.Errorf("cannot insert %d readings: column %d: %w", b.Len(), i, err)

@@ -37,6 +37,7 @@ func ReadingsMigrations(o SchemaOptions) []Migration {
 		{Component: ComponentReadings, Version: 3, Name: "events", Statements: eventsDDL},
 		{Component: ComponentReadings, Version: 4, Name: "committed_batches", Statements: committedDDL},
 		{Component: ComponentReadings, Version: 5, Name: "counter_steps", Statements: counterStepsDDL},
+		{Component: ComponentReadings, Version: 6, Name: "readings_bad_cause", Statements: badCauseDDL, IgnoreExisting: true},
 		{Component: ComponentQuarantine, Version: 1, Name: "quarantine", Statements: quarantineDDL},
 	}
 }
@@ -69,7 +70,7 @@ func columnsDDL(s Server, cols []column) string {
 }
 
 // ReadingsColumns is the column list of readings in insert order.
-const ReadingsColumns = "company, project, gateway, device, metric, ts_ms, value, quality, seq"
+const ReadingsColumns = "company, project, gateway, device, metric, ts_ms, value, quality, seq, bad_cause"
 
 var readingsCols = []column{
 	{name: "company", typ: "String", lowCard: true},
@@ -173,6 +174,27 @@ func readingsDDL(s Server, db string, o SchemaOptions) []string {
 		t.ttl = fmt.Sprintf("toDateTime(intDiv(ts_ms, 1000)) + toIntervalDay(%d)", o.TTLDays)
 	}
 	return t.ddl(s, db)
+}
+
+// badCauseDDL adds bad_cause to readings (migration 6): why a reading is
+// stored with bad quality (the ingest's causes, e.g. out_of_range; "gateway"
+// when the gateway sent it bad), "" for the others. In cluster mode the
+// Distributed table gets the column too.
+func badCauseDDL(s Server, db string) []string {
+	col := strings.TrimSpace(column{name: "bad_cause", typ: "String", lowCard: true}.ddl(s)) + " DEFAULT ''"
+	ifNotExists := "" // 18.16 has none: Migrate's IgnoreExisting
+	if s.Modern() {
+		ifNotExists = "IF NOT EXISTS "
+	}
+	tables := []string{localName(s, TableReadings)}
+	if s.Clustered() {
+		tables = append(tables, TableReadings)
+	}
+	var out []string
+	for _, t := range tables {
+		out = append(out, fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s%s", quoteIdent(db), t, s.OnCluster(), ifNotExists, col))
+	}
+	return out
 }
 
 func hourlyDDL(s Server, db string) []string {

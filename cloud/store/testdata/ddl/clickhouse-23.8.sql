@@ -95,6 +95,8 @@ CREATE TABLE IF NOT EXISTS `plantroom`.counter_steps (
 PARTITION BY toYYYYMM(toDateTime(intDiv(hour_ms, 1000)))
 ORDER BY (company, device, metric, hour_ms);
 
+ALTER TABLE `plantroom`.readings ADD COLUMN IF NOT EXISTS bad_cause LowCardinality(String) DEFAULT '';
+
 CREATE TABLE IF NOT EXISTS `plantroom`.quarantine (
     company LowCardinality(String),
     project LowCardinality(String),

@@ -111,6 +111,10 @@ ORDER BY (company, device, metric, hour_ms);
 CREATE TABLE IF NOT EXISTS `plantroom`.counter_steps ON CLUSTER `plant` AS `plantroom`.counter_steps_local
 ENGINE = Distributed(`plant`, `plantroom`, counter_steps_local, cityHash64(company, device));
 
+ALTER TABLE `plantroom`.readings_local ON CLUSTER `plant` ADD COLUMN IF NOT EXISTS bad_cause LowCardinality(String) DEFAULT '';
+
+ALTER TABLE `plantroom`.readings ON CLUSTER `plant` ADD COLUMN IF NOT EXISTS bad_cause LowCardinality(String) DEFAULT '';
+
 CREATE TABLE IF NOT EXISTS `plantroom`.quarantine_local ON CLUSTER `plant` (
     company LowCardinality(String),
     project LowCardinality(String),
