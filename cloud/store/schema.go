@@ -153,16 +153,26 @@ func (t table) ddl(s Server, db string) []string {
 	}
 	out := []string{stmt}
 	if s.Clustered() {
-		out = append(out, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s AS %s.%s\nENGINE = Distributed(%s, %s, %s, %s)",
-			quoteIdent(db), t.name, s.OnCluster(), quoteIdent(db), local,
-			quoteIdent(s.Cluster), quoteIdent(db), local, t.shardKey))
+		out = append(out, t.distributedDDL(s, db))
 	}
 	return out
+}
+
+// distributedDDL creates the Distributed front of a table in cluster mode.
+func (t table) distributedDDL(s Server, db string) string {
+	local := localName(s, t.name)
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s AS %s.%s\nENGINE = Distributed(%s, %s, %s, %s)",
+		quoteIdent(db), t.name, s.OnCluster(), quoteIdent(db), local,
+		quoteIdent(s.Cluster), quoteIdent(db), local, t.shardKey)
 }
 
 const shardByDevice = "cityHash64(company, project, device)"
 
 func readingsDDL(s Server, db string, o SchemaOptions) []string {
+	return readingsTable(s, o).ddl(s, db)
+}
+
+func readingsTable(s Server, o SchemaOptions) table {
 	t := table{
 		name: TableReadings, cols: readingsCols,
 		engine: "ReplacingMergeTree", args: "seq",
@@ -173,26 +183,30 @@ func readingsDDL(s Server, db string, o SchemaOptions) []string {
 	if o.TTLDays > 0 && s.HasTTL() {
 		t.ttl = fmt.Sprintf("toDateTime(intDiv(ts_ms, 1000)) + toIntervalDay(%d)", o.TTLDays)
 	}
-	return t.ddl(s, db)
+	return t
 }
 
 // badCauseDDL adds bad_cause to readings (migration 6): why a reading is
 // stored with bad quality (the ingest's causes, e.g. out_of_range; "gateway"
 // when the gateway sent it bad), "" for the others. In cluster mode the
-// Distributed table gets the column too.
+// column is added to readings_local, and the Distributed readings, which
+// holds no data, is created again over it: ALTER … ON CLUSTER of a table
+// that is not replicated is refused on a cluster with internal
+// replication. (Inserts through it are synchronous, insert_distributed_sync
+// = 1, see docs/cloud.md, so no queued rows are dropped with it; a replica
+// inserting meanwhile gets "table doesn't exist", a transient error, and
+// retries.)
 func badCauseDDL(s Server, db string) []string {
 	col := strings.TrimSpace(column{name: "bad_cause", typ: "String", lowCard: true}.ddl(s)) + " DEFAULT ''"
 	ifNotExists := "" // 18.16 has none: Migrate's IgnoreExisting
 	if s.Modern() {
 		ifNotExists = "IF NOT EXISTS "
 	}
-	tables := []string{localName(s, TableReadings)}
+	out := []string{fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s%s", quoteIdent(db), localName(s, TableReadings), s.OnCluster(), ifNotExists, col)}
 	if s.Clustered() {
-		tables = append(tables, TableReadings)
-	}
-	var out []string
-	for _, t := range tables {
-		out = append(out, fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s%s", quoteIdent(db), t, s.OnCluster(), ifNotExists, col))
+		out = append(out,
+			fmt.Sprintf("DROP TABLE IF EXISTS %s.%s%s", quoteIdent(db), TableReadings, s.OnCluster()),
+			readingsTable(s, SchemaOptions{}).distributedDDL(s, db))
 	}
 	return out
 }

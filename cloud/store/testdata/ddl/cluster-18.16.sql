@@ -112,7 +112,10 @@ ENGINE = Distributed(`plant`, `plantroom`, counter_steps_local, cityHash64(compa
 
 ALTER TABLE `plantroom`.readings_local ON CLUSTER `plant` ADD COLUMN bad_cause String DEFAULT '';
 
-ALTER TABLE `plantroom`.readings ON CLUSTER `plant` ADD COLUMN bad_cause String DEFAULT '';
+DROP TABLE IF EXISTS `plantroom`.readings ON CLUSTER `plant`;
+
+CREATE TABLE IF NOT EXISTS `plantroom`.readings ON CLUSTER `plant` AS `plantroom`.readings_local
+ENGINE = Distributed(`plant`, `plantroom`, readings_local, cityHash64(company, project, device));
 
 CREATE TABLE IF NOT EXISTS `plantroom`.quarantine_local ON CLUSTER `plant` (
     company String,

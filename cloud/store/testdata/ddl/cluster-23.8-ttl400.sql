@@ -113,7 +113,10 @@ ENGINE = Distributed(`plant`, `plantroom`, counter_steps_local, cityHash64(compa
 
 ALTER TABLE `plantroom`.readings_local ON CLUSTER `plant` ADD COLUMN IF NOT EXISTS bad_cause LowCardinality(String) DEFAULT '';
 
-ALTER TABLE `plantroom`.readings ON CLUSTER `plant` ADD COLUMN IF NOT EXISTS bad_cause LowCardinality(String) DEFAULT '';
+DROP TABLE IF EXISTS `plantroom`.readings ON CLUSTER `plant`;
+
+CREATE TABLE IF NOT EXISTS `plantroom`.readings ON CLUSTER `plant` AS `plantroom`.readings_local
+ENGINE = Distributed(`plant`, `plantroom`, readings_local, cityHash64(company, project, device));
 
 CREATE TABLE IF NOT EXISTS `plantroom`.quarantine_local ON CLUSTER `plant` (
     company LowCardinality(String),
