@@ -199,7 +199,7 @@ func TestReplayAfterRestart(t *testing.T) {
 		}
 		for i := range rs {
 			rs[i].TS = ts.UnixMilli()
-			if err := batch.Append("acme", "garden", gwGarden, rs[i].Device, rs[i].Metric, rs[i].TS, rs[i].Value, uint8(0), seq); err != nil {
+			if err := batch.Append("acme", "garden", gwGarden, rs[i].Device, rs[i].Metric, rs[i].TS, rs[i].Value, uint8(0), seq, ""); err != nil {
 				t.Fatal(err)
 			}
 		}
