@@ -188,14 +188,15 @@ func readingsTable(s Server, o SchemaOptions) table {
 
 // badCauseDDL adds bad_cause to readings (migration 6): why a reading is
 // stored with bad quality (the ingest's causes, e.g. out_of_range; "gateway"
-// when the gateway sent it bad), "" for the others. In cluster mode the
-// column is added to readings_local, and the Distributed readings, which
-// holds no data, is created again over it: ALTER … ON CLUSTER of a table
-// that is not replicated is refused on a cluster with internal
-// replication. (Inserts through it are synchronous, insert_distributed_sync
-// = 1, see docs/cloud.md, so no queued rows are dropped with it; a replica
-// inserting meanwhile gets "table doesn't exist", a transient error, and
-// retries.)
+// when the gateway sent it bad), "" for the others. As
+// EventLogColumnsMigration does: a plain ADD COLUMN on 18.16 (Migrate's
+// IgnoreExisting), and in cluster mode the column goes to readings_local
+// and the Distributed readings is created again over it (18.16 refuses
+// ALTER … ON CLUSTER of it). An insert the Distributed table has not yet
+// forwarded is dropped with it: on a cluster, apply this migration with the
+// writing cloud processes stopped, or with insert_distributed_sync = 1 (a
+// replica inserting meanwhile gets "table doesn't exist", a transient
+// error, and retries).
 func badCauseDDL(s Server, db string) []string {
 	col := strings.TrimSpace(column{name: "bad_cause", typ: "String", lowCard: true}.ddl(s)) + " DEFAULT ''"
 	ifNotExists := "" // 18.16 has none: Migrate's IgnoreExisting
