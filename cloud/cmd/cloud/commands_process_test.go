@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,8 +41,43 @@ func TestCommandsThroughRealProcesses(t *testing.T) {
 			p.startEdge(t)
 			p.waitAllOnline(t, 90*time.Second)
 			commandRoundTrip(t, p)
+			if broker == "embedded" {
+				commandLatency(t, p)
+			}
 		})
 	}
+}
+
+// commandLatency switches a circuit n times in a row (PLANTROOM_COMMAND_SAMPLES,
+// default 10; make bench asks for 200) and logs accepted → applied p50
+// and p99, the times the cloud recorded (accepted) and the gateway
+// reported (applied). Every command must be applied.
+func commandLatency(t *testing.T, p *plantRoom) {
+	n := 10
+	if v := os.Getenv("PLANTROOM_COMMAND_SAMPLES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("PLANTROOM_COMMAND_SAMPLES=%q: want a positive number", v)
+		}
+	}
+	value := p.latest(t, "garden-lighting-1", "circuit2_on")
+	ds := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		value = 1 - value
+		c := p.command(t, "demo-tech-garden-1", "garden-lighting-1", fmt.Sprintf(`{"point":"circuit2_on","value":%v,"reason":"latency sample %d"}`, value, i), http.StatusAccepted)
+		var got commandView
+		waitFor(t, 30*time.Second, "command "+c.ID+" final", func() bool {
+			got = p.getCommand(t, c.ID)
+			return got.State != "sent" && got.State != "accepted" && len(got.History) == 3
+		})
+		if got.State != "applied" {
+			t.Fatalf("sample %d: %+v", i, got)
+		}
+		ds = append(ds, got.History[2].At.Sub(got.History[0].At))
+	}
+	slices.Sort(ds)
+	q := func(f float64) time.Duration { return ds[min(len(ds)-1, int(f*float64(len(ds))))] }
+	t.Logf("command latency: samples=%d p50_ms=%d p99_ms=%d max_ms=%d", n, q(0.5).Milliseconds(), q(0.99).Milliseconds(), ds[len(ds)-1].Milliseconds())
 }
 
 func commandRoundTrip(t *testing.T, p *plantRoom) {
