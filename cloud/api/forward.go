@@ -33,6 +33,21 @@ func (s *Server) Forward(paths []string, owner Owner) {
 	}
 }
 
+// ForwardMounted does for the handler given to Mount (the console) what
+// Forward does for routes: its pages are served by the owner, whose
+// sign-in sessions they need. Call it before Start.
+func (s *Server) ForwardMounted(owner Owner) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		panic("BUG: api.Server.ForwardMounted after Start")
+	}
+	if s.forwarded == nil {
+		s.forwarded = map[string]Owner{}
+	}
+	s.forwarded["/"], s.forwarded["/*"] = owner, owner
+}
+
 // forward is the middleware that hands forwarded routes to their owner. It
 // runs after routing (c.Path is the route's template) and authentication,
 // before the route's own scope check, which needs the owner's state.

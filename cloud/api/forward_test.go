@@ -38,6 +38,11 @@ func TestForward(t *testing.T) {
 		local, ok bool
 	}
 	s.Forward([]string{"/things/:thing"}, func() (string, bool, bool) { return where.target, where.local, where.ok })
+	s.Mount(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"served_by":"console here"}`))
+	}))
+	s.ForwardMounted(func() (string, bool, bool) { return where.target, where.local, where.ok })
 	h := s.Handler()
 
 	servedBy := func(rec *httptest.ResponseRecorder) string {
@@ -52,6 +57,9 @@ func TestForward(t *testing.T) {
 	if rec := call(t, h, "acme-pm1", http.MethodGet, "/api/v1/things/x"); rec.Code != http.StatusOK || servedBy(rec) != "here" {
 		t.Errorf("owner here: %d %s", rec.Code, rec.Body)
 	}
+	if rec := call(t, h, "", http.MethodGet, "/projects/p1"); rec.Code != http.StatusOK || servedBy(rec) != "console here" {
+		t.Errorf("console page, owner here: %d %s", rec.Code, rec.Body)
+	}
 	where.local, where.ok = false, false
 	if rec := call(t, h, "acme-pm1", http.MethodGet, "/api/v1/things/x"); rec.Code != http.StatusServiceUnavailable || servedBy(rec) != "unavailable" {
 		t.Errorf("no owner: %d %s", rec.Code, rec.Body)
@@ -63,14 +71,23 @@ func TestForward(t *testing.T) {
 	if rec := call(t, h, "", http.MethodGet, "/api/v1/things/x"); rec.Code != http.StatusUnauthorized {
 		t.Errorf("without a token: %d %s", rec.Code, rec.Body)
 	}
+	// The console's pages go to the owner too (its sessions live there),
+	// signed in or not; the operational endpoints do not.
+	if rec := call(t, h, "", http.MethodGet, "/projects/p1"); rec.Code != http.StatusTeapot || servedBy(rec) != "owner" {
+		t.Errorf("console page, owner elsewhere: %d %s", rec.Code, rec.Body)
+	}
+	if rec := call(t, h, "", http.MethodGet, "/healthz"); rec.Code != http.StatusOK {
+		t.Errorf("/healthz: %d %s", rec.Code, rec.Body)
+	}
 	// Other routes are not forwarded.
 	if rec := call(t, h, "acme-pm1", http.MethodGet, "/api/v1/projects"); rec.Code != http.StatusOK {
 		t.Errorf("an own route: %d %s", rec.Code, rec.Body)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) != 1 || !strings.HasPrefix(got[0], "GET /api/v1/things/x?from=1 Bearer tok-acme-pm1 xff=") || strings.HasSuffix(got[0], "xff=") {
-		t.Errorf("the owner received %q, want the one request with its token and X-Forwarded-For", got)
+	if len(got) != 2 || !strings.HasPrefix(got[0], "GET /api/v1/things/x?from=1 Bearer tok-acme-pm1 xff=") || strings.HasSuffix(got[0], "xff=") ||
+		!strings.HasPrefix(got[1], "GET /projects/p1  xff=") {
+		t.Errorf("the owner received %q, want the API request with its token and X-Forwarded-For, and the console page", got)
 	}
 	owner.Close()
 	if rec := call(t, h, "acme-pm1", http.MethodGet, "/api/v1/things/x"); rec.Code != http.StatusBadGateway || servedBy(rec) != "unavailable" {

@@ -48,6 +48,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -131,6 +132,9 @@ type Lease struct {
 	acquired   chan struct{} // closed once this process owns
 	stopped    bool
 
+	out     chan []byte // encoded observations, Publish → send
+	dropped atomic.Uint64
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -164,7 +168,7 @@ func New(cfg Config) (*Lease, error) {
 	if cfg.OnLost == nil {
 		cfg.OnLost = func(error) {}
 	}
-	return &Lease{cfg: cfg, log: cfg.Logger, acquired: make(chan struct{})}, nil
+	return &Lease{cfg: cfg, log: cfg.Logger, acquired: make(chan struct{}), out: make(chan []byte, outboxSize)}, nil
 }
 
 // Instance is this process's name in claims.
@@ -210,6 +214,8 @@ func (l *Lease) Start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.cancel = cancel
+	l.wg.Add(1)
+	go l.send(ctx)
 	if l.cfg.Candidate {
 		l.wg.Add(1)
 		go l.loop(ctx)
@@ -464,14 +470,46 @@ func (l *Lease) hold(ctx context.Context) {
 	}
 }
 
-// Publish sends an observation for the owner (QoS 1); it does not wait.
+// outboxSize bounds the observations waiting for the broker.
+const outboxSize = 10000
+
+// Publish queues an observation for the owner (QoS 1) and never waits: the
+// ingest calls it, and must not stall while the broker holds the owner's
+// session back (no owner for a while). When the queue is full the
+// observation is dropped and counted; the readings are stored all the same
+// and a new owner replays the recent ones from ClickHouse at start.
 func (l *Lease) Publish(o Observation) {
+	// Encoded here: the ingest may reuse what it observed once this returns.
 	p, err := o.Encode()
 	if err != nil {
 		l.log.Warn("cannot encode an observation", "error", err)
 		return
 	}
-	l.watch.Publish(ObservedTopic, 1, false, p)
+	select {
+	case l.out <- p:
+	default:
+		if l.dropped.Add(1) == 1 {
+			l.log.Warn("observations for the alarm owner are being dropped: the broker does not take them (no owner?)", "queued", outboxSize)
+		}
+	}
+}
+
+// Dropped is how many observations Publish dropped.
+func (l *Lease) Dropped() uint64 { return l.dropped.Load() }
+
+func (l *Lease) send(ctx context.Context) {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-l.out:
+			// Waits (up to the write timeout) only while the client's
+			// window is full; an unconnected client stores the message
+			// for its reconnection.
+			l.watch.Publish(ObservedTopic, 1, false, p)
+		}
+	}
 }
 
 // Stop gives the lease back (the release is published, so a follower

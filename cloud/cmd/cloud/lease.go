@@ -86,6 +86,9 @@ func addLeasedAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 			paths[i] = r.Path
 		}
 		srv.Forward(paths, lease.Owner)
+		// The console (when enabled) signs users in on the owner and keeps
+		// their sessions there: its pages are the owner's too.
+		srv.ForwardMounted(lease.Owner)
 	}
 	return nil
 }
