@@ -414,7 +414,7 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 // waitFor polls cond until it holds, failing after 20 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

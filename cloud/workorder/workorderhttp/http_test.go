@@ -213,8 +213,8 @@ func next(t *testing.T, ch <-chan sseEvent) sseEvent {
 			t.Fatal("stream ended")
 		}
 		return ev
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10s")
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event within 30s")
 	}
 	return sseEvent{}
 }
