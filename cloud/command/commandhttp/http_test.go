@@ -38,6 +38,7 @@ type rig struct {
 	clock  *fakes.Clock
 	desk   *command.Desk
 	h      http.Handler
+	db     *store.DB
 	alarms []command.Alarm
 
 	mu   sync.Mutex
@@ -70,18 +71,8 @@ func newRig(t *testing.T, grace time.Duration) *rig {
 	if err := db.Migrate(ctx, command.Migrations()...); err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, b: b, clock: fakes.NewClock(start)}
-	r.desk, err = command.NewDesk(command.Config{Org: &b.Org, Templates: b.Templates, Rules: &b.Rules,
-		Log: command.NewClickHouseLog(db.Conn()), Publish: r.publish, Alarms: r.activeAlarms,
-		Feed: alarm.NewFeed(0, r.clock.Now), ResultGrace: grace, Tick: 10 * time.Millisecond, Now: r.clock.Now,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.desk.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.desk.Stop)
+	r := &rig{t: t, b: b, clock: fakes.NewClock(start), db: db}
+	r.desk = r.newDesk(grace)
 	srv, err := api.New(api.Config{Listen: "127.0.0.1:0"}, api.Deps{Bundle: b, DB: db, Now: r.clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -90,6 +81,23 @@ func newRig(t *testing.T, grace time.Duration) *rig {
 	srv.Register(Routes(r.desk)...)
 	r.h = srv.Handler()
 	return r
+}
+
+// newDesk starts a desk over the rig's database (a cloud process).
+func (r *rig) newDesk(grace time.Duration) *command.Desk {
+	r.t.Helper()
+	d, err := command.NewDesk(command.Config{Org: &r.b.Org, Templates: r.b.Templates, Rules: &r.b.Rules,
+		Log: command.NewClickHouseLog(r.db.Conn()), Publish: r.publish, Alarms: r.activeAlarms,
+		Feed: alarm.NewFeed(0, r.clock.Now), ResultGrace: grace, Tick: 10 * time.Millisecond, Now: r.clock.Now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(d.Stop)
+	return d
 }
 
 func (r *rig) publish(_ context.Context, topic string, payload []byte) error {
@@ -330,5 +338,30 @@ func TestCommandCloudOutcomes(t *testing.T) {
 	f := decode[command.View](t, r.call("pm-garden", http.MethodPost, "/api/v1/devices/garden-lighting-1/commands", lightOn), http.StatusAccepted)
 	if f.State != command.StateFailed || f.Cause != command.CauseNotSent {
 		t.Fatalf("publish failed: %+v", f)
+	}
+}
+
+// A command sent before the cloud restarts gets its outcome after: the new
+// desk restores commands without an outcome from the log and applies the
+// gateway's result, numbering its events on.
+func TestCommandSurvivesRestart(t *testing.T) {
+	r := newRig(t, time.Minute)
+	v := decode[command.View](t, r.call("pm-garden", http.MethodPost, "/api/v1/devices/garden-lighting-1/commands", lightOn), http.StatusAccepted)
+	r.desk.Stop() // stores what it has not yet
+	again := r.newDesk(time.Minute)
+	gw, _ := r.b.Org.FindGateway("gw-garden-1")
+	before, after := 0.0, 1.0
+	again.ObserveEvent(context.Background(), gw, protocol.Event{V: 2, Gateway: "gw-garden-1", Seq: 3, Kind: protocol.EventCommand,
+		Device: "garden-lighting-1", TS: start.Add(time.Second).UnixMilli(), CommandID: v.ID, State: protocol.CommandApplied,
+		Before: &before, After: &after}, start)
+	var got *command.Command
+	var evs []command.Event
+	waitFor(t, "the applied event after the restart", func() bool {
+		var err error
+		got, evs, err = again.Get(context.Background(), v.ID, true)
+		return err == nil && len(evs) == 3 && evs[2].Command.State == command.StateApplied
+	})
+	if got.State != command.StateApplied || evs[0].N != 1 || evs[1].N != 2 || evs[2].N != 3 || evs[1].Command.State != command.StateSent {
+		t.Fatalf("after the restart: %+v, events %d", got, len(evs))
 	}
 }
