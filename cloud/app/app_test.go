@@ -103,10 +103,12 @@ func TestOneProcess(t *testing.T) {
 
 	gw := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + a.Broker.Addr()).SetClientID("gw-garden-1").
 		SetUsername("gw-garden-1").SetPassword("demo-gw-garden-1-secret").SetProtocolVersion(4).SetAutoReconnect(false))
-	if tok := gw.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	// Disconnect also when the login fails, so the broker's shutdown does
+	// not wait for a half-open connection.
+	defer gw.Disconnect(50)
+	if tok := gw.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		t.Fatalf("demo gateway login: %v", tok.Error())
 	}
-	defer gw.Disconnect(50)
 	now := time.Now().Truncate(time.Second)
 	b := &protocol.Batch{Epoch: 1, Gateway: "gw-garden-1", Seq: 1, SentAt: now.UnixMilli(), Readings: []protocol.Reading{
 		{Device: "garden-meter-main", Metric: "energy_import_kwh", TS: now.Add(-time.Second).UnixMilli(), Value: 1234.5},
@@ -117,7 +119,7 @@ func TestOneProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := protocol.GatewayRef{Company: "acme", Project: "garden", Gateway: "gw-garden-1"}
-	if tok := gw.Publish(ref.Topic(protocol.KindTelemetry), 1, false, p); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	if tok := gw.Publish(ref.Topic(protocol.KindTelemetry), 1, false, p); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
 	waitFor(t, 20*time.Second, "the readings in the latest values", func() bool {
