@@ -17,6 +17,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/command"
 	"github.com/plantroom/plantroom/cloud/command/commandhttp"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/resident"
 	"github.com/plantroom/plantroom/cloud/resident/residenthttp"
 	"github.com/plantroom/plantroom/cloud/store"
@@ -71,7 +72,7 @@ func deployedServer(t *testing.T) *api.Server {
 	}
 	s := newServer(t, b, db, nil)
 	s.Register(alarmhttp.Routes(engine)...)
-	s.Register(workorderhttp.Routes(desk, engine)...)
+	s.Register(workorderhttp.Routes(desk, engine, photo.New(photo.Dir(t.TempDir()), 0))...)
 	residents, err := resident.New(resident.Config{Org: &b.Org, Desk: desk, Log: resident.NewClickHouseLog(db.Conn())})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/command"
 	"github.com/plantroom/plantroom/cloud/command/commandhttp"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 )
@@ -121,7 +122,7 @@ func TestRoutesNeverFail(t *testing.T) {
 	t.Cleanup(engine.Stop)
 	s := newServer(t, b, db, nil)
 	s.Register(alarmhttp.Routes(engine)...)
-	s.Register(workorderhttp.Routes(desk, engine)...)
+	s.Register(workorderhttp.Routes(desk, engine, photo.New(photo.Dir(t.TempDir()), 0))...)
 	s.Register(commandhttp.Routes(commandDesk(t, b, db, feed))...)
 
 	r := rand.New(rand.NewPCG(11, 2026))

@@ -78,11 +78,15 @@ type Server struct {
 	templates map[string]struct{}
 	// forwarded are the routes another replica may serve (Forward).
 	forwarded map[string]Owner
-	started   bool
-	stopped   bool
-	srv       *http.Server
-	ln        net.Listener
-	done      chan struct{}
+	// bodyLimits are the routes' own body limits ("METHOD path"), and
+	// mountLimits those of mounted requests; both set before Start.
+	bodyLimits  map[string]int64
+	mountLimits []mountLimit
+	started     bool
+	stopped     bool
+	srv         *http.Server
+	ln          net.Listener
+	done        chan struct{}
 }
 
 // Route is one API endpoint. Its Scope is checked before Handler runs.
@@ -95,6 +99,9 @@ type Route struct {
 	// Stream marks a long-lived response (server-sent events): no request
 	// deadline and no write timeout.
 	Stream bool
+	// BodyLimit is the largest request body of this route (an upload); 0:
+	// the server's api.body_limit.
+	BodyLimit int64
 }
 
 // RouteInfo describes a registered route.
@@ -121,11 +128,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now, registry: deps.Registry,
-		tokens:    newTokens(&deps.Bundle.Org),
-		devices:   map[string]config.DeviceInfo{},
-		readings:  deps.DB.Readings(),
-		done:      make(chan struct{}),
-		templates: map[string]struct{}{pathHealth: {}, pathReady: {}, pathMetrics: {}},
+		tokens:     newTokens(&deps.Bundle.Org),
+		devices:    map[string]config.DeviceInfo{},
+		readings:   deps.DB.Readings(),
+		done:       make(chan struct{}),
+		templates:  map[string]struct{}{pathHealth: {}, pathReady: {}, pathMetrics: {}},
+		bodyLimits: map[string]int64{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -151,7 +159,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = cfg.ipExtractor()
-	e.Use(requestIDs(), s.observe, recoverPanic(), limitBody(cfg.BodyLimit), s.authenticate, s.forward)
+	e.Use(requestIDs(), s.observe, recoverPanic(), s.limitBodies(cfg.BodyLimit), s.authenticate, s.forward)
 	e.GET(pathHealth, func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET(pathReady, s.ready)
 	e.GET(pathMetrics, echo.WrapHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))
@@ -182,6 +190,9 @@ func (s *Server) Register(routes ...Route) {
 				panic("BUG: route " + r.Method + " " + full + " registered twice")
 			}
 		}
+		if r.BodyLimit > 0 {
+			s.bodyLimits[r.Method+" "+full] = r.BodyLimit
+		}
 		s.echo.Add(r.Method, full, r.Handler, withDeadline(s.cfg.RequestTimeout.Duration, r.Stream), s.guard(r.Scope))
 		s.routes = append(s.routes, RouteInfo{Method: r.Method, Path: full, Scope: r.Scope})
 		s.templates[full] = struct{}{}
@@ -208,6 +219,43 @@ func (s *Server) Mount(h http.Handler) {
 	}
 	s.echo.Any("/", wrapped)
 	s.echo.Any("/*", wrapped)
+}
+
+type mountLimit struct {
+	limit int64
+	match func(*http.Request) bool
+}
+
+// MountBodyLimit gives mounted requests for which match is true a body
+// limit of limit bytes instead of api.body_limit (a console form that
+// uploads photos). Call it before Start.
+func (s *Server) MountBodyLimit(limit int64, match func(*http.Request) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		panic("BUG: api.Server.MountBodyLimit after Start")
+	}
+	s.mountLimits = append(s.mountLimits, mountLimit{limit, match})
+}
+
+// limitBodies applies the body limit of the request's route (or mounted
+// path), def when it has none. The limits are set before Start.
+func (s *Server) limitBodies(def int64) echo.MiddlewareFunc {
+	byDefault := limitBody(def)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		deflt := byDefault(next)
+		return func(c echo.Context) error {
+			if l := s.bodyLimits[c.Request().Method+" "+c.Path()]; l > 0 {
+				return limitBody(l)(next)(c)
+			}
+			for _, m := range s.mountLimits {
+				if m.match(c.Request()) {
+					return limitBody(m.limit)(next)(c)
+				}
+			}
+			return deflt(c)
+		}
+	}
 }
 
 type clientIPKey struct{}

@@ -18,6 +18,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/ingest"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
@@ -72,7 +73,7 @@ func newOrderServer(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	srv.Register(alarmhttp.Routes(engine)...)
-	srv.Register(workorderhttp.Routes(desk, engine)...)
+	srv.Register(workorderhttp.Routes(desk, engine, photo.New(photo.Dir(t.TempDir()), 0))...)
 	con.Attach(srv)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)

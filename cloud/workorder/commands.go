@@ -136,16 +136,23 @@ func (d *Desk) device(id string) *config.DeviceInfo {
 
 // TransitionRequest moves a work order to another state.
 type TransitionRequest struct {
-	To       string `json:"to"`
-	Note     string `json:"note,omitempty"`
-	Photo    string `json:"photo,omitempty"`    // reference to a photo (URL or storage key)
-	Assignee string `json:"assignee,omitempty"` // for to = assigned
+	To    string `json:"to"`
+	Note  string `json:"note,omitempty"`
+	Photo string `json:"photo,omitempty"` // reference to a photo (URL or storage key)
+	// Photos are ids of photos uploaded before (POST /workorders/{id}/photos);
+	// at most MaxPhotos.
+	Photos   []string `json:"photos,omitempty"`
+	Assignee string   `json:"assignee,omitempty"` // for to = assigned
 }
 
 // Transition moves an order for the viewer. A state the lifecycle does not
 // allow from the current one is a *TransitionError listing the allowed
 // ones; a move the viewer's role may not make is ErrForbidden.
 func (d *Desk) Transition(ctx context.Context, v alarm.Viewer, id string, r TransitionRequest) (WorkOrder, error) {
+	photos, err := d.photosOf(ctx, id, r.Photos)
+	if err != nil {
+		return WorkOrder{}, err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w := d.orders[id]
@@ -190,7 +197,7 @@ func (d *Desk) Transition(ctx context.Context, v alarm.Viewer, id string, r Tran
 		w.ClosedAt = now
 	}
 	w.State = r.To
-	ev := d.record(w, Event{Action: ActionTransition, At: now, Who: v.Staff, From: from, Note: r.Note, Photo: r.Photo}, prev)
+	ev := d.record(w, Event{Action: ActionTransition, At: now, Who: v.Staff, From: from, Note: r.Note, Photo: r.Photo, Photos: photos}, prev)
 	d.commit(ctx, []Event{ev})
 	return d.copyOf(w, true), nil
 }

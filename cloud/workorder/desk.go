@@ -35,7 +35,10 @@ type Config struct {
 	Log      EventLog
 	Feed     *alarm.Feed // the alarm engine's feed: one sequence for the staff feed
 	Notifier Notifier    // optional
-	Logger   *slog.Logger
+	// Photos describes stored photos, which steps may carry; nil: steps
+	// carry none.
+	Photos PhotoStat
+	Logger *slog.Logger
 	// Registerer takes the desk's metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -182,6 +185,12 @@ func (d *Desk) restore(evs []Event) {
 			if snap.Follows == "" {
 				snap.Follows = w.Follows
 			}
+			if ev.Assignee == w.Assignee {
+				snap.ArrivedAt = w.ArrivedAt
+			}
+		}
+		if ev.Action == ActionArrive {
+			snap.ArrivedAt = ev.At
 		}
 		if f := followsOf(ev); f != "" && snap.Follows == "" {
 			snap.Follows = f
@@ -238,6 +247,9 @@ func (d *Desk) loop(ctx context.Context) {
 // it, publishes it to the feed and files it. prevAssignee is the assignee
 // before the change. d.mu must be held.
 func (d *Desk) record(w *WorkOrder, ev Event, prevAssignee string) Event {
+	if prevAssignee != "" && w.Assignee != prevAssignee {
+		w.ArrivedAt = time.Time{} // the new assignee has yet to arrive
+	}
 	w.N++
 	ev.OrderID, ev.N, ev.To, ev.Assignee = w.ID, w.N, w.State, w.Assignee
 	if ev.At.IsZero() {
@@ -318,8 +330,8 @@ func (d *Desk) checkSLA(ctx context.Context, now time.Time) {
 	slices.Sort(ids)
 	for _, id := range ids {
 		w := d.open[id]
-		if w.State == StateInProgress || !now.After(w.SLADue) {
-			continue
+		if w.State == StateInProgress || !now.After(w.SLADue) || !w.ArrivedAt.IsZero() && !w.ArrivedAt.After(w.SLADue) {
+			continue // on site in time (arrival or work started)
 		}
 		var to, note string
 		switch {

@@ -30,7 +30,11 @@ type ProjectStats struct {
 	// when no order got that far.
 	MeanTimeToRespondMin *float64 `json:"mean_time_to_respond_minutes"`
 	MeanTimeToResolveMin *float64 `json:"mean_time_to_resolve_minutes"`
-	SLA                  SLAStats `json:"sla"`
+	// MeanTimeToArriveMin is the mean time from the problem to the
+	// assignee's recorded arrival on site (QR scan-in), over orders with one:
+	// the real response time. Minutes; null when none was recorded.
+	MeanTimeToArriveMin *float64 `json:"mean_time_to_arrive_minutes"`
+	SLA                 SLAStats `json:"sla"`
 	// TopFaults is the high-frequency problem list: alarm counts by rule
 	// and, for state rules, fault code; most frequent first, at most 10.
 	TopFaults []Fault `json:"top_faults"`
@@ -163,8 +167,8 @@ func projectStats(company string, p *config.Project, alarms []alarm.Alarm, order
 		ps.TopFaults = ps.TopFaults[:10]
 	}
 
-	var respond, resolve time.Duration
-	var nRespond, nResolve int
+	var respond, resolve, arrive time.Duration
+	var nRespond, nResolve, nArrive int
 	for i := range orders {
 		w := &orders[i]
 		if w.Company != company || w.Project != p.ID || !in(w.OpenedAt) {
@@ -181,6 +185,10 @@ func projectStats(company string, p *config.Project, alarms []alarm.Alarm, order
 		if !w.ResolvedAt.IsZero() {
 			resolve += w.ResolvedAt.Sub(w.RaisedAt)
 			nResolve++
+		}
+		if !w.ArrivedAt.IsZero() {
+			arrive += w.ArrivedAt.Sub(w.RaisedAt)
+			nArrive++
 		}
 		switch met, decided := w.SLAMet(now); {
 		case w.State == StateCancelled:
@@ -201,6 +209,7 @@ func projectStats(company string, p *config.Project, alarms []alarm.Alarm, order
 	}
 	ps.MeanTimeToRespondMin = minutes(respond, nRespond)
 	ps.MeanTimeToResolveMin = minutes(resolve, nResolve)
+	ps.MeanTimeToArriveMin = minutes(arrive, nArrive)
 	if n := ps.SLA.Met + ps.SLA.Breached; n > 0 {
 		pct := 100 * float64(ps.SLA.Met) / float64(n)
 		ps.SLA.CompliancePct = &pct

@@ -97,7 +97,7 @@ func toRow(ev *Event) row {
 	w := &ev.Order
 	return row{
 		ID: ev.OrderID, N: ev.N, Seq: ev.Seq, Action: ev.Action, At: ev.At.UTC().Truncate(time.Second), AtMS: ms(ev.At),
-		Who: ev.Who, From: ev.From, To: ev.To, Note: ev.Note, Photo: ev.Photo, Assignee: ev.Assignee,
+		Who: ev.Who, From: ev.From, To: ev.To, Note: ev.Note, Photo: encodePhotos(ev.Photo, ev.Photos), Assignee: ev.Assignee,
 		Company: w.Company, Project: w.Project, Device: w.Device, Category: w.Category, Source: w.Source,
 		AlarmID: w.AlarmID, Rule: w.Rule, Title: w.Title, Description: w.Description, Severity: w.Severity,
 		Priority: uint8(w.Priority), Skill: w.Skill, State: w.State, CreatedBy: w.CreatedBy,
@@ -108,9 +108,10 @@ func toRow(ev *Event) row {
 }
 
 func (r *row) event() Event {
+	ref, photos := decodePhotos(r.Photo)
 	return Event{
 		OrderID: r.ID, N: r.N, Seq: r.Seq, Action: r.Action, At: fromMS(r.AtMS), Who: r.Who, From: r.From, To: r.To,
-		Note: r.Note, Photo: r.Photo, Assignee: r.Assignee,
+		Note: r.Note, Photo: ref, Photos: photos, Assignee: r.Assignee,
 		Order: WorkOrder{
 			ID: r.ID, Company: r.Company, Project: r.Project, Device: r.Device, Category: r.Category, Source: r.Source,
 			AlarmID: r.AlarmID, Rule: r.Rule, Title: r.Title, Description: r.Description, Severity: r.Severity,

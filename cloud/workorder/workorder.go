@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/access"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -84,6 +85,9 @@ type WorkOrder struct {
 	AssignedAt time.Time `json:"assigned_at,omitzero"`
 	AcceptedAt time.Time `json:"accepted_at,omitzero"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
+	// ArrivedAt is when the assignee scanned in on site (ActionArrive);
+	// cleared when the order changes hands.
+	ArrivedAt  time.Time `json:"arrived_at,omitzero"`
 	ResolvedAt time.Time `json:"resolved_at,omitzero"`
 	ClosedAt   time.Time `json:"closed_at,omitzero"`
 	// SLADue is when someone must be on site (work in progress).
@@ -108,15 +112,25 @@ func (w *WorkOrder) Open() bool {
 	return true
 }
 
-// SLAMet reports whether work started by the due time; ok is false while
-// that is still undecided (not started and not yet due) or for cancelled
-// orders.
+// OnSiteAt is when someone was first on site: the recorded arrival, or the
+// start of work when that came first or no arrival was recorded. Zero
+// when neither happened.
+func (w *WorkOrder) OnSiteAt() time.Time {
+	if !w.ArrivedAt.IsZero() && (w.StartedAt.IsZero() || w.ArrivedAt.Before(w.StartedAt)) {
+		return w.ArrivedAt
+	}
+	return w.StartedAt
+}
+
+// SLAMet reports whether someone was on site (arrival or start of work) by
+// the due time; ok is false while that is still undecided (not on site and
+// not yet due) or for cancelled orders.
 func (w *WorkOrder) SLAMet(now time.Time) (met, ok bool) {
-	switch {
+	switch on := w.OnSiteAt(); {
 	case w.State == StateCancelled:
 		return false, false
-	case !w.StartedAt.IsZero():
-		return !w.StartedAt.After(w.SLADue), true
+	case !on.IsZero():
+		return !on.After(w.SLADue), true
 	case now.After(w.SLADue):
 		return false, true
 	}
@@ -125,17 +139,19 @@ func (w *WorkOrder) SLAMet(now time.Time) (met, ok bool) {
 
 // Event is one entry of an order's history. (OrderID, N) identifies it.
 type Event struct {
-	OrderID  string    `json:"order_id"`
-	N        uint32    `json:"n"`
-	Seq      uint64    `json:"seq"`
-	Action   string    `json:"action"`
-	At       time.Time `json:"at"`
-	Who      string    `json:"who"`
-	From     string    `json:"from"`
-	To       string    `json:"to"`
-	Note     string    `json:"note,omitempty"`
-	Photo    string    `json:"photo,omitempty"`    // reference to a photo kept elsewhere
-	Assignee string    `json:"assignee,omitempty"` // assignee after the event
+	OrderID string    `json:"order_id"`
+	N       uint32    `json:"n"`
+	Seq     uint64    `json:"seq"`
+	Action  string    `json:"action"`
+	At      time.Time `json:"at"`
+	Who     string    `json:"who"`
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Note    string    `json:"note,omitempty"`
+	Photo   string    `json:"photo,omitempty"` // reference to a photo kept elsewhere
+	// Photos are the stored photos the step carried (package photo).
+	Photos   []photo.Photo `json:"photos,omitempty"`
+	Assignee string        `json:"assignee,omitempty"` // assignee after the event
 	// Order is the order after the event, without its history.
 	Order WorkOrder `json:"order"`
 }

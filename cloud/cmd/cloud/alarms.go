@@ -14,6 +14,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/command"
 	"github.com/plantroom/plantroom/cloud/command/commandhttp"
 	"github.com/plantroom/plantroom/cloud/notify"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/resident"
 	"github.com/plantroom/plantroom/cloud/resident/residenthttp"
 	"github.com/plantroom/plantroom/cloud/store"
@@ -97,15 +98,16 @@ type alarmParts struct {
 	desk      *workorder.Desk
 	residents *resident.Service
 	engine    *alarm.Engine
+	photos    *photo.Photos
 }
 
 // routes are their API routes; p nil gives the same routes without
 // handlers to run (a replica that forwards them to the owner).
 func (p *alarmParts) routes() []api.Route {
 	if p == nil {
-		return slices.Concat(alarmhttp.Routes(nil), workorderhttp.Routes(nil, nil), residenthttp.Routes(nil))
+		return slices.Concat(alarmhttp.Routes(nil), workorderhttp.Routes(nil, nil, nil), residenthttp.Routes(nil))
 	}
-	return slices.Concat(alarmhttp.Routes(p.engine), workorderhttp.Routes(p.desk, p.engine), residenthttp.Routes(p.residents))
+	return slices.Concat(alarmhttp.Routes(p.engine), workorderhttp.Routes(p.desk, p.engine, p.photos), residenthttp.Routes(p.residents))
 }
 
 func newAlarmParts(a *app.App, log *slog.Logger) (*alarmParts, error) {
@@ -114,8 +116,9 @@ func newAlarmParts(a *app.App, log *slog.Logger) (*alarmParts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot set up webhooks: %w", err)
 	}
+	photos := photo.New(photo.Dir(a.Config.Photos.Dir), a.Config.Photos.MaxBytes)
 	desk, err := workorder.New(workorder.Config{Org: &a.Bundle.Org, Rules: &a.Bundle.Rules,
-		Log: workorder.NewClickHouseLog(a.DB.Conn()), Feed: feed, Notifier: notifier,
+		Log: workorder.NewClickHouseLog(a.DB.Conn()), Feed: feed, Notifier: notifier, Photos: photos,
 		Logger: log.With("component", "workorders"), Registerer: a.Registry,
 		CheckInterval: a.Config.Alarms.SLACheckInterval.Duration})
 	if err != nil {
@@ -141,5 +144,5 @@ func newAlarmParts(a *app.App, log *slog.Logger) (*alarmParts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot set up resident requests: %w", err)
 	}
-	return &alarmParts{notifier: notifier, desk: desk, residents: residents, engine: engine}, nil
+	return &alarmParts{notifier: notifier, desk: desk, residents: residents, engine: engine, photos: photos}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/broker"
 	"github.com/plantroom/plantroom/cloud/ingest"
 	"github.com/plantroom/plantroom/cloud/notify"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/protocol"
@@ -195,7 +196,7 @@ func startCloud(t testing.TB) *cloud {
 		t.Fatal(err)
 	}
 	srv.Register(alarmhttp.Routes(c.engine)...)
-	srv.Register(Routes(c.desk, c.engine)...)
+	srv.Register(Routes(c.desk, c.engine, photo.New(photo.Dir(t.TempDir()), 0))...)
 	c.api = httptest.NewServer(srv.Handler())
 	t.Cleanup(c.api.Close)
 	return c

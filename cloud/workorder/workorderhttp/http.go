@@ -20,6 +20,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/timerange"
@@ -38,19 +39,26 @@ type Alarms interface {
 //	POST /workorders                            manual order (workorder.NewOrder)
 //	GET  /workorders/:workorder                 with its history
 //	POST /workorders/:workorder/transitions     workorder.TransitionRequest; 409 lists the allowed states
+//	POST /workorders/:workorder/arrival         the assignee is on site (QR scan-in)
+//	POST /workorders/:workorder/photos          a photo for a step (body: JPEG or PNG)
+//	GET  /workorders/:workorder/photos/:photo   a photo a step carried (?size=thumb)
 //	GET  /devices/:device/history?since=&until= the device's alarms and work orders
 //	GET  /stats/monthly?month=YYYY-MM           HQ statistics per project
-func Routes(d *workorder.Desk, alarms Alarms) []api.Route {
-	h := &handlers{d: d, alarms: alarms}
+//
+// photos keeps the photos steps carry (the desk must be configured with the
+// same store to accept them).
+func Routes(d *workorder.Desk, alarms Alarms, photos *photo.Photos) []api.Route {
+	h := &handlers{d: d, alarms: alarms, photos: photos}
 	order := api.Resource(access.KindWorkOrder, "workorder", h.owner)
-	return []api.Route{
+	return append(h.photoRoutes(order), []api.Route{
 		{Method: http.MethodGet, Path: "/workorders", Scope: api.AnyStaff(), Handler: h.list},
 		{Method: http.MethodPost, Path: "/workorders", Scope: api.AnyStaff().Do(access.Create), Handler: h.create},
 		{Method: http.MethodGet, Path: "/workorders/:workorder", Scope: order, Handler: h.get},
 		{Method: http.MethodPost, Path: "/workorders/:workorder/transitions", Scope: order.Do(access.Transition), Handler: h.transition},
+		{Method: http.MethodPost, Path: "/workorders/:workorder/arrival", Scope: order.Do(access.Work), Handler: h.arrive},
 		{Method: http.MethodGet, Path: "/devices/:device/history", Scope: api.Device("device"), Handler: h.deviceHistory},
 		{Method: http.MethodGet, Path: "/stats/monthly", Scope: api.Company().Do(access.Report), Handler: h.monthly},
-	}
+	}...)
 }
 
 func (h *handlers) owner(_ context.Context, id string) (access.Resource, error) {
@@ -64,6 +72,7 @@ func (h *handlers) owner(_ context.Context, id string) (access.Resource, error) 
 type handlers struct {
 	d      *workorder.Desk
 	alarms Alarms
+	photos *photo.Photos
 }
 
 func viewer(c echo.Context) alarm.Viewer { return alarmhttp.ViewerOf(api.PrincipalOf(c)) }
@@ -138,6 +147,19 @@ func (h *handlers) create(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderLocation, api.Prefix+"/workorders/"+w.ID)
 	return c.JSON(http.StatusCreated, w)
+}
+
+// arrive records the assignee's arrival on site: 201 with the order when
+// recorded now, 200 when it was already.
+func (h *handlers) arrive(c echo.Context) error {
+	w, arrived, err := h.d.Arrive(c.Request().Context(), viewer(c), c.Param("workorder"))
+	if err != nil {
+		return apiError(c, err)
+	}
+	if arrived {
+		return c.JSON(http.StatusCreated, w)
+	}
+	return c.JSON(http.StatusOK, w)
 }
 
 func (h *handlers) transition(c echo.Context) error {

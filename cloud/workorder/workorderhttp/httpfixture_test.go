@@ -14,6 +14,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
@@ -35,6 +36,7 @@ type apiRig struct {
 	srv    *api.Server
 	h      http.Handler
 	db     *store.DB
+	photos *photo.Photos
 }
 
 // Demo tokens (README) and the beta company's.
@@ -82,10 +84,11 @@ func newAPIRig(t *testing.T) *apiRig {
 	t.Helper()
 	b := bundleWithBeta(t)
 	db := openDB(t)
-	r := &apiRig{t: t, b: b, clock: fakes.NewClock(monday10), db: db}
+	r := &apiRig{t: t, b: b, clock: fakes.NewClock(monday10), db: db, photos: photo.New(photo.Dir(t.TempDir()), 64<<10)}
 	r.feed = alarm.NewFeed(0, r.clock.Now)
 	var err error
-	r.desk, err = workorder.New(workorder.Config{Org: &b.Org, Rules: &b.Rules, Log: workorder.NewClickHouseLog(db.Conn()), Feed: r.feed, Now: r.clock.Now, CheckInterval: time.Hour})
+	r.desk, err = workorder.New(workorder.Config{Org: &b.Org, Rules: &b.Rules, Log: workorder.NewClickHouseLog(db.Conn()), Feed: r.feed, Now: r.clock.Now,
+		CheckInterval: time.Hour, Photos: r.photos})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +112,7 @@ func newAPIRig(t *testing.T) *apiRig {
 		t.Fatal(err)
 	}
 	r.srv.Register(alarmhttp.Routes(r.engine)...)
-	r.srv.Register(Routes(r.desk, r.engine)...)
+	r.srv.Register(Routes(r.desk, r.engine, r.photos)...)
 	r.h = r.srv.Handler()
 	return r
 }
