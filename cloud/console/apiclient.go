@@ -66,14 +66,19 @@ func (r *recorder) Flush() {}
 // viewer of r, with body as JSON when not nil, and decodes the answer into
 // out when not nil.
 func (c *Console) call(r *http.Request, sess *Session, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("cannot encode request to %s: %w", path, err)
-		}
-		rd = bytes.NewReader(b)
+	if body == nil {
+		return c.send(r, sess, method, path, "", nil, out)
 	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("cannot encode request to %s: %w", path, err)
+	}
+	return c.send(r, sess, method, path, "application/json", bytes.NewReader(b), out)
+}
+
+// send is call with a body of any type (a photo): rd, when not nil, is sent
+// as contentType.
+func (c *Console) send(r *http.Request, sess *Session, method, path, contentType string, rd io.Reader, out any) error {
 	req, err := http.NewRequestWithContext(r.Context(), method, api.Prefix+path, rd)
 	if err != nil {
 		return fmt.Errorf("cannot build request %s: %w", path, err)
@@ -88,8 +93,8 @@ func (c *Console) call(r *http.Request, sess *Session, method, path string, body
 	if ck, err := r.Cookie(sessionCookie); err == nil {
 		req.AddCookie(ck)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if rd != nil {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if sess != nil && !safeMethod(method) {
 		req.Header.Set(CSRFHeader, sess.CSRF)

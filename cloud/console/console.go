@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/config"
 )
 
@@ -99,6 +100,9 @@ type Deps struct {
 	Org    *config.Org      // staff and their password hashes (required)
 	Logger *slog.Logger     // nil: slog.Default()
 	Now    func() time.Time // nil: time.Now
+	// PhotoMaxBytes is the photo upload limit (photos.max_bytes); 0:
+	// photo.DefaultMaxBytes.
+	PhotoMaxBytes int64
 }
 
 // Console serves the pages. New → (api.New with Deps.Sessions = the
@@ -117,6 +121,7 @@ type Console struct {
 	api      http.Handler
 	mux      *http.ServeMux
 	trend    *monthCache
+	photoMax int64
 }
 
 // New builds the console. Pass it to api.New as Deps.Sessions, then Attach
@@ -131,7 +136,10 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	if err := p.Err(); err != nil {
 		return nil, fmt.Errorf("cannot create console: %w", err)
 	}
-	c := &Console{cfg: cfg, org: deps.Org, log: deps.Logger, now: deps.Now}
+	c := &Console{cfg: cfg, org: deps.Org, log: deps.Logger, now: deps.Now, photoMax: deps.PhotoMaxBytes}
+	if c.photoMax <= 0 {
+		c.photoMax = photo.DefaultMaxBytes
+	}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -161,6 +169,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 // lets the console call the server's routes.
 func (c *Console) Attach(srv *api.Server) {
 	c.api = srv.Handler()
+	srv.MountBodyLimit(c.uploadLimit(), isUpload)
 	srv.Mount(c.Handler())
 }
 
@@ -206,6 +215,8 @@ func (c *Console) routes() {
 	c.handle("GET /d/{device}", true, c.deviceLink)
 	c.handle("GET /my", true, c.myPage)
 	c.handle("POST /my/{workorder}/move", true, c.moveOrder)
+	c.handle("GET /workorders/{workorder}", true, c.orderPage)
+	c.handle("POST /workorders/{workorder}/move", true, c.moveWithPhotos)
 	c.handle("GET /alarms", true, c.alarmsPage)
 	c.handle("POST /alarms/{alarm}/ack", true, c.ackAlarm)
 	c.handle("GET /r/{link}", false, c.requestPage)

@@ -48,7 +48,9 @@ func newOrderServer(t *testing.T) *httptest.Server {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	feed := alarm.NewFeed(0, time.Now)
-	desk, err := workorder.New(workorder.Config{Org: &b.Org, Rules: &b.Rules, Log: workorder.NewClickHouseLog(db.Conn()), Feed: feed, CheckInterval: time.Hour, Logger: log})
+	photos := photo.New(photo.Dir(t.TempDir()), 256<<10)
+	desk, err := workorder.New(workorder.Config{Org: &b.Org, Rules: &b.Rules, Log: workorder.NewClickHouseLog(db.Conn()), Feed: feed, CheckInterval: time.Hour,
+		Logger: log, Photos: photos})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func newOrderServer(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(engine.Stop)
-	con, err := New(Config{}, Deps{Org: &b.Org, Logger: log})
+	con, err := New(Config{}, Deps{Org: &b.Org, Logger: log, PhotoMaxBytes: photos.MaxBytes()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func newOrderServer(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	srv.Register(alarmhttp.Routes(engine)...)
-	srv.Register(workorderhttp.Routes(desk, engine, photo.New(photo.Dir(t.TempDir()), 0))...)
+	srv.Register(workorderhttp.Routes(desk, engine, photos)...)
 	con.Attach(srv)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)

@@ -29,13 +29,6 @@ type deviceLabel struct {
 	QR       template.URL // a data: URL of the code as PNG
 }
 
-// deviceLink answers the short address of a device: a redirect to its page.
-// handle has already sent a visitor without a session to sign in, with this
-// address as the place to come back to.
-func (c *Console) deviceLink(w http.ResponseWriter, r *http.Request, sess *Session) {
-	http.Redirect(w, r, "/devices/"+url.PathEscape(r.PathValue("device")), http.StatusSeeOther)
-}
-
 // baseURL is the console's address as people outside reach it: the
 // configured public_url, else the address this request came to.
 func (c *Console) baseURL(r *http.Request) string {

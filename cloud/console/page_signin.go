@@ -164,7 +164,15 @@ func (c *Console) csrfToken(w http.ResponseWriter, r *http.Request, sess *Sessio
 // visitor's double-submit cookie.
 func (c *Console) validCSRF(r *http.Request, sess *Session) bool {
 	got := r.Header.Get(CSRFHeader)
-	if got == "" {
+	if got == "" && isUpload(r) && strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		// A step form with photos: the whole form is read here (photos past
+		// 8 MiB go to temporary files, removed by the handler).
+		r.Body = http.MaxBytesReader(nil, r.Body, c.uploadLimit())
+		if err := r.ParseMultipartForm(8 << 20); err != nil {
+			return false
+		}
+		got = r.PostFormValue(CSRFField)
+	} else if got == "" {
 		r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
 		got = r.PostFormValue(CSRFField)
 	}

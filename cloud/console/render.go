@@ -23,7 +23,7 @@ type views struct {
 // Pages with their template file (templates/<name>.html). A page template
 // defines "title" and "content"; fragment templates define the blocks that
 // short polling replaces.
-var pageNames = []string{"signin", "error", "hq", "project", "device", "alarms", "labels", "my", "request", "track", "requests"}
+var pageNames = []string{"signin", "error", "hq", "project", "device", "alarms", "labels", "my", "request", "track", "requests", "order"}
 
 func parseViews(assets *assetSet) (*views, error) {
 	funcs := template.FuncMap{

@@ -65,6 +65,28 @@ func TestPagesRender(t *testing.T) {
 		"requests": &requestsData{Project: projectHead{ID: "garden", Name: "翠湖花园"}, Link: "http://x/r/abc", QR: "data:image/png;base64,AA==", LinkAt: now, LinkBy: "pm-garden",
 			Requests: []requestView{{ID: "rq-1", WorkOrder: "wo-1", State: "resolved", Category: "lighting", Location: "一号楼 <b>", Description: "<script>alert(1)</script>",
 				Phone: "138****5678", SubmittedAt: now, Rating: 4, Comment: "note <i>"}}},
+		"order": func() orderData {
+			o := order
+			o.AlarmID, o.Descr, o.ArrivedAt = "a1", "描述 <b>", now
+			o.History = append([]orderEvent{}, o.History...)
+			o.History = append(o.History, orderEvent{Action: "arrive", At: now, Who: "tech-garden-1", To: "assigned", Note: "note <i>"})
+			o.History[1].Photos = append(o.History[1].Photos, struct {
+				ID     string `json:"id"`
+				Width  int    `json:"width"`
+				Height int    `json:"height"`
+			}{ID: "ab12"})
+			rec := &alarmRecord{alarmView: alarm}
+			rec.Steps = append(rec.Steps, struct {
+				Kind      string    `json:"kind"`
+				At        time.Time `json:"at"`
+				Who       string    `json:"who"`
+				Note      string    `json:"note"`
+				Value     float64   `json:"value"`
+				ReadingTS time.Time `json:"reading_ts"`
+			}{Kind: "raise", At: now, Value: 1, Note: "note <i>"})
+			return orderData{Order: o, Device: &dev, Building: "一号楼 <b>", Project: "翠湖花园", Alarm: rec, Moves: []string{"accepted", "closed", "cancelled"},
+				Due: true, H: 1, M: 2, Now: now, MaxPhotos: 10, MaxMB: 10}
+		}(),
 		"labels": labelsData{Project: pv, Labels: []deviceLabel{{Device: dev, Building: "一号楼 <b>", URL: "http://x/d/garden-pump-1", QR: "data:image/png;base64,AA=="}}},
 	}
 	for _, name := range pageNames {
@@ -86,7 +108,7 @@ func TestPagesRender(t *testing.T) {
 				i := strings.Index(out, "⟦")
 				t.Errorf("page %s (%s) shows a missing catalogue key near %q", name, lang, out[i:min(len(out), i+60)])
 			}
-			if strings.Contains(out, "<script>alert(1)") || strings.Contains(out, "note <i>") || strings.Contains(out, "困人 <b>") || strings.Contains(out, "一号楼 <b>") || strings.Contains(out, "wo-<b>") || strings.Contains(out, "wo-<u>0") {
+			if strings.Contains(out, "<script>alert(1)") || strings.Contains(out, "note <i>") || strings.Contains(out, "困人 <b>") || strings.Contains(out, "一号楼 <b>") || strings.Contains(out, "wo-<b>") || strings.Contains(out, "wo-<u>0") || strings.Contains(out, "描述 <b>") {
 				t.Errorf("page %s (%s) shows user text unescaped", name, lang)
 			}
 		}

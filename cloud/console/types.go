@@ -62,6 +62,11 @@ type orderEvent struct {
 	To       string    `json:"to"`
 	Note     string    `json:"note"`
 	Assignee string    `json:"assignee"`
+	Photos   []struct {
+		ID     string `json:"id"`
+		Width  int    `json:"width"`
+		Height int    `json:"height"`
+	} `json:"photos"`
 }
 
 type orderView struct {
@@ -73,11 +78,16 @@ type orderView struct {
 	AlarmID    string       `json:"alarm_id"`
 	Follows    string       `json:"follows"` // the earlier incident's order
 	Title      string       `json:"title"`
+	Descr      string       `json:"description"`
+	Rule       string       `json:"rule"`
 	Severity   string       `json:"severity"`
 	Priority   int          `json:"priority"`
 	State      string       `json:"state"`
 	Assignee   string       `json:"assignee"`
 	OpenedAt   time.Time    `json:"opened_at"`
+	RaisedAt   time.Time    `json:"raised_at"`
+	ArrivedAt  time.Time    `json:"arrived_at"`
+	ClosedAt   time.Time    `json:"closed_at"`
 	AcceptedAt time.Time    `json:"accepted_at"`
 	StartedAt  time.Time    `json:"started_at"`
 	ResolvedAt time.Time    `json:"resolved_at"`

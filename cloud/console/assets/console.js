@@ -256,6 +256,83 @@
     });
   }
 
+  // Countdowns to SLA due times ([data-due], RFC 3339): ticked every 15 s
+  // with the page's own texts ("剩余 %d 小时 %d 分").
+  function fmt(s) {
+    var args = Array.prototype.slice.call(arguments, 1);
+    return s.replace(/%d/g, function () { return String(args.shift()); });
+  }
+  function tick() {
+    document.querySelectorAll("[data-due]").forEach(function (el) {
+      var due = Date.parse(el.getAttribute("data-due"));
+      if (isNaN(due)) return;
+      var left = Math.trunc((due - Date.now()) / 60000), late = left < 0;
+      if (late) left = -left;
+      el.textContent = fmt(t(late ? "overdue_by" : "due_in"), Math.floor(left / 60), left % 60);
+      if (el.parentNode && el.parentNode.classList.contains("due")) el.parentNode.classList.toggle("late", late);
+    });
+  }
+  function initCountdowns() {
+    if (!document.querySelector("[data-due]")) return;
+    tick();
+    setInterval(tick, 15000);
+  }
+
+  // "My work orders" live: a work-order event on the staff feed (a new
+  // assignment, a step, a cancellation) reloads the list in the background
+  // and merges it: new orders appear, gone ones go, and a card whose note
+  // field is in use is left as it is.
+  function initMine() {
+    var list = document.getElementById("my-orders");
+    if (!list || !window.EventSource || !window.DOMParser) return;
+    var live = document.getElementById("my-live"), announce = document.getElementById("my-announce");
+    var pending = null;
+    function busy(li) {
+      var ta = li.querySelector("textarea");
+      return ta && (ta.value !== "" || document.activeElement === ta);
+    }
+    function refresh() {
+      pending = null;
+      fetch(list.getAttribute("data-live"), { credentials: "same-origin" }).then(function (r) {
+        if (r.status === 401) { sessionExpired(); throw new Error("signed out"); }
+        return r.text();
+      }).then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("my-orders");
+        if (!fresh) return;
+        var have = {};
+        list.querySelectorAll("li[data-order]").forEach(function (li) { have[li.getAttribute("data-order")] = li; });
+        var added = 0;
+        Array.prototype.slice.call(fresh.children).forEach(function (li) {
+          var id = li.getAttribute("data-order"), old = have[id];
+          delete have[id];
+          var node = old && busy(old) ? old : document.importNode(li, true);
+          if (!old) { node.classList.add("flash"); added++; }
+          list.appendChild(node);
+          if (old && node !== old) list.removeChild(old);
+        });
+        Object.keys(have).forEach(function (id) { list.removeChild(have[id]); });
+        ["my-count", "my-empty"].forEach(function (id) {
+          var a = document.getElementById(id), b = doc.getElementById(id);
+          if (a && b) { a.textContent = b.textContent; a.hidden = b.hidden; }
+        });
+        if (added) announce.textContent = t("new_assignment");
+        tick();
+      }).catch(function () {});
+    }
+    var es = new EventSource("/api/v1/alarms/stream");
+    es.addEventListener("open", function () { live.className = "state online"; live.textContent = t("feed_live"); });
+    es.addEventListener("error", function () {
+      live.className = "state stale"; live.textContent = t("feed_reconnecting");
+      fetch("/api/v1/me", { credentials: "same-origin" }).then(function (r) {
+        if (r.status === 401) { es.close(); live.className = "state offline"; sessionExpired(); }
+      }).catch(function () {});
+    });
+    es.addEventListener("workorder", function () {
+      if (!pending) pending = setTimeout(refresh, 300);
+    });
+  }
+
   document.body.addEventListener("htmx:responseError", function (e) {
     if (e.detail.xhr && e.detail.xhr.status === 401) sessionExpired();
   });
@@ -268,6 +345,8 @@
 
   initCharts();
   initFeed();
+  initCountdowns();
+  initMine();
   // The label sheet's print button.
   document.querySelectorAll("[data-print]").forEach(function (b) {
     b.addEventListener("click", function () { window.print(); });
