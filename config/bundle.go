@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Bundle is the cloud's view of the organisation: the org file with the
@@ -67,6 +68,9 @@ func decoded(err error) bool {
 func (b *Bundle) CheckRefs(p *Problems) { b.checkRefs(p, true, true, true) }
 
 func (b *Bundle) checkRefs(p *Problems, tariffs, templates, rules bool) {
+	if templates && rules {
+		b.checkInterlocks(p)
+	}
 	for ci, c := range b.Org.Companies {
 		for pi, pr := range c.Projects {
 			pp := Join(Join(Join("companies", ci), "projects"), pi)
@@ -107,6 +111,35 @@ func (b *Bundle) checkRefs(p *Problems, tariffs, templates, rules bool) {
 				if rules && ro.Rule != "" && b.Rules.Rule(ro.Rule) == nil {
 					p.Addf(Join(Join(Join(pp, "rule_overrides"), ri), "rule"), "unknown rule %q", ro.Rule)
 				}
+			}
+		}
+	}
+}
+
+// checkInterlocks checks that every point a rule interlocks is a writable
+// point of some template the rule applies to (an interlock on a point
+// nothing can write guards nothing: a typo).
+func (b *Bundle) checkInterlocks(p *Problems) {
+	ids := make([]string, 0, len(b.Templates))
+	for id := range b.Templates {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for ri := range b.Rules.Rules {
+		r := &b.Rules.Rules[ri]
+		for ii, pt := range r.Interlocks {
+			found := false
+			for _, id := range ids {
+				t := b.Templates[id]
+				if r.Matches(t.Kind, t.ID) {
+					if tp := t.Point(pt); tp != nil && tp.Writable {
+						found = true
+						break
+					}
+				}
+			}
+			if !found {
+				p.Addf(Join(Join(Join("rules", ri), "interlocks"), ii), "%q is not a writable point of any template rule %q applies to", pt, r.ID)
 			}
 		}
 	}

@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -81,5 +83,37 @@ func TestCheckWrite(t *testing.T) {
 	el := &Template{ID: "el", Kind: KindElevator, Points: []Point{{Metric: "floor", Register: RegHolding, Type: "int16", Writable: true}}}
 	if _, err := el.CheckWrite("floor", 1); !errors.Is(err, ErrNotWritable) {
 		t.Errorf("elevator CheckWrite = %v, want ErrNotWritable", err)
+	}
+}
+
+// A rule's interlocks must name writable points of a template it applies
+// to; the problem names the rule's path.
+func TestInterlocksNameWritablePoints(t *testing.T) {
+	b := loadDemo(t)
+	n := len(b.Rules.Rules)
+	b.Rules.Rules = append(b.Rules.Rules,
+		Rule{ID: "panel-door", Kind: RuleState, Severity: "major", Metric: "power_w", In: []float64{1},
+			AppliesTo: AppliesTo{Templates: []string{"lighting-panel"}}, Interlocks: []string{"circuit2_on"}},
+		Rule{ID: "panel-typo", Kind: RuleState, Severity: "major", Metric: "power_w", In: []float64{1},
+			AppliesTo: AppliesTo{Templates: []string{"lighting-panel"}}, Interlocks: []string{"circuit2_on", "power_w"}},
+		Rule{ID: "lift-lock", Kind: RuleState, Severity: "major", Metric: "floor", In: []float64{1},
+			AppliesTo: AppliesTo{Kinds: []string{KindElevator}}, Interlocks: []string{"floor"}})
+	var p Problems
+	b.CheckRefs(&p)
+	err := p.Err()
+	if err == nil {
+		t.Fatal("interlocks on points nothing can write passed")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		fmt.Sprintf(`rules[%d].interlocks[1]: "power_w" is not a writable point of any template rule "panel-typo" applies to`, n+1),
+		fmt.Sprintf(`rules[%d].interlocks[0]: "floor" is not a writable point`, n+2),
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("problems %q lack %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, fmt.Sprintf("rules[%d]", n)) || strings.Contains(msg, "rules["+fmt.Sprint(n+1)+"].interlocks[0]") {
+		t.Errorf("a writable interlocked point was reported: %s", msg)
 	}
 }
