@@ -42,7 +42,8 @@
 // counted (plantroom_edge_mqtt_errors_total{device,cause},
 // plantroom_edge_mqtt_unknown_topic_messages_total), logged at most once a
 // minute per device and cause, and the stream flows on. The fields of a
-// message that did map are kept.
+// message that did map are kept. A value outside its field's valid range is
+// kept with bad quality and counted (cause out_of_range).
 //
 // The configuration section, device setup and metrics are described in
 // README.md beside this file.

@@ -101,6 +101,36 @@ func TestEmbeddedTasmotaAndShelly(t *testing.T) {
 	}
 }
 
+// A Tasmota plug's absurd energy total through the embedded broker: the
+// reading is handed on with bad quality and its value, the message's other
+// fields are good, and it is counted as out_of_range.
+func TestEmbeddedOutOfRangeCounted(t *testing.T) {
+	in := startInput(t, embeddedConfig(t), demoDevices(t))
+	plug, err := device(t, "tcp://"+in.Addr(), "devsim", "devsim-demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, plug, "tele/garden_garage/SENSOR", false, `{"ENERGY":{"Total":1.7e308,"Power":60,"Voltage":230}}`)
+	waitFor(t, 10*time.Second, "the plug's readings", func() bool { return len(in.got.latest("garden-plug-1")) == 3 })
+	in.got.mu.Lock()
+	for _, r := range in.got.readings {
+		want := protocol.QualityGood
+		if r.Metric == "energy_kwh" {
+			want = protocol.QualityBad
+			if r.Value != 1.7e308 {
+				t.Errorf("energy_kwh = %v, want the plug's 1.7e308 kept", r.Value)
+			}
+		}
+		if r.Quality != want {
+			t.Errorf("%s = %v: quality %d, want %d", r.Metric, r.Value, r.Quality, want)
+		}
+	}
+	in.got.mu.Unlock()
+	if got := in.errorCount(t, "garden-plug-1", CauseOutOfRange); got != 1 {
+		t.Errorf("errors{cause=out_of_range} = %v, want 1", got)
+	}
+}
+
 func checkValues(t *testing.T, got, want map[string]float64) {
 	t.Helper()
 	for m, v := range want {

@@ -253,6 +253,11 @@ func (in *Input) handle(topic string, payload []byte, retained bool) {
 	}
 	if len(rs) > 0 {
 		in.metrics.readings.WithLabelValues(d.ID).Add(float64(len(rs)))
+		for _, r := range rs {
+			if r.Quality == protocol.QualityBad {
+				in.metrics.errors.WithLabelValues(d.ID, CauseOutOfRange).Inc()
+			}
+		}
 		in.opts.Sink(rs)
 	}
 }

@@ -24,6 +24,10 @@ var (
 	ErrAvailability = errors.New("unknown availability payload")
 )
 
+// CauseOutOfRange counts, in plantroom_edge_mqtt_errors_total, readings
+// outside their field's valid range: mapped and kept with bad quality.
+const CauseOutOfRange = "out_of_range"
+
 // Cause returns a short, stable name for the sentinel err wraps, for the
 // cause label of plantroom_edge_mqtt_errors_total; "other" when none matches.
 func Cause(err error) string {

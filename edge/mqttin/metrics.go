@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"device"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plantroom_edge_mqtt_errors_total",
-			Help: "MQTT message fields of each device that could not be mapped, by cause (malformed, value, unusable, too_large, availability).",
+			Help: "MQTT message fields of each device that could not be mapped, by cause (malformed, value, unusable, too_large, availability), and readings outside their valid range (out_of_range: kept with bad quality).",
 		}, []string{"device", "cause"}),
 		unknown: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "plantroom_edge_mqtt_unknown_topic_messages_total",
