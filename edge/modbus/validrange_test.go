@@ -18,7 +18,7 @@ import (
 // real value, every other point is good, and each bad reading is counted
 // as out_of_range, in the statistics and in Prometheus.
 func TestOutOfRangePointsMarkedBad(t *testing.T) {
-	b := startSim(t, sim.DeviceConfig{ID: "meter", Template: "sdm630"})
+	b := startSim(t, sim.DeviceConfig{ID: "meter", Template: "sdm630"}) // meters have no random faults
 	dev := simDevice(t, b, "meter", "sdm630", "tcp", 20*time.Millisecond)
 	tpl := *dev.Template
 	tpl.Points = append(tpl.Points[:0:0], tpl.Points...)
