@@ -260,7 +260,7 @@ func newBenchServer(b *testing.B) (*api.Server, coldReports) {
 	db := benchStore(b)
 	// The request timeout is raised so that a slow report is measured
 	// rather than cut off (the default is 30 s).
-	s, err := api.New(api.Config{Listen: "127.0.0.1:0", RequestTimeout: config.D(10 * time.Minute)}, api.Deps{
+	s, err := api.New(api.Config{Listen: "127.0.0.1:0", RequestTimeout: config.D(10 * time.Minute), WriteTimeout: config.D(11 * time.Minute)}, api.Deps{
 		Bundle: benchBundle(b), DB: db, Logger: testLogger(b), Now: func() time.Time { return benchNow },
 	})
 	if err != nil {
