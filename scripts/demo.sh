@@ -240,6 +240,13 @@ The same through the API (tokens are listed in README.md):
   # release the passenger; the alarm clears
   curl -s -X POST http://127.0.0.1:15190/devices/garden-elevator-1/events/release
 
+  # remote control: switch garden's public lighting circuit 1 off as its manager (reason required),
+  # follow the command until "applied" (before/after read back), see the next reading
+  curl -s -X POST -H 'Authorization: Bearer demo-pm-garden' -H 'Content-Type: application/json' \\
+       -d '{"point":"circuit1_on","value":0,"reason":"白天常亮 lit at noon"}' '$API/api/v1/devices/garden-lighting-1/commands'
+  curl -s -H 'Authorization: Bearer demo-pm-garden' '$API/api/v1/devices/garden-lighting-1/commands?limit=1'
+  curl -s -H 'Authorization: Bearer demo-pm-garden' '$API/api/v1/devices/garden-lighting-1'
+
   # the edge box's own metrics (queue depth, device state, uplink)
   curl -s http://127.0.0.1:9102/metrics | grep plantroom_edge_
 
