@@ -278,6 +278,8 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("a technician works an order on the phone", func(t *testing.T) { technicianOrder(t, browser, s) })
+
 	t.Run("CSRF", func(t *testing.T) {
 		ctx := tab(t, browser)
 		signIn(t, ctx, s, "pm-garden")
@@ -378,6 +380,9 @@ func screenshots(t *testing.T, browser context.Context, s *system, dir string) {
 		{"alarms", "tech-garden-1", "/alarms"},
 		{"my", "tech-garden-1", "/my"},
 		{"labels", "pm-garden", "/projects/garden/labels"},
+	}
+	if s.Order != "" {
+		shots = append(shots, struct{ name, staff, path string }{"order", "tech-garden-1", "/workorders/" + s.Order})
 	}
 	for _, size := range []struct {
 		name          string

@@ -31,6 +31,7 @@ type system struct {
 	Control string // garden devsim control API: http://127.0.0.1:port
 	Month   string // the current month (Asia/Shanghai)
 	Prev    string // the month before
+	Order   string // a work order the technician took a step on, with a photo (for the screenshots)
 	loc     *time.Location
 }
 
