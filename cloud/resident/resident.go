@@ -25,6 +25,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -33,6 +34,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/plantroom/plantroom/cloud/access"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
@@ -49,7 +51,16 @@ const (
 	MaxDescription = 1000
 	MaxComment     = 500
 	MaxPhone       = 20
+	// MaxPhotos is the most photos a request may carry.
+	MaxPhotos = 3
 )
+
+// PhotoSaver keeps a resident's photos (*photo.Photos is one): it checks
+// the content, removes EXIF and GPS, and stores the picture.
+type PhotoSaver interface {
+	Save(ctx context.Context, r io.Reader) (photo.Photo, error)
+	MaxBytes() int64
+}
 
 // Errors of the service. The HTTP layer maps them to statuses.
 var (
@@ -132,6 +143,8 @@ type Config struct {
 	Desk   Desk
 	Log    Log
 	Limits Limits
+	// Photos keeps the photos residents attach; nil: requests take none.
+	Photos PhotoSaver
 	Logger *slog.Logger
 	Now    func() time.Time
 	// RetryInterval is how often requests whose storage failed are stored
@@ -172,6 +185,10 @@ type Submission struct {
 	Phone       string `json:"phone,omitempty"`
 	// Website is the honeypot: a field people do not see and bots fill in.
 	Website string `json:"website,omitempty"`
+	// Photos are the pictures attached (at most MaxPhotos), read once the
+	// fields and the rate limits have passed; the HTTP layer fills them
+	// from a multipart body.
+	Photos []io.Reader `json:"-"`
 }
 
 // Receipt is the answer to a submission: the private tracking token.
@@ -455,9 +472,13 @@ func (s *Service) Rotate(ctx context.Context, company, project, who string) (Lin
 	return ev.link(), nil
 }
 
+// Photos is the store residents' photos go to; nil when none is configured.
+func (s *Service) Photos() PhotoSaver { return s.cfg.Photos }
+
 // Submit files a request through a public link from a client address:
-// the rate limits, the honeypot and the fields are checked, the work
-// order opened and dispatched, and the tracking token returned.
+// the rate limits, the honeypot and the fields are checked, the photos
+// saved (checked, metadata removed), the work order opened with them on
+// its opening and dispatched, and the tracking token returned.
 func (s *Service) Submit(ctx context.Context, linkToken, addr string, sub Submission) (Receipt, error) {
 	co, p, err := s.FindLink(linkToken)
 	if err != nil {
@@ -468,6 +489,9 @@ func (s *Service) Submit(ctx context.Context, linkToken, addr string, sub Submis
 		return Receipt{}, fmt.Errorf("cannot take the request: %w", ErrRefused)
 	}
 	sub.Location, sub.Description, sub.Phone = strings.TrimSpace(sub.Location), strings.TrimSpace(sub.Description), strings.TrimSpace(sub.Phone)
+	if len(sub.Photos) > 0 && s.cfg.Photos == nil {
+		return Receipt{}, fmt.Errorf("cannot take the request: photos: this server keeps no photos: %w", ErrInvalid)
+	}
 	if err := sub.check(); err != nil {
 		return Receipt{}, err
 	}
@@ -475,12 +499,20 @@ func (s *Service) Submit(ctx context.Context, linkToken, addr string, sub Submis
 		s.log.Info("resident request refused: rate limit", "project", p.ID, "addr", addr, "limit", le.Scope)
 		return Receipt{}, le
 	}
+	var ids []string
+	for i, r := range sub.Photos {
+		ph, err := s.cfg.Photos.Save(ctx, r)
+		if err != nil {
+			return Receipt{}, fmt.Errorf("cannot take photo %d of %d: %w", i+1, len(sub.Photos), err)
+		}
+		ids = append(ids, ph.ID)
+	}
 	skill := sub.Category
 	if skill == config.KindOther {
 		skill = ""
 	}
 	w, err := s.cfg.Desk.CreateForResident(ctx, p.ID, workorder.NewOrder{
-		Project: p.ID, Category: sub.Category, Skill: skill,
+		Project: p.ID, Category: sub.Category, Skill: skill, Photos: ids,
 		Title:       orderTitle(sub.Location, sub.Description),
 		Description: sub.Description + "\n\n位置 location: " + sub.Location,
 	})
@@ -529,6 +561,9 @@ func (sub *Submission) check() error {
 		if p := textfield.Check(f.name, f.v, f.max); p != "" {
 			probs = append(probs, p)
 		}
+	}
+	if len(sub.Photos) > MaxPhotos {
+		probs = append(probs, fmt.Sprintf("photos: %d photos, at most %d", len(sub.Photos), MaxPhotos))
 	}
 	if sub.Phone != "" && !validPhone(sub.Phone) {
 		probs = append(probs, fmt.Sprintf("phone: %q is not a phone number (digits, spaces, +, -)", sub.Phone))

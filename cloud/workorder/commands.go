@@ -29,6 +29,9 @@ type NewOrder struct {
 	// SLA is the on-site time ("2h"); default by priority, the rules
 	// file's work_orders.manual_sla (config.DefaultManualSLA).
 	SLA string `json:"sla,omitempty"`
+	// Photos are ids of stored photos the opening carries (a resident's
+	// request; staff attach theirs to steps); at most MaxPhotos.
+	Photos []string `json:"photos,omitempty"`
 }
 
 // Limits of free text in requests (package textfield holds the rule).
@@ -98,6 +101,10 @@ func (d *Desk) create(ctx context.Context, co *config.Company, p *config.Project
 	if len(probs) > 0 {
 		return WorkOrder{}, fmt.Errorf("cannot create work order: %s: %w", strings.Join(probs, "; "), ErrInvalid)
 	}
+	photos, err := d.photosOf(ctx, "(new)", r.Photos)
+	if err != nil {
+		return WorkOrder{}, err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.cfg.Now().UTC()
@@ -111,7 +118,7 @@ func (d *Desk) create(ctx context.Context, co *config.Company, p *config.Project
 		Title: title, Description: r.Description, Severity: severityOf(prio), Priority: prio, Skill: r.Skill,
 		State: StateOpen, CreatedBy: who, OpenedAt: now, RaisedAt: now, SLADue: due.UTC(),
 	}
-	evs := []Event{d.record(w, Event{Action: ActionOpen, At: now, Who: who, Note: note}, "")}
+	evs := []Event{d.record(w, Event{Action: ActionOpen, At: now, Who: who, Note: note, Photos: photos}, "")}
 	if ev, ok := d.dispatch(w, now); ok {
 		evs = append(evs, ev)
 	}

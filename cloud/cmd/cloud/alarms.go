@@ -139,7 +139,7 @@ func newAlarmParts(a *app.App, log *slog.Logger) (*alarmParts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot set up alarms: %w", err)
 	}
-	residents, err := resident.New(resident.Config{Org: &a.Bundle.Org, Desk: desk, Log: resident.NewClickHouseLog(a.DB.Conn()),
+	residents, err := resident.New(resident.Config{Org: &a.Bundle.Org, Desk: desk, Photos: photos, Log: resident.NewClickHouseLog(a.DB.Conn()),
 		Limits: a.Config.Residents, Logger: log.With("component", "residents")})
 	if err != nil {
 		return nil, fmt.Errorf("cannot set up resident requests: %w", err)

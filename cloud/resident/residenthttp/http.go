@@ -6,10 +6,12 @@
 package residenthttp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"mime"
 	"net/http"
@@ -20,8 +22,10 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/resident"
 	"github.com/plantroom/plantroom/cloud/workorder"
+	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 	"github.com/plantroom/plantroom/internal/timerange"
 )
 
@@ -33,6 +37,7 @@ const MaxBody = 16 << 10
 //
 //	GET  /public/requests/:link             the form's project and choices (no account)
 //	POST /public/requests/:link             file a request: resident.Submission → tracking token
+//	                                        (JSON, or multipart: part "request" JSON + up to 3 parts "photo")
 //	GET  /public/track/:token               the request's status in plain words
 //	POST /public/track/:token/rating        rate resolved work once: resident.Rating
 //	GET  /projects/:project/resident-link   the project's public link (Manage)
@@ -43,9 +48,14 @@ const MaxBody = 16 << 10
 func Routes(s *resident.Service) []api.Route {
 	h := &handlers{s: s}
 	request := api.Resource(access.KindRequest, "request", h.owner)
+	maxPhoto := int64(photo.DefaultMaxBytes)
+	if s != nil && s.Photos() != nil {
+		maxPhoto = s.Photos().MaxBytes()
+	}
 	return []api.Route{
 		{Method: http.MethodGet, Path: "/public/requests/:link", Scope: api.Public(), Handler: h.form},
-		{Method: http.MethodPost, Path: "/public/requests/:link", Scope: api.Public(), Handler: h.submit},
+		// JSON (MaxBody), or multipart with photos (MaxMultipart).
+		{Method: http.MethodPost, Path: "/public/requests/:link", Scope: api.Public(), Handler: h.submit, BodyLimit: MaxMultipart(maxPhoto)},
 		{Method: http.MethodGet, Path: "/public/track/:token", Scope: api.Public(), Handler: h.track},
 		{Method: http.MethodPost, Path: "/public/track/:token/rating", Scope: api.Public(), Handler: h.rate},
 		{Method: http.MethodGet, Path: "/projects/:project/resident-link", Scope: api.Project("project").Do(access.Manage), Handler: h.link},
@@ -108,15 +118,92 @@ func decodeJSON(c echo.Context, v any) error {
 	return nil
 }
 
+// decodeMultipart reads a request with photos: a part "request" holding
+// the JSON submission (at most MaxBody bytes), then up to
+// resident.MaxPhotos parts "photo". The whole body is bounded by
+// MaxMultipart; each photo is checked by the photo store on Submit.
+func (h *handlers) decodeMultipart(c echo.Context, sub *resident.Submission) error {
+	maxPhoto := int64(photo.DefaultMaxBytes)
+	if ps := h.s.Photos(); ps != nil {
+		maxPhoto = ps.MaxBytes()
+	}
+	limit := MaxMultipart(maxPhoto)
+	tooLarge := &api.Error{Status: http.StatusRequestEntityTooLarge, Code: api.CodeTooLarge,
+		Message: fmt.Sprintf("the body is larger than %d bytes (%d photos of at most %d bytes)", limit, resident.MaxPhotos, maxPhoto)}
+	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, limit)
+	mr, err := c.Request().MultipartReader()
+	if err != nil {
+		return api.BadRequest("invalid multipart body: %v", err)
+	}
+	seen := false
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return tooLarge
+		}
+		if err != nil {
+			return api.BadRequest("invalid multipart body: %v", err)
+		}
+		switch part.FormName() {
+		case "request":
+			dec := json.NewDecoder(io.LimitReader(part, MaxBody))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(sub); err != nil {
+				return api.BadRequest("invalid JSON in part \"request\": %v", err)
+			}
+			seen = true
+		case "photo":
+			if len(sub.Photos) == resident.MaxPhotos {
+				return api.BadRequest("too many photos: at most %d", resident.MaxPhotos)
+			}
+			// The photo store reads at most its limit and one byte more.
+			b, err := io.ReadAll(io.LimitReader(part, maxPhoto+1))
+			if errors.As(err, &mb) {
+				return tooLarge
+			}
+			if err != nil {
+				return api.BadRequest("cannot read photo %d: %v", len(sub.Photos)+1, err)
+			}
+			if len(b) == 0 { // an empty file input
+				continue
+			}
+			sub.Photos = append(sub.Photos, bytes.NewReader(b))
+		default:
+			return api.BadRequest("unknown part %q (want request and photo)", part.FormName())
+		}
+	}
+	if !seen {
+		return api.BadRequest("the multipart body has no part \"request\"")
+	}
+	return nil
+}
+
 // Submitted is the answer to a filed request.
 type Submitted struct {
 	resident.Receipt
 	Path string `json:"path"` // the tracking page on the console
 }
 
+// PhotoPart bounds a multipart body's overhead per photo (part headers).
+const PhotoPart = 4 << 10
+
+// MaxMultipart is the largest multipart request: the fields and
+// resident.MaxPhotos photos of at most maxPhoto bytes each.
+func MaxMultipart(maxPhoto int64) int64 {
+	return MaxBody + resident.MaxPhotos*(maxPhoto+PhotoPart)
+}
+
 func (h *handlers) submit(c echo.Context) error {
 	var sub resident.Submission
-	if err := decodeJSON(c, &sub); err != nil {
+	if mt, _, _ := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType)); mt == echo.MIMEMultipartForm {
+		if err := h.decodeMultipart(c, &sub); err != nil {
+			return err
+		}
+	} else if err := decodeJSON(c, &sub); err != nil {
 		return err
 	}
 	rc, err := h.s.Submit(c.Request().Context(), c.Param("link"), c.RealIP(), sub)
@@ -237,6 +324,8 @@ func apiError(err error) error {
 		return &api.Error{Status: http.StatusBadRequest, Code: "refused", Message: "the request was refused"}
 	case errors.Is(err, resident.ErrInvalid), errors.Is(err, workorder.ErrInvalid):
 		return &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: err.Error()}
+	case errors.Is(err, photo.ErrTooLarge), errors.Is(err, photo.ErrUnsupported):
+		return workorderhttp.PhotoError(err)
 	case errors.Is(err, resident.ErrConflict):
 		return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: err.Error()}
 	}

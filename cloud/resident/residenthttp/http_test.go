@@ -15,9 +15,11 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/resident"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
+	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/chtest"
 	"github.com/plantroom/plantroom/internal/fakes"
@@ -45,6 +47,7 @@ type rig struct {
 	svc    *resident.Service
 	h      http.Handler
 	limits resident.Limits
+	photos *photo.Photos // kept across restarts, like the photos directory
 }
 
 func newRig(t *testing.T, limits resident.Limits) *rig {
@@ -65,7 +68,8 @@ func newRig(t *testing.T, limits resident.Limits) *rig {
 	if err := db.Migrate(ctx, slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations())...); err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, b: b, clock: fakes.NewClock(monday10), db: db, limits: limits}
+	r := &rig{t: t, b: b, clock: fakes.NewClock(monday10), db: db, limits: limits,
+		photos: photo.New(photo.Dir(t.TempDir()), photo.DefaultMaxBytes)}
 	r.start()
 	return r
 }
@@ -77,7 +81,7 @@ func (r *rig) start() {
 	t.Helper()
 	var err error
 	r.desk, err = workorder.New(workorder.Config{Org: &r.b.Org, Rules: &r.b.Rules, Log: workorder.NewClickHouseLog(r.db.Conn()),
-		Feed: alarm.NewFeed(0, r.clock.Now), Now: r.clock.Now, CheckInterval: time.Hour})
+		Feed: alarm.NewFeed(0, r.clock.Now), Now: r.clock.Now, CheckInterval: time.Hour, Photos: r.photos})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +90,7 @@ func (r *rig) start() {
 	}
 	t.Cleanup(r.desk.Stop)
 	r.svc, err = resident.New(resident.Config{Org: &r.b.Org, Desk: r.desk, Log: resident.NewClickHouseLog(r.db.Conn()),
-		Limits: r.limits, Now: r.clock.Now, RetryInterval: time.Hour})
+		Limits: r.limits, Now: r.clock.Now, RetryInterval: time.Hour, Photos: r.photos})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +103,10 @@ func (r *rig) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The work-order routes as cmd/cloud registers them (no alarm engine:
+	// the routes used here do not ask it): staff read the order's photos.
 	srv.Register(Routes(r.svc)...)
+	srv.Register(workorderhttp.Routes(r.desk, nil, r.photos)...)
 	r.h = srv.Handler()
 }
 

@@ -55,13 +55,13 @@ func (h *handlers) maxPhoto() int64 {
 func (h *handlers) uploadPhoto(c echo.Context) error {
 	ph, err := h.photos.Save(c.Request().Context(), c.Request().Body)
 	if err != nil {
-		return photoError(err)
+		return PhotoError(err)
 	}
 	return c.JSON(http.StatusCreated, ph)
 }
 
-// photoError maps package photo's refusals to API answers.
-func photoError(err error) error {
+// PhotoError maps package photo's refusals to API answers.
+func PhotoError(err error) error {
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge, errors.Is(err, photo.ErrTooLarge):
