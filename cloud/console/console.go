@@ -170,6 +170,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 func (c *Console) Attach(srv *api.Server) {
 	c.api = srv.Handler()
 	srv.MountBodyLimit(c.uploadLimit(), isUpload)
+	srv.MountBodyLimit(c.residentUploadLimit(), isResidentUpload)
 	srv.Mount(c.Handler())
 }
 

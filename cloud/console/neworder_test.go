@@ -19,6 +19,8 @@ import (
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/ingest"
 	"github.com/plantroom/plantroom/cloud/photo"
+	"github.com/plantroom/plantroom/cloud/resident"
+	"github.com/plantroom/plantroom/cloud/resident/residenthttp"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
@@ -26,8 +28,8 @@ import (
 	"github.com/plantroom/plantroom/internal/chtest"
 )
 
-// newOrderServer is the console with the API's alarm and work-order routes
-// over a real ClickHouse, as bin/cloud wires them.
+// newOrderServer is the console with the API's alarm, work-order and
+// resident-request routes over a real ClickHouse, as bin/cloud wires them.
 func newOrderServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	b, err := config.LoadBundle("../../configs/org.yaml", "../../configs/tariffs.yaml", "../../configs/templates", "../../configs/rules.yaml")
@@ -43,7 +45,7 @@ func newOrderServer(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, append(alarm.Migrations(), workorder.Migrations()...)...); err != nil {
+	if err := db.Migrate(ctx, slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations())...); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -76,6 +78,15 @@ func newOrderServer(t *testing.T) *httptest.Server {
 	}
 	srv.Register(alarmhttp.Routes(engine)...)
 	srv.Register(workorderhttp.Routes(desk, engine, photos)...)
+	residents, err := resident.New(resident.Config{Org: &b.Org, Desk: desk, Log: resident.NewClickHouseLog(db.Conn()), Photos: photos, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := residents.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(residents.Stop)
+	srv.Register(residenthttp.Routes(residents)...)
 	con.Attach(srv)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)

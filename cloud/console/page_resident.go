@@ -1,12 +1,19 @@
 package console
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/plantroom/plantroom/cloud/resident"
 )
 
 // Residents' pages (no account): the repair request form a project's
@@ -24,6 +31,8 @@ type residentForm struct {
 	ProjectName string
 	Categories  []string
 	Limits      struct{ Location, Description, Phone int }
+	// MaxPhotos and MaxMB are the photo limits the form states.
+	MaxPhotos, MaxMB int
 	// Values of a form sent back with a problem.
 	Category, Location, Description, Phone string
 	Problem                                string // the API's message, escaped by the template
@@ -49,6 +58,7 @@ func (c *Console) residentForm(r *http.Request, link string) (*residentForm, err
 	}
 	f := &residentForm{Link: link, Project: a.Project, ProjectName: a.ProjectName, Categories: a.Categories}
 	f.Limits.Location, f.Limits.Description, f.Limits.Phone = a.Limits.Location, a.Limits.Description, a.Limits.Phone
+	f.MaxPhotos, f.MaxMB = resident.MaxPhotos, int(c.photoMax>>20)
 	return f, nil
 }
 
@@ -86,12 +96,39 @@ func (c *Console) submitRequest(w http.ResponseWriter, r *http.Request, sess *Se
 		Token string `json:"token"`
 		Path  string `json:"path"`
 	}
-	err = c.call(r, sess, http.MethodPost, "/public/requests/"+url.PathEscape(link), body, &out)
+	var files []*multipart.FileHeader
+	if r.MultipartForm != nil {
+		defer r.MultipartForm.RemoveAll()
+		for _, fh := range r.MultipartForm.File["photos"] {
+			if fh.Size > 0 {
+				files = append(files, fh)
+			}
+		}
+	}
+	if len(files) > resident.MaxPhotos {
+		f.Problem = fmt.Sprintf("%d photos, at most %d", len(files), resident.MaxPhotos)
+		c.render(w, r, sess, "request", &page{Status: http.StatusBadRequest, Notice: "resident.photos_count", Data: f})
+		return
+	}
+	if len(files) == 0 {
+		err = c.call(r, sess, http.MethodPost, "/public/requests/"+url.PathEscape(link), body, &out)
+	} else {
+		err = c.submitWithPhotos(r, sess, link, body, files, &out)
+	}
 	var ae *APIError
 	switch {
 	case err == nil:
 		http.Redirect(w, r, out.Path+"?new=1", http.StatusSeeOther)
 		return
+	case errors.As(err, &ae) && (ae.Status == http.StatusRequestEntityTooLarge || ae.Status == http.StatusUnsupportedMediaType):
+		// A refused photo: the form comes back with its text, and the
+		// reason in the resident's language (the API's words below it).
+		key := map[string]string{"photo_heic": "photo.err.heic", "photo_type": "photo.err.type"}[ae.Code]
+		if key == "" {
+			key = "photo.err.too_large"
+		}
+		f.Problem = ae.Message
+		c.render(w, r, sess, "request", &page{Status: ae.Status, Notice: key, Data: f})
 	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
 		f.Limited, f.RetryMin = true, retryMinutes(ae.Message)
 		c.render(w, r, sess, "request", &page{Status: http.StatusTooManyRequests, Data: f})
@@ -106,6 +143,60 @@ func (c *Console) submitRequest(w http.ResponseWriter, r *http.Request, sess *Se
 	default:
 		c.failResident(w, r, sess, err, "resident.link_gone")
 	}
+}
+
+// submitWithPhotos files the request with its photos as the API's
+// multipart body (part "request" JSON, parts "photo"), streamed.
+func (c *Console) submitWithPhotos(r *http.Request, sess *Session, link string, body map[string]string, files []*multipart.FileHeader, out any) error {
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		pw.CloseWithError(func() error {
+			h := textproto.MIMEHeader{}
+			h.Set("Content-Disposition", `form-data; name="request"`)
+			h.Set("Content-Type", "application/json")
+			part, err := mw.CreatePart(h)
+			if err != nil {
+				return err
+			}
+			if err := json.NewEncoder(part).Encode(body); err != nil {
+				return err
+			}
+			for _, fh := range files {
+				h := textproto.MIMEHeader{}
+				h.Set("Content-Disposition", `form-data; name="photo"; filename="photo"`)
+				h.Set("Content-Type", "application/octet-stream")
+				part, err := mw.CreatePart(h)
+				if err != nil {
+					return err
+				}
+				src, err := fh.Open()
+				if err != nil {
+					return fmt.Errorf("cannot read uploaded photo %q: %w", fh.Filename, err)
+				}
+				_, err = io.Copy(part, src)
+				src.Close()
+				if err != nil {
+					return err
+				}
+			}
+			return mw.Close()
+		}())
+	}()
+	defer pr.Close()
+	return c.send(r, sess, http.MethodPost, "/public/requests/"+url.PathEscape(link), mw.FormDataContentType(), pr, out)
+}
+
+// isResidentUpload reports a resident's request form with photos.
+func isResidentUpload(r *http.Request) bool {
+	return r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/r/") &&
+		strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data")
+}
+
+// residentUploadLimit is the largest request form: every photo at the
+// limit, and the rest of the form.
+func (c *Console) residentUploadLimit() int64 {
+	return int64(resident.MaxPhotos)*(c.photoMax+4<<10) + 64<<10
 }
 
 // retryMinutes reads "try again in 45m0s" from a rate limit's message

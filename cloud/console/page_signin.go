@@ -172,6 +172,13 @@ func (c *Console) validCSRF(r *http.Request, sess *Session) bool {
 			return false
 		}
 		got = r.PostFormValue(CSRFField)
+	} else if got == "" && isResidentUpload(r) {
+		// A resident's request with photos, read the same way.
+		r.Body = http.MaxBytesReader(nil, r.Body, c.residentUploadLimit())
+		if err := r.ParseMultipartForm(8 << 20); err != nil {
+			return false
+		}
+		got = r.PostFormValue(CSRFField)
 	} else if got == "" {
 		r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
 		got = r.PostFormValue(CSRFField)
