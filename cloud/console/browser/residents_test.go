@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -120,6 +122,8 @@ func TestResidentRepairLoop(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#location"), "2号楼1单元 <b>"),
 		chromedp.SendKeys(chromedp.CSS("#description"), hostileText),
 		chromedp.SendKeys(chromedp.CSS("#phone"), "13812345678"),
+		// A photo chosen in the form's file input.
+		chromedp.SetUploadFiles(chromedp.CSS("#photos"), []string{residentPhoto(t)}),
 		chromedp.Click(chromedp.CSS("#request-submit")),
 	); err != nil {
 		t.Fatal(err)
@@ -164,6 +168,12 @@ func TestResidentRepairLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	signIn(t, tech, s, order.Assignee)
+	// The resident's photo is on the order's opening, as a thumbnail.
+	open(t, tech, s.URL+"/workorders/"+order.ID)
+	waitJS(t, tech, "the resident's photo as a thumbnail", `(() => { const i = document.querySelector("#order-history img.thumb"); return i && i.complete && i.naturalWidth > 0 })()`, 30*time.Second)
+	if got := eval[int](t, tech, `document.querySelector("#order-history img.thumb").naturalWidth`); got != 320 {
+		t.Errorf("the resident's photo thumbnail is %d px wide, want 320", got)
+	}
 	for _, to := range []string{"accepted", "in_progress", "resolved"} {
 		open(t, tech, s.URL+"/my")
 		sel := fmt.Sprintf(`li[data-order=%q] button[value=%q]`, order.ID, to)
@@ -323,4 +333,22 @@ func residentShots(t *testing.T, browser context.Context, s *system, dir, formPa
 		}
 		t.Logf("wrote %s", p)
 	}
+}
+
+// residentPhoto writes a 640×480 JPEG for the form's file input.
+func residentPhoto(t *testing.T) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 640, 480))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i / 5)
+	}
+	var jb bytes.Buffer
+	if err := jpeg.Encode(&jb, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	pic := filepath.Join(t.TempDir(), "IMG_2001.jpg")
+	if err := os.WriteFile(pic, jb.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pic
 }
