@@ -227,6 +227,7 @@ type trackView struct {
 	CanRate     bool      `json:"can_rate"`
 	Rating      int       `json:"rating"`
 	Comment     string    `json:"comment"`
+	Photos      []string  `json:"photos"` // the resident's own, through the token
 	Steps       []trackStep
 	Problem     string
 }

@@ -46,6 +46,13 @@ func TestResidentRequestWithPhoto(t *testing.T) {
 	if code != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/t/") {
 		t.Fatalf("request with a photo: %d %q, want 303 to the tracking page", code, h.Get("Location"))
 	}
+	// The tracking page shows the resident's own photo through the token.
+	track := h.Get("Location")
+	_, _, page = res.do("GET", track, nil)
+	tok := strings.TrimPrefix(strings.SplitN(track, "?", 2)[0], "/t/")
+	if !strings.Contains(page, `id="track-photos"`) || !strings.Contains(page, `src="/api/v1/public/track/`+tok+`/photos/`) {
+		t.Errorf("the tracking page does not show the resident's photo")
+	}
 	_, _, js = pm.do("GET", "/api/v1/workorders?project=garden", nil)
 	var list struct {
 		Orders []orderView `json:"work_orders"`

@@ -59,6 +59,7 @@ const (
 // the content, removes EXIF and GPS, and stores the picture.
 type PhotoSaver interface {
 	Save(ctx context.Context, r io.Reader) (photo.Photo, error)
+	Open(ctx context.Context, id string, size photo.Size) (io.ReadCloser, string, error)
 	MaxBytes() int64
 }
 
@@ -94,6 +95,7 @@ func (e *LimitError) Error() string {
 type Desk interface {
 	CreateForResident(ctx context.Context, project string, r workorder.NewOrder) (workorder.WorkOrder, error)
 	Lookup(id string) (workorder.WorkOrder, bool)
+	OpeningPhotos(id string) []photo.Photo
 }
 
 // Log stores requests and links (ClickHouseLog).
@@ -235,6 +237,8 @@ type Tracking struct {
 	CanRate     bool      `json:"can_rate"`
 	Rating      int       `json:"rating,omitempty"`
 	Comment     string    `json:"comment,omitempty"`
+	// Photos are the ids of the photos the resident attached.
+	Photos []string `json:"photos,omitempty"`
 }
 
 // Link is a project's public request link.
@@ -623,6 +627,9 @@ func (s *Service) Track(token string) (Tracking, error) {
 	if w, ok := s.cfg.Desk.Lookup(req.WorkOrder); ok {
 		t.Status = StatusOf(w.State)
 		t.ResolvedAt = w.ResolvedAt
+	}
+	for _, ph := range s.cfg.Desk.OpeningPhotos(req.WorkOrder) {
+		t.Photos = append(t.Photos, ph.ID)
 	}
 	t.CanRate = t.Status == StatusResolved && req.Rating == 0
 	return t, nil

@@ -3,6 +3,9 @@ package workorder
 import (
 	"context"
 	"fmt"
+	"slices"
+
+	"github.com/plantroom/plantroom/cloud/photo"
 )
 
 // SourceResident marks an order opened from a resident's repair request
@@ -37,4 +40,16 @@ func (d *Desk) Lookup(id string) (WorkOrder, bool) {
 		return WorkOrder{}, false
 	}
 	return d.copyOf(w, false), true
+}
+
+// OpeningPhotos returns the photos an order's opening carried (a
+// resident's own, for the tracking link; whoever asks, like Lookup).
+func (d *Desk) OpeningPhotos(id string) []photo.Photo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w := d.orders[id]
+	if w == nil || len(w.History) == 0 || w.History[0].Action != ActionOpen {
+		return nil
+	}
+	return slices.Clone(w.History[0].Photos)
 }

@@ -130,6 +130,7 @@ func TestResidentRepairLoop(t *testing.T) {
 	}
 	waitJS(t, phone, "the tracking page", `location.pathname.startsWith("/t/") && document.querySelector("#track-status")`, 30*time.Second)
 	trackURL := eval[string](t, phone, "location.href")
+	waitJS(t, phone, "the resident's photo on the tracking page", `(() => { const i = document.querySelector("#track-photos img.thumb"); return i && i.complete && i.naturalWidth > 0 })()`, 30*time.Second)
 	status := func() string { return eval[string](t, phone, `document.querySelector("#track-status").dataset.status`) }
 	if got := status(); got != "assigned" && got != "submitted" {
 		t.Errorf("tracking status %q right after filing", got)

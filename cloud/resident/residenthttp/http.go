@@ -15,6 +15,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -40,6 +41,7 @@ const MaxBody = 16 << 10
 //	                                        (JSON, or multipart: part "request" JSON + up to 3 parts "photo")
 //	GET  /public/track/:token               the request's status in plain words
 //	POST /public/track/:token/rating        rate resolved work once: resident.Rating
+//	GET  /public/track/:token/photos/:photo?size=thumb  one of the request's own photos
 //	GET  /projects/:project/resident-link   the project's public link (Manage)
 //	POST /projects/:project/resident-link   rotate it: the old one stops working (Manage)
 //	GET  /resident-requests?project=&workorder=&limit=   phones masked
@@ -58,6 +60,7 @@ func Routes(s *resident.Service) []api.Route {
 		{Method: http.MethodPost, Path: "/public/requests/:link", Scope: api.Public(), Handler: h.submit, BodyLimit: MaxMultipart(maxPhoto)},
 		{Method: http.MethodGet, Path: "/public/track/:token", Scope: api.Public(), Handler: h.track},
 		{Method: http.MethodPost, Path: "/public/track/:token/rating", Scope: api.Public(), Handler: h.rate},
+		{Method: http.MethodGet, Path: "/public/track/:token/photos/:photo", Scope: api.Public(), Handler: h.trackPhoto},
 		{Method: http.MethodGet, Path: "/projects/:project/resident-link", Scope: api.Project("project").Do(access.Manage), Handler: h.link},
 		{Method: http.MethodPost, Path: "/projects/:project/resident-link", Scope: api.Project("project").Do(access.Manage), Handler: h.rotate},
 		{Method: http.MethodGet, Path: "/resident-requests", Scope: api.AnyStaff(), Handler: h.list},
@@ -212,6 +215,20 @@ func (h *handlers) submit(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderLocation, api.Prefix+"/public/track/"+rc.Token)
 	return c.JSON(http.StatusCreated, Submitted{Receipt: rc, Path: resident.TrackPath(rc.Token)})
+}
+
+// trackPhoto serves a photo the tracked request carried, and only those.
+func (h *handlers) trackPhoto(c echo.Context) error {
+	id := c.Param("photo")
+	notFound := &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("photo %q not found in this request", id)}
+	t, err := h.s.Track(c.Param("token"))
+	if err != nil {
+		return apiError(err)
+	}
+	if h.s.Photos() == nil || !slices.Contains(t.Photos, id) {
+		return notFound
+	}
+	return workorderhttp.ServePhoto(c, h.s.Photos(), id, notFound)
 }
 
 func (h *handlers) track(c echo.Context) error {

@@ -201,4 +201,29 @@ func TestResidentPhotos(t *testing.T) {
 	}
 	// A JSON request still works without photos.
 	r.decode(r.submit(link, "10.1.0.4", sub), http.StatusCreated, nil)
+
+	// The resident sees their own photos through the tracking token, and
+	// only those: another resident's photo is not found through it.
+	var other Submitted
+	img := image.NewGray(image.Rect(0, 0, 40, 30))
+	var ob bytes.Buffer
+	if err := jpeg.Encode(&ob, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.decode(r.submitMultipart(link, "10.1.0.5", sub, filePart{"b.jpg", "image/jpeg", ob.Bytes()}), http.StatusCreated, &other)
+	var tr, otr resident.Tracking
+	r.decode(r.call("", "10.1.0.3", http.MethodGet, "/api/v1/public/track/"+got.Token, nil), http.StatusOK, &tr)
+	r.decode(r.call("", "10.1.0.5", http.MethodGet, "/api/v1/public/track/"+other.Token, nil), http.StatusOK, &otr)
+	if len(tr.Photos) != 1 || tr.Photos[0] != ph.ID || len(otr.Photos) != 1 || otr.Photos[0] == ph.ID {
+		t.Fatalf("tracked photos %v and %v, want [%s] and another", tr.Photos, otr.Photos, ph.ID)
+	}
+	own := "/api/v1/public/track/" + got.Token + "/photos/"
+	if rec := r.call("", "10.1.0.3", http.MethodGet, own+ph.ID+"?size=thumb", nil); rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "image/jpeg" {
+		t.Fatalf("the resident's own thumbnail: %d %s", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	for _, u := range []string{own + otr.Photos[0], own + otr.Photos[0] + "?size=thumb", "/api/v1/public/track/" + got.Token + "x/photos/" + ph.ID} {
+		if rec := r.call("", "10.1.0.3", http.MethodGet, u, nil); rec.Code != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", u, rec.Code)
+		}
+	}
 }

@@ -79,14 +79,6 @@ func PhotoError(err error) error {
 // history does not name is "not found", whatever the store holds.
 func (h *handlers) photo(c echo.Context) error {
 	id := c.Param("photo")
-	size, suffix := photo.Full, ""
-	switch c.QueryParam("size") {
-	case "", "full":
-	case "thumb":
-		size, suffix = photo.Thumb, ".thumb"
-	default:
-		return api.BadRequest("invalid size %q: want full or thumb", c.QueryParam("size"))
-	}
 	w, err := h.d.Get(viewer(c), c.Param("workorder"))
 	if err != nil {
 		return apiError(c, err)
@@ -94,6 +86,26 @@ func (h *handlers) photo(c echo.Context) error {
 	notFound := &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("photo %q not found in work order %q", id, w.ID)}
 	if !w.HasPhoto(id) {
 		return notFound
+	}
+	return ServePhoto(c, h.photos, id, notFound)
+}
+
+// PhotoOpener opens stored photos (*photo.Photos is one).
+type PhotoOpener interface {
+	Open(ctx context.Context, id string, size photo.Size) (io.ReadCloser, string, error)
+}
+
+// ServePhoto answers with stored photo id (?size=thumb: its thumbnail),
+// once the caller has decided the viewer may see it; notFound when the
+// store has no such photo.
+func ServePhoto(c echo.Context, photos PhotoOpener, id string, notFound error) error {
+	size, suffix := photo.Full, ""
+	switch c.QueryParam("size") {
+	case "", "full":
+	case "thumb":
+		size, suffix = photo.Thumb, ".thumb"
+	default:
+		return api.BadRequest("invalid size %q: want full or thumb", c.QueryParam("size"))
 	}
 	etag := `"` + id + suffix + `"`
 	hd := c.Response().Header()
@@ -106,7 +118,7 @@ func (h *handlers) photo(c echo.Context) error {
 	if c.Request().Header.Get("If-None-Match") == etag {
 		return c.NoContent(http.StatusNotModified)
 	}
-	rc, typ, err := h.photos.Open(c.Request().Context(), id, size)
+	rc, typ, err := photos.Open(c.Request().Context(), id, size)
 	if errors.Is(err, photo.ErrNotFound) {
 		return notFound
 	}
