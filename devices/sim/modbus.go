@@ -213,7 +213,7 @@ func (h *handler) HandleHoldingRegisters(req *modbus.HoldingRegistersRequest) ([
 		if _, err := words(img.holding, req.Addr, req.Quantity); err != nil {
 			return nil, err
 		}
-		return nil, modbus.ErrIllegalDataAddress // read-only registers
+		return nil, h.s.writeRegisters(req.Addr, req.Args)
 	}
 	return words(img.holding, req.Addr, req.Quantity)
 }
@@ -280,6 +280,46 @@ func (s *modbusServer) writeCoils(addr uint16, vals []bool) error {
 		}
 	}
 	s.log.Info("lighting circuits switched by Modbus write", "address", addr, "values", vals)
+	s.b.publishLocked()
+	return nil
+}
+
+// registerWriter is a model with writable holding registers.
+type registerWriter interface {
+	write(metric string, v float64) error
+}
+
+// writeRegisters executes a write to holding registers: the written words
+// must be exactly one writable point of the template (decoded as a gateway
+// reads it) whose value the template allows; every other register is
+// read-only (illegal data address), a value outside the point's range is an
+// illegal data value.
+func (s *modbusServer) writeRegisters(addr uint16, vals []uint16) error {
+	w, ok := s.d.model.(registerWriter)
+	if !ok {
+		return modbus.ErrIllegalDataAddress
+	}
+	var pt *config.Point
+	for i := range s.d.tmpl.Points {
+		q := &s.d.tmpl.Points[i]
+		if q.Writable && q.Register == config.RegHolding && q.Address == addr && config.TypeRegisters[q.Type] == len(vals) {
+			pt = q
+		}
+	}
+	if pt == nil {
+		return modbus.ErrIllegalDataAddress
+	}
+	v := DecodePoint(pt, vals)
+	if _, err := s.d.tmpl.CheckWrite(pt.Metric, v); err != nil {
+		s.log.Warn("Modbus write refused", "metric", pt.Metric, "value", v, "error", err)
+		return modbus.ErrIllegalDataValue
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	if err := w.write(pt.Metric, v); err != nil {
+		return modbus.ErrIllegalDataAddress
+	}
+	s.log.Info("holding register written by Modbus", "address", addr, "metric", pt.Metric, "value", v)
 	s.b.publishLocked()
 	return nil
 }

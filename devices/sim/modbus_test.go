@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"testing"
 	"time"
@@ -194,10 +195,11 @@ func TestRegisterMapEdges(t *testing.T) {
 			t.Errorf("%s: got %v, want exception %d", tc.name, err, tc.code)
 		}
 	}
-	// Writes to read-only registers are refused.
+	// Writes to read-only registers are refused (the pump's writable
+	// setpoint and run command are TestPumpWrites').
 	p, _ := tcpClient(t, b.Addr("pump-1"), 5*time.Second)
-	if _, err := p.WriteSingleRegister(5, 400); err == nil {
-		t.Error("writing a pump register succeeded, want an exception")
+	if _, err := p.WriteSingleRegister(4, 400); err == nil {
+		t.Error("writing a pump's outlet pressure succeeded, want an exception")
 	}
 	// Another unit id gets "gateway target device failed to respond".
 	o, h := tcpClient(t, b.Addr("meter"), 5*time.Second)
@@ -213,4 +215,83 @@ func ExampleDecodePoint() {
 	pt := &config.Point{Metric: "energy_import_kwh", Register: config.RegInput, Type: "float32", ByteOrder: "big", WordOrder: "big"}
 	fmt.Println(DecodePoint(pt, []uint16{0x4348, 0x8000}))
 	// Output: 200.5
+}
+
+// TestPumpWrites writes a pump's holding registers over Modbus TCP as a
+// gateway does: the setpoint moves the group's pressure, a stopped duty pump
+// hands over to the standby, and every other register or an out-of-range
+// value is refused with an exception, changing nothing.
+func TestPumpWrites(t *testing.T) {
+	b := startBuilding(t, testConfig())
+	all := advance(t, b, 10*time.Minute)
+	if sp := all["pump-1"]["setpoint_bar"]; sp != 3 {
+		t.Fatalf("setpoint before the write = %v, want the default 3 bar", sp)
+	}
+	c, _ := tcpClient(t, b.Addr("pump-1"), 5*time.Second)
+	exception := func(what string, err error, code byte) {
+		t.Helper()
+		var me *modbus.ModbusError
+		if !errors.As(err, &me) || me.ExceptionCode != code {
+			t.Errorf("%s: got %v, want exception %d", what, err, code)
+		}
+	}
+	_, err := c.WriteSingleRegister(5, 650) // 6.5 bar: above the template's 6.0
+	exception("setpoint 6.5 bar", err, modbus.ExceptionCodeIllegalDataValue)
+	_, err = c.WriteSingleRegister(1, 4000) // frequency: read-only
+	exception("frequency register", err, modbus.ExceptionCodeIllegalDataAddress)
+	_, err = c.WriteMultipleRegisters(5, 2, []byte{0x01, 0x5E, 0, 1}) // setpoint and flow at once
+	exception("two registers from the setpoint", err, modbus.ExceptionCodeIllegalDataAddress)
+	if v, _ := b.Values("pump-1"); v["setpoint_bar"] != 3 {
+		t.Fatalf("refused writes changed the setpoint to %v", v["setpoint_bar"])
+	}
+
+	if _, err := c.WriteSingleRegister(5, 350); err != nil { // 3.5 bar
+		t.Fatal(err)
+	}
+	raw, err := c.ReadHoldingRegisters(5, 1)
+	if err != nil || binary.BigEndian.Uint16(raw) != 350 {
+		t.Fatalf("setpoint reads back %x (%v), want 350", raw, err)
+	}
+	all = advance(t, b, 5*time.Minute)
+	for _, id := range []string{"pump-1", "pump-2"} {
+		if sp := all[id]["setpoint_bar"]; sp != 3.5 {
+			t.Errorf("%s setpoint_bar = %v, want the group's new 3.5", id, sp)
+		}
+	}
+	if p := all["pump-1"]["outlet_pressure_bar"]; math.Abs(p-3.5) > 0.15 {
+		t.Errorf("outlet pressure %v bar five minutes after the setpoint went to 3.5", p)
+	}
+
+	// Stop the duty pump by hand: the standby takes over.
+	duty, standby := "pump-1", "pump-2"
+	if all["pump-2"]["duty"] == 1 {
+		duty, standby = standby, duty
+	}
+	d, _ := tcpClient(t, b.Addr(duty), 5*time.Second)
+	if _, err := d.WriteSingleRegister(14, 0); err != nil {
+		t.Fatal(err)
+	}
+	all = advance(t, b, time.Minute)
+	if all[duty]["run_command"] != 0 || all[duty]["running"] != 0 || all[duty]["flow_m3h"] != 0 {
+		t.Errorf("stopped %s reads run_command %v running %v flow %v", duty, all[duty]["run_command"], all[duty]["running"], all[duty]["flow_m3h"])
+	}
+	if all[standby]["running"] != 1 || all[standby]["duty"] != 1 {
+		t.Errorf("standby %s did not take over: running %v duty %v", standby, all[standby]["running"], all[standby]["duty"])
+	}
+	// Stop both: nothing runs and the header falls to the static head.
+	s, _ := tcpClient(t, b.Addr(standby), 5*time.Second)
+	if _, err := s.WriteSingleRegister(14, 0); err != nil {
+		t.Fatal(err)
+	}
+	all = advance(t, b, 10*time.Minute)
+	if all["pump-1"]["running"]+all["pump-2"]["running"] != 0 || all["pump-1"]["outlet_pressure_bar"] > 1 {
+		t.Errorf("both stopped: running %v/%v, pressure %v bar", all["pump-1"]["running"], all["pump-2"]["running"], all["pump-1"]["outlet_pressure_bar"])
+	}
+	if _, err := d.WriteSingleRegister(14, 1); err != nil {
+		t.Fatal(err)
+	}
+	all = advance(t, b, 5*time.Minute)
+	if all[duty]["running"] != 1 || math.Abs(all[duty]["outlet_pressure_bar"]-3.5) > 0.15 {
+		t.Errorf("restarted %s: running %v, pressure %v bar", duty, all[duty]["running"], all[duty]["outlet_pressure_bar"])
+	}
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -56,7 +57,8 @@ type pumpUnit struct {
 	temp        float64
 	fault       float64
 	faultLeft   float64
-	pending     int // developing fault, tripping after pendingLeft seconds
+	stopped     bool // stopped by hand (run_command 0): never runs, never takes duty
+	pending     int  // developing fault, tripping after pendingLeft seconds
 	pendingLeft float64
 	runHours    *counter
 	energy      *counter
@@ -106,13 +108,13 @@ func (g *pumpGroup) step(t time.Time, dt float64) {
 	local := t.In(g.loc)
 	if day := local.YearDay(); local.Hour() == 2 && day != g.swapDay && len(g.units) > 1 {
 		g.swapDay = day
-		if other := (g.duty + 1) % len(g.units); g.units[other].fault == 0 {
+		if other := (g.duty + 1) % len(g.units); g.units[other].available() {
 			g.duty = other
 		}
 	}
-	if g.units[g.duty].fault != 0 { // standby takes over a tripped duty pump
+	if !g.units[g.duty].available() { // standby takes over a tripped or stopped duty pump
 		for i, u := range g.units {
-			if u.fault == 0 {
+			if u.available() {
 				g.duty = i
 				break
 			}
@@ -122,7 +124,7 @@ func (g *pumpGroup) step(t time.Time, dt float64) {
 	pn := g.pnoise.step(g.r, dt)
 	var duty *pumpUnit
 	for i, u := range g.units {
-		u.running = i == g.duty && u.fault == 0
+		u.running = i == g.duty && u.available()
 		if u.running {
 			duty = u
 		}
@@ -233,8 +235,29 @@ func (u *pumpUnit) values(v map[string]float64) {
 	v["motor_temp_c"] = u.temp
 	v["fault_code"] = u.fault
 	v["duty"] = b2f(g.duty == u.idx)
+	v["run_command"] = b2f(!u.stopped)
 	v["run_hours"] = u.runHours.v
 	v["energy_kwh"] = u.energy.v
+}
+
+// available reports whether the unit may run: not tripped, not stopped by hand.
+func (u *pumpUnit) available() bool { return u.fault == 0 && !u.stopped }
+
+// write executes a Modbus write to one of the drive's writable points (the
+// caller checked it against the template): setpoint_bar sets the group's
+// pressure setpoint, which the duty pump's control then follows;
+// run_command 0 stops the pump by hand (a stopped duty pump hands over to
+// the standby), 1 releases it to run when it has duty.
+func (u *pumpUnit) write(metric string, v float64) error {
+	switch metric {
+	case "setpoint_bar":
+		u.g.setpoint = v
+	case "run_command":
+		u.stopped = v == 0
+	default:
+		return fmt.Errorf("cannot write %s: not a writable point of a pump", metric)
+	}
+	return nil
 }
 
 func (u *pumpUnit) powerKW() float64     { return u.power }

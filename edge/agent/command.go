@@ -49,7 +49,7 @@ func (a *Agent) onCommand(payload []byte) {
 		return
 	}
 	go func() {
-		before, after, err := a.poller.WriteCoil(c.Device, c.Point, c.Value)
+		before, after, err := a.poller.Write(c.Device, c.Point, c.Value)
 		if err != nil {
 			if errors.Is(err, modbus.ErrReadBack) { // written, read back another value
 				a.commandResult(c, protocol.CommandFailed, "read_back_mismatch", err.Error(), &before, &after)

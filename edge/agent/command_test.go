@@ -66,7 +66,7 @@ func TestCommandsThroughBroker(t *testing.T) {
 
 	// Redelivered: not executed again. Switch the panel back by hand
 	// first, so a second execution would show.
-	if _, _, err := a.poller.WriteCoil("lighting-1", "circuit2_on", 1-want); err != nil {
+	if _, _, err := a.poller.Write("lighting-1", "circuit2_on", 1-want); err != nil {
 		t.Fatal(err)
 	}
 	send(protocol.Command{ID: "cmd-1", Point: "circuit2_on", Value: want, IssuedAt: now, ExpiresAt: now + 60_000})

@@ -53,22 +53,9 @@ func decodeRegisters(pt *config.Point, regs []byte) (float64, error) {
 		}
 		return b2f(w != 0), nil
 	}
-	// Bring the bytes into big-endian order: words first, then the bytes
-	// within each word.
 	var buf [8]byte
 	b := buf[:len(regs)]
-	nw := len(regs) / 2
-	for i := 0; i < nw; i++ {
-		src := i
-		if pt.WordOrder == "little" {
-			src = nw - 1 - i
-		}
-		hi, lo := regs[2*src], regs[2*src+1]
-		if pt.ByteOrder == "little" {
-			hi, lo = lo, hi
-		}
-		b[2*i], b[2*i+1] = hi, lo
-	}
+	reorder(pt, b, regs)
 	var raw float64
 	switch pt.Type {
 	case "int16":
@@ -94,6 +81,71 @@ func decodeRegisters(pt *config.Point, regs []byte) (float64, error) {
 		return 0, fmt.Errorf("%w: %q = %v × %v + %v is not finite", ErrInvalidValue, pt.Metric, raw, config.EffectiveScale(pt.Scale), pt.Offset)
 	}
 	return v, nil
+}
+
+// reorder copies a point's register bytes from src to dst, bringing them
+// from the point's word and byte order into big-endian order. Reversing the
+// words and swapping the bytes of each word are their own inverses, so the
+// same copy brings big-endian bytes into the point's order for a write.
+func reorder(pt *config.Point, dst, src []byte) {
+	nw := len(src) / 2
+	for i := 0; i < nw; i++ {
+		from := i
+		if pt.WordOrder == "little" {
+			from = nw - 1 - i
+		}
+		hi, lo := src[2*from], src[2*from+1]
+		if pt.ByteOrder == "little" {
+			hi, lo = lo, hi
+		}
+		dst[2*i], dst[2*i+1] = hi, lo
+	}
+}
+
+// encodeRegisters is decodeRegisters' inverse: the register bytes (as on the
+// wire) that decode to v, i.e. (v − offset) / scale in the point's type,
+// rounded to an integer for integer types, in the point's byte and word
+// order. A value the type cannot hold is ErrInvalidValue.
+func encodeRegisters(pt *config.Point, v float64) ([]byte, error) {
+	n := config.TypeRegisters[pt.Type]
+	if n == 0 || pt.Type == "bool" && pt.Bit != nil {
+		return nil, fmt.Errorf("%w %q: type %q cannot be written", ErrDecode, pt.Metric, pt.Type)
+	}
+	raw := (v - pt.Offset) / config.EffectiveScale(pt.Scale)
+	if math.IsNaN(raw) || math.IsInf(raw, 0) {
+		return nil, fmt.Errorf("%w: %q = (%v − %v) / %v is not finite", ErrInvalidValue, pt.Metric, v, pt.Offset, config.EffectiveScale(pt.Scale))
+	}
+	limits := map[string][2]float64{
+		"bool": {0, 1}, "int16": {math.MinInt16, math.MaxInt16}, "uint16": {0, math.MaxUint16},
+		"int32": {math.MinInt32, math.MaxInt32}, "uint32": {0, math.MaxUint32},
+	}
+	if lim, ok := limits[pt.Type]; ok {
+		raw = math.Round(raw)
+		if raw < lim[0] || raw > lim[1] {
+			return nil, fmt.Errorf("%w: %q = %v does not fit a %s register", ErrInvalidValue, pt.Metric, raw, pt.Type)
+		}
+	}
+	be := make([]byte, 2*n)
+	switch pt.Type {
+	case "bool", "uint16":
+		binary.BigEndian.PutUint16(be, uint16(raw))
+	case "int16":
+		binary.BigEndian.PutUint16(be, uint16(int16(raw)))
+	case "int32":
+		binary.BigEndian.PutUint32(be, uint32(int32(raw)))
+	case "uint32":
+		binary.BigEndian.PutUint32(be, uint32(raw))
+	case "float32":
+		if math.Abs(raw) > math.MaxFloat32 {
+			return nil, fmt.Errorf("%w: %q = %v does not fit a float32", ErrInvalidValue, pt.Metric, raw)
+		}
+		binary.BigEndian.PutUint32(be, math.Float32bits(float32(raw)))
+	case "float64":
+		binary.BigEndian.PutUint64(be, math.Float64bits(raw))
+	}
+	out := make([]byte, len(be))
+	reorder(pt, out, be)
+	return out, nil
 }
 
 func b2f(b bool) float64 {
