@@ -180,11 +180,11 @@ func TestExceptions(t *testing.T) {
 	pump := simDevice(t, b, "pump", "pump-vfd", "tcp", 20*time.Millisecond)
 	tmpl := *pump.Template
 	tmpl.Points = append(append([]config.Point(nil), tmpl.Points...),
-		config.Point{Metric: "extra_a", Register: config.RegHolding, Address: 14, Type: "uint16", ByteOrder: "big", WordOrder: "big"},
+		config.Point{Metric: "extra_a", Register: config.RegHolding, Address: 15, Type: "uint16", ByteOrder: "big", WordOrder: "big"},
 		config.Point{Metric: "extra_b", Register: config.RegHolding, Address: 200, Type: "uint16", ByteOrder: "big", WordOrder: "big"})
 	pump.Template = &tmpl
 	if plan, _ := Plan(&tmpl, DefaultMaxGap); len(plan) != 2 {
-		t.Fatalf("plan = %v, want holding 0+15 and holding 200+1", plan)
+		t.Fatalf("plan = %v, want holding 0+16 and holding 200+1", plan)
 	}
 	meter := simDevice(t, b, "meter", "sdm630", "tcp", 20*time.Millisecond)
 	if err := b.SetFault("meter", sim.Fault{Exception: 4}); err != nil {
@@ -204,16 +204,16 @@ func TestExceptions(t *testing.T) {
 
 	s := p.Stats()
 	ps := s["pump"]
-	// 12 pump points + extra_a, one request each after the split, + extra_b.
-	if ps.RequestsPerPoll != 14 || !ps.Online || ps.Errors["exception_2"] < 2*3 {
-		t.Errorf("pump: %+v; want 14 requests per poll, online, illegal data address counted", ps)
+	// 13 pump points + extra_a, one request each after the split, + extra_b.
+	if ps.RequestsPerPoll != 15 || !ps.Online || ps.Errors["exception_2"] < 2*3 {
+		t.Errorf("pump: %+v; want 15 requests per poll, online, illegal data address counted", ps)
 	}
 	got := map[string]bool{}
 	for _, r := range rec.lastReadings("pump") {
 		got[r.Metric] = true
 	}
-	if len(got) != 12 || got["extra_a"] || got["extra_b"] {
-		t.Errorf("pump readings %v, want the 12 real points", got)
+	if len(got) != 13 || got["extra_a"] || got["extra_b"] {
+		t.Errorf("pump readings %v, want the 13 real points", got)
 	}
 	orig := simDevice(t, b, "pump", "pump-vfd", "tcp", 0)
 	compareWithModel(t, b, orig, rec.lastReadings("pump"))
