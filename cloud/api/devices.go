@@ -63,6 +63,20 @@ type deviceView struct {
 	LastSeen     *time.Time             `json:"last_seen"`
 	GatewayState *gatewayState          `json:"gateway_state"`
 	Values       map[string]metricValue `json:"values"`
+	// Writable are the points of the device's template a command may
+	// write (POST /devices/{device}/commands), whoever asks: whether the
+	// viewer may command is the access policy's (access.Command).
+	Writable []writablePoint `json:"writable"`
+}
+
+// writablePoint is a point a command may write: Allowed values, or any
+// value within Min … Max.
+type writablePoint struct {
+	Point   string    `json:"point"`
+	Unit    string    `json:"unit,omitempty"`
+	Allowed []float64 `json:"allowed,omitempty"`
+	Min     *float64  `json:"min,omitempty"`
+	Max     *float64  `json:"max,omitempty"`
 }
 
 type gatewayState struct {
@@ -76,9 +90,16 @@ func (s *Server) deviceView(d config.DeviceInfo, latest map[string]ingest.Latest
 		ID: d.Device.ID, Name: d.Device.Name, Kind: d.Device.Kind, Template: d.Device.Template,
 		Project: d.Project.ID, Building: d.Device.Building, Gateway: d.Gateway.ID,
 		PollInterval: d.Device.PollInterval.String(), Values: map[string]metricValue{},
-		GatewayState: &gatewayState{},
+		GatewayState: &gatewayState{}, Writable: []writablePoint{},
 	}
 	t := s.deps.Bundle.Templates[d.Device.Template]
+	if t != nil && t.Kind != config.KindElevator {
+		for _, pt := range t.Points {
+			if pt.Writable {
+				v.Writable = append(v.Writable, writablePoint{Point: pt.Metric, Unit: pt.Unit, Allowed: pt.Allowed, Min: pt.Min, Max: pt.Max})
+			}
+		}
+	}
 	var newest time.Time
 	for metric, r := range latest {
 		mv := metricValue{Value: r.Value, At: r.TS.In(loc), Quality: uint8(r.Quality)}

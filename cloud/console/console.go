@@ -213,6 +213,8 @@ func (c *Console) routes() {
 	c.handle("GET /projects/{project}/labels", true, c.labelsPage)
 	c.handle("GET /devices/{device}", true, c.devicePage)
 	c.handle("POST /devices/{device}/workorders", true, c.newOrder)
+	c.handle("POST /devices/{device}/commands", true, c.sendCommand)
+	c.handle("GET /devices/{device}/commands/{command}", true, c.commandProgress)
 	c.handle("GET /d/{device}", true, c.deviceLink)
 	c.handle("GET /my", true, c.myPage)
 	c.handle("POST /my/{workorder}/move", true, c.moveOrder)

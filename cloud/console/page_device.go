@@ -25,6 +25,12 @@ type deviceData struct {
 	// Created is the order just opened from this page.
 	CanCreate bool
 	Created   string
+	// Controls are the writable points, when the viewer may command the
+	// device; Pending is a command awaiting confirmation (or refused);
+	// Command the command the page follows (?command=).
+	Controls []control
+	Pending  *pending
+	Command  *commandView
 }
 
 type deviceChart struct {
@@ -34,8 +40,13 @@ type deviceChart struct {
 }
 
 func (c *Console) devicePage(w http.ResponseWriter, r *http.Request, sess *Session) {
-	id := r.PathValue("device")
-	d := deviceData{Now: c.now()}
+	c.renderDevice(w, r, sess, r.PathValue("device"), nil, 0)
+}
+
+// renderDevice writes the device page with pd (a command to confirm, or
+// one the API refused) under status (0: 200).
+func (c *Console) renderDevice(w http.ResponseWriter, r *http.Request, sess *Session, id string, pd *pending, status int) {
+	d := deviceData{Now: c.now(), Pending: pd}
 	if err := c.get(r, sess, "/devices/"+url.PathEscape(id), &d.Device); err != nil {
 		c.failAPI(w, r, sess, err)
 		return
@@ -46,6 +57,16 @@ func (c *Console) devicePage(w http.ResponseWriter, r *http.Request, sess *Sessi
 	}
 	var g errgroup.Group
 	g.Go(func() error { return c.get(r, sess, "/devices/"+url.PathEscape(id)+"/history", &hist) })
+	if cid := r.URL.Query().Get("command"); cid != "" && pd == nil {
+		g.Go(func() error {
+			var cmd commandView
+			if err := c.get(r, sess, "/commands/"+url.PathEscape(cid), &cmd); err != nil || cmd.Device != id {
+				return nil // a stale or foreign link: the page without it
+			}
+			d.Command = &cmd
+			return nil
+		})
+	}
 	if err := g.Wait(); err != nil {
 		c.failAPI(w, r, sess, err)
 		return
@@ -64,8 +85,20 @@ func (c *Console) devicePage(w http.ResponseWriter, r *http.Request, sess *Sessi
 	}
 	d.CanCreate = mayCreateOrder(sess, d.Device.Project)
 	d.Created = r.URL.Query().Get("created")
+	if mayCommand(sess, d.Device.Project) {
+		d.Controls = controlsOf(d.Device)
+	}
+	if pd != nil {
+		d.Pending = nil
+		for _, ct := range d.Controls {
+			if ct.Point == pd.Point {
+				pd.Switch, pd.Unit = ct.Switch, ct.Unit
+				d.Pending = pd
+			}
+		}
+	}
 	l := c.cats.locale(languageOf(r), c.zone(d.Device.Project))
-	c.render(w, r, sess, "device", &page{L: l, Nav: Nav{Active: d.Device.Project}, Data: d})
+	c.render(w, r, sess, "device", &page{L: l, Nav: Nav{Active: d.Device.Project}, Data: d, Status: status})
 }
 
 // defaultMetric is the metric the history opens with: a measured quantity

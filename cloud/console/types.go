@@ -158,6 +158,39 @@ type deviceView struct {
 	State        string                 `json:"state"`
 	LastSeen     *time.Time             `json:"last_seen"`
 	Values       map[string]metricValue `json:"values"`
+	Writable     []writablePoint        `json:"writable"`
+}
+
+// writablePoint is a point of the device's template a command may write.
+type writablePoint struct {
+	Point   string    `json:"point"`
+	Unit    string    `json:"unit"`
+	Allowed []float64 `json:"allowed"`
+	Min     *float64  `json:"min"`
+	Max     *float64  `json:"max"`
+}
+
+// commandView is a command as GET /commands/{id} shows it.
+type commandView struct {
+	ID        string    `json:"id"`
+	Project   string    `json:"project"`
+	Device    string    `json:"device"`
+	Point     string    `json:"point"`
+	Value     float64   `json:"value"`
+	Reason    string    `json:"reason"`
+	By        string    `json:"by"`
+	State     string    `json:"state"`
+	Cause     string    `json:"cause"`
+	Message   string    `json:"message"`
+	Before    *float64  `json:"before"`
+	After     *float64  `json:"after"`
+	UpdatedAt time.Time `json:"updated_at"`
+	History   []struct {
+		State string    `json:"state"`
+		At    time.Time `json:"at"`
+		Who   string    `json:"who"`
+		Cause string    `json:"cause"`
+	} `json:"history"`
 }
 
 type projectView struct {
