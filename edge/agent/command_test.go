@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -86,5 +87,55 @@ func TestCommandsThroughBroker(t *testing.T) {
 	}
 	if v, _ := b.Values("lighting-1"); v["circuit2_on"] != 1-want {
 		t.Fatalf("circuit2_on is %v: a redelivered or expired command was executed", v["circuit2_on"])
+	}
+}
+
+// TestPumpSetpointCommand sends a pressure setpoint to a simulated pump
+// (a holding register, function 06) through the broker: applied, read back
+// as written, the simulator's setpoint follows; a forged out-of-range
+// setpoint is rejected by the gateway and not written.
+func TestPumpSetpointCommand(t *testing.T) {
+	cloud, acker := startCloud(t)
+	b := startSim(t, sim.MQTTConfig{}, sim.DeviceConfig{ID: "pump-1", Template: "pump-vfd"})
+	a := startAgent(t, agentYAML(cloud.URL(), t.TempDir(), "devices:\n"+deviceLine(b, "pump-1", "pump-vfd", "100ms")))
+	waitFor(t, 10*time.Second, "the agent connected", func() bool { return a.uplink.Connected() })
+	topic := testGW.DownlinkTopic(protocol.DownCmd)
+	result := func(id string) *protocol.Event {
+		for _, e := range events(t, cloud) {
+			if e.Kind == protocol.EventCommand && e.CommandID == id {
+				return &e
+			}
+		}
+		return nil
+	}
+	send := func(id string, v float64) protocol.Event {
+		t.Helper()
+		now := time.Now().UnixMilli()
+		acker.Publish(t, topic, protocol.EncodeCommand(protocol.Command{ID: id, Device: "pump-1", By: "pm-garden",
+			Point: "setpoint_bar", Value: v, IssuedAt: now, ExpiresAt: now + 60_000}))
+		waitFor(t, 10*time.Second, "the result of command "+id, func() bool { return result(id) != nil })
+		return *result(id)
+	}
+	vals, err := b.Values("pump-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 4.2
+	if math.Abs(vals["setpoint_bar"]-want) < 0.01 {
+		want = 3.8
+	}
+	ev := send("sp-1", want)
+	if ev.State != protocol.CommandApplied || ev.Before == nil || ev.After == nil ||
+		math.Abs(*ev.Before-vals["setpoint_bar"]) > 1e-9 || math.Abs(*ev.After-want) > 1e-9 {
+		t.Fatalf("result of sp-1: %+v", ev)
+	}
+	if v, _ := b.Values("pump-1"); math.Abs(v["setpoint_bar"]-want) > 1e-9 {
+		t.Fatalf("the pump's setpoint_bar is %v after the command, want %v", v["setpoint_bar"], want)
+	}
+	if ev := send("sp-2", 7.5); ev.State != protocol.CommandRejected || ev.Cause != "value_not_allowed" {
+		t.Fatalf("result of the out-of-range sp-2: %+v", ev)
+	}
+	if v, _ := b.Values("pump-1"); math.Abs(v["setpoint_bar"]-want) > 1e-9 {
+		t.Fatalf("the refused sp-2 changed setpoint_bar to %v", v["setpoint_bar"])
 	}
 }
