@@ -163,6 +163,19 @@ func TestDeviceControl(t *testing.T) {
 	}
 	tok := csrfRE.FindStringSubmatch(body)[1]
 
+	// A setpoint: a number input with the template's range; a value outside
+	// it is refused by the API (422) with its text, and nothing is sent.
+	_, _, pump := pm.do("GET", "/devices/garden-pump-1", nil)
+	for _, want := range []string{`name="point" value="setpoint_bar"`, `min="2" max="6"`, "允许 2 – 6", `name="point" value="run_command"`} {
+		if !strings.Contains(pump, want) {
+			t.Errorf("pump page lacks %q", want)
+		}
+	}
+	code, _, body = pm.do("POST", "/devices/garden-pump-1/commands", url.Values{"csrf": {tok}, "point": {"setpoint_bar"}, "value": {"9"}, "confirm": {"1"}, "reason": {"test"}})
+	if code != http.StatusUnprocessableEntity || !strings.Contains(body, `id="control-error"`) || !strings.Contains(body, "setpoint_bar") {
+		t.Errorf("setpoint out of range: %d, error shown: %v", code, strings.Contains(body, `id="control-error"`))
+	}
+
 	// Step one: the confirmation, which asks for the reason; nothing sent.
 	code, _, body = pm.do("POST", page+"/commands", url.Values{"csrf": {tok}, "point": {"circuit1_on"}, "value": {"1"}})
 	if code != 200 || !strings.Contains(body, `id="control-confirm"`) || !strings.Contains(body, `name="confirm" value="1"`) || !strings.Contains(body, `name="reason"`) {
