@@ -132,7 +132,7 @@ func (b *Bundle) checkInterlocks(p *Problems) {
 			for _, id := range ids {
 				t := b.Templates[id]
 				if r.Matches(t.Kind, t.ID) {
-					if tp := t.Point(pt); tp != nil && tp.Writable {
+					if tp := t.WritePoint(pt); tp != nil && tp.Writable {
 						found = true
 						break
 					}

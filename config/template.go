@@ -142,7 +142,21 @@ type MQTTField struct {
 	Deadband float64            `yaml:"deadband"`
 	Min      *float64           `yaml:"min"` // plausible values, as Point's
 	Max      *float64           `yaml:"max"`
+	// Writable marks the relay of a Tasmota or Shelly Gen2 device (format
+	// tasmota or shelly_gen2): the field's on/off state (its Map) may be
+	// commanded, 1 switching the relay on and 0 off. The gateway publishes
+	// the device's own command and reads the state back from this field.
+	Writable bool `yaml:"writable"`
+	// Allowed and Expiry as a Point's; a relay allows 0 and 1.
+	Allowed []float64 `yaml:"allowed"`
+	Expiry  Duration  `yaml:"expiry"`
 }
+
+// MQTT formats whose relay the gateway can command.
+const (
+	FormatTasmota = "tasmota"
+	FormatShelly  = "shelly_gen2"
+)
 
 // EffectiveScale is Scale with 0 read as 1.
 func EffectiveScale(s float64) float64 {
@@ -245,6 +259,7 @@ func (t *Template) Validate(p *Problems) {
 			}
 			checkCounter(p, fp, f.Counter, f.Rollover, f.Deadband)
 			checkRange(p, fp, f.Min, f.Max)
+			checkRelay(p, fp, t.Kind, t.MQTT.Format, &t.MQTT.Fields[i])
 		}
 	default:
 		p.Addf("protocol", "unknown protocol %q (want modbus or mqtt)", t.Protocol)
@@ -316,6 +331,72 @@ func checkWritable(p *Problems, path, kind string, pt *Point) {
 	}
 }
 
+// checkRelay checks a writable MQTT field (a Tasmota or Shelly relay) and
+// fills in its defaults as checkWritable does for a Modbus point.
+func checkRelay(p *Problems, path, kind, format string, f *MQTTField) {
+	if !f.Writable {
+		if len(f.Allowed) > 0 || f.Expiry.Duration != 0 {
+			p.Addf(Join(path, "writable"), "allowed and expiry need writable: true")
+		}
+		return
+	}
+	if kind == KindElevator {
+		p.Addf(Join(path, "writable"), "an elevator is never writable (its GB/T 24476 data is for monitoring only)")
+		return
+	}
+	if format != FormatTasmota && format != FormatShelly {
+		p.Addf(Join(path, "writable"), "only the relay of a %s or %s device can be written (mqtt.format: %q)", FormatTasmota, FormatShelly, format)
+	}
+	if len(f.Map) == 0 || f.Scale != 0 && f.Scale != 1 || f.Offset != 0 {
+		p.Addf(Join(path, "writable"), "a writable relay is an on/off state: it needs a map (e.g. {\"ON\": 1, \"OFF\": 0}) and no scale or offset")
+	}
+	if len(f.Allowed) == 0 {
+		f.Allowed = []float64{0, 1}
+	}
+	for i, v := range f.Allowed {
+		if v != 0 && v != 1 {
+			p.Addf(Join(Join(path, "allowed"), i), "a relay takes 0 or 1, got %v", v)
+		}
+	}
+	switch d := f.Expiry.Duration; {
+	case d == 0:
+		f.Expiry.Duration = DefaultCommandExpiry
+	case d < time.Second || d > MaxCommandExpiry:
+		p.Addf(Join(path, "expiry"), "must be 1s … %s, got %s", MaxCommandExpiry, d)
+	}
+}
+
+// WritePoint returns the point a command to metric writes: a Modbus point,
+// or for a writable MQTT relay field a point describing it (register
+// "relay"); nil when the template has neither.
+func (t *Template) WritePoint(metric string) *Point {
+	if pt := t.Point(metric); pt != nil {
+		return pt
+	}
+	if f := t.Relay(metric); f != nil {
+		return &Point{Metric: f.Metric, Register: RegRelay, Type: "bool", Writable: true,
+			Allowed: f.Allowed, Expiry: f.Expiry, Min: f.Min, Max: f.Max, Unit: f.Unit}
+	}
+	return nil
+}
+
+// RegRelay is the register kind of the point WritePoint returns for an MQTT
+// relay field.
+const RegRelay = "relay"
+
+// Relay returns the writable MQTT field of metric, or nil.
+func (t *Template) Relay(metric string) *MQTTField {
+	if t.MQTT == nil {
+		return nil
+	}
+	for i := range t.MQTT.Fields {
+		if f := &t.MQTT.Fields[i]; f.Metric == metric && f.Writable {
+			return f
+		}
+	}
+	return nil
+}
+
 // Errors of CheckWrite, for callers that map them to answers.
 var (
 	ErrUnknownPoint = errors.New("unknown point")
@@ -328,7 +409,7 @@ var (
 // Allowed or within Min … Max. The cloud checks a command with it before
 // sending, the gateway again before executing.
 func (t *Template) CheckWrite(metric string, value float64) (*Point, error) {
-	pt := t.Point(metric)
+	pt := t.WritePoint(metric)
 	if pt == nil {
 		return nil, fmt.Errorf("cannot write %q: %w in template %q", metric, ErrUnknownPoint, t.ID)
 	}

@@ -117,3 +117,33 @@ func TestInterlocksNameWritablePoints(t *testing.T) {
 		t.Errorf("a writable interlocked point was reported: %s", msg)
 	}
 }
+
+// TestDemoRelaysWritable: the Tasmota and Shelly relays of the demo
+// templates take 0/1 through CheckWrite, their meter fields do not.
+func TestDemoRelaysWritable(t *testing.T) {
+	ts, err := LoadTemplates(demoTemplates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"tasmota-plug", "shelly-plus-1pm"} {
+		tpl := ts[id]
+		for _, v := range []float64{0, 1} {
+			pt, err := tpl.CheckWrite("switch_on", v)
+			if err != nil {
+				t.Fatalf("%s: CheckWrite(switch_on, %v): %v", id, v, err)
+			}
+			if pt.Register != RegRelay || pt.CommandExpiry() != DefaultCommandExpiry {
+				t.Errorf("%s: point %+v, want a relay with the default expiry", id, pt)
+			}
+		}
+		if _, err := tpl.CheckWrite("switch_on", 2); !errors.Is(err, ErrWriteValue) {
+			t.Errorf("%s: CheckWrite(switch_on, 2) = %v, want ErrWriteValue", id, err)
+		}
+		if _, err := tpl.CheckWrite("power_w", 1); !errors.Is(err, ErrNotWritable) && !errors.Is(err, ErrUnknownPoint) {
+			t.Errorf("%s: CheckWrite(power_w) = %v, want refused", id, err)
+		}
+		if tpl.Relay("switch_on") == nil || tpl.Relay("power_w") != nil {
+			t.Errorf("%s: Relay lookup wrong", id)
+		}
+	}
+}
