@@ -1,24 +1,46 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"time"
 
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/edge/control"
 	"github.com/plantroom/plantroom/edge/modbus"
+	"github.com/plantroom/plantroom/edge/mqttin"
 	"github.com/plantroom/plantroom/protocol"
 )
 
-// commandTemplate is the template of a Modbus device of the current
-// device set, nil for any other (only Modbus coils are written so far).
+// RelayWait bounds how long a relay command over the plant-room broker
+// waits for the device to report the commanded state.
+const RelayWait = 10 * time.Second
+
+// commandTemplate is the template of a device of the current device set
+// (Modbus or MQTT), nil for an unknown one.
 func (a *Agent) commandTemplate(device string) *config.Template {
-	for _, d := range a.devices.Load().modbus {
+	set := a.devices.Load()
+	for _, d := range set.modbus {
+		if d.ID == device {
+			return d.Template
+		}
+	}
+	for _, d := range set.mqtt {
 		if d.ID == device {
 			return d.Template
 		}
 	}
 	return nil
+}
+
+// isMQTT tells whether device is an MQTT device of the current set.
+func (a *Agent) isMQTT(device string) bool {
+	for _, d := range a.devices.Load().mqtt {
+		if d.ID == device {
+			return true
+		}
+	}
+	return false
 }
 
 // onCommand handles a message on the gateway's down/cmd. It runs on the
@@ -48,6 +70,10 @@ func (a *Agent) onCommand(payload []byte) {
 		a.commandResult(c, protocol.CommandRejected, cause, detail, nil, nil)
 		return
 	}
+	if a.isMQTT(c.Device) {
+		go a.switchRelay(c)
+		return
+	}
 	go func() {
 		before, after, err := a.poller.Write(c.Device, c.Point, c.Value)
 		if err != nil {
@@ -60,6 +86,33 @@ func (a *Agent) onCommand(payload []byte) {
 		}
 		a.commandResult(c, protocol.CommandApplied, "", "", &before, &after)
 	}()
+}
+
+// switchRelay executes a command to an MQTT relay: the device's own
+// command on the plant-room broker, read back from its next state report
+// within RelayWait (and not past the command's expiry).
+func (a *Agent) switchRelay(c protocol.Command) {
+	if a.input == nil {
+		a.commandResult(c, protocol.CommandFailed, "write_failed", "no MQTT device input", nil, nil)
+		return
+	}
+	wait := RelayWait
+	if a.cfg.RelayWait > 0 {
+		wait = a.cfg.RelayWait
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	before, after, err := a.input.Switch(ctx, c.Device, c.Point, c.Value)
+	switch {
+	case errors.Is(err, mqttin.ErrReadBack):
+		a.commandResult(c, protocol.CommandFailed, "read_back_mismatch", err.Error(), before, after)
+	case errors.Is(err, mqttin.ErrNoAnswer):
+		a.commandResult(c, protocol.CommandFailed, "no_answer", err.Error(), before, nil)
+	case err != nil:
+		a.commandResult(c, protocol.CommandFailed, "write_failed", err.Error(), before, nil)
+	default:
+		a.commandResult(c, protocol.CommandApplied, "", "", before, after)
+	}
 }
 
 // commandResult records the outcome of a command as an event.

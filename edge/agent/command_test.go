@@ -1,9 +1,13 @@
 package agent
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"testing"
 	"time"
+
+	"github.com/plantroom/plantroom/config"
 
 	"github.com/plantroom/plantroom/devices/sim"
 	"github.com/plantroom/plantroom/protocol"
@@ -137,5 +141,104 @@ func TestPumpSetpointCommand(t *testing.T) {
 	}
 	if v, _ := b.Values("pump-1"); math.Abs(v["setpoint_bar"]-want) > 1e-9 {
 		t.Fatalf("the refused sp-2 changed setpoint_bar to %v", v["setpoint_bar"])
+	}
+}
+
+// TestRelayCommandsThroughBroker sends commands for MQTT relays to the
+// agent's down/cmd: the agent publishes the device's own command on its
+// embedded plant-room broker, the simulated Tasmota plug and Shelly switch
+// switch their relay, and the state they report is the read-back (applied
+// with before/after). A plug off the network does not answer: failed
+// no_answer once the wait ends, and it was not switched.
+func TestRelayCommandsThroughBroker(t *testing.T) {
+	cloud, acker := startCloud(t)
+	dir := t.TempDir()
+	devices := "devices:\n" +
+		"  - {id: plug-1, template: tasmota-plug, address: \"mqtt:garden_garage\"}\n" +
+		"  - {id: shelly-1, template: shelly-plus-1pm, address: \"mqtt:shellyplus1pm-garden01\"}\n"
+	mqttSection := "mqtt: {embedded: {listen: \"127.0.0.1:0\", users: [{username: devsim, password: devsim-demo}]}}\n"
+	cfg := loadConfig(t, agentYAML(cloud.URL(), dir, mqttSection+devices))
+	cfg.RelayWait = time.Second
+	a, err := New(cfg, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	waitFor(t, 10*time.Second, "the agent connected", func() bool { return a.uplink.Connected() })
+
+	ts, err := config.LoadTemplates(templatesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sim.New(&sim.Config{Building: "test", Seed: 7,
+		Clock: sim.ClockConfig{Start: time.Date(2026, 9, 16, 20, 0, 0, 0, time.FixedZone("CST", 8*3600)), Manual: true}, // lights on
+		MQTT:  sim.MQTTConfig{Broker: "tcp://" + a.MQTTAddr(), Username: "devsim", Password: "devsim-demo", Interval: config.D(100 * time.Millisecond)},
+		Devices: []sim.DeviceConfig{
+			{ID: "plug-1", Template: "tasmota-plug", Topic: "garden_garage", RatedKW: 0.4},
+			{ID: "shelly-1", Template: "shelly-plus-1pm", Topic: "shellyplus1pm-garden01", RatedKW: 0.25},
+		}}, ts, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	waitFor(t, 20*time.Second, "both relays' state at the cloud", func() bool {
+		got := decodeTelemetry(t, cloud.Messages(testGW.Topic(protocol.KindTelemetry))).metrics()
+		return got["plug-1"]["switch_on"] && got["shelly-1"]["switch_on"]
+	})
+
+	topic := testGW.DownlinkTopic(protocol.DownCmd)
+	result := func(id string) protocol.Event {
+		t.Helper()
+		var ev *protocol.Event
+		waitFor(t, 20*time.Second, "the result of command "+id, func() bool {
+			for _, e := range events(t, cloud) {
+				if e.Kind == protocol.EventCommand && e.CommandID == id {
+					ev = &e
+					return true
+				}
+			}
+			return false
+		})
+		return *ev
+	}
+	for _, dev := range []string{"plug-1", "shelly-1"} {
+		now := time.Now().UnixMilli()
+		id := "off-" + dev
+		acker.Publish(t, topic, protocol.EncodeCommand(protocol.Command{ID: id, Device: dev, Point: "switch_on", Value: 0,
+			IssuedAt: now, ExpiresAt: now + 60_000, By: "pm-garden"}))
+		ev := result(id)
+		if ev.State != protocol.CommandApplied || ev.After == nil || *ev.After != 0 || ev.Before != nil && *ev.Before != 1 {
+			t.Fatalf("result of %s: %+v", id, ev)
+		}
+		v, err := b.Values(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v["switch_on"] != 0 || v["power_w"] != 0 {
+			t.Fatalf("%s after the off command: switch_on %v, power %v W", dev, v["switch_on"], v["power_w"])
+		}
+	}
+
+	if err := b.SetFault("plug-1", sim.Fault{Unreachable: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the plug offline", func() bool {
+		return hasEvent(events(t, cloud), protocol.EventDeviceOffline, "plug-1")
+	})
+	now := time.Now().UnixMilli()
+	acker.Publish(t, topic, protocol.EncodeCommand(protocol.Command{ID: "on-unreachable", Device: "plug-1", Point: "switch_on", Value: 1,
+		IssuedAt: now, ExpiresAt: now + 60_000, By: "pm-garden"}))
+	ev := result("on-unreachable")
+	if ev.State != protocol.CommandFailed || ev.Cause != "no_answer" || ev.After != nil {
+		t.Fatalf("result of a command to an unreachable plug: %+v", ev)
+	}
+	if v, _ := b.Values("plug-1"); v["switch_on"] != 0 {
+		t.Fatalf("the unreachable plug was switched: switch_on %v", v["switch_on"])
 	}
 }

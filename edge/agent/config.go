@@ -43,6 +43,9 @@ type Config struct {
 	// time.Now. Not part of the file: for a simulated plant room whose
 	// devices run on a simulated clock.
 	Now func() time.Time `yaml:"-"`
+	// RelayWait bounds the wait for an MQTT relay's state report after a
+	// command; 0: agent.RelayWait. Not part of the file (tests shorten it).
+	RelayWait time.Duration `yaml:"-"`
 
 	templates config.Templates // loaded by Validate
 	devices   *deviceSet       // resolved by Validate

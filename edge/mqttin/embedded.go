@@ -96,6 +96,16 @@ func (e *embedded) stop() {
 	}
 }
 
+func (e *embedded) publish(topic string, payload []byte) error {
+	e.mu.Lock()
+	s := e.server
+	e.mu.Unlock()
+	if s == nil {
+		return errNoBroker
+	}
+	return s.Publish(topic, payload, false, 1)
+}
+
 // update hands the retained availability of new devices to the input:
 // they announced themselves before they were configured.
 func (e *embedded) update(old, cur *routes) error {

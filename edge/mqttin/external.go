@@ -223,6 +223,13 @@ func (x *external) subscribe(c paho.Client, topics []string) error {
 	return nil
 }
 
+func (x *external) publish(topic string, payload []byte) error {
+	if x.client == nil || !x.client.IsConnectionOpen() {
+		return errNoChannel
+	}
+	return x.wait(x.client.Publish(topic, externalQoS, false, payload), "publish")
+}
+
 // wait waits for a token, at most externalSubscribeTimeout and not past Stop.
 func (x *external) wait(tok paho.Token, what string) error {
 	t := time.NewTimer(externalSubscribeTimeout)

@@ -43,6 +43,8 @@ type transport interface {
 	// update follows a change of the device set (subscriptions, retained
 	// availability of new devices).
 	update(old, cur *routes) error
+	// publish sends a command to a device (QoS 1, not retained).
+	publish(topic string, payload []byte) error
 }
 
 // Input receives MQTT device messages and turns them into readings.
@@ -66,6 +68,8 @@ type Input struct {
 	online  map[string]bool
 
 	logs logLimiter
+
+	relays relays
 
 	runMu   sync.Mutex
 	started bool
@@ -212,7 +216,7 @@ func (in *Input) Update(devs []Device) error {
 func (in *Input) handle(topic string, payload []byte, retained bool) {
 	in.mu.RLock()
 	defer in.mu.RUnlock()
-	if in.stopped || strings.HasPrefix(topic, "$") {
+	if in.stopped || strings.HasPrefix(topic, "$") || ownTopic(topic) {
 		return
 	}
 	now := in.now()
@@ -250,6 +254,11 @@ func (in *Input) handle(topic string, payload []byte, retained bool) {
 	rs, err := Map(d.Template, d.ID, d.Topic, topic, payload, now)
 	if err != nil {
 		in.fail(d, topic, err)
+	}
+	for _, r := range rs {
+		if d.Template.Relay(r.Metric) != nil {
+			in.relays.observe(d.ID, r.Metric, r.Value)
+		}
 	}
 	if len(rs) > 0 {
 		in.metrics.readings.WithLabelValues(d.ID).Add(float64(len(rs)))

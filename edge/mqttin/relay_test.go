@@ -1,0 +1,93 @@
+package mqttin
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/devices/sim"
+)
+
+// Relay commands through the embedded plant-room broker to the simulated
+// Tasmota plug and Shelly switch: the device's own command is published,
+// the simulator switches its relay (power follows), and the state it
+// reports is the read-back. A device off the network does not answer: the
+// command fails with ErrNoAnswer once the caller's wait ends.
+func TestSwitchSimulatedRelays(t *testing.T) {
+	in := startInput(t, Config{Embedded: &Embedded{Listen: "127.0.0.1:0", Users: []User{{Username: "devsim", Password: "devsim-demo"}}}}, demoDevices(t))
+	ts := templates(t)
+	cfg := &sim.Config{
+		Seed:  5,
+		Clock: sim.ClockConfig{Start: time.Date(2026, 9, 16, 20, 0, 0, 0, time.FixedZone("CST", 8*3600)), Manual: true}, // lights on
+		MQTT:  sim.MQTTConfig{Broker: "tcp://" + in.Addr(), Username: "devsim", Password: "devsim-demo", Interval: config.D(50 * time.Millisecond)},
+		Devices: []sim.DeviceConfig{
+			{ID: "garden-plug-1", Template: "tasmota-plug", Topic: "garden_garage", RatedKW: 0.4},
+			{ID: "garden-shelly-1", Template: "shelly-plus-1pm", Topic: "shellyplus1pm-garden01", RatedKW: 0.25},
+		},
+	}
+	b, err := sim.New(cfg, ts, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	waitFor(t, 20*time.Second, "both devices online", func() bool {
+		return in.got.hasState("garden-plug-1=online") && in.got.hasState("garden-shelly-1=online")
+	})
+	model := func(id, m string) float64 {
+		v, err := b.Values(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v[m]
+	}
+	for _, id := range []string{"garden-plug-1", "garden-shelly-1"} {
+		if on := model(id, "switch_on"); on != 1 {
+			t.Fatalf("%s: switch_on %v at 20:00, want 1 (lights on)", id, on)
+		}
+		for i, want := range []float64{0, 1, 1} { // the last one: already on, still answered
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			before, after, err := in.Switch(ctx, id, "switch_on", want)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: Switch(%v): %v", id, want, err)
+			}
+			if after == nil || *after != want {
+				t.Fatalf("%s: read back %v, want %v", id, after, want)
+			}
+			if i > 0 && (before == nil || *before != 1-want && i == 1) {
+				t.Errorf("%s: before = %v at command %d", id, before, i)
+			}
+			if on := model(id, "switch_on"); on != want {
+				t.Fatalf("%s: simulator switch_on %v after Switch(%v)", id, on, want)
+			}
+			if p := model(id, "power_w"); (p > 0) != (want == 1) {
+				t.Errorf("%s: simulator power %v W with the relay at %v", id, p, want)
+			}
+		}
+	}
+	if _, _, err := in.Switch(context.Background(), "garden-plug-1", "power_w", 1); !errors.Is(err, config.ErrNotWritable) && !errors.Is(err, config.ErrUnknownPoint) {
+		t.Errorf("Switch(power_w) = %v, want refused by the template", err)
+	}
+
+	if err := b.SetFault("garden-plug-1", sim.Fault{Unreachable: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the plug offline", func() bool { return in.got.hasState("garden-plug-1=offline") })
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	before, after, err := in.Switch(ctx, "garden-plug-1", "switch_on", 0)
+	if !errors.Is(err, ErrNoAnswer) || after != nil {
+		t.Fatalf("Switch to an unreachable plug = %v, %v; want ErrNoAnswer", after, err)
+	}
+	if before == nil || *before != 1 {
+		t.Errorf("before = %v, want the last state reported (1)", before)
+	}
+	if on := model("garden-plug-1", "switch_on"); on != 1 {
+		t.Errorf("unreachable plug switched: switch_on %v", on)
+	}
+}
