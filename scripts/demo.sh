@@ -246,6 +246,9 @@ The same through the API (tokens are listed in README.md):
        -d '{"point":"circuit1_on","value":0,"reason":"白天常亮 lit at noon"}' '$API/api/v1/devices/garden-lighting-1/commands'
   curl -s -H 'Authorization: Bearer demo-pm-garden' '$API/api/v1/devices/garden-lighting-1/commands?limit=1'
   curl -s -H 'Authorization: Bearer demo-pm-garden' '$API/api/v1/devices/garden-lighting-1'
+  # the garden garage lights (a Tasmota relay on the plant-room MQTT broker) off, the same way
+  curl -s -X POST -H 'Authorization: Bearer demo-pm-garden' -H 'Content-Type: application/json' \\
+       -d '{"point":"switch_on","value":0,"reason":"车库灯白天常亮 garage lit at noon"}' '$API/api/v1/devices/garden-plug-1/commands'
 
   # the edge box's own metrics (queue depth, device state, uplink)
   curl -s http://127.0.0.1:9102/metrics | grep plantroom_edge_
