@@ -39,6 +39,12 @@ func documented(t *testing.T) map[string]bool {
 	if err := yaml.Unmarshal(api.OpenAPI, &doc); err != nil {
 		t.Fatalf("openapi.yaml: %v", err)
 	}
+	// The whole document, so that a key defined twice anywhere (a schema
+	// merged in twice) is an error, not a silently shadowed definition.
+	var whole map[string]any
+	if err := yaml.Unmarshal(api.OpenAPI, &whole); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
 	if !strings.HasPrefix(doc.OpenAPI, "3.") {
 		t.Fatalf("openapi.yaml: openapi %q, want 3.x", doc.OpenAPI)
 	}
