@@ -170,3 +170,34 @@ func TestEncodeRegisters(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteReadBackMismatch: a setpoint confirmed by another point that does
+// not follow it (here the motor temperature) is written but reported as
+// ErrReadBack with the values read.
+func TestWriteReadBackMismatch(t *testing.T) {
+	b := startSim(t, sim.DeviceConfig{ID: "pump-1", Template: "pump-vfd", Transport: sim.TransportTCP})
+	dev := simDevice(t, b, "pump-1", "pump-vfd", "tcp", 50*time.Millisecond)
+	tmpl := *dev.Template
+	tmpl.Points = append([]config.Point(nil), tmpl.Points...)
+	for i := range tmpl.Points {
+		if tmpl.Points[i].Metric == "setpoint_bar" {
+			tmpl.Points[i].ReadBack = "motor_temp_c"
+		}
+	}
+	dev.Template = &tmpl
+	p := startPoller(t, newRecorder(), Options{}, dev)
+	vals, err := b.Values("pump-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, after, err := p.Write("pump-1", "setpoint_bar", 4.5)
+	if !errors.Is(err, ErrReadBack) {
+		t.Fatalf("Write with a read-back that does not follow: %v, want %v", err, ErrReadBack)
+	}
+	if math.Abs(before-vals["motor_temp_c"]) > 1 || math.Abs(after-before) > 1 {
+		t.Errorf("before %v after %v, want the motor temperature (%v °C)", before, after, vals["motor_temp_c"])
+	}
+	if v, _ := b.Values("pump-1"); math.Abs(v["setpoint_bar"]-4.5) > 1e-9 {
+		t.Errorf("setpoint_bar = %v: the write itself should have happened", v["setpoint_bar"])
+	}
+}
