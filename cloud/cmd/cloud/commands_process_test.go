@@ -21,7 +21,8 @@ import (
 // edge agent, which writes the simulated lighting panel's coil over Modbus
 // TCP, reads it back and reports; the ingest turns the result into the
 // command's state (applied), and the next readings show the circuit
-// switched. An elevator command is refused at the API. Once with the
+// switched; the same for the garden garage lights, a Tasmota relay on the
+// edge's plant-room broker. An elevator command is refused at the API. Once with the
 // cloud's embedded broker, once with Debian's mosquitto (ACL as
 // docs/cloud.md shows).
 //
@@ -107,6 +108,23 @@ func commandRoundTrip(t *testing.T, p *plantRoom) {
 	// The next readings show the circuit switched.
 	waitFor(t, 30*time.Second, "the switched circuit in the device's values", func() bool {
 		return p.latest(t, "garden-lighting-1", "circuit1_on") == want
+	})
+	// The garden garage lights: a Tasmota relay on the edge's plant-room
+	// MQTT broker. The edge publishes cmnd/garden_garage/POWER, the
+	// simulated relay switches and reports stat/garden_garage/POWER: applied,
+	// and the next readings show the relay and its power.
+	wasRelay := p.latest(t, "garden-plug-1", "switch_on")
+	wantRelay := 1 - wasRelay
+	rc := p.command(t, "demo-pm-garden", "garden-plug-1", fmt.Sprintf(`{"point":"switch_on","value":%v,"reason":"车库灯 process test"}`, wantRelay), http.StatusAccepted)
+	waitFor(t, 30*time.Second, "the relay command applied", func() bool {
+		got = p.getCommand(t, rc.ID)
+		return got.State != "sent" && got.State != "accepted"
+	})
+	if got.State != "applied" || got.After == nil || *got.After != wantRelay {
+		t.Fatalf("relay command ended %+v, want applied to %v", got, wantRelay)
+	}
+	waitFor(t, 30*time.Second, "the switched relay in the device's values", func() bool {
+		return p.latest(t, "garden-plug-1", "switch_on") == wantRelay && (p.latest(t, "garden-plug-1", "power_w") > 0) == (wantRelay == 1)
 	})
 	// An elevator is never writable: refused at the API, nothing sent.
 	p.command(t, "demo-pm-garden", "garden-elevator-1", `{"point":"floor","value":3,"reason":"x"}`, http.StatusUnprocessableEntity)
