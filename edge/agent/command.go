@@ -90,7 +90,7 @@ func (a *Agent) onCommand(payload []byte) {
 
 // switchRelay executes a command to an MQTT relay: the device's own
 // command on the plant-room broker, read back from its next state report
-// within RelayWait (and not past the command's expiry).
+// within RelayWait.
 func (a *Agent) switchRelay(c protocol.Command) {
 	if a.input == nil {
 		a.commandResult(c, protocol.CommandFailed, "write_failed", "no MQTT device input", nil, nil)
