@@ -99,6 +99,13 @@ func (s *Server) deviceView(d config.DeviceInfo, latest map[string]ingest.Latest
 				v.Writable = append(v.Writable, writablePoint{Point: pt.Metric, Unit: pt.Unit, Allowed: pt.Allowed, Min: pt.Min, Max: pt.Max})
 			}
 		}
+		if t.MQTT != nil { // Tasmota/Shelly relays
+			for _, f := range t.MQTT.Fields {
+				if f.Writable {
+					v.Writable = append(v.Writable, writablePoint{Point: f.Metric, Unit: f.Unit, Allowed: f.Allowed, Min: f.Min, Max: f.Max})
+				}
+			}
+		}
 	}
 	var newest time.Time
 	for metric, r := range latest {
