@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,7 +14,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
-	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/storetest"
 )
 
 // Two companies. acme has projects p1 (Asia/Shanghai, two buildings) and
@@ -155,19 +154,7 @@ func testBundle(t testing.TB) *config.Bundle {
 // openStore gives a fresh, migrated database on the test ClickHouse.
 func openStore(t testing.TB, extra ...store.Migration) *store.DB {
 	t.Helper()
-	_, name := chtest.NewDatabase(t)
-	o := chtest.Addr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	db, err := store.Open(ctx, store.Options{Addr: o.Addr, User: o.User, Password: o.Password, Database: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, extra...); err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return storetest.Open(t, extra...)
 }
 
 // testClock is the fixture's "now": July 2026 has ended.

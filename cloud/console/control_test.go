@@ -21,11 +21,10 @@ import (
 	"github.com/plantroom/plantroom/cloud/command"
 	"github.com/plantroom/plantroom/cloud/command/commandhttp"
 	"github.com/plantroom/plantroom/cloud/ingest"
-	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 	"github.com/plantroom/plantroom/config"
-	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/storetest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -47,18 +46,9 @@ func newControlServer(t *testing.T) *controlRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, name := chtest.NewDatabase(t)
-	o := chtest.Addr(t)
+	db := storetest.Open(t, slices.Concat(alarm.Migrations(), workorder.Migrations(), command.Migrations())...)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := store.Open(ctx, store.Options{Addr: o.Addr, User: o.User, Password: o.Password, Database: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, slices.Concat(alarm.Migrations(), workorder.Migrations(), command.Migrations())...); err != nil {
-		t.Fatal(err)
-	}
 	rig := &controlRig{b: b}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rig.desk, err = command.NewDesk(command.Config{Org: &b.Org, Templates: b.Templates, Rules: &b.Rules,

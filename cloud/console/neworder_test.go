@@ -21,11 +21,10 @@ import (
 	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/resident"
 	"github.com/plantroom/plantroom/cloud/resident/residenthttp"
-	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 	"github.com/plantroom/plantroom/config"
-	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/storetest"
 )
 
 // newOrderServer is the console with the API's alarm, work-order and
@@ -36,18 +35,9 @@ func newOrderServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, name := chtest.NewDatabase(t)
-	o := chtest.Addr(t)
+	db := storetest.Open(t, slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations())...)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := store.Open(ctx, store.Options{Addr: o.Addr, User: o.User, Password: o.Password, Database: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations())...); err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	feed := alarm.NewFeed(0, time.Now)
 	photos := photo.New(photo.Dir(t.TempDir()), 256<<10)

@@ -18,8 +18,8 @@ import (
 	"github.com/plantroom/plantroom/cloud/command"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
-	"github.com/plantroom/plantroom/internal/chtest"
 	"github.com/plantroom/plantroom/internal/fakes"
+	"github.com/plantroom/plantroom/internal/storetest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -59,18 +59,7 @@ func newRig(t *testing.T, grace time.Duration) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, name := chtest.NewDatabase(t)
-	o := chtest.Addr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	db, err := store.Open(ctx, store.Options{Addr: o.Addr, User: o.User, Password: o.Password, Database: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, command.Migrations()...); err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.Open(t, command.Migrations()...)
 	r := &rig{t: t, b: b, clock: fakes.NewClock(start), db: db}
 	r.desk = r.newDesk(grace)
 	srv, err := api.New(api.Config{Listen: "127.0.0.1:0"}, api.Deps{Bundle: b, DB: db, Now: r.clock.Now,

@@ -21,8 +21,8 @@ import (
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 	"github.com/plantroom/plantroom/config"
-	"github.com/plantroom/plantroom/internal/chtest"
 	"github.com/plantroom/plantroom/internal/fakes"
+	"github.com/plantroom/plantroom/internal/storetest"
 )
 
 var shanghai, _ = time.LoadLocation("Asia/Shanghai")
@@ -56,18 +56,7 @@ func newRig(t *testing.T, limits resident.Limits) *rig {
 	if err != nil {
 		t.Fatalf("load demo configuration: %v", err)
 	}
-	_, name := chtest.NewDatabase(t)
-	o := chtest.Addr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	db, err := store.Open(ctx, store.Options{Addr: o.Addr, User: o.User, Password: o.Password, Database: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations())...); err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.Open(t, slices.Concat(alarm.Migrations(), workorder.Migrations(), resident.Migrations())...)
 	r := &rig{t: t, b: b, clock: fakes.NewClock(monday10), db: db, limits: limits,
 		photos: photo.New(photo.Dir(t.TempDir()), photo.DefaultMaxBytes)}
 	r.start()

@@ -18,8 +18,8 @@ import (
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
-	"github.com/plantroom/plantroom/internal/chtest"
 	"github.com/plantroom/plantroom/internal/fakes"
+	"github.com/plantroom/plantroom/internal/storetest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -65,19 +65,7 @@ func bundleWithBeta(t testing.TB) *config.Bundle {
 
 func openDB(t testing.TB) *store.DB {
 	t.Helper()
-	_, name := chtest.NewDatabase(t)
-	o := chtest.Addr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	db, err := store.Open(ctx, store.Options{Addr: o.Addr, User: o.User, Password: o.Password, Database: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, append(alarm.Migrations(), workorder.Migrations()...)...); err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return storetest.Open(t, append(alarm.Migrations(), workorder.Migrations()...)...)
 }
 
 func newAPIRig(t *testing.T) *apiRig {
