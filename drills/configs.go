@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +16,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/app"
 	"github.com/plantroom/plantroom/cloud/broker"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/nettest"
 )
 
 // The drill's organisation: one company, one project, one gateway.
@@ -149,34 +149,9 @@ func building(heavy bool) (devs []simDevice, speed float64, poll time.Duration) 
 }
 
 // freePort returns a loopback address with a port free at this moment.
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("cannot find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+func freePort() (string, error) { return nettest.PickAddr() }
 
-func freePorts(n int) ([]string, error) {
-	// Hold every listener until all are chosen, so no two are the same.
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	out := make([]string, n)
-	for i := range out {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("cannot find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		out[i] = l.Addr().String()
-	}
-	return out, nil
-}
+func freePorts(n int) ([]string, error) { return nettest.PickAddrs(n) }
 
 func randomSecret() string {
 	b := make([]byte, 16)

@@ -106,7 +106,7 @@ func TestKill9DuringOutageLosesNothingCommitted(t *testing.T) {
 		sim.DeviceConfig{ID: "elevator-1", Template: "elevator"},
 	)
 	dir := t.TempDir()
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+	httpAddr := nettest.FreeAddr(t)
 	text := agentYAML(path.URL(), dir, "report: {heartbeat: 1s}\ndevices:\n"+
 		deviceLine(b, "meter-1", "sdm630", "100ms")+deviceLine(b, "elevator-1", "elevator", "100ms"))
 	text = replaceOnce(t, text, `http: {listen: "127.0.0.1:0"}`, fmt.Sprintf("http: {listen: %q}", httpAddr))

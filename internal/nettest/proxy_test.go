@@ -168,3 +168,25 @@ func TestProxyCloseEndsConnections(t *testing.T) {
 		t.Fatalf("connection after Close: %v", err)
 	}
 }
+
+// TestPickAddrNeverRepeats: two devices of one test were once given the
+// same port by listen-on-":0"-and-close; PickAddr remembers what it gave.
+func TestPickAddrNeverRepeats(t *testing.T) {
+	addrs, err := PickAddrs(300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			t.Fatalf("PickAddrs handed out %s twice", a)
+		}
+		seen[a] = true
+	}
+	// Each was free when picked; the first can be listened on now.
+	l, err := net.Listen("tcp", addrs[0])
+	if err != nil {
+		t.Fatalf("cannot listen on the picked %s: %v", addrs[0], err)
+	}
+	l.Close()
+}

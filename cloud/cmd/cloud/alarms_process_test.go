@@ -3,19 +3,17 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/nettest"
 )
 
 // Issue 19 through real processes: the garden's simulated plant room
@@ -121,37 +119,8 @@ type plantRoom struct {
 }
 
 // freeAddr returns a loopback address nothing listens on, for a child
-// process to listen on later. The port is picked at random below the
-// kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range): a
-// port the kernel handed out for ":0" was taken, in between, by another
-// test's connection or listener on a busy machine ("bind: address
-// already in use"); outside that range only another random pick can
-// meet it.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lo := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil {
-				lo = v
-			}
-		}
-	}
-	const from = 20000 // above the fixed ports of the demo, ClickHouse and ZooKeeper
-	for i := 0; lo > from+1000 && i < 200; i++ {
-		addr := fmt.Sprintf("127.0.0.1:%d", from+rand.IntN(lo-from))
-		if l, err := net.Listen("tcp", addr); err == nil {
-			l.Close()
-			return addr
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// process to listen on later.
+func freeAddr(t *testing.T) string { return nettest.FreeAddr(t) }
 
 func goBuild(t *testing.T, dir, pkg, name string) string {
 	t.Helper()

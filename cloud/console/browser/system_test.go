@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/nettest"
 	"github.com/plantroom/plantroom/internal/testenv"
 )
 
@@ -47,16 +47,9 @@ func repoRoot(t testing.TB) string {
 	return dir
 }
 
-// freePort returns a loopback address nobody listens on right now.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freePort returns a loopback address nobody listens on right now and
+// that no other freePort of this test binary returned.
+func freePort(t testing.TB) string { return nettest.FreeAddr(t) }
 
 // TestMain removes the binaries the tests built.
 func TestMain(m *testing.M) {

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -251,13 +250,3 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// FreePort returns a loopback port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("cannot find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
