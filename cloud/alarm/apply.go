@@ -10,6 +10,9 @@ import (
 // apply turns transitions into events, updating the alarms and publishing
 // the events to the feed.
 func (e *Engine) apply(trs []transition) []Event {
+	if len(trs) == 0 {
+		return nil
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	evs := make([]Event, 0, len(trs))

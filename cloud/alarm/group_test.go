@@ -1,10 +1,12 @@
 package alarm
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/protocol"
 )
 
 // Issue 19, point 3: both pumps of the garden's duty/standby set report the
@@ -164,4 +166,31 @@ func TestOnePumpFaultRaisesOneAlarm(t *testing.T) {
 			t.Errorf("a new trip after the reset raised nothing: %v", r.log.kinds())
 		}
 	})
+}
+
+// Both pumps' low pressure in one batch (the edge sends a poll round of the
+// set together) is one alarm: the second reading used to raise a second
+// alarm of the group before the first was applied to its tracker
+// (TestAlarmsPerInjectedFault saw two identical pumpset alarms). The same
+// holds for several breaching readings of one device in one batch.
+func TestOneBatchWithSeveralBreachingReadingsRaisesOnce(t *testing.T) {
+	r := newRig(t, loadBundleWithGroups(t), nil)
+	s := time.Second
+	for at := time.Duration(0); at <= 40*s; at += 10 * s {
+		ts := t0.Add(at)
+		r.clock.Set(ts)
+		b := &protocol.Batch{Epoch: 1, Gateway: gwGarden, Seq: uint64(at / time.Millisecond), SentAt: ts.UnixMilli(),
+			Readings: []protocol.Reading{
+				{Device: "garden-pump-1", Metric: pressure, TS: ts.UnixMilli(), Value: 0.8},
+				{Device: "garden-pump-2", Metric: pressure, TS: ts.UnixMilli() + 1, Value: 0.83},
+				{Device: "garden-pump-1", Metric: pressure, TS: ts.UnixMilli() + 500, Value: 0.81},
+			}}
+		r.e.ObserveBatch(context.Background(), r.gw(gwGarden), b, ts)
+	}
+	if n := r.log.count(EventRaise, lowRule); n != 1 {
+		t.Fatalf("%d pressure raises from batches of both pumps, want 1: %v", n, r.log.kinds())
+	}
+	if n := len(r.e.Alarms(hqAdmin, Filter{Device: "garden-pumpset", State: StateActive})); n != 1 {
+		t.Fatalf("%d active pumpset alarms, want 1", n)
+	}
 }

@@ -31,11 +31,16 @@ func (e *Engine) ObserveBatch(ctx context.Context, gw config.GatewayInfo, b *pro
 		// Telemetry proves the gateway is connected.
 		trs = append(trs, g.offline.step(input{ts: arrived.UnixMilli(), arrived: arrived}, false, true)...)
 	}
+	evs := e.apply(trs)
 	seen := map[*subject]bool{}
 	for i := range b.Readings {
-		trs = append(trs, e.evaluate(gw.Gateway.ID, &b.Readings[i], arrived, false, seen)...)
+		// Each reading's decisions are applied before the next reading is
+		// judged: a tracker fed twice in one batch (the members of a
+		// group, several polls of a device) must see the alarm the first
+		// one raised, or it raises a second.
+		evs = append(evs, e.apply(e.evaluate(gw.Gateway.ID, &b.Readings[i], arrived, false, seen))...)
 	}
-	e.commit(ctx, e.apply(trs))
+	e.commit(ctx, evs)
 }
 
 // evaluate runs one reading through the trackers of its device. seen

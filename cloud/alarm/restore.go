@@ -59,6 +59,7 @@ func (e *Engine) catchUp(ctx context.Context) error {
 			}
 		}
 	}
+	evs := e.apply(trs)
 	if e.cfg.Readings != nil {
 		rs, err := e.recentReadings(ctx)
 		if err != nil {
@@ -66,11 +67,12 @@ func (e *Engine) catchUp(ctx context.Context) error {
 		}
 		for i := range rs {
 			r := &rs[i]
-			trs = append(trs, e.evaluate(r.Gateway, &r.Reading, time.UnixMilli(r.TS), true, map[*subject]bool{})...)
+			// Applied reading by reading, as in ObserveBatch.
+			evs = append(evs, e.apply(e.evaluate(r.Gateway, &r.Reading, time.UnixMilli(r.TS), true, map[*subject]bool{}))...)
 		}
 		e.m.replayed.Add(float64(len(rs)))
 	}
-	e.commit(ctx, e.apply(trs))
+	e.commit(ctx, evs)
 	return nil
 }
 
