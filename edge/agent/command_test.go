@@ -149,7 +149,8 @@ func TestPumpSetpointCommand(t *testing.T) {
 // embedded plant-room broker, the simulated Tasmota plug and Shelly switch
 // switch their relay, and the state they report is the read-back (applied
 // with before/after). A plug off the network does not answer: failed
-// no_answer once the wait ends, and it was not switched.
+// no_answer once the wait ends at the command's expiry (before RelayWait),
+// stamped with the expiry, and it was not switched.
 func TestRelayCommandsThroughBroker(t *testing.T) {
 	cloud, acker := startCloud(t)
 	dir := t.TempDir()
@@ -158,7 +159,6 @@ func TestRelayCommandsThroughBroker(t *testing.T) {
 		"  - {id: shelly-1, template: shelly-plus-1pm, address: \"mqtt:shellyplus1pm-garden01\"}\n"
 	mqttSection := "mqtt: {embedded: {listen: \"127.0.0.1:0\", users: [{username: devsim, password: devsim-demo}]}}\n"
 	cfg := loadConfig(t, agentYAML(cloud.URL(), dir, mqttSection+devices))
-	cfg.RelayWait = time.Second
 	a, err := New(cfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)
@@ -231,14 +231,41 @@ func TestRelayCommandsThroughBroker(t *testing.T) {
 	waitFor(t, 20*time.Second, "the plug offline", func() bool {
 		return hasEvent(events(t, cloud), protocol.EventDeviceOffline, "plug-1")
 	})
+	// The relay wait (agent.RelayWait, 10 s) outlasts this command: the
+	// wait ends at the command's expiry, and the result is stamped with it,
+	// never later.
 	now := time.Now().UnixMilli()
+	expires := now + 4_000 // time enough to reach the agent on a loaded machine
 	acker.Publish(t, topic, protocol.EncodeCommand(protocol.Command{ID: "on-unreachable", Device: "plug-1", Point: "switch_on", Value: 1,
-		IssuedAt: now, ExpiresAt: now + 60_000, By: "pm-garden"}))
+		IssuedAt: now, ExpiresAt: expires, By: "pm-garden"}))
 	ev := result("on-unreachable")
 	if ev.State != protocol.CommandFailed || ev.Cause != "no_answer" || ev.After != nil {
 		t.Fatalf("result of a command to an unreachable plug: %+v", ev)
 	}
+	if ev.TS != expires {
+		t.Fatalf("the result of on-unreachable is stamped %d, want its expiry %d (the wait ends there)", ev.TS, expires)
+	}
 	if v, _ := b.Values("plug-1"); v["switch_on"] != 0 {
 		t.Fatalf("the unreachable plug was switched: switch_on %v", v["switch_on"])
+	}
+}
+
+// TestRelayDeadline: the relay wait ends after RelayWait (or the
+// configured wait) or at the command's expiry, whichever comes first.
+func TestRelayDeadline(t *testing.T) {
+	start := time.UnixMilli(1_800_000_000_000)
+	c := func(expiresIn time.Duration) protocol.Command {
+		return protocol.Command{ExpiresAt: start.Add(expiresIn).UnixMilli()}
+	}
+	a := &Agent{cfg: &Config{}}
+	if got := a.relayDeadline(c(time.Minute), start); !got.Equal(start.Add(RelayWait)) {
+		t.Errorf("expiry in a minute: deadline %v, want start + RelayWait", got.Sub(start))
+	}
+	if got := a.relayDeadline(c(3*time.Second), start); !got.Equal(start.Add(3 * time.Second)) {
+		t.Errorf("expiry in 3 s: deadline %v, want the expiry", got.Sub(start))
+	}
+	a.cfg.RelayWait = time.Second
+	if got := a.relayDeadline(c(3*time.Second), start); !got.Equal(start.Add(time.Second)) {
+		t.Errorf("configured wait 1 s, expiry in 3 s: deadline %v, want 1 s", got.Sub(start))
 	}
 }
