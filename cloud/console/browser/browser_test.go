@@ -30,7 +30,10 @@ func eval[T any](t testing.TB, ctx context.Context, expr string) T {
 	return v
 }
 
-// waitJS waits until expr is true in the tab, across navigations.
+// waitJS waits until expr is true in the tab, across navigations. A
+// condition on location holds as soon as a navigation commits, before the
+// new document is parsed: pair it with document.readyState === "complete"
+// (or the element read next) or the next read may find no element.
 func waitJS(t testing.TB, ctx context.Context, what, expr string, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -300,7 +303,7 @@ func TestConsole(t *testing.T) {
 		}))
 		defer evil.Close()
 		open(t, ctx, evil.URL)
-		waitJS(t, ctx, "the forged form posted", `location.href.startsWith(`+strconv.Quote(s.URL)+`)`, 10*time.Second)
+		waitJS(t, ctx, "the forged form posted", `location.href.startsWith(`+strconv.Quote(s.URL)+`) && document.readyState === "complete"`, 10*time.Second)
 		if text := bodyText(t, ctx); !strings.Contains(text, "安全校验失败") {
 			t.Errorf("the forged sign-out was not refused with the CSRF message: %q", text)
 		}
@@ -326,7 +329,7 @@ func TestConsole(t *testing.T) {
 		// The page's next live update (every 5 s) finds the session gone
 		// and sends the viewer to sign in again, saying why, and back to
 		// this page afterwards.
-		waitJS(t, ctx, "the sign-in page after the live update", `location.pathname === "/signin"`, 20*time.Second)
+		waitJS(t, ctx, "the sign-in page after the live update", `location.pathname === "/signin" && document.readyState === "complete"`, 20*time.Second)
 		if loc := eval[string](t, ctx, "location.search"); !strings.Contains(loc, "expired=1") || !strings.Contains(loc, "next=%2Fprojects%2Fgarden") || strings.Contains(loc, "devices") {
 			t.Errorf("the live update sent the viewer to /signin%s, want expired=1 and next=/projects/garden", loc)
 		}

@@ -182,7 +182,7 @@ func TestResidentRepairLoop(t *testing.T) {
 		if err := chromedp.Do(tech, chromedp.Click(chromedp.CSS(sel))); err != nil {
 			t.Fatal(err)
 		}
-		waitJS(t, tech, "moved to "+to, `location.search.includes("moved=1")`, 30*time.Second)
+		waitJS(t, tech, "moved to "+to, `location.search.includes("moved=1") && document.readyState === "complete"`, 30*time.Second)
 		open(t, phone, trackURL)
 		want := map[string]string{"accepted": "assigned", "in_progress": "in_progress", "resolved": "resolved"}[to]
 		if got := status(); got != want {
@@ -286,7 +286,7 @@ func TestResidentRepairLoop(t *testing.T) {
 	if err := chromedp.Do(pm, chromedp.Click(chromedp.CSS("#rotate"))); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, pm, "rotated", `location.search.includes("rotated=1")`, 30*time.Second)
+	waitJS(t, pm, "rotated", `location.search.includes("rotated=1") && document.readyState === "complete"`, 30*time.Second)
 	if got := eval[string](t, pm, `document.querySelector("#request-link-url").textContent`); got == s.URL+link.Path || !strings.HasPrefix(got, s.URL+"/r/") {
 		t.Errorf("after rotating the page shows %q", got)
 	}
