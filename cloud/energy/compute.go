@@ -30,6 +30,13 @@ type Hour struct {
 	Last    float64
 	Fell    bool
 	N       int // readings (distinct timestamps) in the hour; 0: not known
+	// Rows and TSSum are the hour's version where N is not known (0: not
+	// known either): rows inserted for the hour, duplicates included
+	// (every insert raises it, and Rows ≥ readings), and the sum of their
+	// timestamps. The repository keys what it works out per hour by the
+	// whole row.
+	Rows  int64
+	TSSum int64
 }
 
 // HourSteps sums up the steps between consecutive readings inside one hour
@@ -271,7 +278,9 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 			switch h := &hs[i]; {
 			case h.Fell:
 				mark(k, h.Hour)
-			case h.FirstTS < h.LastTS && (h.N == 0 || h.N >= 3):
+			case h.FirstTS < h.LastTS && (h.N >= 3 || h.N == 0 && (h.Rows == 0 || h.Rows >= 3)):
+				// Two readings (N, or Rows, which is never below it) are
+				// one step: nothing to sum up.
 				ask[k] = append(ask[k], *h)
 			}
 		}

@@ -24,6 +24,9 @@ type StepRow struct {
 	Device, Metric string
 	Hour           int64 // Unix ms of the UTC hour's start
 	N              int   // distinct timestamps
+	// Rows and TSSum: the rows read and the sum of their timestamps, as
+	// the roll-up's version of the hour (hourlyVersionCols) counts them.
+	Rows, TSSum int64
 	// Falls: some step falls, or one timestamp holds two values.
 	Falls bool
 	// NeedKW is the largest (rise − slack kWh) × 3600000 / ms of a step:
@@ -87,11 +90,12 @@ func (db *DB) CounterSteps(ctx context.Context, company string, projects []strin
 		// Per hour: the readings sorted by time, their differences, and
 		// from those whether any falls (or a timestamp repeats with another
 		// value) and the largest rise rate beyond the slack.
-		q := `SELECT device, metric, h, n,
+		q := `SELECT device, metric, h, n, c, tsum,
   arrayExists((a, b) -> b < 0 OR (a = 0 AND b != 0), dt, dv),
   arrayReduce('max', arrayPushBack(arrayMap((a, b) -> if(a = 0, if(b = 0, -1e308, 1e308), (b - ?) * 3600000 / a), dt, dv), -1e308))
 FROM (
   SELECT device, metric, intDiv(ts_ms, 3600000) * 3600000 AS h, toInt64(uniqExact(ts_ms)) AS n,
+    toInt64(count()) AS c, sum(ts_ms) AS tsum,
     arraySort(x -> tupleElement(x, 1), groupArray((ts_ms, value))) AS s,
     arrayPopFront(arrayDifference(arrayMap(x -> tupleElement(x, 1), s))) AS dt,
     arrayPopFront(arrayDifference(arrayMap(x -> tupleElement(x, 2), s))) AS dv
@@ -108,7 +112,7 @@ ORDER BY device, metric, h`
 			var r StepRow
 			var n int64
 			var falls uint8
-			if err := rows.Scan(&r.Device, &r.Metric, &r.Hour, &n, &falls, &r.NeedKW); err != nil {
+			if err := rows.Scan(&r.Device, &r.Metric, &r.Hour, &n, &r.Rows, &r.TSSum, &falls, &r.NeedKW); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("cannot read counter steps: %w", err)
 			}

@@ -91,10 +91,13 @@ func (s *Readings) Hours(ctx context.Context, w energy.Where, keys []energy.Key,
 	}
 	where, args := keyFilter(w, keys)
 	// The hour is that of first_ts; min_v and max_v only say whether the
-	// value fell inside the hour, so the server compares them.
+	// value fell inside the hour, so the server compares them. The hour's
+	// version (n_rows, ts_sum) is read instead of the exact reading count n:
+	// n's hash sets (a timestamp per reading) cost 20 times the rest of
+	// the row to read (35 s against 1.5 s for a month of 200 devices).
 	q := `SELECT transform(concat(device, '/', metric), ?, ?, toUInt32(0)) AS k,
   finalizeAggregation(first_ts), finalizeAggregation(first_v) AS fv, finalizeAggregation(last_ts), finalizeAggregation(last_v) AS lv,
-  finalizeAggregation(min_v) < fv OR finalizeAggregation(max_v) > lv, toInt64(finalizeAggregation(n))
+  finalizeAggregation(min_v) < fv OR finalizeAggregation(max_v) > lv, toInt64(finalizeAggregation(n_rows)), finalizeAggregation(ts_sum)
 FROM ` + s.table(TableHourly) + ` FINAL
 WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 	rows, err := s.db.conn.Query(ctx, q, append([]any{names, ids}, append(args, from, to)...)...)
@@ -111,15 +114,14 @@ WHERE ` + where + ` AND hour_ms >= ? AND hour_ms < ?`
 		h    energy.Hour
 		k    uint32
 		fell uint8
-		n    int64
 	)
-	dest := []any{&k, &h.FirstTS, &h.First, &h.LastTS, &h.Last, &fell, &n}
+	dest := []any{&k, &h.FirstTS, &h.First, &h.LastTS, &h.Last, &fell, &h.Rows, &h.TSSum}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("cannot read hourly roll-ups: %w", err)
 		}
 		h.Hour = h.FirstTS - h.FirstTS%energy.HourMS // Unix ms after 2000: never negative
-		h.Fell, h.N = fell != 0, int(n)
+		h.Fell = fell != 0
 		if k == 0 || int(k) > len(keys) {
 			continue // another metric of a wanted device, or a device of another key
 		}

@@ -64,18 +64,26 @@ func TestMigrateReadingsSchemaTwice(t *testing.T) {
 	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM schema_migrations FINAL WHERE component = 'readings'").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if n != 6 {
-		t.Errorf("schema_migrations holds %d readings migrations, want 6", n)
+	if n != 7 {
+		t.Errorf("schema_migrations holds %d readings migrations, want 7", n)
 	}
 	v, err := AppliedVersion(ctx, db.Conn(), db.Database(), ComponentReadings)
-	if err != nil || v != 6 {
-		t.Errorf("AppliedVersion = %d, %v; want 6", v, err)
+	if err != nil || v != 7 {
+		t.Errorf("AppliedVersion = %d, %v; want 7", v, err)
 	}
 	// The ADD COLUMN of migration 6 run again, as after a crash before its
 	// record: harmless (18.16 has no ADD COLUMN IF NOT EXISTS).
 	again := Migration{Component: "again", Version: 1, Name: "bad_cause again", Statements: badCauseDDL, IgnoreExisting: true}
 	if err := Migrate(ctx, db.Conn(), db.Server(), db.Database(), []Migration{again}); err != nil {
 		t.Errorf("bad_cause added twice: %v", err)
+	}
+	// Migration 7 run again in full, as after a crash before its record.
+	again = Migration{Component: "again", Version: 2, Name: "readings_hourly_rows again", Statements: hourlyRowsDDL, IgnoreExisting: true}
+	if err := Migrate(ctx, db.Conn(), db.Server(), db.Database(), []Migration{again}); err != nil {
+		t.Errorf("readings_hourly_rows applied twice: %v", err)
+	}
+	if got, want := tableNames(t, db), "committed_batches,counter_steps,events,quarantine,readings,readings_hourly,readings_hourly_mv,schema_migrations"; got != want {
+		t.Errorf("after migration 7 again: tables = %s, want %s", got, want)
 	}
 	// The table has the contracted columns, in order, with their types.
 	rows, err := db.Conn().Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'readings' ORDER BY name", db.Database())

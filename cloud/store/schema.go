@@ -38,6 +38,7 @@ func ReadingsMigrations(o SchemaOptions) []Migration {
 		{Component: ComponentReadings, Version: 4, Name: "committed_batches", Statements: committedDDL},
 		{Component: ComponentReadings, Version: 5, Name: "counter_steps", Statements: counterStepsDDL},
 		{Component: ComponentReadings, Version: 6, Name: "readings_bad_cause", Statements: badCauseDDL, IgnoreExisting: true},
+		{Component: ComponentReadings, Version: 7, Name: "readings_hourly_rows", Statements: hourlyRowsDDL, IgnoreExisting: true},
 		{Component: ComponentQuarantine, Version: 1, Name: "quarantine", Statements: quarantineDDL},
 	}
 }
@@ -97,6 +98,16 @@ var hourlyCols = []column{
 	{name: "last_v", typ: "AggregateFunction(argMax, Float64, Int64)"},
 	{name: "last_ts", typ: "AggregateFunction(max, Int64)"},
 	{name: "n", typ: "AggregateFunction(uniqExact, Int64)"},
+}
+
+// hourlyVersionCols are the roll-up's version of an hour (migration 7):
+// n_rows counts every row inserted for the hour, duplicates included, and
+// ts_sum sums their timestamps. They are no figures (a duplicate changes
+// them) but the key of what was worked out from the hour's readings:
+// every insert into the hour changes n_rows, and n_rows ≥ the hour's readings.
+var hourlyVersionCols = []column{
+	{name: "n_rows", typ: "AggregateFunction(count)"},
+	{name: "ts_sum", typ: "AggregateFunction(sum, Int64)"},
 }
 
 // EventsColumns is the column list of events in insert order.
@@ -223,7 +234,17 @@ func hourlyDDL(s Server, db string) []string {
 	out := t.ddl(s, db)
 	// The view lives next to the local tables: on a cluster each shard rolls
 	// up the readings it stores.
-	out = append(out, fmt.Sprintf(`CREATE MATERIALIZED VIEW IF NOT EXISTS %s.%s%s TO %s.%s AS
+	return append(out, hourlyViewDDL(s, db, ViewHourly, false))
+}
+
+// hourlyViewDDL is the materialized view named view that rolls readings up
+// into readings_hourly; withVersion adds the columns of migration 7.
+func hourlyViewDDL(s Server, db, view string, withVersion bool) string {
+	version := ""
+	if withVersion {
+		version = ",\n    countState() AS n_rows,\n    sumState(ts_ms) AS ts_sum"
+	}
+	return fmt.Sprintf(`CREATE MATERIALIZED VIEW IF NOT EXISTS %s.%s%s TO %s.%s AS
 SELECT
     company, project, device, metric,
     intDiv(ts_ms, 3600000) * 3600000 AS hour_ms,
@@ -233,12 +254,70 @@ SELECT
     minState(ts_ms) AS first_ts,
     argMaxState(value, ts_ms) AS last_v,
     maxState(ts_ms) AS last_ts,
-    uniqExactState(ts_ms) AS n
+    uniqExactState(ts_ms) AS n%s
 FROM %s.%s
 WHERE quality < 2
 GROUP BY company, project, device, metric, hour_ms`,
-		quoteIdent(db), ViewHourly, s.OnCluster(), quoteIdent(db), localName(s, TableHourly),
-		quoteIdent(db), localName(s, TableReadings)))
+		quoteIdent(db), view, s.OnCluster(), quoteIdent(db), localName(s, TableHourly), version,
+		quoteIdent(db), localName(s, TableReadings))
+}
+
+// hourlyRowsDDL (migration 7) gives every roll-up hour its version, n_rows
+// and ts_sum (hourlyVersionCols): energy reports key what they work out
+// from an hour's raw readings by it, instead of by the exact reading count
+// n, whose hash sets cost 20 times as much to read as the rest of the row.
+//
+//  1. The columns are added to readings_hourly and to counter_steps (there
+//     the roll-up row a summary belongs to); on a cluster to the local
+//     tables, and the Distributed fronts are created again over them (as
+//     badCauseDDL does).
+//  2. The view is replaced by one that fills them too, without a moment
+//     without a view: a second view with the new query starts first, the
+//     old one is dropped and created again with the new query, then the
+//     second view goes. An insert meanwhile is rolled up twice, which
+//     changes no figure (every other column ignores duplicates) and only
+//     raises that hour's n_rows.
+//  3. Existing hours get theirs from the raw readings (rows still stored,
+//     so duplicates already merged away are not counted). An insert during
+//     the backfill may be counted twice; a backfill run again counts all
+//     again: the version then differs from what the raw readings give,
+//     which costs reports a check of the exact count (cloud/store Steps),
+//     never a wrong figure.
+func hourlyRowsDDL(s Server, db string) []string {
+	var out []string
+	ifNotExists := "" // 18.16 has none: Migrate's IgnoreExisting
+	if s.Modern() {
+		ifNotExists = "IF NOT EXISTS "
+	}
+	addCols := func(name string, cols []column) {
+		for _, c := range cols {
+			out = append(out, fmt.Sprintf("ALTER TABLE %s.%s%s ADD COLUMN %s%s", quoteIdent(db), localName(s, name), s.OnCluster(), ifNotExists, strings.TrimSpace(c.ddl(s))))
+		}
+	}
+	addCols(TableHourly, hourlyVersionCols)
+	addCols(TableCounterSteps, counterStepsVersionCols)
+	if s.Clustered() {
+		hourly := table{name: TableHourly, shardKey: shardByDevice}
+		steps := table{name: TableCounterSteps, shardKey: counterStepsShardKey}
+		out = append(out,
+			fmt.Sprintf("DROP TABLE IF EXISTS %s.%s%s", quoteIdent(db), TableHourly, s.OnCluster()),
+			hourly.distributedDDL(s, db),
+			fmt.Sprintf("DROP TABLE IF EXISTS %s.%s%s", quoteIdent(db), TableCounterSteps, s.OnCluster()),
+			steps.distributedDDL(s, db))
+	}
+	next := ViewHourly + "_next"
+	out = append(out,
+		hourlyViewDDL(s, db, next, true),
+		fmt.Sprintf("DROP TABLE IF EXISTS %s.%s%s", quoteIdent(db), ViewHourly, s.OnCluster()),
+		hourlyViewDDL(s, db, ViewHourly, true),
+		fmt.Sprintf("DROP TABLE IF EXISTS %s.%s%s", quoteIdent(db), next, s.OnCluster()),
+		// On a cluster through the Distributed tables: both are sharded
+		// alike, so each hour's rows go to the shard of its readings.
+		fmt.Sprintf(`INSERT INTO %s.%s (company, project, device, metric, hour_ms, n_rows, ts_sum)
+SELECT company, project, device, metric, intDiv(ts_ms, 3600000) * 3600000 AS hour_ms, countState() AS n_rows, sumState(ts_ms) AS ts_sum
+FROM %s.%s
+WHERE quality < 2
+GROUP BY company, project, device, metric, hour_ms`, quoteIdent(db), TableHourly, quoteIdent(db), TableReadings))
 	return out
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -66,8 +67,10 @@ func (c *stepCache) put(k stepKey, row energy.Hour, st energy.HourSteps) {
 // come from the cache, then from the table counter_steps, and the others
 // from CounterSteps over their raw readings (then stored in both). A
 // summary is kept only when it counted the readings the roll-up row counts
-// (a reading arriving between the two reads is not kept half-seen), and is
-// used only for exactly the roll-up row it was worked out for.
+// (a reading arriving between the two reads is not kept half-seen): the
+// raw rows match the row's version (n_rows, ts_sum), or else the roll-up,
+// still at that version, holds exactly as many readings (exactCounts). It
+// is used only for exactly the roll-up row it was worked out for.
 func (s *Readings) Steps(ctx context.Context, w energy.Where, hours map[energy.Key][]energy.Hour) (map[energy.Key][]energy.HourSteps, error) {
 	out := map[energy.Key][]energy.HourSteps{}
 	asked := map[stepKey]energy.Hour{}
@@ -113,15 +116,41 @@ func (s *Readings) Steps(ctx context.Context, w energy.Where, hours map[energy.K
 			return nil, err
 		}
 		keep := map[stepKey]stepEntry{}
+		var unsure []StepRow
 		for _, r := range rows {
 			k := energy.Key{Device: r.Device, Metric: r.Metric}
 			st := energy.HourSteps{Hour: r.Hour, N: r.N, Falls: r.Falls, NeedKW: r.NeedKW}
 			sk := stepKey{w.Company, r.Device, r.Metric, r.Hour}
-			if h, ok := asked[sk]; ok && h.N > 0 && h.N == r.N {
-				s.steps.put(sk, h, st)
-				keep[sk] = stepEntry{row: h, st: st}
+			if h, ok := asked[sk]; ok {
+				switch {
+				case h.N > 0 && h.N == r.N, h.N == 0 && h.Rows > 0 && h.Rows == r.Rows && h.TSSum == r.TSSum:
+					keep[sk] = stepEntry{row: h, st: st}
+				case h.N == 0 && h.Rows > 0:
+					unsure = append(unsure, r)
+				}
 			}
 			out[k] = append(out[k], st)
+		}
+		// The raw rows differ from the roll-up's version of the hour: a
+		// duplicate merged away since, an insert counted twice by the
+		// migration, or a reading that arrived between the two reads. The
+		// roll-up's exact reading count, read for these hours only, tells:
+		// same version as asked and as many readings as summed up.
+		if len(unsure) > 0 {
+			counts, err := s.exactCounts(ctx, w, unsure)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range unsure {
+				sk := stepKey{w.Company, r.Device, r.Metric, r.Hour}
+				h := asked[sk]
+				if c, ok := counts[sk]; ok && c.Rows == h.Rows && c.TSSum == h.TSSum && c.N == r.N {
+					keep[sk] = stepEntry{row: h, st: energy.HourSteps{Hour: r.Hour, N: r.N, Falls: r.Falls, NeedKW: r.NeedKW}}
+				}
+			}
+		}
+		for sk, e := range keep {
+			s.steps.put(sk, e.row, e.st)
 		}
 		if err := s.storeSteps(ctx, keep); err != nil {
 			return nil, err
@@ -159,4 +188,49 @@ func splitWeeks(ranges []StepRange) [][]StepRange {
 		out[i] = byWeek[wk]
 	}
 	return out
+}
+
+// hourCounts is a roll-up hour's version and exact reading count.
+type hourCounts struct {
+	Rows, TSSum int64
+	N           int
+}
+
+// exactCounts reads, for the hours of rs only, the roll-up's version and
+// exact reading count (the uniqExact n that Hours leaves out for its cost).
+func (s *Readings) exactCounts(ctx context.Context, w energy.Where, rs []StepRow) (map[stepKey]hourCounts, error) {
+	want := map[stepKey]bool{}
+	devs, mets := map[string]bool{}, map[string]bool{}
+	from, to := rs[0].Hour, rs[0].Hour+energy.HourMS
+	for _, r := range rs {
+		want[stepKey{w.Company, r.Device, r.Metric, r.Hour}] = true
+		devs[r.Device], mets[r.Metric] = true, true
+		from, to = min(from, r.Hour), max(to, r.Hour+energy.HourMS)
+	}
+	q := `SELECT device, metric, hour_ms, toInt64(finalizeAggregation(n_rows)), finalizeAggregation(ts_sum), toInt64(finalizeAggregation(n))
+FROM ` + s.table(TableHourly) + ` FINAL
+WHERE company = ? AND project IN ? AND device IN ? AND metric IN ? AND hour_ms >= ? AND hour_ms < ?`
+	rows, err := s.db.conn.Query(ctx, q, w.Company, groupSet(w.Projects), groupSet(sortedSet(devs)), groupSet(sortedSet(mets)), from, to)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query reading counts of %d hours: %w", len(rs), err)
+	}
+	defer rows.Close()
+	out := map[stepKey]hourCounts{}
+	for rows.Next() {
+		var sk stepKey
+		var c hourCounts
+		var n int64
+		if err := rows.Scan(&sk.device, &sk.metric, &sk.hour, &c.Rows, &c.TSSum, &n); err != nil {
+			return nil, fmt.Errorf("cannot read reading counts of %d hours: %w", len(rs), err)
+		}
+		sk.company = w.Company
+		if want[sk] {
+			c.N = int(n)
+			out[sk] = c
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read reading counts of %d hours: %w", len(rs), err)
+	}
+	return out, nil
 }

@@ -15,7 +15,9 @@ import (
 // energy reports have worked out, so that a report in another process, or
 // after a restart, reads one small row per device-hour instead of every raw
 // reading of the month. A row names the roll-up row it was worked out for
-// (readings, first and last reading, whether the value fell): it answers
+// (its version — n_rows and ts_sum, see hourlyVersionCols —, first and last
+// reading, whether the value fell; n in rows stored before migration 7,
+// which no longer match and are worked out again once): it answers
 // only while the hour's roll-up row is exactly that, the rule of the
 // in-process cache (stepCache). A reading added to the hour changes the
 // roll-up row, and the summary is worked out again from the raw readings and
@@ -23,7 +25,7 @@ import (
 const TableCounterSteps = "counter_steps"
 
 // CounterStepsColumns is the column list of counter_steps in insert order.
-const CounterStepsColumns = "company, device, metric, hour_ms, n, first_ts, last_ts, first_v, last_v, fell, falls, need_kw, computed_ms"
+const CounterStepsColumns = "company, device, metric, hour_ms, n, first_ts, last_ts, first_v, last_v, fell, falls, need_kw, computed_ms, n_rows, ts_sum"
 
 var counterStepsCols = []column{
 	{name: "company", typ: "String", lowCard: true},
@@ -43,6 +45,15 @@ var counterStepsCols = []column{
 	{name: "computed_ms", typ: "Int64"},
 }
 
+// counterStepsVersionCols (migration 7) hold the roll-up row's version
+// (hourlyVersionCols) with the rest of the row.
+var counterStepsVersionCols = []column{
+	{name: "n_rows", typ: "Int64"},
+	{name: "ts_sum", typ: "Int64"},
+}
+
+const counterStepsShardKey = "cityHash64(company, device)"
+
 // counterStepsDDL: a ReplacingMergeTree keyed like the step cache (company,
 // device, metric, hour): the summary stored last is kept. Until a merge
 // several rows of an hour may exist; a reader takes the one of the roll-up
@@ -53,7 +64,7 @@ func counterStepsDDL(s Server, db string) []string {
 		engine: "ReplacingMergeTree", args: "computed_ms",
 		partition: "toYYYYMM(toDateTime(intDiv(hour_ms, 1000)))",
 		orderBy:   "company, device, metric, hour_ms",
-		shardKey:  "cityHash64(company, device)",
+		shardKey:  counterStepsShardKey,
 	}
 	return t.ddl(s, db)
 }
@@ -93,7 +104,7 @@ func (s *Readings) storedSteps(ctx context.Context, company string, asked map[st
 				from, to = min(from, k.hour), max(to, k.hour+energy.HourMS)
 			}
 		}
-		q := "SELECT device, metric, hour_ms, n, first_ts, last_ts, first_v, last_v, fell, falls, need_kw, computed_ms FROM " + s.table(TableCounterSteps) +
+		q := "SELECT device, metric, hour_ms, n, first_ts, last_ts, first_v, last_v, fell, falls, need_kw, computed_ms, n_rows, ts_sum FROM " + s.table(TableCounterSteps) +
 			" WHERE company = ? AND device IN ? AND metric IN ? AND hour_ms >= ? AND hour_ms < ?"
 		rows, err := s.db.conn.Query(ctx, q, company, ds, ms, from, to)
 		if err != nil {
@@ -108,18 +119,22 @@ func (s *Readings) storedSteps(ctx context.Context, company string, asked map[st
 			computed    int64
 		)
 		for rows.Next() {
-			if err := rows.Scan(&dev, &metric, &h.Hour, &n, &h.FirstTS, &h.LastTS, &h.First, &h.Last, &fell, &falls, &need, &computed); err != nil {
+			if err := rows.Scan(&dev, &metric, &h.Hour, &n, &h.FirstTS, &h.LastTS, &h.First, &h.Last, &fell, &falls, &need, &computed, &h.Rows, &h.TSSum); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("cannot read stored counter steps: %w", err)
 			}
-			h.N, h.Fell = int(n), fell != 0
+			h.Fell = fell != 0
 			k := stepKey{company, dev, metric, h.Hour}
-			if want, ok := asked[k]; ok && want == h {
+			want, ok := asked[k]
+			if want.N > 0 {
+				h.N = int(n) // a roll-up row with its reading count
+			}
+			if ok && (want.N > 0 || want.Rows > 0) && want == h {
 				if prev, ok := at[k]; ok && prev > computed {
 					continue
 				}
 				at[k] = computed
-				out[k] = energy.HourSteps{Hour: h.Hour, N: h.N, Falls: falls != 0, NeedKW: need}
+				out[k] = energy.HourSteps{Hour: h.Hour, N: int(n), Falls: falls != 0, NeedKW: need}
 			}
 		}
 		err = rows.Err()
@@ -132,7 +147,8 @@ func (s *Readings) storedSteps(ctx context.Context, company string, asked map[st
 }
 
 // storeSteps keeps summaries worked out from the raw readings, each with
-// the roll-up row it belongs to.
+// the roll-up row it belongs to. Column n holds the summary's reading count
+// (the row's too, where the row has one).
 func (s *Readings) storeSteps(ctx context.Context, rows map[stepKey]stepEntry) error {
 	if len(rows) == 0 {
 		return nil
@@ -145,8 +161,8 @@ func (s *Readings) storeSteps(ctx context.Context, rows map[stepKey]stepEntry) e
 	now := time.Now().UnixMilli()
 	for k, e := range rows {
 		h := e.row
-		if err := batch.Append(k.company, k.device, k.metric, h.Hour, int64(h.N), h.FirstTS, h.LastTS, h.First, h.Last,
-			b2u(h.Fell), b2u(e.st.Falls), e.st.NeedKW, now); err != nil {
+		if err := batch.Append(k.company, k.device, k.metric, h.Hour, int64(e.st.N), h.FirstTS, h.LastTS, h.First, h.Last,
+			b2u(h.Fell), b2u(e.st.Falls), e.st.NeedKW, now, h.Rows, h.TSSum); err != nil {
 			return fmt.Errorf("cannot store %d counter step summaries: %w", len(rows), err)
 		}
 	}

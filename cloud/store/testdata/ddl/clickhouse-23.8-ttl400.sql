@@ -98,6 +98,58 @@ ORDER BY (company, device, metric, hour_ms);
 
 ALTER TABLE `plantroom`.readings ADD COLUMN IF NOT EXISTS bad_cause LowCardinality(String) DEFAULT '';
 
+ALTER TABLE `plantroom`.readings_hourly ADD COLUMN IF NOT EXISTS n_rows AggregateFunction(count);
+
+ALTER TABLE `plantroom`.readings_hourly ADD COLUMN IF NOT EXISTS ts_sum AggregateFunction(sum, Int64);
+
+ALTER TABLE `plantroom`.counter_steps ADD COLUMN IF NOT EXISTS n_rows Int64;
+
+ALTER TABLE `plantroom`.counter_steps ADD COLUMN IF NOT EXISTS ts_sum Int64;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS `plantroom`.readings_hourly_mv_next TO `plantroom`.readings_hourly AS
+SELECT
+    company, project, device, metric,
+    intDiv(ts_ms, 3600000) * 3600000 AS hour_ms,
+    minState(value) AS min_v,
+    maxState(value) AS max_v,
+    argMinState(value, ts_ms) AS first_v,
+    minState(ts_ms) AS first_ts,
+    argMaxState(value, ts_ms) AS last_v,
+    maxState(ts_ms) AS last_ts,
+    uniqExactState(ts_ms) AS n,
+    countState() AS n_rows,
+    sumState(ts_ms) AS ts_sum
+FROM `plantroom`.readings
+WHERE quality < 2
+GROUP BY company, project, device, metric, hour_ms;
+
+DROP TABLE IF EXISTS `plantroom`.readings_hourly_mv;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS `plantroom`.readings_hourly_mv TO `plantroom`.readings_hourly AS
+SELECT
+    company, project, device, metric,
+    intDiv(ts_ms, 3600000) * 3600000 AS hour_ms,
+    minState(value) AS min_v,
+    maxState(value) AS max_v,
+    argMinState(value, ts_ms) AS first_v,
+    minState(ts_ms) AS first_ts,
+    argMaxState(value, ts_ms) AS last_v,
+    maxState(ts_ms) AS last_ts,
+    uniqExactState(ts_ms) AS n,
+    countState() AS n_rows,
+    sumState(ts_ms) AS ts_sum
+FROM `plantroom`.readings
+WHERE quality < 2
+GROUP BY company, project, device, metric, hour_ms;
+
+DROP TABLE IF EXISTS `plantroom`.readings_hourly_mv_next;
+
+INSERT INTO `plantroom`.readings_hourly (company, project, device, metric, hour_ms, n_rows, ts_sum)
+SELECT company, project, device, metric, intDiv(ts_ms, 3600000) * 3600000 AS hour_ms, countState() AS n_rows, sumState(ts_ms) AS ts_sum
+FROM `plantroom`.readings
+WHERE quality < 2
+GROUP BY company, project, device, metric, hour_ms;
+
 CREATE TABLE IF NOT EXISTS `plantroom`.quarantine (
     company LowCardinality(String),
     project LowCardinality(String),

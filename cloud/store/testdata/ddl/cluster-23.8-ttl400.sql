@@ -118,6 +118,68 @@ DROP TABLE IF EXISTS `plantroom`.readings ON CLUSTER `plant`;
 CREATE TABLE IF NOT EXISTS `plantroom`.readings ON CLUSTER `plant` AS `plantroom`.readings_local
 ENGINE = Distributed(`plant`, `plantroom`, readings_local, cityHash64(company, project, device));
 
+ALTER TABLE `plantroom`.readings_hourly_local ON CLUSTER `plant` ADD COLUMN IF NOT EXISTS n_rows AggregateFunction(count);
+
+ALTER TABLE `plantroom`.readings_hourly_local ON CLUSTER `plant` ADD COLUMN IF NOT EXISTS ts_sum AggregateFunction(sum, Int64);
+
+ALTER TABLE `plantroom`.counter_steps_local ON CLUSTER `plant` ADD COLUMN IF NOT EXISTS n_rows Int64;
+
+ALTER TABLE `plantroom`.counter_steps_local ON CLUSTER `plant` ADD COLUMN IF NOT EXISTS ts_sum Int64;
+
+DROP TABLE IF EXISTS `plantroom`.readings_hourly ON CLUSTER `plant`;
+
+CREATE TABLE IF NOT EXISTS `plantroom`.readings_hourly ON CLUSTER `plant` AS `plantroom`.readings_hourly_local
+ENGINE = Distributed(`plant`, `plantroom`, readings_hourly_local, cityHash64(company, project, device));
+
+DROP TABLE IF EXISTS `plantroom`.counter_steps ON CLUSTER `plant`;
+
+CREATE TABLE IF NOT EXISTS `plantroom`.counter_steps ON CLUSTER `plant` AS `plantroom`.counter_steps_local
+ENGINE = Distributed(`plant`, `plantroom`, counter_steps_local, cityHash64(company, device));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS `plantroom`.readings_hourly_mv_next ON CLUSTER `plant` TO `plantroom`.readings_hourly_local AS
+SELECT
+    company, project, device, metric,
+    intDiv(ts_ms, 3600000) * 3600000 AS hour_ms,
+    minState(value) AS min_v,
+    maxState(value) AS max_v,
+    argMinState(value, ts_ms) AS first_v,
+    minState(ts_ms) AS first_ts,
+    argMaxState(value, ts_ms) AS last_v,
+    maxState(ts_ms) AS last_ts,
+    uniqExactState(ts_ms) AS n,
+    countState() AS n_rows,
+    sumState(ts_ms) AS ts_sum
+FROM `plantroom`.readings_local
+WHERE quality < 2
+GROUP BY company, project, device, metric, hour_ms;
+
+DROP TABLE IF EXISTS `plantroom`.readings_hourly_mv ON CLUSTER `plant`;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS `plantroom`.readings_hourly_mv ON CLUSTER `plant` TO `plantroom`.readings_hourly_local AS
+SELECT
+    company, project, device, metric,
+    intDiv(ts_ms, 3600000) * 3600000 AS hour_ms,
+    minState(value) AS min_v,
+    maxState(value) AS max_v,
+    argMinState(value, ts_ms) AS first_v,
+    minState(ts_ms) AS first_ts,
+    argMaxState(value, ts_ms) AS last_v,
+    maxState(ts_ms) AS last_ts,
+    uniqExactState(ts_ms) AS n,
+    countState() AS n_rows,
+    sumState(ts_ms) AS ts_sum
+FROM `plantroom`.readings_local
+WHERE quality < 2
+GROUP BY company, project, device, metric, hour_ms;
+
+DROP TABLE IF EXISTS `plantroom`.readings_hourly_mv_next ON CLUSTER `plant`;
+
+INSERT INTO `plantroom`.readings_hourly (company, project, device, metric, hour_ms, n_rows, ts_sum)
+SELECT company, project, device, metric, intDiv(ts_ms, 3600000) * 3600000 AS hour_ms, countState() AS n_rows, sumState(ts_ms) AS ts_sum
+FROM `plantroom`.readings
+WHERE quality < 2
+GROUP BY company, project, device, metric, hour_ms;
+
 CREATE TABLE IF NOT EXISTS `plantroom`.quarantine_local ON CLUSTER `plant` (
     company LowCardinality(String),
     project LowCardinality(String),
