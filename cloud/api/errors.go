@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 
 	"github.com/labstack/echo/v4"
 
@@ -113,7 +114,9 @@ func toError(err error) *Error {
 		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error()}
 	case errors.Is(err, energy.ErrNoTariff):
 		return Unprocessable(err)
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		// The second: a ClickHouse read cut off by the socket's deadline,
+		// which the driver sets from the request's ("i/o timeout").
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeTimeout, Message: "the request took too long", Err: err}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error", Err: err}

@@ -2,11 +2,14 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/plantroom/plantroom/cloud/energy"
 	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/protocol"
 )
 
 // openTestDB opens a DB on a fresh database of the test ClickHouse.
@@ -163,5 +166,99 @@ func TestMigrateRejectsBadLists(t *testing.T) {
 		if err := checkMigrations(ms); err == nil {
 			t.Errorf("%s: checkMigrations accepted %+v", name, ms)
 		}
+	}
+}
+
+// A database migrated before migration 7 (the demo's, a customer's) gets
+// the roll-up's version of its existing hours from the raw readings, and
+// afterwards every insert is rolled up once, with its version.
+func TestMigrateRollUpVersionOfExistingHours(t *testing.T) {
+	db := openTestDB(t, SchemaOptions{})
+	ctx := testCtx(t)
+	var before []Migration
+	for _, m := range ReadingsMigrations(SchemaOptions{}) {
+		if m.Component != ComponentReadings || m.Version < 7 {
+			before = append(before, m)
+		}
+	}
+	if len(before) != 7 { // readings 1–6 and the quarantine
+		t.Fatalf("%d migrations before version 7", len(before))
+	}
+	if err := Migrate(ctx, db.Conn(), db.Server(), db.Database(), before); err != nil {
+		t.Fatal(err)
+	}
+	const h0 = int64(1_782_864_000_000) // 2026-07-01T00:00Z
+	insert := func(dev string, ts ...int64) {
+		t.Helper()
+		var b ReadingBatch
+		for i, x := range ts {
+			b.Add("acme", "p1", "gw", uint64(i+1), &protocol.Reading{Device: dev, Metric: "energy_kwh", TS: x, Value: float64(x-h0) / 60_000})
+		}
+		if err := db.InsertReadings(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// m1: three readings in hour 0, the last sent twice; two in hour 1.
+	// m2: one reading in hour 0.
+	insert("m1", h0, h0+600_000, h0+1_200_000, h0+3_600_000, h0+4_200_000)
+	insert("m1", h0+1_200_000)
+	insert("m2", h0+60_000)
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate to version 7: %v", err)
+	}
+	if got, want := tableNames(t, db), "committed_batches,counter_steps,events,quarantine,readings,readings_hourly,readings_hourly_mv,schema_migrations"; got != want {
+		t.Errorf("tables = %s, want %s", got, want)
+	}
+	rollUp := func() string {
+		t.Helper()
+		rows, err := db.Conn().Query(ctx, `SELECT device, hour_ms - ?, toInt64(finalizeAggregation(n)), toInt64(finalizeAggregation(n_rows)), finalizeAggregation(ts_sum) - toInt64(finalizeAggregation(n_rows)) * ?
+FROM readings_hourly FINAL ORDER BY device, hour_ms`, h0, h0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var dev string
+			var hour, n, nRows, tsSum int64
+			if err := rows.Scan(&dev, &hour, &n, &nRows, &tsSum); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s+%dh n=%d rows=%d ts=%d", dev, hour/3_600_000, n, nRows, tsSum))
+		}
+		return strings.Join(out, "; ")
+	}
+	// Timestamps as offsets from h0: hour 0 of m1 sums 0 + 600,000 +
+	// 2 × 1,200,000; hour 1 3,600,000 + 4,200,000.
+	if got, want := rollUp(), "m1+0h n=3 rows=4 ts=3000000; m1+1h n=2 rows=2 ts=7800000; m2+0h n=1 rows=1 ts=60000"; got != want {
+		t.Errorf("roll-up after the migration:\n got %s\nwant %s", got, want)
+	}
+	// A reading after the migration: rolled up once, by the new view only.
+	insert("m1", h0+1_800_000)
+	if got, want := rollUp(), "m1+0h n=4 rows=5 ts=4800000; m1+1h n=2 rows=2 ts=7800000; m2+0h n=1 rows=1 ts=60000"; got != want {
+		t.Errorf("roll-up after an insert:\n got %s\nwant %s", got, want)
+	}
+	// The energy repository keys hour 0's summary by that version, and
+	// stores it (the raw rows match it).
+	r := db.Readings()
+	w := energy.Where{Company: "acme", Projects: []string{"p1"}}
+	k := energy.Key{Device: "m1", Metric: "energy_kwh"}
+	hours, err := r.Hours(ctx, w, []energy.Key{k}, h0, h0+2*energy.HourMS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hours[k]) != 2 || hours[k][0].Rows != 5 || hours[k][0].TSSum != 5*h0+4_800_000 || hours[k][0].N != 0 {
+		t.Fatalf("roll-up rows %+v", hours[k])
+	}
+	st, err := r.Steps(ctx, w, map[energy.Key][]energy.Hour{k: hours[k][:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st[k]) != 1 || st[k][0].N != 4 || st[k][0].Falls {
+		t.Errorf("steps of hour 0: %+v", st[k])
+	}
+	var stored uint64
+	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM counter_steps WHERE device = 'm1' AND n_rows = 5 AND ts_sum = ? AND n = 4", 5*h0+4_800_000).Scan(&stored); err != nil || stored != 1 {
+		t.Errorf("counter_steps holds %d rows (%v) of hour 0, want 1", stored, err)
 	}
 }
