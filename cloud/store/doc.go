@@ -28,7 +28,11 @@
 //     insert, not the merged table, so the roll-up holds only aggregates
 //     that a duplicate cannot change: min, max, argMin/argMax by ts_ms
 //     (first/last value of the hour), min/max of ts_ms, and uniqExact(ts_ms)
-//     as the reading count. There is no sum() or count() in it on purpose.
+//     as the reading count. There is no sum() or count() figure in it on
+//     purpose. (n_rows and ts_sum, readings migration 7, are a count and a
+//     sum, duplicates included: the hour's version, which every insert
+//     changes, for keying what is worked out from the hour's raw readings
+//     — never a figure.)
 //     Query it with GROUP BY (company, project, device, metric, hour_ms) and
 //     the -Merge combinators: minMerge(min_v), maxMerge(max_v),
 //     argMinMerge(first_v), minMerge(first_ts), argMaxMerge(last_v),

@@ -261,4 +261,21 @@ FROM readings_hourly FINAL ORDER BY device, hour_ms`, h0, h0)
 	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM counter_steps WHERE device = 'm1' AND n_rows = 5 AND ts_sum = ? AND n = 4", 5*h0+4_800_000).Scan(&stored); err != nil || stored != 1 {
 		t.Errorf("counter_steps holds %d rows (%v) of hour 0, want 1", stored, err)
 	}
+	// The repository that also reads the exact count (the benchmarks'
+	// comparison) shares the stored summary: answered from the table,
+	// nothing stored again.
+	re := db.ReadingsWithExactCounts()
+	exact, err := re.Hours(ctx, w, []energy.Key{k}, h0, h0+energy.HourMS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := hours[k][0]; len(exact[k]) != 1 || exact[k][0].N != 4 || exact[k][0].Rows != want.Rows || exact[k][0].TSSum != want.TSSum {
+		t.Fatalf("roll-up rows with exact counts %+v", exact[k])
+	}
+	if st, err := re.Steps(ctx, w, exact); err != nil || len(st[k]) != 1 || st[k][0] != (energy.HourSteps{Hour: h0, N: 4, NeedKW: st[k][0].NeedKW}) {
+		t.Errorf("steps with exact counts: %+v, %v", st[k], err)
+	}
+	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM counter_steps WHERE device = 'm1'").Scan(&stored); err != nil || stored != 1 {
+		t.Errorf("counter_steps holds %d rows (%v) of m1 after the exact-count repository, want 1", stored, err)
+	}
 }
