@@ -520,6 +520,63 @@ func (d *Desk) List(ctx context.Context, device string, since time.Time, limit i
 	return out, nil
 }
 
+// Record returns a device's commands with events between from and to
+// (zero to: now), each with every state it went through (who, when,
+// cause), newest command first, at most limit: the commands' part of the
+// device's maintenance record. Times are in the project's zone.
+func (d *Desk) Record(ctx context.Context, device string, from, to time.Time, limit int) ([]View, error) {
+	di, ok := d.devices[device]
+	if !ok {
+		return nil, fmt.Errorf("cannot read the command record of device %q: %w", device, ErrNotFound)
+	}
+	if to.IsZero() {
+		to = d.cfg.Now().Add(time.Hour)
+	}
+	// Events not stored yet belong to the record too: taken before the
+	// log is read, so an event stored meanwhile is found in one or the
+	// other (as Get).
+	d.mu.Lock()
+	var unstored []Event
+	for _, ev := range slices.Concat(d.storing, d.unread) {
+		if ev.Command.Wire.Device == device && !ev.At.Before(from) && ev.At.Before(to) {
+			unstored = append(unstored, ev)
+		}
+	}
+	d.mu.Unlock()
+	evs, err := d.cfg.Log.Device(ctx, di.Project.ID, device, from, to)
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		id string
+		n  uint32
+	}
+	have := map[key]bool{}
+	for _, ev := range evs {
+		have[key{ev.Command.Wire.ID, ev.N}] = true
+	}
+	for _, ev := range unstored {
+		if !have[key{ev.Command.Wire.ID, ev.N}] {
+			evs = append(evs, ev)
+		}
+	}
+	byID := map[string][]Event{}
+	for _, ev := range evs {
+		byID[ev.Command.Wire.ID] = append(byID[ev.Command.Wire.ID], ev)
+	}
+	cmds := latestOf(evs)
+	if len(cmds) > limit {
+		cmds = cmds[:limit]
+	}
+	out := make([]View, len(cmds))
+	for i, c := range cmds {
+		steps := byID[c.Wire.ID]
+		sort.Slice(steps, func(a, b int) bool { return steps[a].N < steps[b].N })
+		out[i] = c.View(di.Project.Location).WithHistory(steps, di.Project.Location)
+	}
+	return out, nil
+}
+
 // backfill serves stored command events to feed readers from before the
 // in-memory ring.
 func (d *Desk) backfill(ctx context.Context, after uint64, limit int) ([]alarm.Item, error) {

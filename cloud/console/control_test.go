@@ -97,7 +97,7 @@ func newControlServer(t *testing.T) *controlRig {
 		t.Fatal(err)
 	}
 	srv.Register(alarmhttp.Routes(engine)...)
-	srv.Register(workorderhttp.Routes(orders, engine, nil)...)
+	srv.Register(workorderhttp.Routes(orders, engine, nil, workorderhttp.WithCommands(rig.desk))...)
 	srv.Register(commandhttp.Routes(rig.desk)...)
 	con.Attach(srv)
 	rig.ts = httptest.NewServer(srv.Handler())
@@ -250,5 +250,65 @@ func TestDeviceControl(t *testing.T) {
 	// English catalogue.
 	if _, _, body := pm.do("GET", page+"/commands/"+id, nil, "Cookie", langCookie+"=en"); !strings.Contains(body, "Applied (read back)") {
 		t.Errorf("English partial: %s", body)
+	}
+
+	// The device's maintenance record (GET /devices/{device}/history, the
+	// work-order desk's route) holds the command: who, when, why, before
+	// and after, every state; the device page's record shows it.
+	type recorded struct {
+		ID, By, Reason, State, Point string
+		Value                        float64
+		Before, After                *float64
+		IssuedAt                     time.Time `json:"issued_at"`
+		History                      []struct{ State, Who string }
+	}
+	record := func(b *browser, path string) []recorded {
+		t.Helper()
+		code, _, js := b.do("GET", path, nil)
+		var h struct{ Commands []recorded }
+		if err := json.Unmarshal([]byte(js), &h); code != 200 || err != nil || h.Commands == nil {
+			t.Fatalf("GET %s: %d %v %s", path, code, err, js)
+		}
+		return h.Commands
+	}
+	var rec []recorded
+	waitUntil(t, "the applied command in the device's history", func() bool {
+		rec = record(pm, "/api/v1/devices/garden-lighting-1/history")
+		return len(rec) == 1 && len(rec[0].History) == 3
+	})
+	r := rec[0]
+	var steps []string
+	for _, h := range r.History {
+		steps = append(steps, h.State+"/"+h.Who)
+	}
+	if r.ID != id || r.By != "pm-garden" || r.Reason != "地库照明 <b>dark</b>" || r.State != "applied" || r.Point != "circuit1_on" || r.Value != 1 ||
+		r.Before == nil || *r.Before != 0 || r.After == nil || *r.After != 1 || r.IssuedAt.IsZero() ||
+		strings.Join(steps, " ") != "accepted/pm-garden sent/cloud applied/gw-garden-1" {
+		t.Errorf("the command in the record: %+v, steps %v", r, steps)
+	}
+	// HQ reads the record too; a window that ends before the command holds
+	// none; the pump's refused setpoint was never accepted, so its record
+	// has none.
+	if hq := record(hq, "/api/v1/devices/garden-lighting-1/history"); len(hq) != 1 || hq[0].ID != id {
+		t.Errorf("HQ's record: %+v", hq)
+	}
+	until := r.IssuedAt.Add(-time.Minute).UTC().Format(time.RFC3339)
+	if early := record(pm, "/api/v1/devices/garden-lighting-1/history?until="+until); len(early) != 0 {
+		t.Errorf("record until %s: %+v", until, early)
+	}
+	if p := record(pm, "/api/v1/devices/garden-pump-1/history"); len(p) != 0 {
+		t.Errorf("the pump's record: %+v", p)
+	}
+	_, _, body = pm.do("GET", page, nil)
+	for _, want := range []string{`id="commands"`, `data-command="` + id + `" data-state="applied"`, "远程控制记录", "执行前 0，执行后 1", "地库照明 &lt;b&gt;dark&lt;/b&gt;", "circuit1_on → 1", "· gw-garden-1"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the device page's record lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "<b>dark</b>") {
+		t.Error("reason not escaped in the record")
+	}
+	if _, _, body := pm.do("GET", "/devices/garden-pump-1", nil); !strings.Contains(body, "此设备还没有远程控制指令") {
+		t.Error("the pump page lacks the record's empty state")
 	}
 }

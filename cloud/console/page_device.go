@@ -11,7 +11,8 @@ import (
 
 // The device page: current values, a zoomable history of any metric (the
 // page's script reads GET /api/v1/devices/{device}/series), and the
-// device's record: its alarms and work orders with every transition.
+// device's record: its alarms and work orders with every transition and
+// the commands sent to it with every state.
 
 type deviceData struct {
 	Device  deviceView
@@ -19,8 +20,10 @@ type deviceData struct {
 	Default string // the metric the history chart opens with
 	Alarms  []alarmView
 	Orders  []orderView
-	Chart   deviceChart
-	Now     time.Time
+	// Commands are the remote-control commands of the device's record.
+	Commands []commandView
+	Chart    deviceChart
+	Now      time.Time
 	// CanCreate: the viewer may open a manual work order for the device;
 	// Created is the order just opened from this page.
 	CanCreate bool
@@ -52,8 +55,9 @@ func (c *Console) renderDevice(w http.ResponseWriter, r *http.Request, sess *Ses
 		return
 	}
 	var hist struct {
-		Alarms     []alarmView `json:"alarms"`
-		WorkOrders []orderView `json:"work_orders"`
+		Alarms     []alarmView   `json:"alarms"`
+		WorkOrders []orderView   `json:"work_orders"`
+		Commands   []commandView `json:"commands"`
 	}
 	var g errgroup.Group
 	g.Go(func() error { return c.get(r, sess, "/devices/"+url.PathEscape(id)+"/history", &hist) })
@@ -71,7 +75,7 @@ func (c *Console) renderDevice(w http.ResponseWriter, r *http.Request, sess *Ses
 		c.failAPI(w, r, sess, err)
 		return
 	}
-	d.Alarms, d.Orders = hist.Alarms, hist.WorkOrders
+	d.Alarms, d.Orders, d.Commands = hist.Alarms, hist.WorkOrders, hist.Commands
 	sortAlarms(d.Alarms)
 	markAck(sess, d.Alarms)
 	for m := range d.Device.Values {

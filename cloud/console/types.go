@@ -179,6 +179,7 @@ type commandView struct {
 	Value     float64   `json:"value"`
 	Reason    string    `json:"reason"`
 	By        string    `json:"by"`
+	IssuedAt  time.Time `json:"issued_at"`
 	State     string    `json:"state"`
 	Cause     string    `json:"cause"`
 	Message   string    `json:"message"`

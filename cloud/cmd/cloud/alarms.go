@@ -55,6 +55,7 @@ func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 	a.Add("commands", commands)
 	a.AddObserver(p.engine)
 	a.AddObserver(commands)
+	p.commands = commands // in the devices' maintenance record
 	if srv != nil {
 		srv.Register(p.routes()...)
 		srv.Register(commandhttp.Routes(commands)...)
@@ -99,6 +100,9 @@ type alarmParts struct {
 	residents *resident.Service
 	engine    *alarm.Engine
 	photos    *photo.Photos
+	// commands, when this process runs remote control, join the devices'
+	// maintenance record.
+	commands *command.Desk
 }
 
 // routes are their API routes; p nil gives the same routes without
@@ -107,7 +111,11 @@ func (p *alarmParts) routes() []api.Route {
 	if p == nil {
 		return slices.Concat(alarmhttp.Routes(nil), workorderhttp.Routes(nil, nil, nil), residenthttp.Routes(nil))
 	}
-	return slices.Concat(alarmhttp.Routes(p.engine), workorderhttp.Routes(p.desk, p.engine, p.photos), residenthttp.Routes(p.residents))
+	var opts []workorderhttp.Option
+	if p.commands != nil {
+		opts = append(opts, workorderhttp.WithCommands(p.commands))
+	}
+	return slices.Concat(alarmhttp.Routes(p.engine), workorderhttp.Routes(p.desk, p.engine, p.photos, opts...), residenthttp.Routes(p.residents))
 }
 
 func newAlarmParts(a *app.App, log *slog.Logger) (*alarmParts, error) {

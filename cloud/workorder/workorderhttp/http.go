@@ -20,6 +20,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/cloud/command"
 	"github.com/plantroom/plantroom/cloud/photo"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
@@ -42,13 +43,17 @@ type Alarms interface {
 //	POST /workorders/:workorder/arrival         the assignee is on site (QR scan-in)
 //	POST /workorders/:workorder/photos          a photo for a step (body: JPEG or PNG)
 //	GET  /workorders/:workorder/photos/:photo   a photo a step carried (?size=thumb)
-//	GET  /devices/:device/history?since=&until= the device's alarms and work orders
+//	GET  /devices/:device/history?since=&until= the device's alarms, work orders and commands
 //	GET  /stats/monthly?month=YYYY-MM           HQ statistics per project
 //
 // photos keeps the photos steps carry (the desk must be configured with the
-// same store to accept them).
-func Routes(d *workorder.Desk, alarms Alarms, photos *photo.Photos) []api.Route {
+// same store to accept them). WithCommands adds the device's remote-control
+// commands to its maintenance record.
+func Routes(d *workorder.Desk, alarms Alarms, photos *photo.Photos, opts ...Option) []api.Route {
 	h := &handlers{d: d, alarms: alarms, photos: photos}
+	for _, o := range opts {
+		o(h)
+	}
 	order := api.Resource(access.KindWorkOrder, "workorder", h.owner)
 	return append(h.photoRoutes(order), []api.Route{
 		{Method: http.MethodGet, Path: "/workorders", Scope: api.AnyStaff(), Handler: h.list},
@@ -69,10 +74,24 @@ func (h *handlers) owner(_ context.Context, id string) (access.Resource, error) 
 	return r, nil
 }
 
+// Commands is what the maintenance record needs from remote control
+// (*command.Desk).
+type Commands interface {
+	Record(ctx context.Context, device string, from, to time.Time, limit int) ([]command.View, error)
+}
+
+// Option adds to the desk's routes.
+type Option func(*handlers)
+
+// WithCommands puts a device's commands (who, when, why, value before and
+// after, every state) into its maintenance record.
+func WithCommands(c Commands) Option { return func(h *handlers) { h.commands = c } }
+
 type handlers struct {
-	d      *workorder.Desk
-	alarms Alarms
-	photos *photo.Photos
+	d        *workorder.Desk
+	alarms   Alarms
+	photos   *photo.Photos
+	commands Commands
 }
 
 func viewer(c echo.Context) alarm.Viewer { return alarmhttp.ViewerOf(api.PrincipalOf(c)) }
@@ -174,12 +193,13 @@ func (h *handlers) transition(c echo.Context) error {
 	return c.JSON(http.StatusOK, w)
 }
 
-// History is a device's alarms and work orders (with their transitions):
-// its maintenance record.
+// History is a device's alarms and work orders (with their transitions)
+// and the commands sent to it (with their states): its maintenance record.
 type History struct {
 	Device     string                `json:"device"`
 	Alarms     []AlarmRecord         `json:"alarms"`
 	WorkOrders []workorder.WorkOrder `json:"work_orders"`
+	Commands   []command.View        `json:"commands"`
 }
 
 // AlarmRecord is an alarm with every step it went through.
@@ -217,6 +237,14 @@ func (h *handlers) deviceHistory(c echo.Context) error {
 		Device:     dev.Device.ID,
 		Alarms:     []AlarmRecord{},
 		WorkOrders: h.d.DeviceOrders(v, dev.Device.ID, workorder.Filter{Since: since, Until: until, Limit: 5000}),
+		Commands:   []command.View{},
+	}
+	if h.commands != nil {
+		cmds, err := h.commands.Record(c.Request().Context(), dev.Device.ID, since, until, 5000)
+		if err != nil {
+			return fmt.Errorf("cannot read the commands of device %q: %w", dev.Device.ID, err)
+		}
+		out.Commands = cmds
 	}
 	if out.WorkOrders == nil {
 		out.WorkOrders = []workorder.WorkOrder{}
