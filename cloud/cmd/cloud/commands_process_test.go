@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,6 +43,7 @@ func TestCommandsThroughRealProcesses(t *testing.T) {
 			p.startEdge(t)
 			p.waitAllOnline(t, 90*time.Second)
 			commandRoundTrip(t, p)
+			pumpCommands(t, p)
 			if broker == "embedded" {
 				commandLatency(t, p)
 			}
@@ -105,6 +107,19 @@ func commandRoundTrip(t *testing.T, p *plantRoom) {
 		t.Errorf("history %v", states)
 	}
 	t.Logf("command %s: accepted → applied in %s", c.ID, got.History[len(got.History)-1].At.Sub(got.History[0].At))
+	// The device's maintenance record holds it (who, why, before/after).
+	var record struct {
+		Commands []struct {
+			ID, By, Reason, State string
+			Before, After         *float64
+		}
+	}
+	p.api(t, "/api/v1/devices/garden-lighting-1/history", &record)
+	if len(record.Commands) == 0 || record.Commands[0].ID != c.ID || record.Commands[0].By != "pm-garden" ||
+		record.Commands[0].Reason != "测试 process test" || record.Commands[0].State != "applied" ||
+		record.Commands[0].After == nil || *record.Commands[0].After != want {
+		t.Errorf("the device's maintenance record: %+v", record.Commands)
+	}
 	// The next readings show the circuit switched.
 	waitFor(t, 30*time.Second, "the switched circuit in the device's values", func() bool {
 		return p.latest(t, "garden-lighting-1", "circuit1_on") == want
@@ -130,6 +145,63 @@ func commandRoundTrip(t *testing.T, p *plantRoom) {
 	p.command(t, "demo-pm-garden", "garden-elevator-1", `{"point":"floor","value":3,"reason":"x"}`, http.StatusUnprocessableEntity)
 	// HQ may not command.
 	p.command(t, "demo-hq-admin", "garden-lighting-1", `{"point":"circuit1_on","value":1,"reason":"x"}`, http.StatusForbidden)
+}
+
+// pumpCommands drives the garden's duty/standby booster set through the
+// same processes: a lower pressure setpoint (function 06 on the VFD's
+// holding register, read back) that the following readings show the
+// header pressure settling at; a stop of the duty pump, after which its
+// flow is 0 and the standby runs and has duty; the stopped pump released
+// again. A setpoint outside the template's 2–6 bar is refused at the API.
+func pumpCommands(t *testing.T, p *plantRoom) {
+	t.Helper()
+	start := time.Now()
+	defer func() { t.Logf("pump commands: %s", time.Since(start).Round(time.Millisecond)) }()
+	apply := func(device, point string, value float64, reason string) commandView {
+		t.Helper()
+		c := p.command(t, "demo-pm-garden", device, fmt.Sprintf(`{"point":%q,"value":%v,"reason":%q}`, point, value, reason), http.StatusAccepted)
+		var got commandView
+		waitFor(t, 30*time.Second, "command "+c.ID+" to "+device+" final", func() bool {
+			got = p.getCommand(t, c.ID)
+			return got.State != "sent" && got.State != "accepted"
+		})
+		if got.State != "applied" || got.After == nil || *got.After != value {
+			t.Fatalf("%s %s=%v ended %+v, want applied", device, point, value, got)
+		}
+		return got
+	}
+	// Setpoint: 2.5 bar is within the drive's curve at any demand of the
+	// simulated set, so the header pressure can settle there.
+	was := p.latest(t, "garden-pump-1", "setpoint_bar")
+	sp := 2.5
+	if math.Abs(was-sp) < 0.01 {
+		sp = 2.6
+	}
+	got := apply("garden-pump-1", "setpoint_bar", sp, "夜间降压 process test")
+	if got.Before == nil || math.Abs(*got.Before-was) > 0.005 {
+		t.Errorf("setpoint before %v, want %v (the last reading)", got.Before, was)
+	}
+	duty := p.dutyPump(t)
+	waitFor(t, 60*time.Second, fmt.Sprintf("%s's readings: setpoint %v and the pressure settled there", duty, sp), func() bool {
+		return math.Abs(p.latest(t, duty, "setpoint_bar")-sp) < 0.005 &&
+			math.Abs(p.latest(t, duty, "outlet_pressure_bar")-sp) < 0.15
+	})
+	p.command(t, "demo-pm-garden", "garden-pump-1", `{"point":"setpoint_bar","value":9,"reason":"out of range"}`, http.StatusUnprocessableEntity)
+
+	// Stop the duty pump by hand: the standby takes over.
+	standby := map[string]string{"garden-pump-1": "garden-pump-2", "garden-pump-2": "garden-pump-1"}[duty]
+	if got := apply(duty, "run_command", 0, "检修 process test"); got.Before == nil || *got.Before != 1 {
+		t.Errorf("run_command before %v, want 1", got.Before)
+	}
+	waitFor(t, 60*time.Second, duty+" stopped without flow and "+standby+" running with duty, in the readings", func() bool {
+		return p.latest(t, duty, "running") == 0 && p.latest(t, duty, "flow_m3h") == 0 &&
+			p.latest(t, standby, "running") == 1 && p.latest(t, standby, "duty") == 1 && p.latest(t, standby, "flow_m3h") > 0
+	})
+	// Released again: it may run (as the standby now).
+	apply(duty, "run_command", 1, "检修完毕 process test")
+	waitFor(t, 60*time.Second, duty+"'s run_command 1 in the readings", func() bool {
+		return p.latest(t, duty, "run_command") == 1
+	})
 }
 
 type commandView struct {
