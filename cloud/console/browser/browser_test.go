@@ -283,6 +283,8 @@ func TestConsole(t *testing.T) {
 
 	t.Run("a technician works an order on the phone", func(t *testing.T) { technicianOrder(t, browser, s) })
 
+	t.Run("the project manager switches the garage lights", func(t *testing.T) { garageControl(t, browser, s) })
+
 	t.Run("CSRF", func(t *testing.T) {
 		ctx := tab(t, browser)
 		signIn(t, ctx, s, "pm-garden")
@@ -386,6 +388,9 @@ func screenshots(t *testing.T, browser context.Context, s *system, dir string) {
 	}
 	if s.Order != "" {
 		shots = append(shots, struct{ name, staff, path string }{"order", "tech-garden-1", "/workorders/" + s.Order})
+	}
+	if s.Command != "" { // the garage lights' page with the command's progress and the record
+		shots = append(shots, struct{ name, staff, path string }{"control", "pm-garden", "/devices/garden-plug-1?command=" + s.Command})
 	}
 	for _, size := range []struct {
 		name          string

@@ -32,6 +32,7 @@ type system struct {
 	Month   string // the current month (Asia/Shanghai)
 	Prev    string // the month before
 	Order   string // a work order the technician took a step on, with a photo (for the screenshots)
+	Command string // the garage lights command the project manager sent (for the screenshots)
 	loc     *time.Location
 }
 
