@@ -24,10 +24,18 @@
 
   // Every chart drawn adds one; tests and the benchmark wait for
   // body[data-charts-drawn] to equal the number of charts on the page.
+  // A chart whose data failed to load counts as drawn (it shows the error)
+  // and adds one to body[data-charts-failed], its cause in data-error: the
+  // page is done, with errors, at once rather than never.
   var chartsWanted = document.querySelectorAll("[data-chart]").length;
-  var chartsDrawn = 0;
-  function drawn(el, empty) {
+  var chartsDrawn = 0, chartsFailed = 0;
+  function drawn(el, empty, failure) {
     el.setAttribute("data-drawn", empty ? "empty" : "1");
+    if (failure) {
+      chartsFailed++;
+      el.setAttribute("data-error", String(failure));
+      document.body.setAttribute("data-charts-failed", String(chartsFailed));
+    }
     chartsDrawn++;
     document.body.setAttribute("data-charts-drawn", String(chartsDrawn));
     if (chartsDrawn >= chartsWanted && window.performance && performance.mark) {
@@ -87,7 +95,7 @@
   function trendChart(el) {
     fetch(el.getAttribute("data-src"), { credentials: "same-origin" }).then(function (r) {
       if (r.status === 401) { sessionExpired(); throw new Error("session"); }
-      if (!r.ok) throw new Error("status " + r.status);
+      if (!r.ok) throw new Error("status " + r.status + " of " + el.getAttribute("data-src"));
       return r.json();
     }).then(function (d) {
       var pts = d.points || [];
@@ -103,7 +111,7 @@
       });
     }).catch(function (e) {
       if (e.message !== "session") emptyState(el, "load_failed");
-      drawn(el, true);
+      drawn(el, true, e.message || "error");
     });
   }
 
@@ -152,7 +160,7 @@
       }).catch(function (e) {
         el.removeAttribute("aria-busy");
         if (e.message !== "session") emptyState(el, "load_failed");
-        if (first) { first = false; drawn(el, true); }
+        if (first) { first = false; drawn(el, true, e.message || "error"); }
       });
     }
     metricSel.addEventListener("change", load);
@@ -163,7 +171,7 @@
   function initCharts() {
     if (!chartsWanted) return;
     if (typeof echarts === "undefined") {
-      document.querySelectorAll("[data-chart]").forEach(function (el) { emptyState(el, "load_failed"); drawn(el, true); });
+      document.querySelectorAll("[data-chart]").forEach(function (el) { emptyState(el, "load_failed"); drawn(el, true, "echarts not loaded"); });
       return;
     }
     var hq = dataBlock("hq-data"), pr = dataBlock("project-data"), dv = dataBlock("device-data");

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 
@@ -226,6 +227,9 @@ func TestConsole(t *testing.T) {
 			t.Helper()
 			open(t, ctx, s.URL+page)
 			d := waitJS(t, ctx, page+" charts drawn", `document.body.dataset.chartsDone === "1"`, 30*time.Second)
+			if failed := eval[string](t, ctx, `document.body.dataset.chartsFailed || ""`); failed != "" {
+				t.Errorf("%s: %s charts failed to load", page, failed)
+			}
 			for _, id := range ids {
 				n := eval[int](t, ctx, fmt.Sprintf(`(() => { const el = document.getElementById(%q);
 					if (!el || el.dataset.drawn !== "1" || !el.querySelector("canvas")) return -1;
@@ -252,6 +256,33 @@ func TestConsole(t *testing.T) {
 		waitJS(t, ctx, "project charts", `document.body.dataset.chartsDone === "1"`, 30*time.Second)
 		t.Logf("HQ overview (2 projects): navigation → charts drawn %.0f ms, first visit %.1f KB transferred; next page %.1f KB",
 			ms, first/1024, transferred(t, ctx)/1024)
+	})
+
+	t.Run("a chart whose data fails is done with errors", func(t *testing.T) {
+		ctx := tab(t, browser)
+		signIn(t, ctx, s, "hq-viewer")
+		// The trend's request answers 503 in this tab (as when its reports
+		// time out): the page is done at once, saying which chart failed.
+		if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `(() => {
+				const f = window.fetch;
+				window.fetch = (u, o) => String(u).includes("/hq/trend") ? Promise.resolve(new Response("{}", {status: 503})) : f(u, o);
+			})()`})
+			return err
+		})); err != nil {
+			t.Fatal(err)
+		}
+		open(t, ctx, s.URL+"/hq?month="+s.Prev)
+		waitJS(t, ctx, "HQ page done", `document.body.dataset.chartsDone === "1"`, 30*time.Second)
+		if got := eval[string](t, ctx, `document.body.dataset.chartsFailed || ""`); got != "1" {
+			t.Errorf("charts failed %q, want 1", got)
+		}
+		if got := eval[string](t, ctx, `document.getElementById("chart-trend").dataset.error || ""`); !strings.Contains(got, "status 503 of /hq/trend") {
+			t.Errorf("trend chart's error %q, want its status and address", got)
+		}
+		if got := eval[string](t, ctx, `document.getElementById("chart-ranking").dataset.error || ""`); got != "" {
+			t.Errorf("ranking chart failed too: %q", got)
+		}
 	})
 
 	t.Run("a trapped passenger reaches the open alarm feed", func(t *testing.T) {

@@ -61,7 +61,11 @@ func BenchmarkHQOverview(b *testing.B) {
 	}
 	bundle := benchBundle(b)
 	now := time.Date(2026, 8, 15, 12, 0, 0, 0, time.UTC)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var logTo io.Writer = io.Discard
+	if os.Getenv("PLANTROOM_TEST_LOG") != "" {
+		logTo = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logTo, nil))
 	con, err := console.New(console.Config{}, console.Deps{Org: &bundle.Org, Logger: log, Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
@@ -85,8 +89,9 @@ func BenchmarkHQOverview(b *testing.B) {
 		// page as a first visit all the same by clearing the cache.
 		clearCache(b, tctx)
 		open(b, tctx, ts.URL+"/hq?month=2026-07")
-		waitJS(b, tctx, "HQ charts", `document.body.dataset.chartsDone === "1"`, 60*time.Second)
+		chartsDone(b, tctx, "HQ overview")
 		ms := eval[float64](b, tctx, `performance.getEntriesByName("plantroom-charts-drawn")[0].startTime`)
+		b.Logf("visit %d: %s", i+1, eval[string](b, tctx, timingJS))
 		if i == 0 {
 			cold = ms
 		}
@@ -94,7 +99,7 @@ func BenchmarkHQOverview(b *testing.B) {
 		first += transferred(b, tctx)
 		b.Logf("visit %d of %d: charts drawn %.0f ms after navigation start, %.1f KB", i+1, b.N, ms, transferred(b, tctx)/1024)
 		open(b, tctx, ts.URL+"/projects/hq00?month=2026-07")
-		waitJS(b, tctx, "project charts", `document.body.dataset.chartsDone === "1"`, 60*time.Second)
+		chartsDone(b, tctx, "project page")
 		later += transferred(b, tctx)
 	}
 	b.StopTimer()
@@ -103,6 +108,25 @@ func BenchmarkHQOverview(b *testing.B) {
 	b.ReportMetric(first/float64(b.N)/1024, "first-KB")
 	b.ReportMetric(later/float64(b.N)/1024, "later-KB")
 }
+
+// chartsDone waits for the page's charts, and fails at once when the page
+// is an error page (no charts) or is done with errors (a chart's data
+// failed to load), naming the cause.
+func chartsDone(b *testing.B, ctx context.Context, what string) {
+	b.Helper()
+	waitJS(b, ctx, what+" charts", `document.readyState === "complete" && (document.body.dataset.chartsDone === "1" || !document.querySelector("[data-chart]"))`, 5*time.Minute)
+	if eval[bool](b, ctx, `!document.querySelector("[data-chart]")`) {
+		b.Fatalf("%s has no charts: %q", what, bodyText(b, ctx))
+	}
+	if failed := eval[string](b, ctx, `[...document.querySelectorAll("[data-error]")].map(el => el.id + ": " + el.dataset.error).join("; ")`); failed != "" {
+		b.Fatalf("%s done with errors: %s (%s)", what, failed, eval[string](b, ctx, timingJS))
+	}
+}
+
+// timingJS lists the current page's document and requests with their
+// durations (ms): where the time to the charts went.
+const timingJS = `performance.getEntriesByType("navigation").concat(performance.getEntriesByType("resource"))
+	.map(e => e.name.replace(location.origin, "") + " " + Math.round(e.responseEnd - e.startTime) + " ms (from " + Math.round(e.startTime) + ")").join(", ")`
 
 // transferred is what the current page moved over the network: the
 // document, its resources and the requests its scripts made.
