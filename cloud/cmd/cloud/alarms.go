@@ -66,8 +66,8 @@ func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 // newCommandDesk builds remote control (cloud/command) for a process that
 // runs the ingest and the alarm engine: commands go out on the ingest's
 // broker connection, results come back as ingest events, and the engine's
-// active alarms refuse commands (critical alarms, rule interlocks). Not
-// with alarms.owner: lease (docs/cloud.md).
+// active alarms refuse commands (critical alarms, rule interlocks). With
+// alarms.owner: lease only the lease's owner runs it (addLeasedAlarms).
 func newCommandDesk(a *app.App, engine *alarm.Engine, log *slog.Logger) (*command.Desk, error) {
 	return command.NewDesk(command.Config{Org: &a.Bundle.Org, Templates: a.Bundle.Templates, Rules: &a.Bundle.Rules,
 		Log: command.NewClickHouseLog(a.DB.Conn()), Publish: a.Ingest.Publish, Alarms: activeAlarms(engine, &a.Bundle.Org),
@@ -93,7 +93,8 @@ func activeAlarms(engine *alarm.Engine, org *config.Org) func(device string) []c
 }
 
 // alarmParts are the alarm engine, the work-order desk, the resident
-// requests and the webhooks of one process, built and not started.
+// requests and the webhooks of one process, built and not started; with
+// alarms.owner: lease also the command desk, which the lease's owner runs.
 type alarmParts struct {
 	notifier  *notify.Webhooks
 	desk      *workorder.Desk
@@ -101,7 +102,8 @@ type alarmParts struct {
 	engine    *alarm.Engine
 	photos    *photo.Photos
 	// commands, when this process runs remote control, join the devices'
-	// maintenance record.
+	// maintenance record; with alarms.owner: lease the owner serves their
+	// routes too (leasedRoutes).
 	commands *command.Desk
 }
 
@@ -116,6 +118,15 @@ func (p *alarmParts) routes() []api.Route {
 		opts = append(opts, workorderhttp.WithCommands(p.commands))
 	}
 	return slices.Concat(alarmhttp.Routes(p.engine), workorderhttp.Routes(p.desk, p.engine, p.photos, opts...), residenthttp.Routes(p.residents))
+}
+
+// leasedRoutes are the routes the lease's owner serves: routes and the
+// command desk's; p nil: without handlers (a follower forwards them).
+func (p *alarmParts) leasedRoutes() []api.Route {
+	if p == nil {
+		return slices.Concat(p.routes(), commandhttp.Routes(nil))
+	}
+	return slices.Concat(p.routes(), commandhttp.Routes(p.commands))
 }
 
 func newAlarmParts(a *app.App, log *slog.Logger) (*alarmParts, error) {

@@ -9,6 +9,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/app"
 	"github.com/plantroom/plantroom/cloud/cluster"
+	"github.com/plantroom/plantroom/protocol"
 )
 
 // exitLeaseLost is the exit status of a process that lost the alarm lease
@@ -24,6 +25,15 @@ const exitLeaseLost = 3
 // and starts them only when it takes the lease. Every process with the API
 // serves the alarm, work-order and resident-request routes: itself while it
 // owns them, forwarded to the owner otherwise.
+//
+// Remote control follows the same owner: a candidate also builds the
+// command desk, which the owner starts with the engine (it needs the
+// engine's active alarms and restores the commands without an outcome from
+// the log). Any replica's API takes a command and forwards it to the owner,
+// which records it and publishes it once on its own ingest connection; the
+// gateway's result reaches whichever ingest the broker picks, which hands
+// it to the owner as an observation like any event, so it is applied
+// once; reads of commands are forwarded to the owner too.
 func addLeasedAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 	mq, err := a.ExternalBroker()
 	if err != nil {
@@ -42,6 +52,9 @@ func addLeasedAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 		if parts, err = newAlarmParts(a, log); err != nil {
 			return err
 		}
+		if parts.commands, err = newCommandDesk(a, parts.engine, log); err != nil {
+			return err
+		}
 		lc.Candidate = true
 		lc.OnAcquire = func(ctx context.Context) error {
 			// Start order as in one process: notifier, desk, residents, engine.
@@ -54,10 +67,14 @@ func addLeasedAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 			if err := parts.residents.Start(ctx); err != nil {
 				return err
 			}
-			return parts.engine.Start(ctx)
+			if err := parts.engine.Start(ctx); err != nil {
+				return err
+			}
+			return parts.commands.Start(ctx)
 		}
 		org := &a.Bundle.Org
 		lc.BeforeRelease = func() {
+			parts.commands.Stop()
 			parts.engine.Stop()
 			parts.residents.Stop()
 			parts.desk.Stop()
@@ -66,6 +83,11 @@ func addLeasedAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 		lc.OnObserved = func(ctx context.Context, o cluster.Observation) {
 			if err := cluster.Deliver(ctx, org, parts.engine, o); err != nil {
 				llog.Warn("dropped an observation", "error", err)
+				return
+			}
+			if o.Kind == cluster.KindEvent && o.Event.Kind == protocol.EventCommand {
+				// A command's result: the desk applies it (no I/O here).
+				_ = cluster.Deliver(ctx, org, parts.commands, o)
 			}
 		}
 	}
@@ -79,7 +101,7 @@ func addLeasedAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 	}
 	if srv != nil {
 		// Without parts here, the owner serves them: the handlers never run.
-		routes := parts.routes()
+		routes := parts.leasedRoutes()
 		srv.Register(routes...)
 		paths := make([]string, len(routes))
 		for i, r := range routes {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -304,7 +305,8 @@ func (r *cloudReplica) waitAlarm(t *testing.T, device string) string {
 }
 
 // leaseBroker is the embedded broker with a service account for the
-// ingest replicas that may also use the lease's topics.
+// ingest replicas that may also use the lease's topics and publish
+// commands (the owner's command desk publishes on its ingest connection).
 func leaseBroker(t *testing.T) *broker.Broker {
 	t.Helper()
 	var org config.Org
@@ -313,7 +315,7 @@ func leaseBroker(t *testing.T) *broker.Broker {
 	}
 	b, err := broker.New(broker.Config{Listen: "127.0.0.1:0", Org: &org, MaxPending: 200,
 		Services: []broker.Service{{Username: "plantroom-ingest", PasswordHash: app.HashToken(ingestPassword),
-			Publish: append([]string{cluster.Topics}, broker.IngestPublish...)}},
+			Publish: slices.Concat([]string{cluster.Topics}, broker.IngestPublish, broker.CommandPublish)}},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
