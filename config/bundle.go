@@ -71,6 +71,9 @@ func (b *Bundle) checkRefs(p *Problems, tariffs, templates, rules bool) {
 	if templates && rules {
 		b.checkInterlocks(p)
 	}
+	if rules {
+		b.checkCommandRoles(p)
+	}
 	for ci, c := range b.Org.Companies {
 		for pi, pr := range c.Projects {
 			pp := Join(Join(Join("companies", ci), "projects"), pi)
@@ -165,4 +168,19 @@ func joinErrors(errs []error) error {
 		return errs[0]
 	}
 	return fmt.Errorf("cannot load configuration:\n%w", multiError(errs))
+}
+
+// checkCommandRoles checks that remote_control.roles names companies of
+// the organisation.
+func (b *Bundle) checkCommandRoles(p *Problems) {
+	companies := make([]string, 0, len(b.Rules.RemoteControl.Roles))
+	for c := range b.Rules.RemoteControl.Roles {
+		companies = append(companies, c)
+	}
+	slices.Sort(companies)
+	for _, c := range companies {
+		if !slices.ContainsFunc(b.Org.Companies, func(co Company) bool { return co.ID == c }) {
+			p.Addf(Join("remote_control.roles", c), "unknown company %q", c)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -30,8 +31,59 @@ var Severities = []string{"critical", "major", "minor", "warning"}
 
 // RuleFile is the alarm rules file.
 type RuleFile struct {
-	Rules      []Rule            `yaml:"rules"`
-	WorkOrders WorkOrderSettings `yaml:"work_orders"`
+	Rules         []Rule            `yaml:"rules"`
+	WorkOrders    WorkOrderSettings `yaml:"work_orders"`
+	RemoteControl RemoteControl     `yaml:"remote_control"`
+}
+
+// RemoteControl adjusts who may command devices (cloud/access decides,
+// with these settings as its input).
+type RemoteControl struct {
+	// Roles lists, by company id, the roles that may command that
+	// company's devices, replacing the default (the project's manager and
+	// technicians) for that company. Each role still commands only what it
+	// sees: HQ every project of its company, the others their projects.
+	// hq_viewer is read-only and may never be listed; a list may not be
+	// empty (to switch remote control off, mark no point writable).
+	Roles map[string][]string `yaml:"roles"`
+}
+
+// CommandRoles returns the roles company's configuration allows to
+// command its devices, and false when the company keeps the default.
+func (f *RuleFile) CommandRoles(company string) ([]string, bool) {
+	if f == nil {
+		return nil, false
+	}
+	roles, ok := f.RemoteControl.Roles[company]
+	return roles, ok
+}
+
+func (rc *RemoteControl) validate(p *Problems) {
+	companies := make([]string, 0, len(rc.Roles))
+	for c := range rc.Roles {
+		companies = append(companies, c)
+	}
+	sort.Strings(companies)
+	for _, c := range companies {
+		cp := Join("remote_control.roles", c)
+		checkID(p, cp, c)
+		roles := rc.Roles[c]
+		if len(roles) == 0 {
+			p.Addf(cp, "lists no role (want some of %s, %s, %s; to switch remote control off, mark no point writable)", RoleHQAdmin, RoleProjectManager, RoleTechnician)
+		}
+		seen := map[string]bool{}
+		for i, r := range roles {
+			switch {
+			case r == RoleHQViewer:
+				p.Addf(Join(cp, i), "%q is read-only and may never command devices", r)
+			case !contains(Roles, r):
+				p.Addf(Join(cp, i), "unknown role %q (want one of %s, %s, %s)", r, RoleHQAdmin, RoleProjectManager, RoleTechnician)
+			case seen[r]:
+				p.Addf(Join(cp, i), "duplicate role %q", r)
+			}
+			seen[r] = true
+		}
+	}
 }
 
 // WorkOrderSettings hold what work orders need beyond their rules: the
@@ -239,6 +291,7 @@ type WorkOrderSpec struct {
 // Validate checks every rule.
 func (f *RuleFile) Validate(p *Problems) {
 	f.WorkOrders.validate(p)
+	f.RemoteControl.validate(p)
 	ids := map[string]bool{}
 	for i := range f.Rules {
 		r := &f.Rules[i]

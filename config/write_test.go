@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,35 @@ func TestDemoRelaysWritable(t *testing.T) {
 		if tpl.Relay("switch_on") == nil || tpl.Relay("power_w") != nil {
 			t.Errorf("%s: Relay lookup wrong", id)
 		}
+	}
+}
+
+// TestCommandRolesNameCompanies: remote_control.roles names companies of
+// the organisation; an unknown one is reported with its path, a known one
+// is not, and CommandRoles returns what the file says.
+func TestCommandRolesNameCompanies(t *testing.T) {
+	b := loadDemo(t)
+	b.Rules.RemoteControl.Roles = map[string][]string{
+		"acme": {RoleHQAdmin, RoleProjectManager, RoleTechnician},
+		"acne": {RoleHQAdmin},
+	}
+	var p Problems
+	b.CheckRefs(&p)
+	err := p.Err()
+	if err == nil {
+		t.Fatal("remote_control.roles naming an unknown company passed")
+	}
+	if msg := err.Error(); !strings.Contains(msg, `remote_control.roles.acne: unknown company "acne"`) || strings.Contains(msg, "roles.acme") {
+		t.Errorf("problems %q: want acne reported, acme not", msg)
+	}
+	if roles, ok := b.Rules.CommandRoles("acme"); !ok || !slices.Equal(roles, []string{RoleHQAdmin, RoleProjectManager, RoleTechnician}) {
+		t.Errorf("CommandRoles(acme) = %v, %v", roles, ok)
+	}
+	if roles, ok := b.Rules.CommandRoles("other"); ok || roles != nil {
+		t.Errorf("CommandRoles(other) = %v, %v; want the default (false)", roles, ok)
+	}
+	var none *RuleFile
+	if _, ok := none.CommandRoles("acme"); ok {
+		t.Error("a nil rule file overrides the default")
 	}
 }

@@ -18,7 +18,7 @@
 //	Work         work order (and its photos)     assignee  no         assignee         assignee
 //	Transition   work order                      Manage or Work, whichever the step is
 //	Contact      resident request's phone        no        no         own projects     assigned to them
-//	Command      device                          no        no         own projects     own projects
+//	Command      device                          no (*)    no         own projects     own projects (*)
 //
 // Besides the table:
 //   - never across companies: a principal sees nothing of another company;
@@ -34,8 +34,12 @@
 //     close and cancel; Work is accept, start, resolve and attaching photos,
 //     for whoever the order is assigned to (lifecycle rules, which states
 //     may follow which, live in the workorder package);
-//   - Command: HQ roles may not write to equipment, only the project's own
-//     manager and technicians may.
+//   - Command: by default HQ roles may not write to equipment, only the
+//     project's own manager and technicians may. (*) A company may say
+//     otherwise in the rules file (config.RemoteControl: remote_control.roles,
+//     carried by the principal as CommandRoles): the roles it lists may
+//     command the devices they see (hq_admin every project of the company),
+//     the others may not. hq_viewer never may, whatever the file says.
 //
 // Callers answer a resource that is not visible exactly like one that
 // does not exist (404), and a visible one whose action is not allowed with
@@ -103,6 +107,26 @@ type Principal struct {
 	// Projects are the projects of a project manager or technician; HQ roles
 	// have every project of their company and list none.
 	Projects []string
+	// CommandRoles are the roles the principal's company lets command
+	// devices (config.RuleFile.CommandRoles); nil: DefaultCommandRoles.
+	CommandRoles []string
+}
+
+// DefaultCommandRoles may command their projects' devices unless their
+// company's configuration lists others.
+var DefaultCommandRoles = []string{config.RoleProjectManager, config.RoleTechnician}
+
+// commands reports whether the principal's role may command devices at
+// all (which devices: those it sees).
+func (p Principal) commands() bool {
+	if p.Role == config.RoleHQViewer { // read-only, whatever the configuration says
+		return false
+	}
+	roles := p.CommandRoles
+	if roles == nil {
+		roles = DefaultCommandRoles
+	}
+	return slices.Contains(roles, p.Role)
 }
 
 // Resource says where something belongs, which decides who may see it.
@@ -183,7 +207,7 @@ func (p Principal) May(a Action, r Resource) bool {
 	case Contact:
 		return r.Kind == KindRequest && (pm || p.Role == config.RoleTechnician && p.assigned(r))
 	case Command:
-		return r.Kind == KindDevice && (pm || p.Role == config.RoleTechnician)
+		return r.Kind == KindDevice && p.commands()
 	}
 	return false
 }
@@ -202,11 +226,13 @@ func (p Principal) Check(a Action, r Resource) error {
 
 // RoleMay reports whether role may take action a on some resource: what a
 // route checks before the handler knows which resource a request names
-// (a list, or a body naming the project).
+// (a list, or a body naming the project). For Command it answers the
+// default table (DefaultCommandRoles); routes that command name their
+// device and ask May, which follows the principal's company.
 func RoleMay(role string, a Action) bool {
 	switch role {
 	case config.RoleHQAdmin:
-		return a != Contact && a != Command
+		return a != Contact && (a != Command || slices.Contains(DefaultCommandRoles, role))
 	case config.RoleHQViewer:
 		return a == View || a == Report
 	case config.RoleProjectManager:

@@ -222,3 +222,59 @@ func docComment(t *testing.T) string {
 	doc, _, _ := strings.Cut(string(b), "\npackage access")
 	return doc
 }
+
+// TestCommandRolesPerCompany: a company's rules file may say who commands
+// its devices (config.RemoteControl, carried as Principal.CommandRoles).
+// acme lets its HQ admins and project managers command, not its
+// technicians; beta keeps the default. Written out by hand: who may
+// command which device, everyone else may not.
+func TestCommandRolesPerCompany(t *testing.T) {
+	acme := []string{config.RoleHQAdmin, config.RoleProjectManager}
+	with := func(name string) Principal {
+		p := staff[name]
+		if p.Company == "acme" {
+			p.CommandRoles = acme
+		}
+		return p
+	}
+	want := map[string][]string{
+		"garden-pump":  {"hq-admin", "pm-garden", "pm-both"},
+		"tower-pump":   {"hq-admin", "pm-both"},
+		"harbour-pump": {}, // beta's default: its HQ admin may not
+	}
+	for res, who := range want {
+		for name := range staff {
+			got := with(name).May(Command, resources[res])
+			if got != slices.Contains(who, name) {
+				t.Errorf("%s may command %s: %v, want %v", name, res, got, !got)
+			}
+		}
+	}
+	// Only devices are commanded, whatever the configuration.
+	for _, res := range []string{"garden", "garden-alarm", "garden-command"} {
+		if with("hq-admin").May(Command, resources[res]) {
+			t.Errorf("hq-admin may command %s", res)
+		}
+	}
+	// hq_viewer is read-only even where a configuration lists it (the
+	// rules file refuses such a list; the policy holds anyway).
+	v := staff["hq-viewer"]
+	v.CommandRoles = []string{config.RoleHQViewer, config.RoleHQAdmin}
+	if v.May(Command, resources["garden-pump"]) {
+		t.Error("hq-viewer may command when a configuration lists its role")
+	}
+	// The default, spelled out: no CommandRoles is DefaultCommandRoles.
+	for name, p := range staff {
+		got := p.May(Command, resources["garden-pump"])
+		if wantDefault := slices.Contains([]string{"pm-garden", "pm-both", "tech-garden-1", "tech-garden-2"}, name); got != wantDefault {
+			t.Errorf("default: %s may command garden-pump: %v, want %v", name, got, wantDefault)
+		}
+	}
+	// Check tells "not visible" from "not allowed".
+	if err := with("tech-garden-1").Check(Command, resources["garden-pump"]); err != ErrForbidden {
+		t.Errorf("tech-garden-1 under acme's roles: %v, want ErrForbidden", err)
+	}
+	if err := with("hq-admin").Check(Command, resources["harbour-pump"]); err != ErrNotVisible {
+		t.Errorf("acme's hq-admin on beta's pump: %v, want ErrNotVisible", err)
+	}
+}

@@ -22,18 +22,23 @@ type Principal = access.Principal
 // lookup's timing says nothing about any stored token.
 type tokens map[string]*Principal
 
-func newTokens(org *config.Org) tokens {
+func newTokens(org *config.Org, rules *config.RuleFile) tokens {
 	t := tokens{}
 	for _, s := range org.Staff {
-		t[s.TokenHash] = NewPrincipal(s)
+		t[s.TokenHash] = NewPrincipal(s, rules)
 	}
 	return t
 }
 
 // NewPrincipal is the principal of a staff member, whatever the way they
-// authenticated (an API token, a console session).
-func NewPrincipal(s config.Staff) *Principal {
+// authenticated (an API token, a console session), with what the rules
+// file says about their company (who may command its devices; rules nil:
+// the defaults).
+func NewPrincipal(s config.Staff, rules *config.RuleFile) *Principal {
 	p := &Principal{Staff: s.ID, Name: s.Name, Role: s.Role, Company: s.Company}
+	if roles, ok := rules.CommandRoles(s.Company); ok {
+		p.CommandRoles = slices.Clone(roles)
+	}
 	if !p.HQ() {
 		p.Projects = slices.Clone(s.Projects)
 	}

@@ -128,7 +128,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now, registry: deps.Registry,
-		tokens:     newTokens(&deps.Bundle.Org),
+		tokens:     newTokens(&deps.Bundle.Org, &deps.Bundle.Rules),
 		devices:    map[string]config.DeviceInfo{},
 		readings:   deps.DB.Readings(),
 		done:       make(chan struct{}),

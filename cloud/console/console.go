@@ -98,6 +98,7 @@ func (c Config) Validate(p *config.Problems, path string) {
 // Deps are the console's collaborators.
 type Deps struct {
 	Org    *config.Org      // staff and their password hashes (required)
+	Rules  *config.RuleFile // who may command a company's devices; nil: the defaults
 	Logger *slog.Logger     // nil: slog.Default()
 	Now    func() time.Time // nil: time.Now
 	// PhotoMaxBytes is the photo upload limit (photos.max_bytes); 0:
@@ -157,6 +158,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 		return nil, fmt.Errorf("cannot create console: %w", err)
 	}
 	c.sessions = newSessions(cfg.IdleTimeout.Duration, cfg.AbsoluteTimeout.Duration, cfg.MaxSessions, c.now)
+	c.sessions.rules = deps.Rules
 	c.account = newThrottle(cfg.MaxFailures, cfg.FailureWindow.Duration, 100000, c.now)
 	c.address = newThrottle(4*cfg.MaxFailures, cfg.FailureWindow.Duration, 100000, c.now)
 	c.trend = newMonthCache(5*time.Minute, 256, c.now)

@@ -17,7 +17,7 @@ import (
 func TestPagesRender(t *testing.T) {
 	_, con, _ := newServer(t, Config{})
 	staff := &config.Staff{ID: "pm-garden", Name: "张伟", Role: config.RoleProjectManager, Company: "acme", Projects: []string{"garden"}}
-	sess := &Session{Staff: staff, Principal: api.NewPrincipal(*staff), CSRF: "tok"}
+	sess := &Session{Staff: staff, Principal: api.NewPrincipal(*staff, nil), CSRF: "tok"}
 	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 	f := 12.5
 	yes := true

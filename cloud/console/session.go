@@ -43,6 +43,7 @@ type sessions struct {
 	idle, absolute time.Duration
 	max            int
 	now            func() time.Time
+	rules          *config.RuleFile // for the principals (api.NewPrincipal)
 
 	mu sync.Mutex
 	m  map[[32]byte]*Session
@@ -64,7 +65,7 @@ func randomToken() string {
 func (ss *sessions) create(s *config.Staff) (string, *Session) {
 	id := randomToken()
 	now := ss.now()
-	sess := &Session{Staff: s, Principal: api.NewPrincipal(*s), CSRF: randomToken(), Created: now, Seen: now}
+	sess := &Session{Staff: s, Principal: api.NewPrincipal(*s, ss.rules), CSRF: randomToken(), Created: now, Seen: now}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if len(ss.m) >= ss.max {

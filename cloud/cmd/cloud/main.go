@@ -95,7 +95,7 @@ func run(args []string) int {
 			Logger: log.With("component", "api"), Registry: a.Registry}
 		var con *console.Console
 		if !cfg.Console.Disabled {
-			if con, err = console.New(cfg.Console, console.Deps{Org: &a.Bundle.Org, Logger: log.With("component", "console")}); err != nil {
+			if con, err = console.New(cfg.Console, console.Deps{Org: &a.Bundle.Org, Rules: &a.Bundle.Rules, Logger: log.With("component", "console")}); err != nil {
 				log.Error("cannot start the cloud", "error", err)
 				return 1
 			}

@@ -55,9 +55,24 @@ var start = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 
 func newRig(t *testing.T, grace time.Duration) *rig {
 	t.Helper()
+	return newRigWith(t, grace, nil)
+}
+
+// newRigWith is newRig with the demo bundle changed by edit first.
+func newRigWith(t *testing.T, grace time.Duration, edit func(*config.Bundle)) *rig {
+	t.Helper()
 	b, err := config.LoadBundle("../../../configs/org.yaml", "../../../configs/tariffs.yaml", "../../../configs/templates", "../../../configs/rules.yaml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(b)
+		var p config.Problems
+		b.Rules.Validate(&p)
+		b.CheckRefs(&p)
+		if err := p.Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	db := storetest.Open(t, command.Migrations()...)
 	r := &rig{t: t, b: b, clock: fakes.NewClock(start), db: db}
@@ -298,6 +313,32 @@ func TestCommandRoles(t *testing.T) {
 	}
 	if rec := r.call("pm-garden", http.MethodGet, "/api/v1/commands/cmd-nosuch", ""); rec.Code != 404 {
 		t.Errorf("unknown command: %d", rec.Code)
+	}
+}
+
+// A company that wants otherwise says so in the rules file
+// (remote_control.roles): acme lets its HQ admins and project managers
+// command, not its technicians. The API follows it: hq-admin 202 (its
+// name on the published command), technicians 403, hq-viewer still 403,
+// other projects' staff still 404.
+func TestCommandRolesConfigured(t *testing.T) {
+	r := newRigWith(t, time.Minute, func(b *config.Bundle) {
+		b.Rules.RemoteControl.Roles = map[string][]string{"acme": {config.RoleHQAdmin, config.RoleProjectManager}}
+	})
+	want := map[string]int{"hq-admin": 202, "hq-viewer": 403, "pm-garden": 202, "tech-garden-1": 403, "pm-tower": 404, "tech-tower-1": 404, "": 401}
+	for staff, status := range want {
+		n := len(r.sent)
+		rec := r.call(staff, http.MethodPost, "/api/v1/devices/garden-lighting-1/commands", lightOn)
+		if rec.Code != status {
+			t.Errorf("%q: POST %d, want %d: %s", staff, rec.Code, status, rec.Body.String())
+			continue
+		}
+		switch {
+		case status == 202 && (len(r.sent) != n+1 || r.lastSent().cmd.By != staff):
+			t.Errorf("%q: accepted, but published %d commands (last by %q)", staff, len(r.sent)-n, r.lastSent().cmd.By)
+		case status != 202 && len(r.sent) != n:
+			t.Errorf("%q: refused %d, but a command was published", staff, status)
+		}
 	}
 }
 
