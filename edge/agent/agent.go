@@ -109,6 +109,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if cfg.MQTT != nil {
 		a.input, err = mqttin.New(*cfg.MQTT, set.mqtt, mqttin.Options{
 			Sink: a.sink, OnState: a.mqttState, Log: log.With("part", "mqtt"), Registerer: a.reg, Now: cfg.Now,
+			RPCSource: mqttin.RPCSource(cfg.Gateway.ID), // its own answers on a shared site broker
 		})
 		if err != nil {
 			return nil, err

@@ -124,6 +124,8 @@ func (a *Agent) switchRelay(c protocol.Command) {
 		a.commandResultAt(c, ts, protocol.CommandFailed, "read_back_mismatch", err.Error(), before, after)
 	case errors.Is(err, mqttin.ErrNoAnswer):
 		a.commandResultAt(c, ts, protocol.CommandFailed, "no_answer", err.Error(), before, nil)
+	case errors.Is(err, mqttin.ErrDeviceError):
+		a.commandResultAt(c, ts, protocol.CommandFailed, "device_error", err.Error(), before, after)
 	case err != nil:
 		a.commandResultAt(c, ts, protocol.CommandFailed, "write_failed", err.Error(), before, nil)
 	default:

@@ -147,14 +147,31 @@ func (x *external) connected(c paho.Client) {
 	x.subMu.Lock()
 	defer x.subMu.Unlock()
 	x.subscribed = map[string]bool{} // a clean session starts without any
-	topics := x.in.table.Load().topics()
+	cur := x.in.table.Load()
+	topics := cur.topics()
 	if err := x.subscribe(c, topics); err != nil {
 		x.in.log.Error("MQTT site broker refused device subscriptions; they are retried at the next reconnect",
 			"broker", x.cfg.URL, "error", err)
 		return
 	}
+	x.subscribeAnswers(c, cur)
 	x.in.metrics.connected.Set(1)
 	x.in.log.Info("MQTT device input connected to the site broker", "broker", x.cfg.URL, "topics", len(topics))
+}
+
+// subscribeAnswers subscribes to the answers to the gateway's Shelly
+// requests when a Shelly relay may be commanded. A refusal is logged, not
+// fatal: the devices' readings do not depend on it, and the state report
+// still confirms a command. Call with subMu held.
+func (x *external) subscribeAnswers(c paho.Client, cur *routes) {
+	t := x.in.rpcTopic()
+	if x.subscribed[t] || !x.in.commandsShelly(cur) {
+		return
+	}
+	if err := x.subscribe(c, []string{t}); err != nil {
+		x.in.log.Warn("MQTT site broker refused the subscription to the answers of Shelly commands; allow the edge's user to read it (docs/edge.md, \"Site broker ACL\")",
+			"broker", x.cfg.URL, "topic", t, "error", err)
+	}
 }
 
 // update subscribes to the new device topics and unsubscribes from the
@@ -175,7 +192,7 @@ func (x *external) update(_, cur *routes) error {
 		}
 	}
 	for t := range x.subscribed {
-		if !want[t] {
+		if !want[t] && t != x.in.rpcTopic() { // the answers' subscription stays
 			drop = append(drop, t)
 		}
 	}
@@ -188,7 +205,11 @@ func (x *external) update(_, cur *routes) error {
 			delete(x.subscribed, t)
 		}
 	}
-	return x.subscribe(x.client, add)
+	if err := x.subscribe(x.client, add); err != nil {
+		return err
+	}
+	x.subscribeAnswers(x.client, cur)
+	return nil
 }
 
 // subscribe subscribes to topics and records the ones the broker granted.

@@ -33,6 +33,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock that stamps readings [time.Now].
 	Now func() time.Time
+	// RPCSource is the src of the gateway's Shelly RPC requests; the
+	// answers come on "<RPCSource>/rpc". Gateways sharing a site broker
+	// need their own: RPCSource(gateway) [DefaultRPCSource].
+	RPCSource string
 }
 
 // transport delivers device messages to Input.handle: the embedded broker
@@ -70,6 +74,7 @@ type Input struct {
 	logs logLimiter
 
 	relays relays
+	rpcSrc string
 
 	runMu   sync.Mutex
 	started bool
@@ -88,6 +93,12 @@ func New(cfg Config, devs []Device, opts Options) (*Input, error) {
 	if opts.Sink == nil {
 		p.Addf("options.sink", "required")
 	}
+	if opts.RPCSource == "" {
+		opts.RPCSource = DefaultRPCSource
+	}
+	if strings.ContainsAny(opts.RPCSource, "/+#") {
+		p.Addf("options.rpc_source", "%q is not one topic level", opts.RPCSource)
+	}
 	if err := p.Err(); err != nil {
 		return nil, fmt.Errorf("cannot configure MQTT device input: %w", err)
 	}
@@ -102,7 +113,7 @@ func New(cfg Config, devs []Device, opts Options) (*Input, error) {
 		return nil, err
 	}
 	in := &Input{
-		opts: opts, log: opts.Log, now: opts.Now, metrics: m,
+		opts: opts, log: opts.Log, now: opts.Now, metrics: m, rpcSrc: opts.RPCSource,
 		done: make(chan struct{}), online: map[string]bool{},
 	}
 	in.table.Store(newRoutes(devs))
@@ -216,7 +227,14 @@ func (in *Input) Update(devs []Device) error {
 func (in *Input) handle(topic string, payload []byte, retained bool) {
 	in.mu.RLock()
 	defer in.mu.RUnlock()
-	if in.stopped || strings.HasPrefix(topic, "$") || ownTopic(topic) {
+	if in.stopped || strings.HasPrefix(topic, "$") {
+		return
+	}
+	if topic == in.rpcTopic() {
+		in.relays.answer(payload) // an answer to a request of ours, or a late one
+		return
+	}
+	if ownTopic(topic) {
 		return
 	}
 	now := in.now()

@@ -91,3 +91,34 @@ func TestSwitchSimulatedRelays(t *testing.T) {
 		t.Errorf("unreachable plug switched: switch_on %v", on)
 	}
 }
+
+// TestRPCAnswers: a Shelly RPC response frame reaches the request with its
+// id, once; error frames too; frames that are no answer (not JSON, no
+// result and no error, an id nobody waits for) are not taken.
+func TestRPCAnswers(t *testing.T) {
+	var r relays
+	ch, done := r.awaitRPC(7)
+	defer done()
+	for _, p := range []string{`not json`, `{"id":7,"src":"shelly","dst":"plantroom-edge-gw-1"}`, `{"id":8,"result":{"was_on":true}}`} {
+		if r.answer([]byte(p)) {
+			t.Errorf("answer(%s) taken", p)
+		}
+	}
+	if !r.answer([]byte(`{"id":7,"src":"shellyplus1pm-a","dst":"plantroom-edge-gw-1","result":{"was_on":true}}`)) {
+		t.Fatal("the answer to request 7 was not taken")
+	}
+	if a := <-ch; a.Result == nil || a.Result.WasOn == nil || !*a.Result.WasOn || a.Error != nil {
+		t.Errorf("answer %+v", a)
+	}
+	if r.answer([]byte(`{"id":7,"result":{"was_on":false}}`)) {
+		t.Error("a second answer to request 7 was taken")
+	}
+	ch2, done2 := r.awaitRPC(9)
+	defer done2()
+	if !r.answer([]byte(`{"id":9,"src":"shellyplus1pm-a","dst":"plantroom-edge-gw-1","error":{"code":-103,"message":"Invalid argument 'id'"}}`)) {
+		t.Fatal("the error answer to request 9 was not taken")
+	}
+	if a := <-ch2; a.Error == nil || a.Error.Code != -103 {
+		t.Errorf("error answer %+v", a)
+	}
+}
