@@ -2,9 +2,15 @@ package mqttin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/devices/sim"
@@ -120,5 +126,65 @@ func TestRPCAnswers(t *testing.T) {
 	}
 	if a := <-ch2; a.Error == nil || a.Error.Code != -103 {
 		t.Errorf("error answer %+v", a)
+	}
+}
+
+// TestShellyRPCAnswerIsTheReadBack: a Shelly that answers Switch.Set on
+// "<src>/rpc" but publishes no status confirms the command by its answer
+// alone (after = the commanded state, before = was_on); an error frame
+// fails it with ErrDeviceError. The request carries the input's src.
+func TestShellyRPCAnswerIsTheReadBack(t *testing.T) {
+	got := &collector{}
+	in, err := New(Config{Embedded: &Embedded{Listen: "127.0.0.1:0", Users: []User{{Username: "devsim", Password: "devsim-demo"}}}}, demoDevices(t),
+		Options{Sink: got.sink, OnState: got.state, Log: discard, RPCSource: RPCSource("gw-test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Stop)
+	dev, err := device(t, "tcp://"+in.Addr(), "devsim", "devsim-demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := make(chan bool, 1)
+	fail <- false
+	srcs := make(chan string, 4)
+	tok := dev.Subscribe("shellyplus1pm-garden01/rpc", 1, func(c paho.Client, m paho.Message) {
+		var req struct {
+			ID     int64  `json:"id"`
+			Src    string `json:"src"`
+			Method string `json:"method"`
+		}
+		if json.Unmarshal(m.Payload(), &req) != nil || req.Method != "Switch.Set" {
+			return
+		}
+		srcs <- req.Src
+		answer := fmt.Sprintf(`{"id":%d,"src":"shellyplus1pm-garden01","dst":%q,"result":{"was_on":false}}`, req.ID, req.Src)
+		if f := <-fail; f {
+			answer = fmt.Sprintf(`{"id":%d,"src":"shellyplus1pm-garden01","dst":%q,"error":{"code":-108,"message":"Output is locked"}}`, req.ID, req.Src)
+		}
+		fail <- true
+		c.Publish(req.Src+"/rpc", 1, false, answer)
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	before, after, err := in.Switch(ctx, "garden-shelly-1", "switch_on", 1)
+	if err != nil || before == nil || *before != 0 || after == nil || *after != 1 {
+		t.Fatalf("Switch answered by RPC only: before %v, after %v, %v; want 0, 1", before, after, err)
+	}
+	if src := <-srcs; src != "plantroom-edge-gw-test" {
+		t.Errorf("request src %q, want plantroom-edge-gw-test", src)
+	}
+	_, _, err = in.Switch(ctx, "garden-shelly-1", "switch_on", 0)
+	if !errors.Is(err, ErrDeviceError) || !strings.Contains(err.Error(), "Output is locked") {
+		t.Errorf("Switch answered with an RPC error: %v, want ErrDeviceError with the device's message", err)
+	}
+	if n := testutil.ToFloat64(in.metrics.unknown); n != 0 {
+		t.Errorf("%v messages on unknown topics: the requests and answers were counted", n)
 	}
 }
