@@ -88,6 +88,7 @@ type faultRequest struct {
 	Exception        uint8  `json:"exception"`
 	Garbage          bool   `json:"garbage"`
 	SingleConnection bool   `json:"single_connection"`
+	StuckOutputs     bool   `json:"stuck_outputs"`
 	For              string `json:"for"` // virtual time until the fault clears itself
 }
 
@@ -100,7 +101,7 @@ func (c *controlServer) setFault(w http.ResponseWriter, r *http.Request) {
 	}
 	var f Fault
 	if err := f.fromWire(faultWire{Unreachable: req.Unreachable, Delay: req.Delay, Exception: req.Exception,
-		Garbage: req.Garbage, SingleConnection: req.SingleConnection}); err != nil {
+		Garbage: req.Garbage, SingleConnection: req.SingleConnection, StuckOutputs: req.StuckOutputs}); err != nil {
 		writeError(w, badRequest(err))
 		return
 	}

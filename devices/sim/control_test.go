@@ -63,6 +63,12 @@ func TestControlAPI(t *testing.T) {
 	if _, err := c.ReadInputRegisters(0, 2); err != nil {
 		t.Fatalf("read after clearing: %v", err)
 	}
+	if code := call(t, b, "POST", "/devices/meter/fault", `{"stuck_outputs": true}`, &st); code != 200 || !st.Fault.StuckOutputs {
+		t.Fatalf("POST stuck_outputs: %d %+v", code, st)
+	}
+	if code := call(t, b, "DELETE", "/devices/meter/fault", "", &st); code != 200 || !st.Fault.IsZero() {
+		t.Fatalf("DELETE fault: %d %+v", code, st)
+	}
 
 	// A fault for a while of virtual time.
 	if code := call(t, b, "POST", "/devices/meter/fault", `{"delay": "50ms", "for": "10m"}`, &st); code != 200 || st.Fault.Delay != 50*time.Millisecond {

@@ -31,6 +31,10 @@ type Fault struct {
 	// concurrent connection is closed at once (existing connections are
 	// dropped when this fault is switched on or off).
 	SingleConnection bool
+	// StuckOutputs acknowledges every Modbus write and changes nothing (an
+	// output relay welded, a drive switched to local control): a gateway
+	// reading the point back finds the old value.
+	StuckOutputs bool
 }
 
 // IsZero reports whether f is no fault at all.
@@ -43,12 +47,13 @@ type faultWire struct {
 	Exception        uint8           `json:"exception,omitempty" yaml:"exception"`
 	Garbage          bool            `json:"garbage,omitempty" yaml:"garbage"`
 	SingleConnection bool            `json:"single_connection,omitempty" yaml:"single_connection"`
+	StuckOutputs     bool            `json:"stuck_outputs,omitempty" yaml:"stuck_outputs"`
 	For              config.Duration `json:"-" yaml:"-"`
 }
 
 // MarshalJSON writes the fault with the delay as a duration string.
 func (f Fault) MarshalJSON() ([]byte, error) {
-	w := faultWire{Unreachable: f.Unreachable, Exception: f.Exception, Garbage: f.Garbage, SingleConnection: f.SingleConnection}
+	w := faultWire{Unreachable: f.Unreachable, Exception: f.Exception, Garbage: f.Garbage, SingleConnection: f.SingleConnection, StuckOutputs: f.StuckOutputs}
 	if f.Delay > 0 {
 		w.Delay = f.Delay.String()
 	}
@@ -74,7 +79,7 @@ func (f *Fault) UnmarshalYAML(unmarshal func(any) error) error {
 }
 
 func (f *Fault) fromWire(w faultWire) error {
-	*f = Fault{Unreachable: w.Unreachable, Exception: w.Exception, Garbage: w.Garbage, SingleConnection: w.SingleConnection}
+	*f = Fault{Unreachable: w.Unreachable, Exception: w.Exception, Garbage: w.Garbage, SingleConnection: w.SingleConnection, StuckOutputs: w.StuckOutputs}
 	if w.Delay != "" {
 		d, err := time.ParseDuration(w.Delay)
 		if err != nil {
@@ -106,7 +111,7 @@ func (f *Fault) check() error {
 // modbusOnly reports whether f uses a kind of fault that only a Modbus
 // device can show.
 func (f *Fault) modbusOnly() bool {
-	return f.Delay > 0 || f.Exception != 0 || f.SingleConnection
+	return f.Delay > 0 || f.Exception != 0 || f.SingleConnection || f.StuckOutputs
 }
 
 // exceptionErrors maps exception codes to the errors the Modbus server

@@ -54,7 +54,7 @@ func (b *Building) setFaultLocked(d *device, f Fault) func() error {
 	d.fault = f
 	d.fmu.Unlock()
 	b.log.Info("device fault set", "device", d.cfg.ID, "unreachable", f.Unreachable, "delay", f.Delay,
-		"exception", f.Exception, "garbage", f.Garbage, "single_connection", f.SingleConnection,
+		"exception", f.Exception, "garbage", f.Garbage, "single_connection", f.SingleConnection, "stuck_outputs", f.StuckOutputs,
 		"virtual_time", b.simTime.Format(time.RFC3339))
 	b.publishLocked()
 	return func() error {

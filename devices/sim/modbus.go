@@ -192,6 +192,10 @@ func (h *handler) HandleCoils(req *modbus.CoilsRequest) ([]bool, error) {
 		return nil, err
 	}
 	if req.IsWrite {
+		if h.s.d.currentFault().StuckOutputs {
+			h.s.log.Info("coil write acknowledged, outputs stuck: nothing changed", "address", req.Addr, "values", req.Args)
+			return nil, nil
+		}
 		return nil, h.s.writeCoils(req.Addr, req.Args)
 	}
 	return bits(h.s.d.image().coils, req.Addr, req.Quantity)
@@ -212,6 +216,10 @@ func (h *handler) HandleHoldingRegisters(req *modbus.HoldingRegistersRequest) ([
 	if req.IsWrite {
 		if _, err := words(img.holding, req.Addr, req.Quantity); err != nil {
 			return nil, err
+		}
+		if h.s.d.currentFault().StuckOutputs {
+			h.s.log.Info("register write acknowledged, outputs stuck: nothing changed", "address", req.Addr)
+			return nil, nil
 		}
 		return nil, h.s.writeRegisters(req.Addr, req.Args)
 	}

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -293,5 +294,56 @@ func TestPumpWrites(t *testing.T) {
 	all = advance(t, b, 5*time.Minute)
 	if all[duty]["running"] != 1 || math.Abs(all[duty]["outlet_pressure_bar"]-3.5) > 0.15 {
 		t.Errorf("restarted %s: running %v, pressure %v bar", duty, all[duty]["running"], all[duty]["outlet_pressure_bar"])
+	}
+}
+
+// TestStuckOutputs: with the stuck_outputs fault a device acknowledges
+// writes and changes nothing, so a read-back finds the old value; cleared,
+// writes act again. An MQTT device cannot have it.
+func TestStuckOutputs(t *testing.T) {
+	b := startBuilding(t, testConfig())
+	if err := b.Advance(12 * time.Hour); err != nil { // 20:00: lights on
+		t.Fatal(err)
+	}
+	if err := b.SetFault("panel", Fault{StuckOutputs: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetFault("pump-1", Fault{StuckOutputs: true}); err != nil {
+		t.Fatal(err)
+	}
+	panel := rtuClient(t, b.Addr("panel"))
+	if _, err := panel.WriteSingleCoil(2, 0x0000); err != nil {
+		t.Fatalf("write coil with stuck outputs: %v, want acknowledged", err)
+	}
+	if bs, err := panel.ReadCoils(2, 1); err != nil || bs[0]&1 != 1 {
+		t.Errorf("coil 2 reads %v (%v) after a write to stuck outputs, want still on", bs, err)
+	}
+	pump, _ := tcpClient(t, b.Addr("pump-1"), 5*time.Second)
+	if _, err := pump.WriteSingleRegister(5, 350); err != nil {
+		t.Fatalf("write setpoint with stuck outputs: %v, want acknowledged", err)
+	}
+	if v, _ := b.Values("pump-1"); v["setpoint_bar"] != 3 {
+		t.Errorf("setpoint_bar = %v after a write to stuck outputs, want 3", v["setpoint_bar"])
+	}
+	if err := b.ClearFault("panel"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := panel.WriteSingleCoil(2, 0x0000); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := b.Values("panel"); v["circuit3_on"] != 0 {
+		t.Errorf("circuit3_on = %v after the fault cleared and coil 2 written off", v["circuit3_on"])
+	}
+	for _, d := range b.devices {
+		if d.modbus == nil {
+			if err := b.SetFault(d.cfg.ID, Fault{StuckOutputs: true}); err == nil {
+				t.Errorf("MQTT device %s took stuck_outputs", d.cfg.ID)
+			}
+			break
+		}
+	}
+	var f Fault
+	if err := json.Unmarshal([]byte(`{"stuck_outputs":true}`), &f); err != nil || !f.StuckOutputs {
+		t.Errorf("stuck_outputs from JSON: %+v %v", f, err)
 	}
 }
