@@ -11,8 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/plantroom/plantroom/internal/nettest"
 )
@@ -27,6 +30,13 @@ import (
 // cloud's embedded broker, once with Debian's mosquitto (ACL as
 // docs/cloud.md shows).
 //
+// Through the same processes, what the gateway must refuse or report: a
+// panel whose outputs are stuck (devsim fault) fails read_back_mismatch; a
+// command that waited at the broker while the edge was down until after
+// its expiry is reported expired and not executed; with mosquitto, the
+// same command delivered twice is executed once; a tripped pump's
+// run_command, interlocked by the demo's pump-fault rule, is refused.
+//
 // About a minute each, one after the other; PLANTROOM_SKIP_PROCESS_TESTS=1 skips them.
 func TestCommandsThroughRealProcesses(t *testing.T) {
 	if os.Getenv("PLANTROOM_SKIP_PROCESS_TESTS") == "1" {
@@ -36,17 +46,26 @@ func TestCommandsThroughRealProcesses(t *testing.T) {
 	for _, broker := range []string{"embedded", "mosquitto"} {
 		t.Run(broker, func(t *testing.T) {
 			p := newPlantRoom(t)
+			var mq string
 			if broker == "mosquitto" {
-				p.useMosquitto(t)
+				mq = p.useMosquitto(t)
 			}
+			p.shortExpiry(t, "lighting-panel", "circuit4_on", "3s")
 			p.startCloud(t)
 			p.startEdge(t)
 			p.waitAllOnline(t, 90*time.Second)
 			commandRoundTrip(t, p)
 			pumpCommands(t, p)
+			tripped := startTrip(t, p) // trips 20 s later, meanwhile:
+			readBackMismatch(t, p)
+			if broker == "mosquitto" {
+				redeliveredOnce(t, p, mq)
+			}
 			if broker == "embedded" {
 				commandLatency(t, p)
 			}
+			interlocked(t, p, tripped)
+			expiredAfterOutage(t, p)
 		})
 	}
 }
@@ -204,13 +223,188 @@ func pumpCommands(t *testing.T, p *plantRoom) {
 	})
 }
 
+// waitFinal waits for command id's outcome (applied, failed, rejected,
+// expired) with every step recorded, and returns it.
+func (p *plantRoom) waitFinal(t *testing.T, id string, timeout time.Duration) commandView {
+	t.Helper()
+	var got commandView
+	waitFor(t, timeout, "command "+id+" final", func() bool {
+		got = p.getCommand(t, id)
+		return got.State != "sent" && got.State != "accepted" && len(got.History) >= 3
+	})
+	return got
+}
+
+// simValue is the simulator's own value of a device's metric (what the
+// equipment does, not what the edge read).
+func (p *plantRoom) simValue(t *testing.T, device, metric string) float64 {
+	t.Helper()
+	var st struct{ Values map[string]float64 }
+	p.simGet(t, "/devices/"+device, &st)
+	v, ok := st.Values[metric]
+	if !ok {
+		t.Fatalf("the simulator has no %s of %s", metric, device)
+	}
+	return v
+}
+
+// readBackMismatch: the panel acknowledges the write and changes nothing
+// (devsim fault stuck_outputs, a welded output relay); the edge reads the
+// coil back, finds the old value and reports failed read_back_mismatch
+// with before = after = the old value.
+func readBackMismatch(t *testing.T, p *plantRoom) {
+	t.Helper()
+	was := p.latest(t, "garden-lighting-1", "circuit3_on")
+	p.sim(t, "POST", "/devices/garden-lighting-1/fault", `{"stuck_outputs":true}`)
+	c := p.command(t, "demo-pm-garden", "garden-lighting-1", fmt.Sprintf(`{"point":"circuit3_on","value":%v,"reason":"stuck outputs process test"}`, 1-was), http.StatusAccepted)
+	got := p.waitFinal(t, c.ID, 30*time.Second)
+	p.sim(t, "DELETE", "/devices/garden-lighting-1/fault")
+	if got.State != "failed" || got.Cause != "read_back_mismatch" || got.Before == nil || *got.Before != was || got.After == nil || *got.After != was ||
+		got.History[len(got.History)-1].Who != "gw-garden-1" {
+		t.Fatalf("command to stuck outputs ended %+v, want failed read_back_mismatch from the gateway, before = after = %v", got, was)
+	}
+	if v := p.simValue(t, "garden-lighting-1", "circuit3_on"); v != was {
+		t.Fatalf("circuit3_on is %v in the simulator, want the stuck %v", v, was)
+	}
+}
+
+// startTrip develops a dry run on the standby pump (the simulated drive
+// trips 20 s later) and returns its id.
+func startTrip(t *testing.T, p *plantRoom) string {
+	t.Helper()
+	pump := map[string]string{"garden-pump-1": "garden-pump-2", "garden-pump-2": "garden-pump-1"}[p.dutyPump(t)]
+	p.sim(t, "POST", "/devices/"+pump+"/events/dry_run")
+	return pump
+}
+
+// interlocked: once the tripped pump's pump-fault alarm is active, its
+// run_command (interlocked by that rule in configs/rules.yaml) is refused
+// with the reason; the alarm is major, so its setpoint is not. The drive
+// is reset after.
+func interlocked(t *testing.T, p *plantRoom, pump string) {
+	t.Helper()
+	p.waitAlarm(t, pump, "pump-fault", "active", "", 90*time.Second)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+p.apiAddr+"/api/v1/devices/"+pump+"/commands",
+		strings.NewReader(`{"point":"run_command","value":1,"reason":"remote restart after a trip"}`))
+	req.Header.Set("Authorization", "Bearer demo-pm-garden")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct{ Error struct{ Message string } }
+	json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if msg := e.Error.Message; resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(msg, "interlocked") || !strings.Contains(msg, "run_command") {
+		t.Fatalf("run_command of the tripped %s: %d %q, want 422 interlocked", pump, resp.StatusCode, msg)
+	}
+	t.Logf("interlocked: %s", e.Error.Message)
+	sp := p.latest(t, pump, "setpoint_bar")
+	c := p.command(t, "demo-pm-garden", pump, fmt.Sprintf(`{"point":"setpoint_bar","value":%v,"reason":"not interlocked"}`, sp), http.StatusAccepted)
+	if got := p.waitFinal(t, c.ID, 30*time.Second); got.State != "applied" {
+		t.Fatalf("setpoint of the tripped pump: %+v", got)
+	}
+	p.sim(t, "POST", "/devices/"+pump+"/events/clear")
+}
+
+// expiredAfterOutage: the edge is down when the command is sent; the
+// broker keeps it for the gateway's persistent session; the edge comes
+// back after the command's expiry (circuit4_on's is 3 s here), reports it
+// expired and does not execute it.
+func expiredAfterOutage(t *testing.T, p *plantRoom) {
+	t.Helper()
+	was := p.latest(t, "garden-lighting-1", "circuit4_on")
+	p.stopEdge(t)
+	c := p.command(t, "demo-pm-garden", "garden-lighting-1", fmt.Sprintf(`{"point":"circuit4_on","value":%v,"reason":"outage process test"}`, 1-was), http.StatusAccepted)
+	if c.State != "sent" {
+		t.Fatalf("POST during the outage answered %+v, want sent (held by the broker)", c)
+	}
+	expires := p.getCommand(t, c.ID).ExpiresAt
+	if d := expires.Sub(c.IssuedAt); d != 3*time.Second {
+		t.Fatalf("circuit4_on's command expires %s after it was issued, want the test template's 3s", d)
+	}
+	waitFor(t, 30*time.Second, "the command's expiry to pass during the outage", func() bool { return time.Now().After(expires.Add(500 * time.Millisecond)) })
+	p.startEdge(t)
+	got := p.waitFinal(t, c.ID, 60*time.Second)
+	if got.State != "expired" || got.History[len(got.History)-1].Who != "gw-garden-1" {
+		t.Fatalf("command after the outage ended %+v, want expired, reported by the gateway", got)
+	}
+	p.waitAllOnline(t, 90*time.Second)
+	if v := p.simValue(t, "garden-lighting-1", "circuit4_on"); v != was {
+		t.Fatalf("the expired command was executed: circuit4_on is %v, was %v", v, was)
+	}
+}
+
+// redeliveredOnce: the command the cloud published is delivered to the
+// gateway a second time (republished on mosquitto with the cloud's
+// account, byte for byte, as a broker redelivers an unacknowledged QoS 1
+// message) after the circuit was switched back by a second command; the
+// edge does not execute it again. A third command, to another point,
+// published after the copy, is applied: the copy was seen before it.
+func redeliveredOnce(t *testing.T, p *plantRoom, brokerURL string) {
+	t.Helper()
+	const topic = "plantroom/v2/acme/garden/gw-garden-1/down/cmd"
+	seen := make(chan []byte, 16)
+	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID("process-test-observer").
+		SetUsername("plantroom-ingest").SetPassword("ingest-secret").SetCleanSession(true).SetAutoReconnect(false)
+	cl := paho.NewClient(opts)
+	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("observer connect: %v", tok.Error())
+	}
+	defer cl.Disconnect(50)
+	if tok := cl.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { seen <- m.Payload() }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("observer subscribe: %v", tok.Error())
+	}
+	was := p.latest(t, "garden-lighting-1", "circuit2_on")
+	body := func(point string, v float64, why string) string {
+		return fmt.Sprintf(`{"point":%q,"value":%v,"reason":%q}`, point, v, why)
+	}
+	first := p.command(t, "demo-pm-garden", "garden-lighting-1", body("circuit2_on", 1-was, "redelivery process test"), http.StatusAccepted)
+	var wire []byte
+	waitFor(t, 30*time.Second, "the observer to see command "+first.ID, func() bool {
+		for {
+			select {
+			case b := <-seen:
+				var c struct{ ID string }
+				if json.Unmarshal(b, &c) == nil && c.ID == first.ID {
+					wire = b
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	})
+	if got := p.waitFinal(t, first.ID, 30*time.Second); got.State != "applied" {
+		t.Fatalf("first command %+v", got)
+	}
+	if got := p.waitFinal(t, p.command(t, "demo-pm-garden", "garden-lighting-1", body("circuit2_on", was, "switched back"), http.StatusAccepted).ID, 30*time.Second); got.State != "applied" {
+		t.Fatalf("switching back: %+v", got)
+	}
+	if tok := cl.Publish(topic, 1, false, wire); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("redeliver: %v", tok.Error())
+	}
+	marker := p.latest(t, "garden-lighting-1", "circuit1_on")
+	if got := p.waitFinal(t, p.command(t, "demo-pm-garden", "garden-lighting-1", body("circuit1_on", marker, "after the redelivery"), http.StatusAccepted).ID, 30*time.Second); got.State != "applied" {
+		t.Fatalf("marker command: %+v", got)
+	}
+	if v := p.simValue(t, "garden-lighting-1", "circuit2_on"); v != was {
+		t.Fatalf("the redelivered command was executed again: circuit2_on is %v, want %v", v, was)
+	}
+	if got := p.getCommand(t, first.ID); got.State != "applied" || len(got.History) != 3 {
+		t.Fatalf("the redelivered command's record changed: %+v", got)
+	}
+}
+
 type commandView struct {
-	ID      string   `json:"id"`
-	State   string   `json:"state"`
-	Cause   string   `json:"cause"`
-	Before  *float64 `json:"before"`
-	After   *float64 `json:"after"`
-	History []struct {
+	ID        string    `json:"id"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	State     string    `json:"state"`
+	Cause     string    `json:"cause"`
+	Before    *float64  `json:"before"`
+	After     *float64  `json:"after"`
+	History   []struct {
 		State string    `json:"state"`
 		Who   string    `json:"who"`
 		At    time.Time `json:"at"`
@@ -263,9 +457,57 @@ func (p *plantRoom) latest(t *testing.T, device, metric string) float64 {
 	return v.Value
 }
 
+// shortExpiry gives the cloud a copy of the templates in which template's
+// point expires after expiry (the cloud stamps expires_at from it; the
+// edge checks the stamp). Call it before startCloud.
+func (p *plantRoom) shortExpiry(t *testing.T, template, point, expiry string) {
+	t.Helper()
+	root, err := filepath.Abs("../../../configs/templates")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(p.dir, "cloud-templates")
+	if err := os.CopyFS(dir, os.DirFS(root)); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, template+".yaml")
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := "{metric: " + point + ","
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s has no point %s", f, point)
+	}
+	write(t, f, strings.Replace(string(b), old, old+" expiry: "+expiry+",", 1))
+	cfg, err := os.ReadFile(p.cloudCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := "templates: " + filepath.Dir(root) + "/templates\n"
+	if !strings.Contains(string(cfg), line) {
+		t.Fatalf("cloud configuration without %q", line)
+	}
+	write(t, p.cloudCfg, strings.Replace(string(cfg), line, "templates: "+dir+"\n", 1))
+}
+
+// stopEdge stops bin/edge-agent (SIGTERM) and waits for it to exit.
+func (p *plantRoom) stopEdge(t *testing.T) {
+	t.Helper()
+	p.edge.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.edge.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("bin/edge-agent did not stop within 30s of SIGTERM")
+	}
+}
+
 // useMosquitto points the cloud (ingest and API, no embedded broker) and
-// the edge at a mosquitto with the password file and ACL of docs/cloud.md.
-func (p *plantRoom) useMosquitto(t *testing.T) {
+// the edge at a mosquitto with the password file and ACL of docs/cloud.md,
+// and returns its URL.
+func (p *plantRoom) useMosquitto(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	pwFile, aclFile := filepath.Join(dir, "passwd"), filepath.Join(dir, "acl")
@@ -298,4 +540,5 @@ func (p *plantRoom) useMosquitto(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, p.edgeCfg, strings.Replace(string(e), "tcp://"+p.brokerAddr, m.URL(), 1))
+	return m.URL()
 }
