@@ -81,7 +81,12 @@ func garageControl(t *testing.T, browser context.Context, s *system) {
 		t.Fatal(err)
 	}
 	id := loc.Query().Get("command")
-	sent := time.Now()
+	var cmd struct {
+		IssuedAt time.Time `json:"issued_at"`
+	}
+	if code := s.apiGet(t, "demo-pm-garden", "/api/v1/commands/"+id, &cmd); code != 200 || cmd.IssuedAt.IsZero() {
+		t.Fatalf("GET the command %s: %d %+v", id, code, cmd)
+	}
 	// The progress block polls until the gateway's read-back: applied.
 	d := waitJS(t, ctx, "the command applied on the page", `document.querySelector('#command-progress .cmd-state[data-state="applied"]')`, 60*time.Second)
 	t.Logf("garage lights command %s applied on the page %s after it opened", id, d.Round(time.Millisecond))
@@ -98,7 +103,7 @@ func garageControl(t *testing.T, browser context.Context, s *system) {
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		v, at, _ := latest()
-		if v == want && at.After(sent.Add(-time.Second)) {
+		if v == want && !at.Before(cmd.IssuedAt) { // a reading taken after the command was issued
 			break
 		}
 		if time.Now().After(deadline) {
