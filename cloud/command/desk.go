@@ -85,6 +85,7 @@ type Desk struct {
 	order   []string            // ids of recent, oldest first
 	unread  []Event             // events waiting to be stored
 	storing []Event             // events being stored by flush
+	flushMu sync.Mutex          // one flush at a time (the loop, Submit)
 	n       map[string]uint32   // events so far per command in memory
 
 	wake    chan struct{}
@@ -278,7 +279,11 @@ func (d *Desk) Submit(ctx context.Context, p access.Principal, r Request) (*Comm
 	}
 	out := *c
 	d.mu.Unlock()
-	d.signal()
+	// The sent (or not_sent) state is stored before the answer says so: a
+	// process that dies after answering leaves it in the log, and the next
+	// owner restores the command as sent (alarms.owner: lease). A failure
+	// leaves it to the loop's retries.
+	d.flush(ctx)
 	if pubErr != nil {
 		d.log.Warn("cannot publish a command; check the cloud's connection to the broker and that its user may publish to …/down/cmd",
 			"command", c.Wire.ID, "topic", topic, "err", pubErr)
@@ -359,6 +364,8 @@ func (d *Desk) expireOverdue(now time.Time) {
 
 // flush stores unread events; on failure they wait for the next tick.
 func (d *Desk) flush(ctx context.Context) {
+	d.flushMu.Lock()
+	defer d.flushMu.Unlock()
 	d.mu.Lock()
 	evs := d.unread
 	d.unread, d.storing = nil, evs

@@ -20,8 +20,9 @@ import (
 // the owner's command desk), the gateway's result is recorded once
 // (whichever ingest receives it hands it to the owner), and the command's
 // state and history are the same through both replicas. After the owner
-// is killed, the new owner shows the commands from the log and takes new
-// ones. A test client plays the gateway (the real edge is covered by
+// is killed, the new owner finishes the command that was in flight (its
+// result comes after the takeover), shows the commands from the log and
+// takes new ones. A test client plays the gateway (the real edge is covered by
 // TestCommandsThroughRealProcesses).
 //
 // About 20 s; PLANTROOM_SKIP_PROCESS_TESTS=1 skips it.
@@ -128,8 +129,21 @@ func TestCommandsWithAlarmLease(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// The owner dies: b takes over, shows both commands from the log and
+	// A third command is sent, and the owner dies before its result: b
+	// takes over, restores it from the log and applies the result that
+	// comes after the takeover; it shows every command from the log and
 	// takes a new one.
+	var pending commandView
+	bp.call(t, http.MethodPost, "/api/v1/devices/garden-lighting-1/commands", `{"point":"circuit1_on","value":1,"reason":"before the owner dies"}`, http.StatusAccepted, &pending)
+	var held protocol.Command
+	select {
+	case held = <-results:
+		if held.ID != pending.ID {
+			t.Fatalf("the gateway received %s, want %s", held.ID, pending.ID)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the gateway received no command %s", pending.ID)
+	}
 	if err := a.child.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -137,10 +151,26 @@ func TestCommandsWithAlarmLease(t *testing.T) {
 	waitFor(t, 60*time.Second, "b to own alarms, work orders and commands", func() bool {
 		return bp.owns() && applied(bp, ids[0])
 	})
+	var sent commandView
+	bp.call(t, http.MethodGet, "/api/v1/commands/"+pending.ID, "", http.StatusOK, &sent)
+	if sent.State != "sent" {
+		t.Errorf("command %s through the new owner before its result: %q, want sent", pending.ID, sent.State)
+	}
+	answer(held)
+	waitFor(t, 30*time.Second, "command "+pending.ID+" applied through the new owner", func() bool { return applied(bp, pending.ID) })
+	bp.call(t, http.MethodGet, "/api/v1/commands/"+pending.ID, "", http.StatusOK, &sent)
+	if h := historyStates(sent); h != "accepted sent applied" {
+		t.Errorf("command %s after the takeover: history %q, want accepted sent applied", pending.ID, h)
+	}
 	var list struct{ Commands []commandView }
 	bp.call(t, http.MethodGet, "/api/v1/devices/garden-lighting-1/commands", "", http.StatusOK, &list)
-	if len(list.Commands) != 2 || list.Commands[0].State != "applied" || list.Commands[1].State != "applied" {
-		t.Errorf("commands of garden-lighting-1 through the new owner: %+v, want both applied", list.Commands)
+	if len(list.Commands) != 3 {
+		t.Errorf("commands of garden-lighting-1 through the new owner: %+v, want 3", list.Commands)
+	}
+	for _, c := range list.Commands {
+		if c.State != "applied" {
+			t.Errorf("command %s through the new owner: %s, want applied", c.ID, c.State)
+		}
 	}
 	var c commandView
 	bp.call(t, http.MethodPost, "/api/v1/devices/garden-lighting-1/commands", `{"point":"circuit1_on","value":0,"reason":"after the takeover"}`, http.StatusAccepted, &c)
