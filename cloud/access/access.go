@@ -242,3 +242,35 @@ func RoleMay(role string, a Action) bool {
 	}
 	return false
 }
+
+// Scope is the part of the resources of one kind a principal may see,
+// for narrowing a read of stored resources before Sees decides each one
+// (lists over history read the store with it: no read of other
+// companies' or projects' rows). It never widens what Sees allows.
+type Scope struct {
+	None     bool     // nothing of the kind is visible
+	Company  string   // the principal's company
+	Projects []string // nil: every project of the company (HQ)
+	// Assignee, when set, limits the resources to those assigned to this
+	// staff member (a technician's work orders).
+	Assignee string
+}
+
+// ScopeOf returns the principal's scope over resources of kind k that
+// belong to a project (alarms, work orders, …).
+func (p Principal) ScopeOf(k Kind) Scope {
+	if p.Company == "" || !slices.Contains(config.Roles, p.Role) {
+		return Scope{None: true}
+	}
+	s := Scope{Company: p.Company}
+	if !p.HQ() {
+		s.Projects = slices.Clone(p.Projects)
+		if len(s.Projects) == 0 {
+			return Scope{None: true}
+		}
+	}
+	if p.Role == config.RoleTechnician && perOrder(k) {
+		s.Assignee = p.Staff
+	}
+	return s
+}

@@ -141,6 +141,9 @@ func (e *Engine) Ack(ctx context.Context, v Viewer, id, note string) (Alarm, err
 	}
 	e.procMu.Lock()
 	defer e.procMu.Unlock()
+	if err := e.hold(ctx, id); err != nil {
+		return Alarm{}, fmt.Errorf("cannot acknowledge alarm %q: %w", id, err)
+	}
 	e.mu.Lock()
 	a := e.alarms[id]
 	if a == nil || !v.Sees(a.Resource()) {
@@ -164,4 +167,26 @@ func (e *Engine) Ack(ctx context.Context, v Viewer, id, note string) (Alarm, err
 	e.mu.Unlock()
 	e.commit(ctx, []Event{ev})
 	return out, nil
+}
+
+// hold brings a stored alarm the engine no longer holds back into memory
+// (to acknowledge it); the eviction lets it go again. e.procMu must be
+// held.
+func (e *Engine) hold(ctx context.Context, id string) error {
+	e.mu.RLock()
+	held := e.alarms[id] != nil
+	e.mu.RUnlock()
+	if held || e.hist == nil {
+		return nil
+	}
+	a, ok, err := e.hist.FindAlarm(ctx, id)
+	if err != nil || !ok {
+		return err
+	}
+	e.mu.Lock()
+	if e.alarms[id] == nil {
+		e.alarms[id] = &a
+	}
+	e.mu.Unlock()
+	return nil
 }

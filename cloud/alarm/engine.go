@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/notify"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
@@ -18,7 +19,24 @@ import (
 // EventLog stores alarm events and gives the alarms back at start.
 type EventLog interface {
 	AppendAlarmEvents(ctx context.Context, evs []Event) error
-	LoadAlarms(ctx context.Context) ([]Alarm, error)
+	// LoadAlarms returns at least every active alarm, every alarm raised
+	// at or after since, and the latest cleared alarm of each subject and
+	// rule, as their latest events left them (it may return more).
+	LoadAlarms(ctx context.Context, since time.Time) ([]Alarm, error)
+}
+
+// History reads stored alarms the engine no longer holds. A log that has
+// it lets the engine keep only active and recent alarms in memory
+// (Config.Window); without it (a log kept in memory) the engine holds
+// every alarm.
+type History interface {
+	// FindAlarms returns the stored alarms within scope that match f,
+	// newest first, at most f.Limit (500 when 0).
+	FindAlarms(ctx context.Context, scope access.Scope, f Filter) ([]Alarm, error)
+	// FindAlarm returns one stored alarm.
+	FindAlarm(ctx context.Context, id string) (Alarm, bool, error)
+	// MaxSeq is the highest feed sequence stored.
+	MaxSeq(ctx context.Context) (uint64, error)
 }
 
 // Sink receives every alarm event, in order, once it is stored (or queued
@@ -91,6 +109,10 @@ type Config struct {
 	// backoff (at most 2m). Negative: none. The engine's stale watch waits
 	// each device's stale window from Start as well.
 	StartGrace time.Duration
+	// Window is how long after its raise a cleared alarm stays in memory
+	// when the log has a History (older ones are read from it when a list
+	// reaches back that far). Default 7 days.
+	Window time.Duration
 	// NoStaleWatch turns off the engine's own stale detection (a device seen
 	// since start that sends nothing for its stale window); "device_stale"
 	// events from ingest still raise.
@@ -108,7 +130,7 @@ func (c *Config) validate() error {
 	if c.Log == nil {
 		p.Addf("Log", "required")
 	}
-	for name, d := range map[string]time.Duration{"TickInterval": c.TickInterval, "QueueQuiet": c.QueueQuiet, "RetryInterval": c.RetryInterval, "ReplayWindow": c.ReplayWindow} {
+	for name, d := range map[string]time.Duration{"TickInterval": c.TickInterval, "QueueQuiet": c.QueueQuiet, "RetryInterval": c.RetryInterval, "ReplayWindow": c.ReplayWindow, "Window": c.Window} {
 		if d < 0 {
 			p.Addf(name, "must be >= 0, got %s", d)
 		}
@@ -137,6 +159,9 @@ func (c *Config) validate() error {
 	if c.ReplayWindow == 0 {
 		c.ReplayWindow = 15 * time.Minute
 	}
+	if c.Window == 0 {
+		c.Window = 7 * 24 * time.Hour
+	}
 	if c.DefaultMinHold == 0 {
 		c.DefaultMinHold = 30 * time.Second
 	}
@@ -154,6 +179,7 @@ type Engine struct {
 	cfg      Config
 	log      *slog.Logger
 	feed     *Feed
+	hist     History // nil: every alarm is held
 	devices  map[string]*subject
 	gateways map[string]*subject
 	m        *metrics
@@ -182,6 +208,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, feed: cfg.Feed, alarms: map[string]*Alarm{}, m: newMetrics(cfg.Registerer)}
+	e.hist, _ = cfg.Log.(History)
 	e.outbox = store.NewOutbox("alarm events", cfg.Log.AppendAlarmEvents, cfg.RetryInterval, cfg.Logger)
 	e.outbox.Failures, e.outbox.Pending = e.m.storeFailures, e.m.outbox
 	e.devices, e.gateways = bindRules(cfg.Org, cfg.Rules, cfg.QueueQuiet, cfg.DefaultMinHold)
@@ -192,17 +219,26 @@ func New(cfg Config) (*Engine, error) {
 // Feed is the engine's feed (shared with the work-order service).
 func (e *Engine) Feed() *Feed { return e.feed }
 
-// Start rebuilds the alarms from the log, replays the recent readings and
-// the gateways' known status, and starts the timers. Inputs arriving while
-// it runs wait for it, so nothing ingest commits around the start is lost.
+// Start loads the active and recent alarms from the log (not the whole
+// history: see Config.Window), replays the recent readings and the
+// gateways' known status, and starts the timers. Inputs arriving while it
+// runs wait for it, so nothing ingest commits around the start is lost.
 func (e *Engine) Start(ctx context.Context) error {
-	alarms, err := e.cfg.Log.LoadAlarms(ctx)
+	alarms, err := e.cfg.Log.LoadAlarms(ctx, e.cfg.Now().Add(-e.cfg.Window))
 	if err != nil {
 		return fmt.Errorf("cannot start alarm engine: %w", err)
 	}
+	var maxSeq uint64
+	if e.hist != nil {
+		if maxSeq, err = e.hist.MaxSeq(ctx); err != nil {
+			return fmt.Errorf("cannot start alarm engine: %w", err)
+		}
+	}
 	e.procMu.Lock()
 	e.started = e.cfg.Now()
+	e.feed.Advance(maxSeq)
 	e.restore(alarms)
+	e.evict()
 	e.mu.Lock()
 	e.running = true
 	e.mu.Unlock()
@@ -248,6 +284,7 @@ func (e *Engine) loop(ctx context.Context) {
 	defer e.wg.Done()
 	tick := time.NewTicker(e.cfg.TickInterval)
 	defer tick.Stop()
+	var evicted time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -258,6 +295,10 @@ func (e *Engine) loop(ctx context.Context) {
 		e.tick(ctx, now)
 		e.procMu.Lock()
 		e.outbox.Retry(ctx, now)
+		if now.Sub(evicted) >= time.Minute || now.Before(evicted) {
+			e.evict()
+			evicted = now
+		}
 		e.procMu.Unlock()
 	}
 }

@@ -82,7 +82,7 @@ func TestOverheatingMotorIsOneAlarmThatEscalates(t *testing.T) {
 	if r.active(pump, "pump-motor-hot") != nil || r.active(pump, "pump-temp-rising") != nil {
 		t.Error("an earlier stage is still listed as an active alarm of its own")
 	}
-	if got := len(r.e.Alarms(hqAdmin, Filter{Device: pump})); got != 1 {
+	if got := len(alarmsOf(t, r.e, hqAdmin, Filter{Device: pump})); got != 1 {
 		t.Errorf("%d alarms of %s, want 1", got, pump)
 	}
 

@@ -190,7 +190,7 @@ func TestOneBatchWithSeveralBreachingReadingsRaisesOnce(t *testing.T) {
 	if n := r.log.count(EventRaise, lowRule); n != 1 {
 		t.Fatalf("%d pressure raises from batches of both pumps, want 1: %v", n, r.log.kinds())
 	}
-	if n := len(r.e.Alarms(hqAdmin, Filter{Device: "garden-pumpset", State: StateActive})); n != 1 {
+	if n := len(alarmsOf(t, r.e, hqAdmin, Filter{Device: "garden-pumpset", State: StateActive})); n != 1 {
 		t.Fatalf("%d active pumpset alarms, want 1", n)
 	}
 }

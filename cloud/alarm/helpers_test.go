@@ -19,7 +19,7 @@ type memLog struct{ fakes.Log[Event] }
 
 func (l *memLog) AppendAlarmEvents(_ context.Context, evs []Event) error { return l.Append(evs) }
 
-func (l *memLog) LoadAlarms(context.Context) ([]Alarm, error) {
+func (l *memLog) LoadAlarms(context.Context, time.Time) ([]Alarm, error) {
 	latest := map[string]Alarm{}
 	for _, ev := range l.Events() {
 		if cur, ok := latest[ev.Alarm.ID]; !ok || ev.N > cur.N {
@@ -140,7 +140,7 @@ func (r *rig) tick(at time.Duration) {
 }
 
 func (r *rig) active(device, rule string) *Alarm {
-	for _, a := range r.e.Alarms(hqAdmin, Filter{Device: device, State: StateActive}) {
+	for _, a := range mustAlarms(r.e.Alarms(context.Background(), hqAdmin, Filter{Device: device, State: StateActive})) {
 		if a.Rule == rule {
 			return &a
 		}
@@ -162,4 +162,21 @@ var errDown = errors.New("storage down")
 
 func config_override(rule, device string, below *float64, forDur *config.Duration, disabled bool) config.RuleOverride {
 	return config.RuleOverride{Rule: rule, Device: device, Below: below, For: forDur, Disabled: disabled}
+}
+
+// alarmsOf lists alarms, failing the test on an error.
+func alarmsOf(t testing.TB, e *Engine, v Viewer, f Filter) []Alarm {
+	t.Helper()
+	out, err := e.Alarms(context.Background(), v, f)
+	if err != nil {
+		t.Fatalf("Alarms(%+v): %v", f, err)
+	}
+	return out
+}
+
+func mustAlarms(as []Alarm, err error) []Alarm {
+	if err != nil {
+		panic(err)
+	}
+	return as
 }

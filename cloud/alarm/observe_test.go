@@ -189,13 +189,13 @@ func TestAckScope(t *testing.T) {
 		t.Errorf("%d ack events, want 1", n)
 	}
 	// Views are scoped too.
-	if got := r.e.Alarms(pmTower, Filter{}); len(got) != 0 {
+	if got := alarmsOf(t, r.e, pmTower, Filter{}); len(got) != 0 {
 		t.Errorf("tower manager sees garden alarms: %+v", got)
 	}
-	if got := r.e.Alarms(techGarden, Filter{Project: "garden", State: StateActive, Severity: "critical"}); len(got) != 1 {
+	if got := alarmsOf(t, r.e, techGarden, Filter{Project: "garden", State: StateActive, Severity: "critical"}); len(got) != 1 {
 		t.Errorf("garden technician: %+v", got)
 	}
-	if _, err := r.e.Alarm(techTower, id); !errors.Is(err, ErrNotFound) {
+	if _, err := r.e.Alarm(context.Background(), techTower, id); !errors.Is(err, ErrNotFound) {
 		t.Errorf("tower technician reads a garden alarm: %v", err)
 	}
 }
@@ -231,7 +231,7 @@ func TestObserveBeforeStartIsDropped(t *testing.T) {
 	gw, _ := b.Org.FindGateway(gwGarden)
 	e.ObserveBatch(context.Background(), gw, &protocol.Batch{Epoch: 1, Gateway: gwGarden, Readings: []protocol.Reading{
 		{Device: "garden-elevator-1", Metric: "trapped", TS: t0.UnixMilli(), Value: 1}}}, t0)
-	if len(log.kinds()) != 0 || len(e.Alarms(hqAdmin, Filter{})) != 0 {
+	if len(log.kinds()) != 0 || len(alarmsOf(t, e, hqAdmin, Filter{})) != 0 {
 		t.Fatal("evaluated before Start")
 	}
 	e.Stop()
@@ -279,11 +279,11 @@ func TestGatewayKnownOfflineAtStart(t *testing.T) {
 	// Issue 19, point 2: the gateway was offline when the cloud stopped; it
 	// gets the start-up grace (6m) to reconnect before its alarm raises.
 	e.tick(context.Background(), t0.Add(5*time.Minute+59*time.Second))
-	if len(e.Alarms(hqAdmin, Filter{})) != 0 {
+	if len(alarmsOf(t, e, hqAdmin, Filter{})) != 0 {
 		t.Fatal("raised within the start-up grace")
 	}
 	e.tick(context.Background(), t0.Add(6*time.Minute+time.Second))
-	got := e.Alarms(hqAdmin, Filter{})
+	got := alarmsOf(t, e, hqAdmin, Filter{})
 	if len(got) != 1 || got[0].Gateway != "gw-tower-1" || got[0].Rule != "gateway-offline" || !got[0].RaisedAt.Equal(t0.Add(6*time.Minute)) {
 		t.Fatalf("alarms %+v: want gw-tower-1 offline raised at the end of the grace", got)
 	}

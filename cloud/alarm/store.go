@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/store"
 )
 
@@ -122,17 +123,107 @@ func (l *ClickHouseLog) AppendAlarmEvents(ctx context.Context, evs []Event) erro
 	return nil
 }
 
-// LoadAlarms returns every alarm as its latest stored event left it.
-func (l *ClickHouseLog) LoadAlarms(ctx context.Context) ([]Alarm, error) {
-	rows, err := l.events.Latest(ctx)
+// maxHeld is the most alarms LoadAlarms gives back: more active or recent
+// alarms than this is a configuration to look at, not one to load.
+const maxHeld = 500_000
+
+// LoadAlarms returns the alarms the engine keeps in memory, as their
+// latest stored events left them: every active alarm, every alarm raised
+// at or after since, and the latest cleared alarm of each subject and
+// rule (a raise after it is a new incident or not by when it cleared).
+// Older cleared alarms stay in ClickHouse (FindAlarms).
+func (l *ClickHouseLog) LoadAlarms(ctx context.Context, since time.Time) ([]Alarm, error) {
+	recent, err := l.events.Current(ctx, store.Query{
+		Where: []store.Cond{store.AnyOf(store.Eq("state", StateActive), store.AtLeast("raised_ms", since.UnixMilli()))},
+		Limit: maxHeld + 1,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot load alarms: %w", err)
+	}
+	if len(recent) > maxHeld {
+		return nil, fmt.Errorf("cannot load alarms: more than %d are active or were raised since %s", maxHeld, since.UTC().Format(time.RFC3339))
+	}
+	last, err := l.events.Current(ctx, store.Query{
+		Where:   []store.Cond{store.Eq("state", StateCleared)},
+		OnePer:  []string{"device", "gateway", "rule"},
+		OrderBy: []store.Order{{Col: "cleared_ms", Desc: true}},
+		Limit:   maxHeld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot load alarms: %w", err)
+	}
+	out := make([]Alarm, 0, len(recent)+len(last))
+	seen := make(map[string]bool, len(recent))
+	for _, rows := range [][]alarmRow{recent, last} {
+		for i := range rows {
+			if a := rows[i].event().Alarm; !seen[a.ID] {
+				seen[a.ID] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out, nil
+}
+
+// FindAlarms returns the stored alarms within scope that match f, newest
+// first, at most f.Limit (500 when 0), as their latest stored events
+// left them. The scope and every filter but the state and severity are
+// applied to all of an alarm's rows (no event changes them), the state
+// and severity to its latest.
+func (l *ClickHouseLog) FindAlarms(ctx context.Context, scope access.Scope, f Filter) ([]Alarm, error) {
+	if scope.None {
+		return nil, nil
+	}
+	q := store.Query{Fixed: []store.Cond{store.Eq("company", scope.Company)}, Limit: f.limit(),
+		OrderBy: []store.Order{{Col: "raised_ms", Desc: true}}}
+	if scope.Projects != nil {
+		q.Fixed = append(q.Fixed, store.In("project", scope.Projects))
+	}
+	if f.Project != "" {
+		q.Fixed = append(q.Fixed, store.Eq("project", f.Project))
+	}
+	if f.Device != "" {
+		q.Fixed = append(q.Fixed, store.AnyOf(store.Eq("device", f.Device),
+			store.AllOf(store.Eq("device", ""), store.Eq("gateway", f.Device))))
+	}
+	if !f.Since.IsZero() {
+		q.Fixed = append(q.Fixed, store.AtLeast("raised_ms", f.Since.UnixMilli()))
+	}
+	if !f.Until.IsZero() {
+		q.Fixed = append(q.Fixed, store.Below("raised_ms", f.Until.UnixMilli()))
+	}
+	if f.State != "" {
+		q.Where = append(q.Where, store.Eq("state", f.State))
+	}
+	if f.Severity != "" {
+		q.Where = append(q.Where, store.Eq("severity", f.Severity))
+	}
+	rows, err := l.events.Current(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read alarms: %w", err)
 	}
 	out := make([]Alarm, len(rows))
 	for i := range rows {
 		out[i] = rows[i].event().Alarm
 	}
 	return out, nil
+}
+
+// FindAlarm returns one stored alarm as its latest event left it.
+func (l *ClickHouseLog) FindAlarm(ctx context.Context, id string) (Alarm, bool, error) {
+	rows, err := l.events.Current(ctx, store.Query{Fixed: []store.Cond{store.Eq("alarm_id", id)}, Limit: 1})
+	if err != nil {
+		return Alarm{}, false, fmt.Errorf("cannot read alarm %q: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return Alarm{}, false, nil
+	}
+	return rows[0].event().Alarm, true, nil
+}
+
+// MaxSeq is the highest feed sequence of a stored alarm event.
+func (l *ClickHouseLog) MaxSeq(ctx context.Context) (uint64, error) {
+	return l.events.MaxSeq(ctx)
 }
 
 // AlarmEventsSince returns up to limit events with seq > after in seq order.

@@ -66,11 +66,11 @@ func TestRestartFromClickHouseDuplicatesNothingAndLosesNothing(t *testing.T) {
 	e1 := startEngine(t, b, log, clock)
 	batch(e1, 1, 0, low(1.5), trapped(1))
 	batch(e1, 2, 30*time.Second, low(1.4))
-	if _, err := e1.Ack(ctx, techGarden, e1.Alarms(hqAdmin, Filter{Device: "garden-elevator-1"})[0].ID, "on my way"); err != nil {
+	if _, err := e1.Ack(ctx, techGarden, alarmsOf(t, e1, hqAdmin, Filter{Device: "garden-elevator-1"})[0].ID, "on my way"); err != nil {
 		t.Fatal(err)
 	}
 	batch(e1, 3, 40*time.Second, trapped(0)) // starts the trapped alarm's hold; not stored
-	before := e1.Alarms(hqAdmin, Filter{})
+	before := alarmsOf(t, e1, hqAdmin, Filter{})
 	if len(before) != 2 {
 		t.Fatalf("alarms before restart: %+v", before)
 	}
@@ -78,7 +78,7 @@ func TestRestartFromClickHouseDuplicatesNothingAndLosesNothing(t *testing.T) {
 
 	// A new engine on the same storage: the same alarms, same state.
 	e2 := startEngine(t, b, log, clock)
-	after := e2.Alarms(hqAdmin, Filter{})
+	after := alarmsOf(t, e2, hqAdmin, Filter{})
 	if len(after) != len(before) {
 		t.Fatalf("after restart %d alarms, before %d", len(after), len(before))
 	}
@@ -105,10 +105,10 @@ func TestRestartFromClickHouseDuplicatesNothingAndLosesNothing(t *testing.T) {
 	batch(e2, 5, 60*time.Second, low(3.0))
 	batch(e2, 6, 90*time.Second, trapped(0))
 	batch(e2, 7, 120*time.Second, low(3.0))
-	if got := e2.Alarms(hqAdmin, Filter{State: StateActive}); len(got) != 0 {
+	if got := alarmsOf(t, e2, hqAdmin, Filter{State: StateActive}); len(got) != 0 {
 		t.Fatalf("still active: %+v", got)
 	}
-	if got := e2.Alarms(hqAdmin, Filter{}); len(got) != 2 {
+	if got := alarmsOf(t, e2, hqAdmin, Filter{}); len(got) != 2 {
 		t.Fatalf("%d alarms after clearing, want the same 2", len(got))
 	}
 	evs, err = log.AlarmEventsSince(ctx, 0, 100)
@@ -159,7 +159,7 @@ func TestClickHouseLogStoresAnEventOnce(t *testing.T) {
 	if got.Seq != 7 || got.Kind != EventRaise || got.Value != 1.5 || !got.At.Equal(t0) || got.Alarm.Project != "garden" || got.Alarm.Count != 1 {
 		t.Errorf("round trip: %+v", got)
 	}
-	as, err := log.LoadAlarms(ctx)
+	as, err := log.LoadAlarms(ctx, time.Time{})
 	if err != nil || len(as) != 1 || as[0].ID != "d.r.1" || as[0].State != StateActive {
 		t.Fatalf("LoadAlarms: %v %+v", err, as)
 	}
@@ -230,7 +230,7 @@ func TestReplayAfterRestart(t *testing.T) {
 	stored(e1, 10*time.Second, trapped(0), low(3))
 	stored(e1, 20*time.Second, low(1.5))             // pressure pending from +20s
 	stored(e1, 45*time.Second, trapped(0), low(1.5)) // trapped clears (30s hold); pressure 25s of 30s
-	if n := len(e1.Alarms(hqAdmin, Filter{})); n != 1 {
+	if n := len(alarmsOf(t, e1, hqAdmin, Filter{})); n != 1 {
 		t.Fatalf("before the stop: %d alarms, want the trapped one", n)
 	}
 	e1.Stop()
@@ -238,16 +238,16 @@ func TestReplayAfterRestart(t *testing.T) {
 	stored(nil, 50*time.Second, low(1.4))
 
 	e2 := start()
-	all := e2.Alarms(hqAdmin, Filter{})
+	all := alarmsOf(t, e2, hqAdmin, Filter{})
 	if len(all) != 2 {
 		t.Fatalf("after replay: %+v", all)
 	}
-	a := e2.Alarms(hqAdmin, Filter{Device: pump})
+	a := alarmsOf(t, e2, hqAdmin, Filter{Device: pump})
 	if len(a) != 1 || a[0].State != StateActive || !a[0].RaisedAt.Equal(t0.Add(50*time.Second)) ||
 		a[0].ID != alarmID(pump, lowRule, t0.Add(20*time.Second).UnixMilli()) {
 		t.Fatalf("pressure alarm after replay %+v", a)
 	}
-	if tr := e2.Alarms(hqAdmin, Filter{Device: "garden-elevator-1"}); len(tr) != 1 || tr[0].State != StateCleared {
+	if tr := alarmsOf(t, e2, hqAdmin, Filter{Device: "garden-elevator-1"}); len(tr) != 1 || tr[0].State != StateCleared {
 		t.Fatalf("trapped alarm after replay %+v", tr)
 	}
 	evs, err := log.AlarmEventsSince(ctx, 0, 100)
@@ -257,7 +257,7 @@ func TestReplayAfterRestart(t *testing.T) {
 	// A third start replays the same window and adds nothing.
 	e2.Stop()
 	e3 := start()
-	if evs, _ := log.AlarmEventsSince(ctx, 0, 100); len(evs) != 3 || len(e3.Alarms(hqAdmin, Filter{})) != 2 {
+	if evs, _ := log.AlarmEventsSince(ctx, 0, 100); len(evs) != 3 || len(alarmsOf(t, e3, hqAdmin, Filter{})) != 2 {
 		t.Fatalf("second replay changed something: %d events", len(evs))
 	}
 }

@@ -18,6 +18,9 @@ const ActionArrive = "arrive"
 // already recorded (the order is returned as it is). Only the assignee of
 // an order still being worked on arrives (access.Work).
 func (d *Desk) Arrive(ctx context.Context, v alarm.Viewer, id string) (w WorkOrder, arrived bool, err error) {
+	if err := d.hold(ctx, id); err != nil {
+		return WorkOrder{}, false, fmt.Errorf("cannot record arrival at work order %q: %w", id, err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	o := d.orders[id]

@@ -65,11 +65,11 @@ func TestArriveOnSite(t *testing.T) {
 	}
 	// On site at 20 of 30 minutes: no escalation, SLA met.
 	r.d.checkSLA(ctx, monday10.Add(45*time.Minute))
-	now, _ := r.d.Get(hqAdmin, w.ID)
+	now, _ := r.d.Get(context.Background(), hqAdmin, w.ID)
 	if met, ok := now.SLAMet(monday10.Add(45 * time.Minute)); now.Escalation != EscalationNone || !met || !ok {
 		t.Errorf("arrived in time: escalation %d, SLA met %v decided %v", now.Escalation, met, ok)
 	}
-	st, err := r.d.MonthlyStats(hqAdmin, "2025-03", nil, monday10.Add(time.Hour))
+	st, err := r.d.MonthlyStats(context.Background(), hqAdmin, "2025-03", nil, monday10.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestArriveOnSite(t *testing.T) {
 	}
 	r.d.Stop()
 	r.start()
-	back, err := r.d.Get(hqAdmin, w.ID)
+	back, err := r.d.Get(context.Background(), hqAdmin, w.ID)
 	if err != nil || !back.ArrivedAt.Equal(got.ArrivedAt) || back.State != StateAccepted {
 		t.Fatalf("after restart: arrived_at %s state %s %v", back.ArrivedAt, back.State, err)
 	}
@@ -93,7 +93,7 @@ func TestArriveOnSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		re, _ := r.d.Get(hqAdmin, w.ID)
+		re, _ := r.d.Get(context.Background(), hqAdmin, w.ID)
 		if !re.ArrivedAt.IsZero() {
 			t.Errorf("reassigned (restart %d): arrived_at %s, want none", i, re.ArrivedAt)
 		}
@@ -174,7 +174,7 @@ func TestStepPhotosStored(t *testing.T) {
 	}
 	d.Stop()
 	d = start()
-	back, err := d.Get(hqAdmin, w.ID)
+	back, err := d.Get(context.Background(), hqAdmin, w.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -160,6 +160,9 @@ func (d *Desk) Transition(ctx context.Context, v alarm.Viewer, id string, r Tran
 	if err != nil {
 		return WorkOrder{}, err
 	}
+	if err := d.hold(ctx, id); err != nil {
+		return WorkOrder{}, fmt.Errorf("cannot move work order %q: %w", id, err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w := d.orders[id]
@@ -220,25 +223,70 @@ func (d *Desk) copyOf(w *WorkOrder, history bool) WorkOrder {
 }
 
 // Get returns an order with its history, if the viewer may see it.
-func (d *Desk) Get(v alarm.Viewer, id string) (WorkOrder, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	w := d.orders[id]
+func (d *Desk) Get(ctx context.Context, v alarm.Viewer, id string) (WorkOrder, error) {
+	w, err := d.find(ctx, id)
+	if err != nil {
+		return WorkOrder{}, fmt.Errorf("cannot find work order %q: %w", id, err)
+	}
 	if w == nil || !v.Sees(w.Resource()) {
 		return WorkOrder{}, fmt.Errorf("cannot find work order %q: %w", id, ErrNotFound)
 	}
-	return d.copyOf(w, true), nil
+	return *w, nil
 }
 
-// Resource says where an order belongs, for access decisions.
-func (d *Desk) Resource(id string) (access.Resource, bool) {
+// find returns a copy of a held order with its history, else the stored
+// one; nil when there is none.
+func (d *Desk) find(ctx context.Context, id string) (*WorkOrder, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	w := d.orders[id]
-	if w == nil {
-		return access.Resource{}, false
+	if w := d.orders[id]; w != nil {
+		out := d.copyOf(w, true)
+		d.mu.Unlock()
+		return &out, nil
 	}
-	return w.Resource(), true
+	d.mu.Unlock()
+	if d.hist == nil {
+		return nil, nil
+	}
+	w, ok, err := d.hist.FindOrder(ctx, id)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &w, nil
+}
+
+// hold brings a stored order the desk no longer holds back into memory
+// (a closed order asked to move: the lifecycle refuses it as before); the
+// eviction lets it go again. d.mu must not be held.
+func (d *Desk) hold(ctx context.Context, id string) error {
+	d.mu.Lock()
+	held := d.orders[id] != nil
+	d.mu.Unlock()
+	if held || d.hist == nil {
+		return nil
+	}
+	w, ok, err := d.hist.FindOrder(ctx, id)
+	if err != nil || !ok {
+		return err
+	}
+	d.mu.Lock()
+	if d.orders[id] == nil {
+		d.orders[id] = &w
+	}
+	d.mu.Unlock()
+	return nil
+}
+
+// Resource says where an order belongs, for access decisions; an order
+// that does not exist is ErrNotFound.
+func (d *Desk) Resource(ctx context.Context, id string) (access.Resource, error) {
+	w, err := d.find(ctx, id)
+	if err != nil {
+		return access.Resource{}, err
+	}
+	if w == nil {
+		return access.Resource{}, fmt.Errorf("cannot find work order %q: %w", id, ErrNotFound)
+	}
+	return w.Resource(), nil
 }
 
 // Filter selects work orders. Empty fields match everything.
@@ -264,49 +312,91 @@ func (f *Filter) Validate() error {
 	return p.Err()
 }
 
-// List returns the orders the viewer may see that match f, newest first,
-// without their history.
-func (d *Desk) List(v alarm.Viewer, f Filter) []WorkOrder {
-	return d.list(v, f, false)
+func (f *Filter) limit() int {
+	if f.Limit == 0 {
+		return 500
+	}
+	return f.Limit
 }
 
-// DeviceOrders returns a device's orders with their history, newest first:
-// the device's maintenance record.
-func (d *Desk) DeviceOrders(v alarm.Viewer, device string, f Filter) []WorkOrder {
-	f.Device = device
-	return d.list(v, f, true)
+// match reports whether w matches the filter (not the viewer's scope).
+func (f *Filter) match(w *WorkOrder) bool {
+	return (f.Project == "" || w.Project == f.Project) &&
+		(f.State == "" || w.State == f.State) &&
+		(f.Assignee == "" || w.Assignee == f.Assignee) &&
+		(f.Device == "" || w.Device == f.Device) &&
+		(f.Since.IsZero() || !w.OpenedAt.Before(f.Since)) &&
+		(f.Until.IsZero() || w.OpenedAt.Before(f.Until))
 }
 
-func (d *Desk) list(v alarm.Viewer, f Filter, history bool) []WorkOrder {
-	limit := f.Limit
-	if limit == 0 {
-		limit = 500
-	}
-	d.mu.Lock()
-	var out []WorkOrder
-	for _, w := range d.orders {
-		if !v.Sees(w.Resource()) ||
-			f.Project != "" && w.Project != f.Project ||
-			f.State != "" && w.State != f.State ||
-			f.Assignee != "" && w.Assignee != f.Assignee ||
-			f.Device != "" && w.Device != f.Device ||
-			!f.Since.IsZero() && w.OpenedAt.Before(f.Since) ||
-			!f.Until.IsZero() && !w.OpenedAt.Before(f.Until) {
-			continue
-		}
-		out = append(out, d.copyOf(w, history))
-	}
-	d.mu.Unlock()
+// newestFirst orders orders by opening time, newest first, then by id.
+func newestFirst(out []WorkOrder) {
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].OpenedAt.Equal(out[j].OpenedAt) {
 			return out[i].OpenedAt.After(out[j].OpenedAt)
 		}
 		return out[i].ID < out[j].ID
 	})
-	if len(out) > limit {
-		out = out[:limit]
+}
+
+// List returns the orders the viewer may see that match f, newest first,
+// without their history. The desk holds every order not closed or
+// cancelled and every order opened within the recent window
+// (Config.Window); a list that reaches further back reads the older ones
+// from the log's history, scoped to the viewer in the query.
+func (d *Desk) List(ctx context.Context, v alarm.Viewer, f Filter) ([]WorkOrder, error) {
+	return d.list(ctx, v, f, false)
+}
+
+// DeviceOrders returns a device's orders with their history, newest first:
+// the device's maintenance record.
+func (d *Desk) DeviceOrders(ctx context.Context, v alarm.Viewer, device string, f Filter) ([]WorkOrder, error) {
+	f.Device = device
+	return d.list(ctx, v, f, true)
+}
+
+func (d *Desk) list(ctx context.Context, v alarm.Viewer, f Filter, history bool) ([]WorkOrder, error) {
+	limit := f.limit()
+	d.mu.Lock()
+	var out []WorkOrder
+	for _, w := range d.orders {
+		if v.Sees(w.Resource()) && f.match(w) {
+			out = append(out, d.copyOf(w, history))
+		}
 	}
-	return out
+	d.mu.Unlock()
+	newestFirst(out)
+	from := d.windowStart()
+	if d.hist == nil || f.State != "" && f.State != StateClosed && f.State != StateCancelled ||
+		!f.Since.IsZero() && !f.Since.Before(from) || len(out) >= limit && !out[limit-1].OpenedAt.Before(from) {
+		// Held orders answer it: what is not held is closed or cancelled
+		// and was opened before the window.
+		return out[:min(len(out), limit)], nil
+	}
+	stored, err := d.hist.FindOrders(ctx, v.ScopeOf(access.KindWorkOrder), f)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list work orders: %w", err)
+	}
+	seen := make(map[string]bool, len(out))
+	for i := range out {
+		seen[out[i].ID] = true
+	}
+	d.mu.Lock()
+	for i := range stored {
+		w := &stored[i]
+		// A held order is newer in memory than in storage: its held copy
+		// decided above.
+		if seen[w.ID] || d.orders[w.ID] != nil || !v.Sees(w.Resource()) || !f.match(w) {
+			continue
+		}
+		if !history {
+			w.History = nil
+		}
+		out = append(out, *w)
+	}
+	d.mu.Unlock()
+	newestFirst(out)
+	return out[:min(len(out), limit)], nil
 }
 
 // Org is the organisation the desk serves.

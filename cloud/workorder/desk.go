@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/notify"
 	"github.com/plantroom/plantroom/cloud/store"
@@ -20,7 +21,24 @@ import (
 // EventLog stores work-order events and gives them back at start.
 type EventLog interface {
 	AppendOrderEvents(ctx context.Context, evs []Event) error
-	LoadOrderEvents(ctx context.Context) ([]Event, error)
+	// LoadOrderEvents returns at least every event of the orders not
+	// closed or cancelled, of those opened at or after since, and of the
+	// latest alarm order of each device and rule (it may return more).
+	LoadOrderEvents(ctx context.Context, since time.Time) ([]Event, error)
+}
+
+// History reads stored orders the desk no longer holds. A log that has it
+// lets the desk keep only the orders being worked on and the recent ones
+// in memory (Config.Window); without it (a log kept in memory) the desk
+// holds every order.
+type History interface {
+	// FindOrders returns the stored orders within scope that match f,
+	// newest first, at most f.Limit (500 when 0), with their history.
+	FindOrders(ctx context.Context, scope access.Scope, f Filter) ([]WorkOrder, error)
+	// FindOrder returns one stored order with its history.
+	FindOrder(ctx context.Context, id string) (WorkOrder, bool, error)
+	// MaxSeq is the highest feed sequence stored.
+	MaxSeq(ctx context.Context) (uint64, error)
 }
 
 // Notifier sends messages to a project's webhooks without blocking.
@@ -45,6 +63,10 @@ type Config struct {
 	// CheckInterval is how often SLA due times are checked and failed
 	// storage retried. Default 30s.
 	CheckInterval time.Duration
+	// Window is how long after its opening a closed or cancelled order
+	// stays in memory when the log has a History (older ones are read
+	// from it when asked for). Default 7 days.
+	Window time.Duration
 	// EscalateHQAfter is how long after escalating to the project manager
 	// an order still not in progress escalates to HQ. Default: the rules
 	// file's work_orders.escalate_hq_after, else 1h.
@@ -61,6 +83,9 @@ func (c *Config) validate() error {
 	if c.CheckInterval < 0 {
 		p.Addf("CheckInterval", "must be >= 0, got %s", c.CheckInterval)
 	}
+	if c.Window < 0 {
+		p.Addf("Window", "must be >= 0, got %s", c.Window)
+	}
 	if c.EscalateHQAfter < 0 {
 		p.Addf("EscalateHQAfter", "must be >= 0, got %s", c.EscalateHQAfter)
 	}
@@ -75,6 +100,9 @@ func (c *Config) validate() error {
 	}
 	if c.CheckInterval == 0 {
 		c.CheckInterval = 30 * time.Second
+	}
+	if c.Window == 0 {
+		c.Window = 7 * 24 * time.Hour
 	}
 	if c.EscalateHQAfter == 0 {
 		c.EscalateHQAfter = c.Rules.WorkOrders.EscalateHQAfter.Duration
@@ -93,6 +121,7 @@ type Desk struct {
 	log    *slog.Logger
 	roster *roster
 	m      *metrics
+	hist   History // nil: every order is held
 
 	mu      sync.Mutex
 	orders  map[string]*WorkOrder
@@ -116,20 +145,30 @@ func New(cfg Config) (*Desk, error) {
 		cfg: cfg, log: cfg.Logger, roster: newRoster(cfg.Org), m: newMetrics(cfg.Registerer),
 		orders: map[string]*WorkOrder{}, open: map[string]*WorkOrder{}, latest: map[string]string{}, byAlarm: map[string]string{},
 	}
+	d.hist, _ = cfg.Log.(History)
 	d.outbox = store.NewOutbox("work-order events", cfg.Log.AppendOrderEvents, cfg.CheckInterval, cfg.Logger)
 	d.outbox.Failures = d.m.storeFailures
 	return d, nil
 }
 
-// Start rebuilds the orders from the log and starts the SLA checks. Start
-// it before the alarm engine, which hands it alarm events.
+// Start loads the orders being worked on and the recent ones from the
+// log (not the whole history: see Config.Window) and starts the SLA
+// checks. Start it before the alarm engine, which hands it alarm events.
 func (d *Desk) Start(ctx context.Context) error {
-	evs, err := d.cfg.Log.LoadOrderEvents(ctx)
+	evs, err := d.cfg.Log.LoadOrderEvents(ctx, d.cfg.Now().Add(-d.cfg.Window))
 	if err != nil {
 		return fmt.Errorf("cannot start work-order desk: %w", err)
 	}
+	var maxSeq uint64
+	if d.hist != nil {
+		if maxSeq, err = d.hist.MaxSeq(ctx); err != nil {
+			return fmt.Errorf("cannot start work-order desk: %w", err)
+		}
+	}
+	d.cfg.Feed.Advance(maxSeq)
 	d.mu.Lock()
 	d.restore(evs)
+	d.evict()
 	d.running = true
 	d.mu.Unlock()
 	if bf, ok := d.cfg.Log.(interface {
@@ -161,6 +200,23 @@ func (d *Desk) Stop() {
 
 // restore replays stored events; duplicates of an (order, n) count once.
 func (d *Desk) restore(evs []Event) {
+	maxSeq := foldEvents(d.orders, evs)
+	for id, w := range d.orders {
+		d.index(w)
+		for _, ev := range w.History {
+			if ev.Order.AlarmID != "" {
+				d.byAlarm[ev.Order.AlarmID] = id
+			}
+		}
+	}
+	d.cfg.Feed.Advance(maxSeq)
+	d.m.restored.Add(float64(len(d.orders)))
+}
+
+// foldEvents rebuilds orders from their stored events (in any order;
+// duplicates of an (order, n) count once) into orders and returns the
+// highest sequence among them.
+func foldEvents(orders map[string]*WorkOrder, evs []Event) uint64 {
 	slices.SortFunc(evs, func(a, b Event) int {
 		if a.OrderID != b.OrderID {
 			if a.OrderID < b.OrderID {
@@ -173,7 +229,7 @@ func (d *Desk) restore(evs []Event) {
 	var maxSeq uint64
 	for i := range evs {
 		ev := evs[i]
-		w := d.orders[ev.OrderID]
+		w := orders[ev.OrderID]
 		if w != nil && ev.N <= w.N {
 			continue
 		}
@@ -196,19 +252,60 @@ func (d *Desk) restore(evs []Event) {
 			snap.Follows = f
 		}
 		snap.History = append(snap.History, ev)
-		d.orders[ev.OrderID] = &snap
+		orders[ev.OrderID] = &snap
 		maxSeq = max(maxSeq, ev.Seq)
 	}
+	return maxSeq
+}
+
+// windowStart is the start of the recent window: closed and cancelled
+// orders opened before it are held only while they are the latest order
+// of their device and rule. Zero without a history to read them from.
+func (d *Desk) windowStart() time.Time {
+	if d.hist == nil {
+		return time.Time{}
+	}
+	return d.cfg.Now().Add(-d.cfg.Window)
+}
+
+// done reports whether an order has left the lifecycle (closed or
+// cancelled): nothing moves it any more.
+func done(w *WorkOrder) bool { return w.State == StateClosed || w.State == StateCancelled }
+
+// evict lets go of closed and cancelled orders opened before the recent
+// window, unless one is the latest order of its device and rule; the
+// log's history serves them. Nothing goes while events wait in the
+// outbox. d.mu must be held.
+func (d *Desk) evict() {
+	if d.hist == nil || d.outbox.Len() > 0 {
+		return
+	}
+	from := d.windowStart()
+	latest := make(map[string]bool, len(d.latest))
+	for _, id := range d.latest {
+		latest[id] = true
+	}
+	n := 0
 	for id, w := range d.orders {
-		d.index(w)
+		if !done(w) || !w.OpenedAt.Before(from) || latest[id] {
+			continue
+		}
 		for _, ev := range w.History {
-			if ev.Order.AlarmID != "" {
-				d.byAlarm[ev.Order.AlarmID] = id
+			if a := ev.Order.AlarmID; a != "" && d.byAlarm[a] == id {
+				delete(d.byAlarm, a)
 			}
 		}
+		delete(d.orders, id)
+		n++
 	}
-	d.cfg.Feed.Advance(maxSeq)
-	d.m.restored.Add(float64(len(d.orders)))
+	d.m.evicted.Add(float64(n))
+}
+
+// Held is how many orders the desk holds in memory.
+func (d *Desk) Held() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.orders)
 }
 
 // index files an order under the open set and its subject and rule.
@@ -239,6 +336,7 @@ func (d *Desk) loop(ctx context.Context) {
 		d.checkSLA(ctx, d.cfg.Now())
 		d.mu.Lock()
 		d.outbox.Flush(ctx)
+		d.evict()
 		d.mu.Unlock()
 	}
 }
@@ -371,6 +469,7 @@ type metrics struct {
 	dispatch      prometheus.Histogram
 	storeFailures prometheus.Counter
 	restored      prometheus.Counter
+	evicted       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -387,5 +486,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Failed attempts to store work-order events (they are retried)."}),
 		restored: f.NewCounter(prometheus.CounterOpts{Name: "plantroom_workorder_restored_total",
 			Help: "Work orders loaded from storage at start."}),
+		evicted: f.NewCounter(prometheus.CounterOpts{Name: "plantroom_workorder_evicted_total",
+			Help: "Closed and cancelled orders older than the recent window let go from memory (read back from storage when asked for)."}),
 	}
 }

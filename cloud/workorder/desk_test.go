@@ -32,7 +32,7 @@ func TestAssignmentByShiftSkillAndLoad(t *testing.T) {
 	for i, c := range cases {
 		if i == len(cases)-1 {
 			// The earlier lighting order is still open; cancel it so the alarm opens a new one.
-			for _, w := range r.d.List(hqAdmin, Filter{Device: c.device}) {
+			for _, w := range ordersOf(t, r.d, hqAdmin, Filter{Device: c.device}) {
 				if _, err := r.move(pmGarden, w.ID, StateCancelled); err != nil {
 					t.Fatal(err)
 				}
@@ -91,7 +91,7 @@ func TestOneOrderPerAlarmAndReopenWindow(t *testing.T) {
 	if w2 := r.orderFor(a2); w2 == nil || w2.ID != w.ID || w2.AlarmID != a2.ID {
 		t.Fatalf("second alarm while open: %+v, want order %s", w2, w.ID)
 	}
-	if got := r.d.List(hqAdmin, Filter{}); len(got) != 1 {
+	if got := ordersOf(t, r.d, hqAdmin, Filter{}); len(got) != 1 {
 		t.Fatalf("%d orders, want 1", len(got))
 	}
 	for _, s := range []string{StateAccepted, StateInProgress, StateResolved} {
@@ -170,7 +170,7 @@ func TestWorkOrderCalendarAndHQDelay(t *testing.T) {
 	}
 	trapped := r.orderFor(r.raise("garden-elevator-1", "elevator-trapped", monday10))
 	level := func() int {
-		w, err := r.d.Get(hqAdmin, trapped.ID)
+		w, err := r.d.Get(context.Background(), hqAdmin, trapped.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +211,7 @@ func TestSLAAndEscalation(t *testing.T) {
 		t.Fatal(err)
 	}
 	level := func(id string) int {
-		w, err := r.d.Get(hqAdmin, id)
+		w, err := r.d.Get(context.Background(), hqAdmin, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +237,7 @@ func TestSLAAndEscalation(t *testing.T) {
 	if level(pumpW.ID) != 0 {
 		t.Error("an order in progress was escalated")
 	}
-	w, _ := r.d.Get(hqAdmin, trapped.ID)
+	w, _ := r.d.Get(context.Background(), hqAdmin, trapped.ID)
 	var esc []string
 	for _, ev := range w.History {
 		if ev.Action == ActionEscalate {
@@ -289,11 +289,11 @@ func TestManualOrder(t *testing.T) {
 		}
 	}
 	// The device's maintenance record.
-	rec := r.d.DeviceOrders(pmGarden, "garden-elevator-2", Filter{})
+	rec := deviceOrders(t, r.d, pmGarden, "garden-elevator-2", Filter{})
 	if len(rec) != 1 || len(rec[0].History) != 5 {
 		t.Fatalf("device record %+v", rec)
 	}
-	if got := r.d.DeviceOrders(techGarden2, "garden-elevator-2", Filter{}); len(got) != 0 {
+	if got := deviceOrders(t, r.d, techGarden2, "garden-elevator-2", Filter{}); len(got) != 0 {
 		t.Error("a technician sees an order assigned to someone else")
 	}
 }

@@ -44,7 +44,7 @@ func TestEscalationOpensTheOrderOnce(t *testing.T) {
 	if w.Rule != "pump-fault" || w.Severity != "major" || w.Priority != 2 || w.AlarmID != a.ID || !w.SLADue.Equal(tripped.Add(2*time.Hour)) {
 		t.Errorf("order %+v: want pump-fault, major, P2, for alarm %s, due 2h after the trip", w, a.ID)
 	}
-	if n := len(r.d.List(pmGarden, Filter{})); n != 1 {
+	if n := len(ordersOf(t, r.d, pmGarden, Filter{})); n != 1 {
 		t.Errorf("%d orders, want 1", n)
 	}
 }
@@ -66,10 +66,10 @@ func TestEscalationKeepsTheOrder(t *testing.T) {
 	if w2 == nil || w2.ID != w.ID || w2.Severity != "major" || w2.Priority != 2 {
 		t.Fatalf("after the escalation: order %+v, want %s with severity major, P2", w2, w.ID)
 	}
-	if n := len(r.d.List(pmGarden, Filter{})); n != 1 {
+	if n := len(ordersOf(t, r.d, pmGarden, Filter{})); n != 1 {
 		t.Errorf("%d orders, want 1", n)
 	}
-	h, err := r.d.Get(pmGarden, w.ID)
+	h, err := r.d.Get(context.Background(), pmGarden, w.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

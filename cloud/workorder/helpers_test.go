@@ -18,7 +18,7 @@ type memLog struct{ fakes.Log[Event] }
 
 func (l *memLog) AppendOrderEvents(_ context.Context, evs []Event) error { return l.Append(evs) }
 
-func (l *memLog) LoadOrderEvents(context.Context) ([]Event, error) { return l.Events(), nil }
+func (l *memLog) LoadOrderEvents(context.Context, time.Time) ([]Event, error) { return l.Events(), nil }
 
 func (l *memLog) len() int { return len(l.Events()) }
 
@@ -148,3 +148,33 @@ var (
 	techGarden2 = alarm.Viewer{Staff: "tech-garden-2", Role: config.RoleTechnician, Company: "acme", Projects: []string{"garden"}}
 	techTower   = alarm.Viewer{Staff: "tech-tower-1", Role: config.RoleTechnician, Company: "acme", Projects: []string{"tower"}}
 )
+
+// ordersOf lists orders, failing the test on an error.
+func ordersOf(t testing.TB, d *Desk, v alarm.Viewer, f Filter) []WorkOrder {
+	t.Helper()
+	out, err := d.List(context.Background(), v, f)
+	if err != nil {
+		t.Fatalf("List(%+v): %v", f, err)
+	}
+	return out
+}
+
+// deviceOrders lists a device's orders, failing the test on an error.
+func deviceOrders(t testing.TB, d *Desk, v alarm.Viewer, device string, f Filter) []WorkOrder {
+	t.Helper()
+	out, err := d.DeviceOrders(context.Background(), v, device, f)
+	if err != nil {
+		t.Fatalf("DeviceOrders(%s): %v", device, err)
+	}
+	return out
+}
+
+// engineAlarms lists alarms, failing the test on an error.
+func engineAlarms(t testing.TB, e *alarm.Engine, v alarm.Viewer, f alarm.Filter) []alarm.Alarm {
+	t.Helper()
+	out, err := e.Alarms(context.Background(), v, f)
+	if err != nil {
+		t.Fatalf("Alarms(%+v): %v", f, err)
+	}
+	return out
+}

@@ -169,12 +169,12 @@ func BenchmarkStartWithHistory(b *testing.B) {
 			return float64(ds[len(ds)*99/100-1].Microseconds()) / 1000
 		}
 		alarmsP99 := p99(func() {
-			if got := e.Alarms(hq, alarm.Filter{Limit: 100}); len(got) != 100 {
+			if got := engineAlarms(b, e, hq, alarm.Filter{Limit: 100}); len(got) != 100 {
 				b.Fatalf("%d alarms listed, want 100", len(got))
 			}
 		})
 		ordersP99 := p99(func() {
-			if got := desk.List(hq, Filter{Limit: 100}); len(got) != 100 {
+			if got := ordersOf(b, desk, hq, Filter{Limit: 100}); len(got) != 100 {
 				b.Fatalf("%d orders listed, want 100", len(got))
 			}
 		})

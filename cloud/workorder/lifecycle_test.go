@@ -1,6 +1,7 @@
 package workorder
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -79,7 +80,7 @@ func TestLifecycleTable(t *testing.T) {
 						t.Fatalf("reaching %s: %s → %s: %v", from, s.by.Staff, s.to, err)
 					}
 				}
-				before, err := r.d.Get(hqAdmin, w.ID)
+				before, err := r.d.Get(context.Background(), hqAdmin, w.ID)
 				if err != nil || before.State != from {
 					t.Fatalf("order in %q (%v), want %s", before.State, err, from)
 				}
@@ -122,7 +123,7 @@ func TestLifecycleTable(t *testing.T) {
 							t.Fatalf("%s: %v: want a TransitionError from %s to %q listing %v", p.Staff, err, from, to, allowed)
 						}
 					}
-					after, _ := r.d.Get(hqAdmin, w.ID)
+					after, _ := r.d.Get(context.Background(), hqAdmin, w.ID)
 					if after.State != before.State || after.N != before.N || after.Assignee != before.Assignee {
 						t.Fatalf("refused move by %s changed the order: %s/%d/%s → %s/%d/%s", p.Staff,
 							before.State, before.N, before.Assignee, after.State, after.N, after.Assignee)
@@ -184,14 +185,14 @@ func TestWhoMayMove(t *testing.T) {
 	if _, err := r.d.Transition(t.Context(), hqAdmin, id, TransitionRequest{To: StateAssigned, Assignee: "tech-garden-2", Note: "night shift takes it"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.d.Get(techGarden1, id); !errors.Is(err, ErrNotFound) {
+	if _, err := r.d.Get(context.Background(), techGarden1, id); !errors.Is(err, ErrNotFound) {
 		t.Errorf("previous assignee still sees it: %v", err)
 	}
-	w, err := r.d.Get(techGarden2, id)
+	w, err := r.d.Get(context.Background(), techGarden2, id)
 	if err != nil || w.AcceptedAt != (time.Time{}) || w.State != StateAssigned {
 		t.Errorf("new assignee: %v %+v", err, w)
 	}
-	if got := r.d.List(techGarden2, Filter{Assignee: "tech-garden-2"}); len(got) != 1 {
+	if got := ordersOf(t, r.d, techGarden2, Filter{Assignee: "tech-garden-2"}); len(got) != 1 {
 		t.Errorf("list for the new assignee: %d", len(got))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/plantroom/plantroom/cloud/photo"
 )
@@ -31,25 +32,38 @@ func (d *Desk) CreateForResident(ctx context.Context, project string, r NewOrder
 
 // Lookup returns an order without its history, whoever asks: for the
 // resident's tracking link, whose unguessable token is the access. Staff
-// use Get, which checks scope.
+// use Get, which checks scope. An order the desk no longer holds is read
+// from the log's history (within lookupTimeout; a failed read is logged
+// and answered as not found).
 func (d *Desk) Lookup(id string) (WorkOrder, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	w := d.orders[id]
+	w := d.lookup(id)
 	if w == nil {
 		return WorkOrder{}, false
 	}
-	return d.copyOf(w, false), true
+	w.History = nil
+	return *w, true
 }
 
 // OpeningPhotos returns the photos an order's opening carried (a
 // resident's own, for the tracking link; whoever asks, like Lookup).
 func (d *Desk) OpeningPhotos(id string) []photo.Photo {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	w := d.orders[id]
+	w := d.lookup(id)
 	if w == nil || len(w.History) == 0 || w.History[0].Action != ActionOpen {
 		return nil
 	}
 	return slices.Clone(w.History[0].Photos)
+}
+
+// lookupTimeout bounds Lookup's read of an order from the log's history.
+const lookupTimeout = 15 * time.Second
+
+func (d *Desk) lookup(id string) *WorkOrder {
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	w, err := d.find(ctx, id)
+	if err != nil {
+		d.log.Error("cannot look up work order", "order", id, "err", err)
+		return nil
+	}
+	return w
 }

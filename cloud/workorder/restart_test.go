@@ -89,7 +89,7 @@ func TestRestartWithActiveAlarmsAndOpenOrders(t *testing.T) {
 	p1 := startParts(t, b, conn, clock.Now)
 	send(p1, 0, pressure(1.2), trapped(1))
 	send(p1, 30*time.Second, pressure(1.1))
-	orders := p1.desk.List(hqAdmin, Filter{})
+	orders := ordersOf(t, p1.desk, hqAdmin, Filter{})
 	if len(orders) != 2 {
 		t.Fatalf("%d orders, want 2 (trapped, pressure)", len(orders))
 	}
@@ -103,14 +103,14 @@ func TestRestartWithActiveAlarmsAndOpenOrders(t *testing.T) {
 	if _, err := p1.desk.Transition(ctx, techGarden1, trappedID, TransitionRequest{To: StateAccepted, Note: "赶往现场"}); err != nil {
 		t.Fatal(err)
 	}
-	alarmsBefore := p1.engine.Alarms(alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, alarm.Filter{})
-	ordersBefore := p1.desk.List(hqAdmin, Filter{})
+	alarmsBefore := engineAlarms(t, p1.engine, alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, alarm.Filter{})
+	ordersBefore := ordersOf(t, p1.desk, hqAdmin, Filter{})
 	p1.stop()
 
 	// Restart: everything is back, nothing twice.
 	p2 := startParts(t, b, conn, clock.Now)
-	alarmsAfter := p2.engine.Alarms(alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, alarm.Filter{})
-	ordersAfter := p2.desk.List(hqAdmin, Filter{})
+	alarmsAfter := engineAlarms(t, p2.engine, alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, alarm.Filter{})
+	ordersAfter := ordersOf(t, p2.desk, hqAdmin, Filter{})
 	if len(alarmsAfter) != len(alarmsBefore) || len(ordersAfter) != len(ordersBefore) {
 		t.Fatalf("after restart %d alarms, %d orders; before %d, %d", len(alarmsAfter), len(ordersAfter), len(alarmsBefore), len(ordersBefore))
 	}
@@ -120,7 +120,7 @@ func TestRestartWithActiveAlarmsAndOpenOrders(t *testing.T) {
 			t.Errorf("order changed across restart:\nbefore %+v\nafter  %+v", a, b)
 		}
 	}
-	full, err := p2.desk.Get(techGarden1, trappedID)
+	full, err := p2.desk.Get(context.Background(), techGarden1, trappedID)
 	if err != nil || len(full.History) != 3 || full.History[2].Note != "赶往现场" || full.History[2].Who != "tech-garden-1" {
 		t.Fatalf("history after restart: %v %+v", err, full.History)
 	}
@@ -128,13 +128,13 @@ func TestRestartWithActiveAlarmsAndOpenOrders(t *testing.T) {
 	for _, bt := range sent {
 		p2.engine.ObserveBatch(ctx, gw, bt, clock.Now())
 	}
-	if got := p2.desk.List(hqAdmin, Filter{}); len(got) != 2 {
+	if got := ordersOf(t, p2.desk, hqAdmin, Filter{}); len(got) != 2 {
 		t.Fatalf("%d orders after redelivery, want 2", len(got))
 	}
-	if got := p2.engine.Alarms(alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, alarm.Filter{}); len(got) != 2 {
+	if got := engineAlarms(t, p2.engine, alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, alarm.Filter{}); len(got) != 2 {
 		t.Fatalf("%d alarms after redelivery, want 2", len(got))
 	}
-	evs, err := NewClickHouseLog(conn).LoadOrderEvents(ctx)
+	evs, err := NewClickHouseLog(conn).LoadOrderEvents(ctx, time.Time{})
 	if err != nil || len(evs) != 5 { // open+assign twice, accept
 		t.Fatalf("stored order events: %v, %d, want 5", err, len(evs))
 	}
@@ -146,7 +146,7 @@ func TestRestartWithActiveAlarmsAndOpenOrders(t *testing.T) {
 	}
 	send(p2, 3*time.Minute, trapped(0), pressure(3))
 	send(p2, 5*time.Minute, trapped(0), pressure(3))
-	if got := p2.engine.Alarms(alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, alarm.Filter{State: alarm.StateActive}); len(got) != 0 {
+	if got := engineAlarms(t, p2.engine, alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, alarm.Filter{State: alarm.StateActive}); len(got) != 0 {
 		t.Fatalf("active after recovery: %+v", got)
 	}
 }

@@ -1,6 +1,7 @@
 package workorder
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"time"
@@ -74,6 +75,9 @@ type Fault struct {
 	Count    int      `json:"count"`
 }
 
+// MaxMonthOrders is the most work orders one month's statistics read.
+const MaxMonthOrders = 200_000
+
 // ParseMonth parses "YYYY-MM".
 func ParseMonth(s string) (year int, month time.Month, err error) {
 	t, err := time.Parse("2006-01", s)
@@ -86,13 +90,22 @@ func ParseMonth(s string) (year int, month time.Month, err error) {
 // MonthlyStats computes the month's figures for every project of the
 // viewer's company the viewer may see, from the alarms given (all alarms
 // raised around the month) and the desk's orders.
-func (d *Desk) MonthlyStats(v alarm.Viewer, month string, alarms []alarm.Alarm, now time.Time) (Monthly, error) {
+func (d *Desk) MonthlyStats(ctx context.Context, v alarm.Viewer, month string, alarms []alarm.Alarm, now time.Time) (Monthly, error) {
 	y, m, err := ParseMonth(month)
 	if err != nil {
 		return Monthly{}, err
 	}
 	out := Monthly{Month: month, Company: v.Company, Projects: []ProjectStats{}}
-	orders := d.List(v, Filter{Limit: 1 << 30})
+	// Orders opened in the month in any project's time zone: a day either
+	// side of the month in UTC.
+	start := time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
+	orders, err := d.List(ctx, v, Filter{Since: start.AddDate(0, 0, -1), Until: start.AddDate(0, 1, 1), Limit: MaxMonthOrders + 1})
+	if err != nil {
+		return Monthly{}, err
+	}
+	if len(orders) > MaxMonthOrders {
+		return Monthly{}, fmt.Errorf("cannot compute the statistics of %s: more than %d work orders around the month", month, MaxMonthOrders)
+	}
 	for _, c := range d.cfg.Org.Companies {
 		if c.ID != v.Company {
 			continue

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/store"
 )
@@ -136,9 +137,118 @@ func (l *ClickHouseLog) AppendOrderEvents(ctx context.Context, evs []Event) erro
 	return nil
 }
 
-// LoadOrderEvents returns every stored event, each once.
-func (l *ClickHouseLog) LoadOrderEvents(ctx context.Context) ([]Event, error) {
-	return events(l.events.All(ctx))
+// maxHeld is the most orders LoadOrderEvents loads: more orders still
+// being worked on or opened in the recent window than this is a
+// configuration to look at, not one to load.
+const maxHeld = 500_000
+
+// LoadOrderEvents returns every event of the orders the desk keeps in
+// memory: every order not closed or cancelled, every order opened at or
+// after since, and the latest alarm order of each device and rule (a raise
+// reopens it, joins it or follows it). Older closed and cancelled orders
+// stay in ClickHouse (FindOrders).
+func (l *ClickHouseLog) LoadOrderEvents(ctx context.Context, since time.Time) ([]Event, error) {
+	held, err := l.events.CurrentKeys(ctx, store.Query{
+		Where: []store.Cond{store.AnyOf(store.NotIn("state", []string{StateClosed, StateCancelled}), store.AtLeast("opened_ms", since.UnixMilli()))},
+		Limit: maxHeld + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot load work orders: %w", err)
+	}
+	if len(held) > maxHeld {
+		return nil, fmt.Errorf("cannot load work orders: more than %d are being worked on or were opened since %s", maxHeld, since.UTC().Format(time.RFC3339))
+	}
+	last, err := l.events.CurrentKeys(ctx, store.Query{
+		Fixed:   []store.Cond{store.Eq("source", SourceAlarm)},
+		OnePer:  []string{"device", "rule"},
+		OrderBy: []store.Order{{Col: "opened_ms", Desc: true}},
+		Limit:   maxHeld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot load work orders: %w", err)
+	}
+	seen := make(map[string]bool, len(held)+len(last))
+	keys := make([]string, 0, len(held)+len(last))
+	for _, k := range append(held, last...) {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	return events(l.events.EventsOf(ctx, keys))
+}
+
+// FindOrders returns the stored orders within scope that match f, newest
+// first, at most f.Limit (500 when 0), with their history. The scope's
+// company and projects and the project, device and time filters apply to
+// all of an order's rows (no event changes them), the state and assignee
+// to its latest.
+func (l *ClickHouseLog) FindOrders(ctx context.Context, scope access.Scope, f Filter) ([]WorkOrder, error) {
+	if scope.None {
+		return nil, nil
+	}
+	q := store.Query{Fixed: []store.Cond{store.Eq("company", scope.Company)}, Limit: f.limit(),
+		OrderBy: []store.Order{{Col: "opened_ms", Desc: true}}}
+	if scope.Projects != nil {
+		q.Fixed = append(q.Fixed, store.In("project", scope.Projects))
+	}
+	if f.Project != "" {
+		q.Fixed = append(q.Fixed, store.Eq("project", f.Project))
+	}
+	if f.Device != "" {
+		q.Fixed = append(q.Fixed, store.Eq("device", f.Device))
+	}
+	if !f.Since.IsZero() {
+		q.Fixed = append(q.Fixed, store.AtLeast("opened_ms", f.Since.UnixMilli()))
+	}
+	if !f.Until.IsZero() {
+		q.Fixed = append(q.Fixed, store.Below("opened_ms", f.Until.UnixMilli()))
+	}
+	if f.State != "" {
+		q.Where = append(q.Where, store.Eq("state", f.State))
+	}
+	if f.Assignee != "" {
+		q.Where = append(q.Where, store.Eq("assignee", f.Assignee))
+	}
+	if scope.Assignee != "" {
+		q.Where = append(q.Where, store.Eq("assignee", scope.Assignee))
+	}
+	keys, err := l.events.CurrentKeys(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read work orders: %w", err)
+	}
+	evs, err := events(l.events.EventsOf(ctx, keys))
+	if err != nil {
+		return nil, err
+	}
+	orders := map[string]*WorkOrder{}
+	foldEvents(orders, evs)
+	out := make([]WorkOrder, 0, len(keys))
+	for _, k := range keys {
+		if w := orders[k]; w != nil {
+			out = append(out, *w)
+		}
+	}
+	return out, nil
+}
+
+// FindOrder returns one stored order with its history.
+func (l *ClickHouseLog) FindOrder(ctx context.Context, id string) (WorkOrder, bool, error) {
+	evs, err := events(l.events.Of(ctx, id))
+	if err != nil {
+		return WorkOrder{}, false, fmt.Errorf("cannot read work order %q: %w", id, err)
+	}
+	orders := map[string]*WorkOrder{}
+	foldEvents(orders, evs)
+	if w := orders[id]; w != nil {
+		return *w, true, nil
+	}
+	return WorkOrder{}, false, nil
+}
+
+// MaxSeq is the highest feed sequence of a stored work-order event.
+func (l *ClickHouseLog) MaxSeq(ctx context.Context) (uint64, error) {
+	return l.events.MaxSeq(ctx)
 }
 
 // EventsSince returns up to limit events with seq > after in seq order.

@@ -54,12 +54,12 @@ func Routes(e *alarm.Engine) []api.Route {
 
 type handlers struct{ e *alarm.Engine }
 
-func (h *handlers) owner(_ context.Context, id string) (access.Resource, error) {
-	r, ok := h.e.Resource(id)
-	if !ok {
+func (h *handlers) owner(ctx context.Context, id string) (access.Resource, error) {
+	r, err := h.e.Resource(ctx, id)
+	if errors.Is(err, alarm.ErrNotFound) {
 		return access.Resource{}, fmt.Errorf("alarm %q: %w", id, api.ErrNotFound)
 	}
-	return r, nil
+	return r, err
 }
 
 // FilterFromQuery reads an alarm filter from query parameters.
@@ -118,7 +118,10 @@ func (h *handlers) list(c echo.Context) error {
 			return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("project %q not found", f.Project)}
 		}
 	}
-	list := h.e.Alarms(v, f)
+	list, err := h.e.Alarms(c.Request().Context(), v, f)
+	if err != nil {
+		return err
+	}
 	if list == nil {
 		list = []alarm.Alarm{} // an empty list, not null
 	}
@@ -126,7 +129,7 @@ func (h *handlers) list(c echo.Context) error {
 }
 
 func (h *handlers) get(c echo.Context) error {
-	a, err := h.e.Alarm(ViewerOf(api.PrincipalOf(c)), c.Param("alarm"))
+	a, err := h.e.Alarm(c.Request().Context(), ViewerOf(api.PrincipalOf(c)), c.Param("alarm"))
 	if err != nil {
 		return apiError(err)
 	}

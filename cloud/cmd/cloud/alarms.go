@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/alarm"
 	"github.com/plantroom/plantroom/cloud/alarm/alarmhttp"
 	"github.com/plantroom/plantroom/cloud/api"
@@ -20,7 +19,6 @@ import (
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
-	"github.com/plantroom/plantroom/config"
 )
 
 // alarmMigrations are the schema migrations of the alarm, work-order,
@@ -70,22 +68,16 @@ func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 // alarms.owner: lease only the lease's owner runs it (addLeasedAlarms).
 func newCommandDesk(a *app.App, engine *alarm.Engine, log *slog.Logger) (*command.Desk, error) {
 	return command.NewDesk(command.Config{Org: &a.Bundle.Org, Templates: a.Bundle.Templates, Rules: &a.Bundle.Rules,
-		Log: command.NewClickHouseLog(a.DB.Conn()), Publish: a.Ingest.Publish, Alarms: activeAlarms(engine, &a.Bundle.Org),
+		Log: command.NewClickHouseLog(a.DB.Conn()), Publish: a.Ingest.Publish, Alarms: activeAlarms(engine),
 		Feed: engine.Feed(), Logger: log.With("component", "commands"), Registerer: a.Registry})
 }
 
 // activeAlarms lists the alarms active on a device for the command desk's
 // checks (a critical alarm or an interlocking rule refuses commands).
-func activeAlarms(engine *alarm.Engine, org *config.Org) func(device string) []command.Alarm {
-	company := map[string]string{}
-	for _, di := range org.Devices() {
-		company[di.Device.ID] = di.Company.ID
-	}
+func activeAlarms(engine *alarm.Engine) func(device string) []command.Alarm {
 	return func(device string) []command.Alarm {
-		// The cloud's own view of the device's company: every alarm of it.
-		v := access.Principal{Staff: "cloud", Role: config.RoleHQAdmin, Company: company[device]}
 		var out []command.Alarm
-		for _, a := range engine.Alarms(v, alarm.Filter{Device: device, State: alarm.StateActive}) {
+		for _, a := range engine.ActiveOn(device) {
 			out = append(out, command.Alarm{ID: a.ID, Rule: a.Rule, Name: a.RuleName, Severity: a.Severity})
 		}
 		return out

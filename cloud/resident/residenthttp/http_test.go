@@ -149,7 +149,7 @@ func (r *rig) submit(link, addr string, sub resident.Submission) *httptest.Respo
 }
 
 func (r *rig) orders() []workorder.WorkOrder {
-	return r.desk.List(alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, workorder.Filter{})
+	return mustOrders(r.desk.List(context.Background(), alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}, workorder.Filter{}))
 }
 
 func (r *rig) move(staff, id, to string) {
@@ -433,4 +433,11 @@ func TestMaskPhone(t *testing.T) {
 			t.Errorf("MaskPhone(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func mustOrders(ws []workorder.WorkOrder, err error) []workorder.WorkOrder {
+	if err != nil {
+		panic(err)
+	}
+	return ws
 }

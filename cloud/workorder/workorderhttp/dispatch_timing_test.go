@@ -52,7 +52,7 @@ func BenchmarkReadingToWorkOrder(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		send(1)
-		open := c.desk.List(hq, workorder.Filter{Device: "garden-elevator-1", State: workorder.StateAssigned})
+		open := mustOrders(c.desk.List(context.Background(), hq, workorder.Filter{Device: "garden-elevator-1", State: workorder.StateAssigned}))
 		if len(open) != 1 {
 			b.Fatalf("iteration %d: %d assigned orders", i, len(open))
 		}

@@ -95,9 +95,9 @@ type latencyProbe struct {
 
 func (p *latencyProbe) ObserveBatch(ctx context.Context, gw config.GatewayInfo, b *protocol.Batch, arrived time.Time) {
 	hq := alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}
-	before := len(p.desk.List(hq, workorder.Filter{Limit: 1 << 30}))
+	before := len(mustOrders(p.desk.List(context.Background(), hq, workorder.Filter{Limit: 1 << 30})))
 	p.Engine.ObserveBatch(ctx, gw, b, arrived)
-	after := len(p.desk.List(hq, workorder.Filter{Limit: 1 << 30}))
+	after := len(mustOrders(p.desk.List(context.Background(), hq, workorder.Filter{Limit: 1 << 30})))
 	d := time.Since(arrived)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -249,7 +249,7 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 
 	hq := alarm.Viewer{Role: config.RoleHQAdmin, Company: "acme"}
 	lowAlarm := func() *alarm.Alarm {
-		for _, a := range c.engine.Alarms(hq, alarm.Filter{Device: "garden-pump-1"}) {
+		for _, a := range mustAlarms(c.engine.Alarms(context.Background(), hq, alarm.Filter{Device: "garden-pump-1"})) {
 			if a.Rule == "pump-pressure-low" {
 				return &a
 			}
@@ -269,11 +269,11 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 	var orders []workorder.WorkOrder
 	for i := 0; len(orders) == 0; i++ {
 		if i == 30 {
-			t.Fatalf("no work order after 150 s of device time; alarms %+v", c.engine.Alarms(hq, alarm.Filter{}))
+			t.Fatalf("no work order after 150 s of device time; alarms %+v", mustAlarms(c.engine.Alarms(context.Background(), hq, alarm.Filter{})))
 		}
 		room.poll(5 * time.Second)
 		waitFor(t, "ingest to pass the batch on", func() bool { return c.latency.processed(room.seq) })
-		orders = c.desk.List(hq, workorder.Filter{Device: "garden-pump-1"})
+		orders = mustOrders(c.desk.List(context.Background(), hq, workorder.Filter{Device: "garden-pump-1"}))
 	}
 	a := lowAlarm()
 	if a == nil || a.State != alarm.StateActive || a.Value >= 2.2 {
@@ -363,7 +363,7 @@ func TestEndToEndPumpPressureLoss(t *testing.T) {
 	// One pressure alarm over the whole episode (other rules, such as the
 	// motor warming while the drive runs flat out, may have their own).
 	var lows []string
-	for _, x := range c.engine.Alarms(hq, alarm.Filter{Device: "garden-pump-1"}) {
+	for _, x := range mustAlarms(c.engine.Alarms(context.Background(), hq, alarm.Filter{Device: "garden-pump-1"})) {
 		if x.Rule == "pump-pressure-low" {
 			lows = append(lows, x.ID+" "+x.State)
 		}

@@ -29,7 +29,7 @@ import (
 
 // Alarms is what the desk's routes need from the alarm engine.
 type Alarms interface {
-	Alarms(v alarm.Viewer, f alarm.Filter) []alarm.Alarm
+	Alarms(ctx context.Context, v alarm.Viewer, f alarm.Filter) ([]alarm.Alarm, error)
 	Steps(ctx context.Context, v alarm.Viewer, subject string, since time.Time) ([]alarm.Event, error)
 }
 
@@ -66,12 +66,12 @@ func Routes(d *workorder.Desk, alarms Alarms, photos *photo.Photos, opts ...Opti
 	}...)
 }
 
-func (h *handlers) owner(_ context.Context, id string) (access.Resource, error) {
-	r, ok := h.d.Resource(id)
-	if !ok {
+func (h *handlers) owner(ctx context.Context, id string) (access.Resource, error) {
+	r, err := h.d.Resource(ctx, id)
+	if errors.Is(err, workorder.ErrNotFound) {
 		return access.Resource{}, fmt.Errorf("work order %q: %w", id, api.ErrNotFound)
 	}
-	return r, nil
+	return r, err
 }
 
 // Commands is what the maintenance record needs from remote control
@@ -131,7 +131,10 @@ func (h *handlers) list(c echo.Context) error {
 			return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("project %q not found", f.Project)}
 		}
 	}
-	list := h.d.List(v, f)
+	list, err := h.d.List(c.Request().Context(), v, f)
+	if err != nil {
+		return err
+	}
 	if list == nil {
 		list = []workorder.WorkOrder{} // an empty list, not null
 	}
@@ -139,7 +142,7 @@ func (h *handlers) list(c echo.Context) error {
 }
 
 func (h *handlers) get(c echo.Context) error {
-	w, err := h.d.Get(viewer(c), c.Param("workorder"))
+	w, err := h.d.Get(c.Request().Context(), viewer(c), c.Param("workorder"))
 	if err != nil {
 		return apiError(c, err)
 	}
@@ -233,14 +236,14 @@ func (h *handlers) deviceHistory(c echo.Context) error {
 		return err
 	}
 	v := viewer(c)
-	out := History{
-		Device:     dev.Device.ID,
-		Alarms:     []AlarmRecord{},
-		WorkOrders: h.d.DeviceOrders(v, dev.Device.ID, workorder.Filter{Since: since, Until: until, Limit: 5000}),
-		Commands:   []command.View{},
+	ctx := c.Request().Context()
+	orders, err := h.d.DeviceOrders(ctx, v, dev.Device.ID, workorder.Filter{Since: since, Until: until, Limit: 5000})
+	if err != nil {
+		return apiError(c, err)
 	}
+	out := History{Device: dev.Device.ID, Alarms: []AlarmRecord{}, WorkOrders: orders, Commands: []command.View{}}
 	if h.commands != nil {
-		cmds, err := h.commands.Record(c.Request().Context(), dev.Device.ID, since, until, 5000)
+		cmds, err := h.commands.Record(ctx, dev.Device.ID, since, until, 5000)
 		if err != nil {
 			return fmt.Errorf("cannot read the commands of device %q: %w", dev.Device.ID, err)
 		}
@@ -249,7 +252,10 @@ func (h *handlers) deviceHistory(c echo.Context) error {
 	if out.WorkOrders == nil {
 		out.WorkOrders = []workorder.WorkOrder{}
 	}
-	alarms := h.alarms.Alarms(v, alarm.Filter{Device: dev.Device.ID, Since: since, Until: until, Limit: 5000})
+	alarms, err := h.alarms.Alarms(ctx, v, alarm.Filter{Device: dev.Device.ID, Since: since, Until: until, Limit: 5000})
+	if err != nil {
+		return apiError(c, err)
+	}
 	steps := map[string][]AlarmStep{}
 	if len(alarms) > 0 {
 		oldest := alarms[len(alarms)-1].RaisedAt.Add(-time.Second) // newest first; "at" is stored in seconds
@@ -275,6 +281,9 @@ func (h *handlers) deviceHistory(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
+// maxMonthAlarms is the most alarms one month's statistics read.
+const maxMonthAlarms = 500_000
+
 func (h *handlers) monthly(c echo.Context) error {
 	month := c.QueryParam("month")
 	now := h.d.Now()
@@ -291,8 +300,15 @@ func (h *handlers) monthly(c echo.Context) error {
 	v := viewer(c)
 	// Alarms raised around the month; each project's own zone decides.
 	start := time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
-	alarms := h.alarms.Alarms(v, alarm.Filter{Since: start.Add(-24 * time.Hour), Until: start.AddDate(0, 1, 1), Limit: 1 << 30})
-	out, err := h.d.MonthlyStats(v, month, alarms, now)
+	ctx := c.Request().Context()
+	alarms, err := h.alarms.Alarms(ctx, v, alarm.Filter{Since: start.Add(-24 * time.Hour), Until: start.AddDate(0, 1, 1), Limit: maxMonthAlarms + 1})
+	if err != nil {
+		return apiError(c, err)
+	}
+	if len(alarms) > maxMonthAlarms {
+		return fmt.Errorf("cannot compute the statistics of %s: more than %d alarms around the month", month, maxMonthAlarms)
+	}
+	out, err := h.d.MonthlyStats(ctx, v, month, alarms, now)
 	if err != nil {
 		return apiError(c, err)
 	}

@@ -169,7 +169,7 @@ func (r *apiRig) raiseDemoAlarms() {
 
 func (r *apiRig) alarmOf(device string) alarm.Alarm {
 	r.t.Helper()
-	for _, a := range r.engine.Alarms(alarm.Viewer{Role: config.RoleHQAdmin, Company: companyOf(device)}, alarm.Filter{Device: device}) {
+	for _, a := range mustAlarms(r.engine.Alarms(context.Background(), alarm.Viewer{Role: config.RoleHQAdmin, Company: companyOf(device)}, alarm.Filter{Device: device})) {
 		return a
 	}
 	r.t.Fatalf("no alarm on %s", device)
@@ -178,7 +178,7 @@ func (r *apiRig) alarmOf(device string) alarm.Alarm {
 
 func (r *apiRig) orderOf(device string) workorder.WorkOrder {
 	r.t.Helper()
-	for _, w := range r.desk.List(alarm.Viewer{Role: config.RoleHQAdmin, Company: companyOf(device)}, workorder.Filter{Device: device}) {
+	for _, w := range mustOrders(r.desk.List(context.Background(), alarm.Viewer{Role: config.RoleHQAdmin, Company: companyOf(device)}, workorder.Filter{Device: device})) {
 		return w
 	}
 	r.t.Fatalf("no order on %s", device)
@@ -190,4 +190,18 @@ func companyOf(device string) string {
 		return "beta"
 	}
 	return "acme"
+}
+
+func mustOrders(ws []workorder.WorkOrder, err error) []workorder.WorkOrder {
+	if err != nil {
+		panic(err)
+	}
+	return ws
+}
+
+func mustAlarms(as []alarm.Alarm, err error) []alarm.Alarm {
+	if err != nil {
+		panic(err)
+	}
+	return as
 }

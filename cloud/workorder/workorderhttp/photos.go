@@ -79,7 +79,7 @@ func PhotoError(err error) error {
 // history does not name is "not found", whatever the store holds.
 func (h *handlers) photo(c echo.Context) error {
 	id := c.Param("photo")
-	w, err := h.d.Get(viewer(c), c.Param("workorder"))
+	w, err := h.d.Get(c.Request().Context(), viewer(c), c.Param("workorder"))
 	if err != nil {
 		return apiError(c, err)
 	}
