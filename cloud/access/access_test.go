@@ -278,3 +278,24 @@ func TestCommandRolesPerCompany(t *testing.T) {
 		t.Errorf("acme's hq-admin on beta's pump: %v, want ErrNotVisible", err)
 	}
 }
+
+// A principal's scope over a kind holds every resource of that kind the
+// principal sees, and none it does not (where the scope can say so: its
+// company, projects and assignee).
+func TestScopeOfAgreesWithSees(t *testing.T) {
+	in := func(s Scope, r Resource) bool {
+		return !s.None && r.Company == s.Company && (s.Projects == nil || slices.Contains(s.Projects, r.Project)) &&
+			(s.Assignee == "" || r.Assignee == s.Assignee)
+	}
+	for pn, p := range staff {
+		for rn, r := range resources {
+			if r.Project == "" || r.Kind == KindCompany {
+				continue // not a per-project resource
+			}
+			s := p.ScopeOf(r.Kind)
+			if got, want := in(s, r), p.Sees(r); got != want {
+				t.Errorf("%s / %s: in scope %+v = %v, Sees = %v", pn, rn, s, got, want)
+			}
+		}
+	}
+}

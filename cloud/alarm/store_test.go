@@ -261,3 +261,55 @@ func TestReplayAfterRestart(t *testing.T) {
 		t.Fatalf("second replay changed something: %d events", len(evs))
 	}
 }
+
+// Cleared alarms raised before the recent window go from memory as time
+// passes (the tracker's latest stays); they are still listed, read and
+// acknowledged through the log.
+func TestOldClearedAlarmsGoFromMemory(t *testing.T) {
+	log := newClickHouseLog(t)
+	b := loadBundle(t)
+	clock := fakes.NewClock(t0)
+	ctx := context.Background()
+	var evs []Event
+	for i, raised := range []time.Time{t0.Add(-2 * time.Hour), t0.Add(-time.Hour)} {
+		a := Alarm{ID: alarmID(pump, "pump-pressure-low", raised.UnixMilli()), Company: "acme", Project: "garden", Gateway: gwGarden,
+			Device: pump, Category: "pump", Rule: "pump-pressure-low", Severity: "major", State: StateActive, RaisedAt: raised, Count: 1}
+		a.Seq, a.N = uint64(2*i+1), 1
+		evs = append(evs, Event{Seq: a.Seq, N: 1, Kind: EventRaise, At: raised, From: StateNormal, To: StateActive, Alarm: a})
+		a.State, a.ClearedAt, a.Seq, a.N = StateCleared, raised.Add(time.Minute), uint64(2*i+2), 2
+		evs = append(evs, Event{Seq: a.Seq, N: 2, Kind: EventClear, At: a.ClearedAt, From: StateActive, To: StateCleared, Alarm: a})
+	}
+	if err := log.AppendAlarmEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	e := startEngine(t, b, log, clock)
+	if n := e.Held(); n != 2 {
+		t.Fatalf("holds %d alarms, want both (raised within the window)", n)
+	}
+	clock.Set(t0.Add(8 * 24 * time.Hour))
+	evict := func() {
+		e.procMu.Lock()
+		e.evict()
+		e.procMu.Unlock()
+	}
+	evict()
+	if n := e.Held(); n != 1 {
+		t.Fatalf("a week later holds %d alarms, want 1 (the tracker's latest)", n)
+	}
+	if got := alarmsOf(t, e, hqAdmin, Filter{}); len(got) != 2 || got[1].ID != evs[0].Alarm.ID {
+		t.Fatalf("GET /alarms a week later: %+v", got)
+	}
+	first := evs[0].Alarm.ID
+	if _, err := e.Ack(ctx, hqAdmin, first, "late"); err != nil {
+		t.Fatal(err)
+	}
+	evict()
+	a, err := e.Alarm(ctx, hqAdmin, first)
+	if err != nil || !a.Acked || a.N != 3 || e.Held() != 1 {
+		t.Fatalf("the acknowledged old alarm: %v %+v, %d held", err, a, e.Held())
+	}
+	// The feed went on after the stored sequence.
+	if a.Seq <= 4 {
+		t.Errorf("acknowledgement has sequence %d, want after 4", a.Seq)
+	}
+}
