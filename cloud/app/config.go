@@ -88,6 +88,12 @@ type Alarms struct {
 	// SLACheckInterval is how often the owner checks work orders' SLA due
 	// times (default 30s).
 	SLACheckInterval config.Duration `yaml:"sla_check_interval"`
+	// RecentWindow is how long cleared alarms and closed or cancelled work
+	// orders stay in memory after they were raised or opened (default 7
+	// days); older ones are read from ClickHouse when a list reaches back
+	// that far. Active alarms and orders still being worked on are always
+	// held.
+	RecentWindow config.Duration `yaml:"recent_window"`
 }
 
 // Log configures the process log (on stderr).

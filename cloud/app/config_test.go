@@ -81,7 +81,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		ClickHouse: ClickHouse{Addr: "localhost", Database: "plant-room", TTLDays: -1},
 		API:        api.Config{Listen: "8080"},
 		Photos:     photo.Config{MaxBytes: 100},
-		Alarms:     Alarms{Owner: "elected", SLACheckInterval: config.D(-time.Second)},
+		Alarms:     Alarms{Owner: "elected", SLACheckInterval: config.D(-time.Second), RecentWindow: config.D(-time.Hour)},
 	}
 	err := validate(c)
 	var ve *config.ValidationError
@@ -100,7 +100,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		"ingest.max_future_skew: must be between", `clickhouse.addr: want host:port, got "localhost"`,
 		`clickhouse.database: invalid name "plant-room"`, "clickhouse.ttl_days: must be >= 0", `api.listen: invalid address "8080"`,
 		"photos.max_bytes: must be at least 1024 bytes, got 100",
-		`alarms.owner: unknown mode "elected"`, "alarms.sla_check_interval: must be >= 0",
+		`alarms.owner: unknown mode "elected"`, "alarms.sla_check_interval: must be >= 0", "alarms.recent_window: must be >= 0",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing problem %q in:\n%v", want, err)

@@ -286,4 +286,7 @@ func (c *Config) validateAlarms(p *config.Problems) {
 	if a.SLACheckInterval.Duration < 0 {
 		p.Addf("alarms.sla_check_interval", "must be >= 0, got %s", a.SLACheckInterval)
 	}
+	if a.RecentWindow.Duration < 0 {
+		p.Addf("alarms.recent_window", "must be >= 0, got %s", a.RecentWindow)
+	}
 }

@@ -128,7 +128,7 @@ func ids[T any](list []T, id func(T) string) []string {
 }
 
 func alarmID(a alarm.Alarm) string { return a.ID }
-func orderID(w WorkOrder) string    { return w.ID }
+func orderID(w WorkOrder) string   { return w.ID }
 
 // A cloud with a long history starts holding only the active and recent
 // alarms and the orders still being worked on (plus what the incident and

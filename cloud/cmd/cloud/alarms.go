@@ -131,7 +131,7 @@ func newAlarmParts(a *app.App, log *slog.Logger) (*alarmParts, error) {
 	desk, err := workorder.New(workorder.Config{Org: &a.Bundle.Org, Rules: &a.Bundle.Rules,
 		Log: workorder.NewClickHouseLog(a.DB.Conn()), Feed: feed, Notifier: notifier, Photos: photos,
 		Logger: log.With("component", "workorders"), Registerer: a.Registry,
-		CheckInterval: a.Config.Alarms.SLACheckInterval.Duration})
+		CheckInterval: a.Config.Alarms.SLACheckInterval.Duration, Window: a.Config.Alarms.RecentWindow.Duration})
 	if err != nil {
 		return nil, fmt.Errorf("cannot set up work orders: %w", err)
 	}
@@ -145,6 +145,7 @@ func newAlarmParts(a *app.App, log *slog.Logger) (*alarmParts, error) {
 		// Device staleness comes from the ingest's presence (device_stale,
 		// with its start-up grace), the judgement the API shows too.
 		NoStaleWatch: true,
+		Window:       a.Config.Alarms.RecentWindow.Duration,
 		Feed:         feed, Sinks: []alarm.Sink{desk}, Notifier: notifier,
 		Logger: log.With("component", "alarms"), Registerer: a.Registry})
 	if err != nil {
