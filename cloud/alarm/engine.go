@@ -37,6 +37,9 @@ type History interface {
 	FindAlarm(ctx context.Context, id string) (Alarm, bool, error)
 	// MaxSeq is the highest feed sequence stored.
 	MaxSeq(ctx context.Context) (uint64, error)
+	// NewestBefore is the latest raise time before t among stored
+	// alarms (zero when there is none).
+	NewestBefore(ctx context.Context, t time.Time) (time.Time, error)
 }
 
 // Sink receives every alarm event, in order, once it is stored (or queued
@@ -189,8 +192,11 @@ type Engine struct {
 	procMu sync.Mutex
 	outbox *store.Outbox[Event] // events whose storage failed, oldest first
 
-	mu      sync.RWMutex // guards alarms and the Alarm values for readers
-	alarms  map[string]*Alarm
+	mu     sync.RWMutex // guards alarms and the Alarm values for readers
+	alarms map[string]*Alarm
+	// unheld is the latest raise time of a stored alarm the engine may
+	// not hold: every alarm raised after it is held.
+	unheld  time.Time
 	running bool
 	started time.Time // when Start ran (start-up grace)
 
@@ -224,7 +230,8 @@ func (e *Engine) Feed() *Feed { return e.feed }
 // gateways' known status, and starts the timers. Inputs arriving while it
 // runs wait for it, so nothing ingest commits around the start is lost.
 func (e *Engine) Start(ctx context.Context) error {
-	alarms, err := e.cfg.Log.LoadAlarms(ctx, e.cfg.Now().Add(-e.cfg.Window))
+	since := e.cfg.Now().Add(-e.cfg.Window)
+	alarms, err := e.cfg.Log.LoadAlarms(ctx, since)
 	if err != nil {
 		return fmt.Errorf("cannot start alarm engine: %w", err)
 	}
@@ -233,6 +240,14 @@ func (e *Engine) Start(ctx context.Context) error {
 		if maxSeq, err = e.hist.MaxSeq(ctx); err != nil {
 			return fmt.Errorf("cannot start alarm engine: %w", err)
 		}
+		// Alarms raised before the window may not be loaded.
+		unheld, err := e.hist.NewestBefore(ctx, since)
+		if err != nil {
+			return fmt.Errorf("cannot start alarm engine: %w", err)
+		}
+		e.mu.Lock()
+		e.unheld = unheld
+		e.mu.Unlock()
 	}
 	e.procMu.Lock()
 	e.started = e.cfg.Now()

@@ -83,13 +83,13 @@ func (e *Engine) Alarms(ctx context.Context, v Viewer, f Filter) ([]Alarm, error
 			out = append(out, *a)
 		}
 	}
+	unheld := e.unheld
 	e.mu.RUnlock()
 	newestFirst(out)
-	from := e.windowStart()
-	if e.hist == nil || f.State == StateActive || !f.Since.IsZero() && !f.Since.Before(from) ||
-		len(out) >= limit && !out[limit-1].RaisedAt.Before(from) {
-		// Held alarms answer it: what is not held was raised before the
-		// window and is cleared.
+	if e.hist == nil || unheld.IsZero() || f.State == StateActive || f.Since.After(unheld) ||
+		len(out) >= limit && out[limit-1].RaisedAt.After(unheld) {
+		// Held alarms answer it: every alarm not held is cleared and was
+		// raised at or before unheld.
 		return out[:min(len(out), limit)], nil
 	}
 	stored, err := e.hist.FindAlarms(ctx, v.ScopeOf(access.KindAlarm), f)
@@ -189,6 +189,9 @@ func (e *Engine) evict() {
 	for id, a := range e.alarms {
 		if a.State == StateCleared && a.RaisedAt.Before(from) && !kept[a] {
 			delete(e.alarms, id)
+			if a.RaisedAt.After(e.unheld) {
+				e.unheld = a.RaisedAt
+			}
 			n++
 		}
 	}

@@ -221,6 +221,16 @@ func (l *ClickHouseLog) FindAlarm(ctx context.Context, id string) (Alarm, bool, 
 	return rows[0].event().Alarm, true, nil
 }
 
+// NewestBefore returns the latest raise time before t among stored alarms
+// (zero when there is none).
+func (l *ClickHouseLog) NewestBefore(ctx context.Context, t time.Time) (time.Time, error) {
+	ms, err := l.events.Newest(ctx, "raised_ms", store.Below("raised_ms", t.UnixMilli()))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("cannot read alarms: %w", err)
+	}
+	return msTime(ms), nil
+}
+
 // MaxSeq is the highest feed sequence of a stored alarm event.
 func (l *ClickHouseLog) MaxSeq(ctx context.Context) (uint64, error) {
 	return l.events.MaxSeq(ctx)

@@ -246,3 +246,30 @@ func (l *EventLog[R]) MaxSeq(ctx context.Context) (uint64, error) {
 	}
 	return out[0].Seq, nil
 }
+
+// Newest returns the highest value of col (an Int64 column no event of a
+// key changes, such as the time an alarm was raised) among the rows that
+// match every cond; 0 when none does.
+func (l *EventLog[R]) Newest(ctx context.Context, col string, conds ...Cond) (int64, error) {
+	var args []any
+	where := ""
+	if len(conds) > 0 {
+		parts := make([]string, len(conds))
+		for i, c := range conds {
+			parts[i] = c.sql(func(col string) string { return col }, &args)
+		}
+		where = " WHERE " + strings.Join(parts, " AND ")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 4*l.timeout)
+	defer cancel()
+	var out []struct {
+		V int64 `ch:"v"`
+	}
+	if err := l.conn.Select(ctx, &out, "SELECT max("+cond(col, "").col+") AS v FROM "+l.table+where, args...); err != nil {
+		return 0, fmt.Errorf("cannot read the newest %s of %s: %w", col, l.table, err)
+	}
+	if len(out) == 0 {
+		return 0, nil
+	}
+	return out[0].V, nil
+}

@@ -364,13 +364,13 @@ func (d *Desk) list(ctx context.Context, v alarm.Viewer, f Filter, history bool)
 			out = append(out, d.copyOf(w, history))
 		}
 	}
+	unheld := d.unheld
 	d.mu.Unlock()
 	newestFirst(out)
-	from := d.windowStart()
-	if d.hist == nil || f.State != "" && f.State != StateClosed && f.State != StateCancelled ||
-		!f.Since.IsZero() && !f.Since.Before(from) || len(out) >= limit && !out[limit-1].OpenedAt.Before(from) {
-		// Held orders answer it: what is not held is closed or cancelled
-		// and was opened before the window.
+	if d.hist == nil || unheld.IsZero() || f.State != "" && f.State != StateClosed && f.State != StateCancelled ||
+		f.Since.After(unheld) || len(out) >= limit && out[limit-1].OpenedAt.After(unheld) {
+		// Held orders answer it: every order not held is closed or
+		// cancelled and was opened at or before unheld.
 		return out[:min(len(out), limit)], nil
 	}
 	stored, err := d.hist.FindOrders(ctx, v.ScopeOf(access.KindWorkOrder), f)

@@ -39,6 +39,9 @@ type History interface {
 	FindOrder(ctx context.Context, id string) (WorkOrder, bool, error)
 	// MaxSeq is the highest feed sequence stored.
 	MaxSeq(ctx context.Context) (uint64, error)
+	// NewestBefore is the latest opening time before t among stored
+	// orders (zero when there is none).
+	NewestBefore(ctx context.Context, t time.Time) (time.Time, error)
 }
 
 // Notifier sends messages to a project's webhooks without blocking.
@@ -128,7 +131,10 @@ type Desk struct {
 	open    map[string]*WorkOrder // orders still needing work
 	latest  map[string]string     // subject/rule → latest alarm order id
 	byAlarm map[string]string     // alarm id → order id
-	outbox  *store.Outbox[Event]  // events whose storage failed, oldest first
+	// unheld is the latest opening time of a stored order the desk may
+	// not hold: every order opened after it is held.
+	unheld  time.Time
+	outbox  *store.Outbox[Event] // events whose storage failed, oldest first
 	running bool
 
 	stopOnce sync.Once
@@ -155,18 +161,25 @@ func New(cfg Config) (*Desk, error) {
 // log (not the whole history: see Config.Window) and starts the SLA
 // checks. Start it before the alarm engine, which hands it alarm events.
 func (d *Desk) Start(ctx context.Context) error {
-	evs, err := d.cfg.Log.LoadOrderEvents(ctx, d.cfg.Now().Add(-d.cfg.Window))
+	since := d.cfg.Now().Add(-d.cfg.Window)
+	evs, err := d.cfg.Log.LoadOrderEvents(ctx, since)
 	if err != nil {
 		return fmt.Errorf("cannot start work-order desk: %w", err)
 	}
 	var maxSeq uint64
+	var unheld time.Time
 	if d.hist != nil {
 		if maxSeq, err = d.hist.MaxSeq(ctx); err != nil {
+			return fmt.Errorf("cannot start work-order desk: %w", err)
+		}
+		// Orders opened before the window may not be loaded.
+		if unheld, err = d.hist.NewestBefore(ctx, since); err != nil {
 			return fmt.Errorf("cannot start work-order desk: %w", err)
 		}
 	}
 	d.cfg.Feed.Advance(maxSeq)
 	d.mu.Lock()
+	d.unheld = unheld
 	d.restore(evs)
 	d.evict()
 	d.running = true
@@ -296,6 +309,9 @@ func (d *Desk) evict() {
 			}
 		}
 		delete(d.orders, id)
+		if w.OpenedAt.After(d.unheld) {
+			d.unheld = w.OpenedAt
+		}
 		n++
 	}
 	d.m.evicted.Add(float64(n))

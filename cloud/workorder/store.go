@@ -246,6 +246,16 @@ func (l *ClickHouseLog) FindOrder(ctx context.Context, id string) (WorkOrder, bo
 	return WorkOrder{}, false, nil
 }
 
+// NewestBefore returns the latest opening time before t among stored
+// orders (zero when there is none).
+func (l *ClickHouseLog) NewestBefore(ctx context.Context, t time.Time) (time.Time, error) {
+	v, err := l.events.Newest(ctx, "opened_ms", store.Below("opened_ms", t.UnixMilli()))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("cannot read work orders: %w", err)
+	}
+	return fromMS(v), nil
+}
+
 // MaxSeq is the highest feed sequence of a stored work-order event.
 func (l *ClickHouseLog) MaxSeq(ctx context.Context) (uint64, error) {
 	return l.events.MaxSeq(ctx)

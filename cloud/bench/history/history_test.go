@@ -1,0 +1,314 @@
+// Package history measures what years of alarm and work-order history cost
+// a bin/cloud process: start time, resident memory after start, and the
+// p99 of GET /alarms and GET /workorders, for the binary under test and,
+// in the same run on the same data, a baseline binary built from an
+// earlier commit (scripts/bench.sh builds both). It has only a benchmark.
+package history
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/store"
+	"github.com/plantroom/plantroom/cloud/workorder"
+	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/chtest"
+	"github.com/plantroom/plantroom/internal/nettest"
+)
+
+// size reads a size from the environment or takes the issue's figure.
+func size(b *testing.B, name string, def int) int {
+	if v := os.Getenv(name); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a positive number", name, v)
+		}
+		return n
+	}
+	return def
+}
+
+// BenchmarkCloudWithHistory stores ALARM_EVENTS historical alarm events
+// (four per alarm: raise, repeat, acknowledgement, clear) and ORDERS
+// closed work orders (six events each) over the two years before now in
+// the database plantroom_bench_history (kept between runs; generated again
+// when its counts differ), then for each binary starts it on that
+// database (broker, ingest and API on loopback) and reports
+//
+//	start-ms                  from exec until GET /alarms and GET /workorders answer 200
+//	rss-MiB                   VmRSS one second after that
+//	alarms-p99-ms             GET /api/v1/alarms (the default: newest 500), 200 requests
+//	workorders-p99-ms         GET /api/v1/workorders (newest 500), 200 requests
+//	closed-p99-ms             GET /api/v1/workorders?state=closed&until=<a year ago>&limit=100
+//	failed                    1 when the binary did not start (its log says why)
+//
+// PLANTROOM_BENCH_CLOUD is the binary under test (sub-benchmark "new"),
+// PLANTROOM_BENCH_BASELINE_CLOUD the baseline ("baseline"), each run in its
+// own sub-benchmark; PLANTROOM_BENCH_ALARM_EVENTS and
+// PLANTROOM_BENCH_ORDERS scale the history down (default 1,000,000 and
+// 200,000).
+func BenchmarkCloudWithHistory(b *testing.B) {
+	nEvents := size(b, "PLANTROOM_BENCH_ALARM_EVENTS", 1_000_000)
+	nOrders := size(b, "PLANTROOM_BENCH_ORDERS", 200_000)
+	bins := map[string]string{"new": os.Getenv("PLANTROOM_BENCH_CLOUD"), "baseline": os.Getenv("PLANTROOM_BENCH_BASELINE_CLOUD")}
+	if bins["new"] == "" {
+		b.Fatal("PLANTROOM_BENCH_CLOUD: the bin/cloud to measure is required")
+	}
+	ch := chtest.Addr(b)
+	const db = "plantroom_bench_history"
+	root, err := filepath.Abs("../../..")
+	if err != nil {
+		b.Fatal(err)
+	}
+	generate(b, ch, db, root, nEvents, nOrders)
+	for _, name := range []string{"baseline", "new"} {
+		bin := bins[name]
+		if bin == "" {
+			continue
+		}
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				measure(b, bin, ch, db, root)
+			}
+		})
+	}
+}
+
+// generate fills the database unless it already holds this history.
+func generate(b *testing.B, ch chtest.Options, db, root string, nEvents, nOrders int) {
+	ctx := context.Background()
+	opts := store.Options{Addr: ch.Addr, User: ch.User, Password: ch.Password, Database: db}
+	wantAlarmSeq, wantOrderSeq := uint64(nEvents/4*4), uint64(nEvents/4*4+nOrders*6)
+	if s, err := store.Open(ctx, opts); err == nil {
+		as, aerr := alarm.NewClickHouseLog(s.Conn()).MaxSeq(ctx)
+		ws, werr := workorder.NewClickHouseLog(s.Conn()).MaxSeq(ctx)
+		s.Close()
+		if aerr == nil && werr == nil && as == wantAlarmSeq && ws == wantOrderSeq {
+			b.Logf("reusing the history in %s (%d alarm events, %d closed orders)", db, nEvents, nOrders)
+			return
+		}
+	}
+	b.Logf("storing %d alarm events and %d closed work orders in %s (minutes)…", nEvents, nOrders, db)
+	if err := store.DropDatabase(ctx, store.Options{Addr: ch.Addr, User: ch.User, Password: ch.Password}, db); err != nil {
+		b.Fatal(err)
+	}
+	s, err := store.Open(ctx, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(ctx, append(alarm.Migrations(), workorder.Migrations()...)...); err != nil {
+		b.Fatal(err)
+	}
+	bundle, err := config.LoadBundle(filepath.Join(root, "configs/org.yaml"), filepath.Join(root, "configs/tariffs.yaml"),
+		filepath.Join(root, "configs/templates"), filepath.Join(root, "configs/rules.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var devs []config.DeviceInfo
+	for _, d := range bundle.Org.Devices() {
+		if d.Company.ID == "acme" {
+			devs = append(devs, d)
+		}
+	}
+	now := time.Now().UTC().Truncate(time.Hour)
+	t0 := now.Add(-2 * 365 * 24 * time.Hour) // two years: 25 monthly partitions
+	alog, wlog := alarm.NewClickHouseLog(s.Conn()), workorder.NewClickHouseLog(s.Conn())
+	const chunk = 50_000
+	var seq uint64
+	step := now.Sub(t0) / time.Duration(nEvents/4+1)
+	var evs []alarm.Event
+	for i := 0; i < nEvents/4; i++ {
+		d := devs[i%len(devs)]
+		at := t0.Add(time.Duration(i) * step)
+		a := alarm.Alarm{ID: fmt.Sprintf("%s.pump-fault.%d", d.Device.ID, at.UnixMilli()), Company: d.Company.ID, Project: d.Project.ID,
+			Gateway: d.Gateway.ID, Device: d.Device.ID, Category: d.Device.Kind, Rule: "pump-fault", RuleName: "fault",
+			RuleKind: "threshold", Severity: "major", Metric: "fault_code", RaisedAt: at, Value: 3, ReadingTS: at}
+		for n, kind := range []string{alarm.EventRaise, alarm.EventRepeat, alarm.EventAck, alarm.EventClear} {
+			seq++
+			ev := alarm.Event{N: uint32(n + 1), Seq: seq, Kind: kind, At: at.Add(time.Duration(n) * time.Minute), Value: 3, ReadingTS: at}
+			a.N, a.Seq, a.State, a.Count = ev.N, seq, alarm.StateActive, n+1
+			if kind == alarm.EventAck {
+				a.Acked, a.AckedBy, a.AckedAt = true, "tech-garden-1", ev.At
+			}
+			if kind == alarm.EventClear {
+				a.State, a.ClearedAt = alarm.StateCleared, ev.At
+			}
+			ev.Alarm = a
+			evs = append(evs, ev)
+		}
+		if len(evs) >= chunk {
+			if err := alog.AppendAlarmEvents(ctx, evs); err != nil {
+				b.Fatal(err)
+			}
+			evs = evs[:0]
+		}
+	}
+	if err := alog.AppendAlarmEvents(ctx, evs); err != nil {
+		b.Fatal(err)
+	}
+	ostep := now.Sub(t0) / time.Duration(nOrders+1)
+	var oevs []workorder.Event
+	for i := 0; i < nOrders; i++ {
+		d := devs[i%len(devs)]
+		at := t0.Add(time.Duration(i) * ostep)
+		w := workorder.WorkOrder{ID: fmt.Sprintf("wo-hist-%07d", i), Company: d.Company.ID, Project: d.Project.ID, Device: d.Device.ID,
+			Category: d.Device.Kind, Source: workorder.SourceManual, Title: "历史工单 / past order", Severity: "minor", Priority: 3,
+			CreatedBy: "pm-garden", OpenedAt: at, RaisedAt: at, SLADue: at.Add(4 * time.Hour), Assignee: "tech-garden-1"}
+		from := ""
+		for n, to := range []string{workorder.StateOpen, workorder.StateAssigned, workorder.StateAccepted, workorder.StateInProgress,
+			workorder.StateResolved, workorder.StateClosed} {
+			seq++
+			ev := workorder.Event{OrderID: w.ID, N: uint32(n + 1), Seq: seq, Action: workorder.ActionTransition,
+				At: at.Add(time.Duration(n) * time.Hour), Who: "tech-garden-1", From: from, To: to, Assignee: w.Assignee}
+			w.State, w.N, w.Seq = to, ev.N, seq
+			ev.Order = w
+			oevs = append(oevs, ev)
+			from = to
+		}
+		if len(oevs) >= chunk {
+			if err := wlog.AppendOrderEvents(ctx, oevs); err != nil {
+				b.Fatal(err)
+			}
+			oevs = oevs[:0]
+		}
+	}
+	if err := wlog.AppendOrderEvents(ctx, oevs); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// measure starts one binary on the history and reports its figures.
+func measure(b *testing.B, bin string, ch chtest.Options, db, root string) {
+	addrs, err := nettest.PickAddrs(2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	broker, api := addrs[0], addrs[1]
+	dir := b.TempDir()
+	cfg := filepath.Join(dir, "cloud.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `org: %[1]s/configs/org.yaml
+tariffs: %[1]s/configs/tariffs.yaml
+templates: %[1]s/configs/templates
+rules: %[1]s/configs/rules.yaml
+log: {level: warn}
+metrics: {listen: "off"}
+broker: {listen: %[2]q, store_path: %[3]q}
+api: {listen: %[4]q}
+photos: {dir: %[5]q}
+clickhouse: {addr: %[6]q, user: %[7]q, password: %[8]q, database: %[9]s}
+`, root, broker, filepath.Join(dir, "broker.db"), api, filepath.Join(dir, "photos"), ch.Addr, ch.User, ch.Password, db), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "cloud.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "-config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}()
+	client := &http.Client{Timeout: 2 * time.Minute}
+	get := func(path string) (int, error) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+api+path, nil)
+		req.Header.Set("Authorization", "Bearer demo-hq-admin")
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var body map[string]json.RawMessage
+		if resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				return resp.StatusCode, err
+			}
+		}
+		return resp.StatusCode, nil
+	}
+	ready := func() bool {
+		a, errA := get("/api/v1/alarms?limit=1")
+		w, errW := get("/api/v1/workorders?limit=1")
+		return errA == nil && errW == nil && a == http.StatusOK && w == http.StatusOK
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for !ready() {
+		select {
+		case err := <-exited:
+			exited <- err
+			data, _ := os.ReadFile(logPath)
+			b.Logf("%s did not start (%v): %s", bin, err, lastLines(string(data), 5))
+			b.ReportMetric(1, "failed")
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s not ready after 10 minutes", bin)
+		}
+	}
+	took := time.Since(start)
+	time.Sleep(time.Second)
+	rss := vmRSS(cmd.Process.Pid)
+	p99 := func(path string) float64 {
+		ds := make([]time.Duration, 200)
+		for i := range ds {
+			t := time.Now()
+			code, err := get(path)
+			if err != nil || code != http.StatusOK {
+				b.Fatalf("GET %s: %d %v", path, code, err)
+			}
+			ds[i] = time.Since(t)
+		}
+		slices.Sort(ds)
+		return float64(ds[len(ds)*99/100-1].Microseconds()) / 1000
+	}
+	yearAgo := url.QueryEscape(time.Now().UTC().AddDate(-1, 0, 0).Format(time.RFC3339))
+	b.ReportMetric(float64(took.Milliseconds()), "start-ms")
+	b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
+	b.ReportMetric(p99("/api/v1/alarms"), "alarms-p99-ms")
+	b.ReportMetric(p99("/api/v1/workorders"), "workorders-p99-ms")
+	b.ReportMetric(p99("/api/v1/workorders?state=closed&limit=100&until="+yearAgo), "closed-p99-ms")
+	b.ReportMetric(0, "failed")
+}
+
+// vmRSS is a process's resident set in bytes.
+func vmRSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
