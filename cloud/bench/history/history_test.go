@@ -43,8 +43,9 @@ func size(b *testing.B, name string, def int) int {
 // BenchmarkCloudWithHistory stores ALARM_EVENTS historical alarm events
 // (four per alarm: raise, repeat, acknowledgement, clear) and ORDERS
 // closed work orders (six events each) over the two years before now in
-// the database plantroom_bench_history (kept between runs; generated again
-// when its counts differ), then for each binary starts it on that
+// the database plantroom_bench_history (plantroom_bench_history_<events>_<orders>
+// for other sizes; kept between runs, generated again when its counts
+// differ), then for each binary starts it on that
 // database (broker, ingest and API on loopback) and reports
 //
 //	start-ms                  from exec until GET /alarms and GET /workorders answer 200
@@ -67,7 +68,10 @@ func BenchmarkCloudWithHistory(b *testing.B) {
 		b.Fatal("PLANTROOM_BENCH_CLOUD: the bin/cloud to measure is required")
 	}
 	ch := chtest.Addr(b)
-	const db = "plantroom_bench_history"
+	db := "plantroom_bench_history"
+	if nEvents != 1_000_000 || nOrders != 200_000 {
+		db = fmt.Sprintf("plantroom_bench_history_%d_%d", nEvents, nOrders)
+	}
 	root, err := filepath.Abs("../../..")
 	if err != nil {
 		b.Fatal(err)
