@@ -65,7 +65,6 @@ PLANTROOM_BENCH_ALARM_EVENTS=200000 PLANTROOM_BENCH_ORDERS=40000 \
     PLANTROOM_BENCH_CLOUD="$OUT/cloud-history.bin" PLANTROOM_BENCH_BASELINE_CLOUD="$OUT/history-base/cloud.bin" \
     bench history-small ./cloud/bench/history/ 'CloudWithHistory' -benchtime 1x -timeout 60m
 cat /proc/loadavg >>"$OUT/history-load.txt"
-cat /proc/loadavg >>"$OUT/history-load.txt"
 say "running the queue benchmark and the edge agent load test (500 devices × 30 points at 1 s)…"
 bash edge/bench/agentload.sh >"$OUT/agentload.txt" 2>&1 ||
     { cat "$OUT/agentload.txt" >&2; echo "bench: agentload failed" >&2; exit 1; }
