@@ -248,6 +248,20 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 	if err != nil || len(of) != 3 || of[2].State != "s3" || of[2].Link != "t-3" {
 		t.Errorf("events of t-4 through shard 2: %+v, %v (want 3, the last s3 linking to t-3)", of, err)
 	}
+	// The bounded reads (alarms and orders beyond what the cloud holds):
+	// keys by their latest row across shards, then their rows and events.
+	cur, err := l2.Current(ctx, Query{Fixed: []Cond{In("project", []string{"p1", "p4", "p5"})}, Where: []Cond{Eq("state", "s3")},
+		OrderBy: []Order{{Col: "seq", Desc: true}}, Limit: 2})
+	if err != nil || len(cur) != 2 || cur[0].ID != "t-5" || cur[1].ID != "t-4" || cur[0].N != 3 {
+		t.Errorf("current of p1, p4, p5 through shard 2: %+v, %v (want t-5 then t-4, each its latest)", cur, err)
+	}
+	evsOf, err := l2.EventsOf(ctx, []string{"t-0", "t-3"})
+	if err != nil || len(evsOf) != 6 || evsOf[0].ID != "t-0" || evsOf[5].ID != "t-3" {
+		t.Errorf("events of t-0 and t-3 through shard 2: %d, %v", len(evsOf), err)
+	}
+	if m, err := l2.MaxSeq(ctx); err != nil || m != 53 {
+		t.Errorf("max seq through shard 2: %d %v, want 53", m, err)
+	}
 }
 
 func engines(t *testing.T, ctx context.Context, db *DB) map[string]string {

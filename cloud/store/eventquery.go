@@ -112,7 +112,8 @@ type Query struct {
 
 // Current returns the latest row of each key that q selects, in q's
 // order. The keys are found first (ClickHouse reads only the columns q
-// names), then their rows, in batches.
+// names), then their rows, in batches (PREWHERE on the key: only the
+// granules holding those keys are read whole).
 func (l *EventLog[R]) Current(ctx context.Context, q Query) ([]R, error) {
 	keys, err := l.CurrentKeys(ctx, q)
 	if err != nil || len(keys) == 0 {
@@ -126,7 +127,7 @@ func (l *EventLog[R]) Current(ctx context.Context, q Query) ([]R, error) {
 	var out []R
 	for start := 0; start < len(keys); start += keyBatch {
 		batch := keys[start:min(start+keyBatch, len(keys))]
-		rows, err := l.query(ctx, "SELECT "+l.list+" FROM (SELECT "+l.list+" FROM "+l.table+" WHERE "+l.key+
+		rows, err := l.query(ctx, "SELECT "+l.list+" FROM (SELECT "+l.list+" FROM "+l.table+" PREWHERE "+l.key+
 			" IN ? ORDER BY "+l.key+", n DESC LIMIT 1 BY "+l.key+") ORDER BY "+strings.Join(order, ", "), 2, groupSet(batch))
 		if err != nil {
 			return nil, err
@@ -221,7 +222,7 @@ func (l *EventLog[R]) EventsOf(ctx context.Context, keys []string) ([]R, error) 
 	var out []R
 	for start := 0; start < len(keys); start += keyBatch {
 		batch := keys[start:min(start+keyBatch, len(keys))]
-		rows, err := l.selectEvents(ctx, "WHERE "+l.key+" IN ?", l.key+", n", 0, 2, groupSet(batch))
+		rows, err := l.selectEvents(ctx, "PREWHERE "+l.key+" IN ?", l.key+", n", 0, 2, groupSet(batch))
 		if err != nil {
 			return nil, err
 		}
