@@ -122,7 +122,10 @@ type Console struct {
 	api      http.Handler
 	mux      *http.ServeMux
 	trend    *monthCache
-	photoMax int64
+	// hqReports: the trend points of the HQ report an HQ page just showed,
+	// per viewer and month, for the trend the page asks for next.
+	hqReports *monthCache
+	photoMax  int64
 }
 
 // New builds the console. Pass it to api.New as Deps.Sessions, then Attach
@@ -162,6 +165,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	c.account = newThrottle(cfg.MaxFailures, cfg.FailureWindow.Duration, 100000, c.now)
 	c.address = newThrottle(4*cfg.MaxFailures, cfg.FailureWindow.Duration, 100000, c.now)
 	c.trend = newMonthCache(5*time.Minute, 256, c.now)
+	c.hqReports = newMonthCache(time.Minute, 256, c.now)
 	c.mux = http.NewServeMux()
 	c.routes()
 	return c, nil

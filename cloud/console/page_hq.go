@@ -113,6 +113,8 @@ func (c *Console) hqPage(w http.ResponseWriter, r *http.Request, sess *Session) 
 		c.failAPI(w, r, sess, err)
 		return
 	}
+	// The trend the page asks for next needs this report's months too.
+	c.hqReports.put(sess.Staff.ID+"/"+month, trendPoints(&rep))
 	d.Report = &rep
 	if res.Projects != nil {
 		d.Residents = &res
@@ -240,10 +242,26 @@ func (c *Console) hqTrend(w http.ResponseWriter, r *http.Request, sess *Session)
 			out[12-k], filled[k] = p, true
 		}
 	}
+	setAll := func(k int, pts []monthPoint) {
+		for _, p := range pts {
+			set(k+p.k, p.p)
+		}
+	}
+	// The HQ page this trend belongs to has just read the month's report
+	// (the same figures): its months are not asked again.
+	if v, ok := c.hqReports.get(key); ok {
+		setAll(0, v.([]monthPoint))
+	}
 	ask := func(ks []int) error {
 		var g errgroup.Group
 		g.SetLimit(4)
 		for _, k := range ks {
+			mu.Lock()
+			done := filled[k]
+			mu.Unlock()
+			if done {
+				continue
+			}
 			g.Go(func() error {
 				var rep energy.CompanyMonthly
 				switch err := c.get(r, sess, "/energy/monthly?month="+out[12-k].Month, &rep); {
@@ -258,15 +276,7 @@ func (c *Console) hqTrend(w http.ResponseWriter, r *http.Request, sess *Session)
 				}
 				mu.Lock()
 				defer mu.Unlock()
-				set(k, trendPoint{KWh: &rep.KWh, Cost: rep.Cost, Partial: rep.Partial})
-				if !rep.Partial {
-					mom := rep.MonthOverMonth
-					set(k+1, trendPoint{KWh: &mom.KWh, Cost: mom.Cost})
-				}
-				yoy := rep.YearOverYear
-				if !rep.Partial {
-					set(k+12, trendPoint{KWh: &yoy.KWh, Cost: yoy.Cost})
-				}
+				setAll(k, trendPoints(&rep))
 				return nil
 			})
 		}
@@ -300,6 +310,23 @@ func (c *Console) hqTrend(w http.ResponseWriter, r *http.Request, sess *Session)
 		c.trend.put(key, out) // finished months are worth keeping a while
 	}
 	writeTrend(w, month, out)
+}
+
+// monthPoint is a trend point k months before the month of a report.
+type monthPoint struct {
+	k int
+	p trendPoint
+}
+
+// trendPoints are the trend points an HQ report gives: its month, and for
+// a finished month the month before and the same month a year before.
+func trendPoints(rep *energy.CompanyMonthly) []monthPoint {
+	out := []monthPoint{{0, trendPoint{KWh: &rep.KWh, Cost: rep.Cost, Partial: rep.Partial}}}
+	if !rep.Partial {
+		mom, yoy := rep.MonthOverMonth, rep.YearOverYear
+		out = append(out, monthPoint{1, trendPoint{KWh: &mom.KWh, Cost: mom.Cost}}, monthPoint{12, trendPoint{KWh: &yoy.KWh, Cost: yoy.Cost}})
+	}
+	return out
 }
 
 func writeTrend(w http.ResponseWriter, month string, points []trendPoint) {
