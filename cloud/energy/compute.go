@@ -73,8 +73,9 @@ type Readings interface {
 	Hours(ctx context.Context, w Where, keys []Key, from, to int64) (map[Key][]Hour, error)
 	// Steps sums up the steps inside each of the given roll-up hours, each
 	// key's hours in time order. A store may answer from a cache of earlier
-	// answers for the same hour while its roll-up row (N, first and last
-	// reading) is unchanged: adding a reading to an hour changes N.
+	// answers for the same hour while its roll-up row (N or its version
+	// Rows/TSSum, first and last reading) is unchanged: adding a reading to
+	// an hour changes them.
 	Steps(ctx context.Context, w Where, hours map[Key][]Hour) (map[Key][]HourSteps, error)
 	// LastBefore returns, per key, the last reading before t, if any.
 	LastBefore(ctx context.Context, w Where, keys []Key, t int64) (map[Key]Point, error)
@@ -313,6 +314,30 @@ func Compute(ctx context.Context, src Readings, company string, jobs []Job) ([]R
 		}
 	}
 
+	// Power readings are read raw only for the keys the roll-up has any
+	// hour of in their range: a month without readings (a trend's months
+	// before the first) then costs a roll-up lookup, not a raw scan.
+	if len(powerRanges) > 0 {
+		var pkeys []Key
+		pfrom, pto := int64(1<<62), int64(-1<<62)
+		for _, r := range powerRanges {
+			pkeys = append(pkeys, r.Key)
+			pfrom, pto = min(pfrom, r.From), max(pto, r.To)
+		}
+		have, err := src.Hours(ctx, w, uniqueKeys(pkeys), floorHour(pfrom), ceilHour(pto))
+		if err != nil {
+			return fail(err)
+		}
+		kept := powerRanges[:0]
+		for _, r := range powerRanges {
+			hs := have[r.Key]
+			i := sort.Search(len(hs), func(i int) bool { return hs[i].Hour >= floorHour(r.From) })
+			if i < len(hs) && hs[i].Hour < r.To {
+				kept = append(kept, r)
+			}
+		}
+		powerRanges = kept
+	}
 	raw := map[Key][]Point{}
 	if len(powerRanges) > 0 {
 		got, err := src.Raw(ctx, w, powerRanges)

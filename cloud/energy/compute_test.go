@@ -109,6 +109,9 @@ func TestComputePowerOnly(t *testing.T) {
 	}
 	near(t, "total", r.KWh, 26.5)
 	near(t, "valley 00–06", r.Slots[0], 2+2+1.5+3)
+	if m.calls.raw != 1 {
+		t.Errorf("raw reads = %d, want 1 (the power readings)", m.calls.raw)
+	}
 	if r.HoursPresent != 24 {
 		t.Errorf("hours present = %d", r.HoursPresent)
 	}
@@ -118,13 +121,20 @@ func TestComputeNoData(t *testing.T) {
 	sh := mustLoc(t, "Asia/Shanghai")
 	s := testSchedule(t, "Asia/Shanghai", time.Date(2026, 7, 1, 0, 0, 0, 0, sh), time.Date(2026, 7, 2, 0, 0, 0, 0, sh))
 	dev := Device{ID: "x", Counter: "energy_kwh", Power: "power_w", PowerToKW: 1, Poll: 10 * time.Second}
-	res, err := Compute(context.Background(), newMem(), "acme", []Job{{Project: "p", Devices: []Device{dev}, Schedule: s}})
+	m := newMem()
+	// Power readings of another day only.
+	m.add("x", "power_w", Point{time.Date(2026, 7, 3, 0, 0, 0, 0, sh).UnixMilli(), 5})
+	res, err := Compute(context.Background(), m, "acme", []Job{{Project: "p", Devices: []Device{dev}, Schedule: s}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := res[0].Devices[0]
 	if r.Source != SourceNone || r.KWh != 0 || len(r.Gaps) != 1 || r.Gaps[0].Interpolated || r.HoursPresent != 0 {
 		t.Errorf("no-data device = %+v", r)
+	}
+	// The roll-up has no power hour in the day: no raw read.
+	if m.calls.raw != 0 {
+		t.Errorf("raw reads = %d (%v), want none", m.calls.raw, m.asked)
 	}
 }
 
