@@ -17,6 +17,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/plantroom/plantroom/protocol"
+
 	"github.com/plantroom/plantroom/internal/nettest"
 )
 
@@ -34,7 +36,8 @@ import (
 // panel whose outputs are stuck (devsim fault) fails read_back_mismatch; a
 // command that waited at the broker while the edge was down until after
 // its expiry is reported expired and not executed; with mosquitto, the
-// same command delivered twice is executed once; a tripped pump's
+// same command delivered twice is executed once and a forged out-of-range
+// setpoint is refused by the gateway; a tripped pump's
 // run_command, interlocked by the demo's pump-fault rule, is refused.
 //
 // About a minute each, one after the other; PLANTROOM_SKIP_PROCESS_TESTS=1 skips them.
@@ -339,8 +342,11 @@ func expiredAfterOutage(t *testing.T, p *plantRoom) {
 // gateway a second time (republished on mosquitto with the cloud's
 // account, byte for byte, as a broker redelivers an unacknowledged QoS 1
 // message) after the circuit was switched back by a second command; the
-// edge does not execute it again. A third command, to another point,
-// published after the copy, is applied: the copy was seen before it.
+// edge does not execute it again. Then a forged command (setpoint 7.5 bar,
+// outside the template's range) is published on the same topic past the
+// cloud's checks: the gateway refuses it, nothing is written. A third
+// command, to another point, published after both, is applied: both were
+// seen before it.
 func redeliveredOnce(t *testing.T, p *plantRoom, brokerURL string) {
 	t.Helper()
 	const topic = "plantroom/v2/acme/garden/gw-garden-1/down/cmd"
@@ -384,12 +390,25 @@ func redeliveredOnce(t *testing.T, p *plantRoom, brokerURL string) {
 	if tok := cl.Publish(topic, 1, false, wire); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("redeliver: %v", tok.Error())
 	}
+	// A forged command on the same topic, bypassing the cloud's checks: a
+	// setpoint outside the pump template's 2–6 bar. The gateway checks
+	// against its own template and refuses it; nothing is written.
+	sp := p.simValue(t, "garden-pump-1", "setpoint_bar")
+	now := time.Now()
+	forged := protocol.EncodeCommand(protocol.Command{ID: "forged-" + strconv.FormatInt(now.UnixNano(), 36), Device: "garden-pump-1",
+		Point: "setpoint_bar", Value: 7.5, IssuedAt: now.UnixMilli(), ExpiresAt: now.Add(time.Minute).UnixMilli(), By: "pm-garden"})
+	if tok := cl.Publish(topic, 1, false, forged); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("forged command: %v", tok.Error())
+	}
 	marker := p.latest(t, "garden-lighting-1", "circuit1_on")
 	if got := p.waitFinal(t, p.command(t, "demo-pm-garden", "garden-lighting-1", body("circuit1_on", marker, "after the redelivery"), http.StatusAccepted).ID, 30*time.Second); got.State != "applied" {
 		t.Fatalf("marker command: %+v", got)
 	}
 	if v := p.simValue(t, "garden-lighting-1", "circuit2_on"); v != was {
 		t.Fatalf("the redelivered command was executed again: circuit2_on is %v, want %v", v, was)
+	}
+	if v := p.simValue(t, "garden-pump-1", "setpoint_bar"); v != sp {
+		t.Fatalf("the forged out-of-range setpoint was written: setpoint_bar %v, was %v", v, sp)
 	}
 	if got := p.getCommand(t, first.ID); got.State != "applied" || len(got.History) != 3 {
 		t.Fatalf("the redelivered command's record changed: %+v", got)
