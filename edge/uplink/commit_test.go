@@ -3,6 +3,7 @@ package uplink
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -255,5 +256,61 @@ func TestDownlinkHook(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the down/cmd handler was not called")
+	}
+}
+
+// A downlink message the broker kept for the gateway's persistent session
+// while it was away (a command sent during an outage) reaches its handler
+// after the reconnect. The broker delivers such messages right after
+// CONNACK, before the session's SUBSCRIBE is answered; they must not be
+// dropped for want of a handler. With mosquitto and the embedded broker.
+func TestDownlinkKeptDuringOutage(t *testing.T) {
+	for _, name := range []string{"mosquitto", "embedded"} {
+		t.Run(name, func(t *testing.T) {
+			var url string
+			var cloud *mqtttest.Acker
+			if name == "mosquitto" {
+				url = nettest.StartMosquitto(t, nettest.MosquittoOptions{}).URL()
+				cloud = mqtttest.StartAcker(t, url, "", "")
+			} else {
+				url = mqtttest.StartMochi(t, users()).URL()
+				cloud = startAcker(t, url)
+			}
+			got := make(chan []byte, 4)
+			start := func() *Uplink {
+				u, err := New(testConfig(url), newQueue(t), slog.New(slog.DiscardHandler), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := u.HandleDownlink(protocol.DownCmd, func(p []byte) { got <- append([]byte(nil), p...) }); err != nil {
+					t.Fatal(err)
+				}
+				if err := u.Start(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, 10*time.Second, "connected", u.Connected)
+				return u
+			}
+			u := start()
+			u.Stop() // the session (and its subscription) stays at the broker
+			for i := range 3 {
+				cloud.Publish(t, gw.DownlinkTopic(protocol.DownCmd), []byte(fmt.Sprintf(`{"id":"c%d"}`, i)))
+			}
+			t.Cleanup(start().Stop)
+			seen := map[string]bool{}
+			for i := range 3 {
+				select {
+				case p := <-got: // in any order: handlers run concurrently
+					seen[string(p)] = true
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%d of 3 commands kept during the outage reached the handler", i)
+				}
+			}
+			for i := range 3 {
+				if want := fmt.Sprintf(`{"id":"c%d"}`, i); !seen[want] {
+					t.Errorf("%s did not reach the handler (got %v)", want, seen)
+				}
+			}
+		})
 	}
 }

@@ -318,6 +318,12 @@ func expiredAfterOutage(t *testing.T, p *plantRoom) {
 	t.Helper()
 	was := p.latest(t, "garden-lighting-1", "circuit4_on")
 	p.stopEdge(t)
+	// The edge is down once the cloud has its offline status: its
+	// connection is gone at the broker too, which keeps what comes next
+	// for the gateway's persistent session.
+	waitFor(t, 60*time.Second, "the gateway's devices offline in the cloud", func() bool {
+		return strings.HasPrefix(p.deviceState(t, "garden-lighting-1"), "offline/")
+	})
 	c := p.command(t, "demo-pm-garden", "garden-lighting-1", fmt.Sprintf(`{"point":"circuit4_on","value":%v,"reason":"outage process test"}`, 1-was), http.StatusAccepted)
 	if c.State != "sent" {
 		t.Fatalf("POST during the outage answered %+v, want sent (held by the broker)", c)
