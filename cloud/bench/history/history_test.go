@@ -99,7 +99,10 @@ func generate(b *testing.B, ch chtest.Options, db, root string, nEvents, nOrders
 		as, aerr := alarm.NewClickHouseLog(s.Conn()).MaxSeq(ctx)
 		ws, werr := workorder.NewClickHouseLog(s.Conn()).MaxSeq(ctx)
 		s.Close()
-		if aerr == nil && werr == nil && as == wantAlarmSeq && ws == wantOrderSeq {
+		// The clouds measured before may have added a few events (a
+		// gateway that never connects goes offline after the start-up
+		// grace): more than generated is the same history.
+		if aerr == nil && werr == nil && as >= wantAlarmSeq && ws >= wantOrderSeq {
 			b.Logf("reusing the history in %s (%d alarm events, %d closed orders)", db, nEvents, nOrders)
 			return
 		}
