@@ -5,7 +5,9 @@
 // state. Every transition is an Event kept in an append-only log (ClickHouse
 // table alarm_events) together with the reading that caused it; the engine
 // rebuilds its state from that log at start, so a restart duplicates nothing
-// and loses nothing. docs/alarms.md describes the behaviour for operators.
+// and loses nothing. It holds the active and recent alarms in memory and
+// reads older ones back from the log (Config.Window, History).
+// docs/alarms.md describes the behaviour for operators.
 package alarm
 
 import (

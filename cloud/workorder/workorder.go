@@ -3,7 +3,9 @@
 // staff enter. Every transition (who, when, from, to, note, photo) is an
 // event in an append-only log (ClickHouse table workorder_events); the
 // current state of an order is its latest event, rebuilt into memory at
-// start. The same log gives each device its maintenance record.
+// start for the orders still being worked on and the recent ones (older
+// ones are read back from the log: Config.Window, History). The same log
+// gives each device its maintenance record.
 package workorder
 
 import (
