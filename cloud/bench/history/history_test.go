@@ -57,6 +57,7 @@ func size(b *testing.B, name string, def int) int {
 // Each p99 stops after a minute (with at least 10 requests) when the
 // answers are slow (the baseline's take seconds each at 1 M events); the
 // log says how many were made.
+//
 //	failed                    1 when the binary did not start (its log says why)
 //
 // PLANTROOM_BENCH_CLOUD is the binary under test (sub-benchmark "new"),
