@@ -53,12 +53,11 @@ func size(b *testing.B, name string, def int) int {
 //	alarms-p99-ms             GET /api/v1/alarms (the default: newest 500), 200 requests
 //	workorders-p99-ms         GET /api/v1/workorders (newest 500), 200 requests
 //	closed-p99-ms             GET /api/v1/workorders?state=closed&until=<a year ago>&limit=100, 50 requests
+//	failed                    1 when the binary did not start (its log says why)
 //
 // Each p99 stops after a minute (with at least 10 requests) when the
 // answers are slow (the baseline's take seconds each at 1 M events); the
 // log says how many were made.
-//
-//	failed                    1 when the binary did not start (its log says why)
 //
 // PLANTROOM_BENCH_CLOUD is the binary under test (sub-benchmark "new"),
 // PLANTROOM_BENCH_BASELINE_CLOUD the baseline ("baseline"), each run in its
