@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -99,20 +100,8 @@ func (u *Uplink) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c := paho.NewClient(opts)
-	u.m.connectAttempts.Inc()
-	tok := c.Connect()
-	if !waitToken(tok, u.cfg.ConnectTimeout+time.Second, u.stopped) {
-		c.Disconnect(0)
-		u.m.connectErrors.Inc()
-		return fmt.Errorf("cannot connect to %q: no CONNACK within %s", u.cfg.Broker, u.cfg.ConnectTimeout)
-	}
-	if err := tok.Error(); err != nil {
-		u.m.connectErrors.Inc()
-		return fmt.Errorf("cannot connect to %q: %w", u.cfg.Broker, err)
-	}
 	s := &session{
-		u: u, c: c, lost: lost,
+		u: u, lost: lost,
 		results:     make(chan pubResult, 2*u.cfg.InFlight),
 		done:        make(chan struct{}),
 		outstanding: map[msgKey]*outMsg{},
@@ -120,6 +109,20 @@ func (u *Uplink) session(ctx context.Context) error {
 		committed:   map[uint64]bool{},
 		lastRefill:  time.Now(),
 	}
+	// The broker hands over what it kept for the session (an
+	// acknowledgement, a command sent during an outage) right after
+	// CONNACK, before the SUBSCRIBE below has installed its handler; paho
+	// leaves a message that no handler matches unacknowledged and
+	// unhandled, so the command would wait at the broker until the next
+	// reconnect and expire. The default handler takes them from the start.
+	prefix := u.cfg.Gateway.DownlinkTopic("")
+	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+		if name, ok := strings.CutPrefix(m.Topic(), prefix); ok {
+			s.downlink(name, m.Payload())
+		}
+	})
+	c := paho.NewClient(opts)
+	s.c = c
 	defer func() {
 		close(s.done)
 		u.connected.Store(false)
@@ -127,8 +130,21 @@ func (u *Uplink) session(ctx context.Context) error {
 		u.m.inflight.Set(0)
 		c.Disconnect(0)
 	}()
+	u.m.connectAttempts.Inc()
+	tok := c.Connect()
+	if !waitToken(tok, u.cfg.ConnectTimeout+time.Second, u.stopped) {
+		u.m.connectErrors.Inc()
+		return fmt.Errorf("cannot connect to %q: no CONNACK within %s", u.cfg.Broker, u.cfg.ConnectTimeout)
+	}
+	if err := tok.Error(); err != nil {
+		u.m.connectErrors.Inc()
+		return fmt.Errorf("cannot connect to %q: %w", u.cfg.Broker, err)
+	}
 	// Subscribe before announcing the gateway online: the cloud answers
 	// "online" with the ranges it has committed.
+	if u.beforeSubscribe != nil {
+		u.beforeSubscribe()
+	}
 	if err := s.subscribe(); err != nil {
 		return err
 	}

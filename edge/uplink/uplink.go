@@ -211,6 +211,9 @@ type Uplink struct {
 
 	// Downlink handlers by name (below "…/down/"), set before Start.
 	downlink map[string]func(payload []byte)
+	// beforeSubscribe, set by tests, runs between CONNACK and the
+	// session's SUBSCRIBE.
+	beforeSubscribe func()
 	acks     chan []byte // commit acknowledgements, from paho to the session loop
 
 	// Batches PUBACKed and waiting for their commit acknowledgement, by
