@@ -241,6 +241,10 @@ func (in *Input) Switch(ctx context.Context, deviceID, metric string, value floa
 				before = &was
 			}
 			v := value // Switch.Set succeeded: the output is as commanded
+			// It is the device's word on its state, as a report is: the
+			// next command's "before" must not be the state report from
+			// before this one (still on its way, or never sent).
+			in.relays.observe(deviceID, metric, v)
 			return before, &v, nil
 		case <-ctx.Done():
 			if after != nil {
