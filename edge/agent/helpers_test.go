@@ -236,28 +236,24 @@ func (tm telemetry) seqsContiguous(t testing.TB) uint64 {
 	return seqs[len(seqs)-1]
 }
 
-// lanesOrdered asserts that each (device, metric) arrives as at most three
-// interleaved increasing timestamp sequences: the live lane, the backlog,
-// and the batches that were in flight or awaiting their commit
-// acknowledgement when the path or the broker went away, which come again
-// after reconnecting or after their commit timeout.
+// lanesOrdered asserts that each (device, metric) first arrives as at
+// most three interleaved increasing timestamp sequences
+// (mqtttest.ArrivalLanes): the live lane, the backlog, and the batches
+// that were in flight or awaiting their commit acknowledgement when the
+// path or the broker went away, which come again after reconnecting or
+// after their commit timeout.
 func (tm telemetry) lanesOrdered(t testing.TB) {
 	t.Helper()
-	tops := map[string][]int64{}
+	ts := map[string][]int64{}
 	for _, b := range tm.batches {
 		for _, r := range b.Readings {
 			k := r.Device + "/" + r.Metric
-			p := tops[k]
-			i := sort.Search(len(p), func(i int) bool { return p[i] <= r.TS })
-			if i == len(p) {
-				p = append(p, r.TS)
-			} else {
-				p[i] = r.TS
-			}
-			tops[k] = p
-			if len(p) > 3 {
-				t.Fatalf("%s arrives as %d interleaved sequences; want at most 3 (live, backlog, re-sent)", k, len(p))
-			}
+			ts[k] = append(ts[k], r.TS)
+		}
+	}
+	for k, v := range ts {
+		if n := mqtttest.ArrivalLanes(v); n > 3 {
+			t.Fatalf("%s arrives as %d interleaved sequences; want at most 3 (live, backlog, re-sent)", k, n)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -189,25 +188,19 @@ func checkComplete(t *testing.T, r received, devices []string, n int) int {
 	return dups
 }
 
-// lanesOrdered asserts that each device's arrival order is at most
-// maxLanes interleaved increasing sequences: two (live and backlog), or
-// three where batches a broker lost come again after their commit timeout.
+// lanesOrdered asserts that each device's first arrivals form at most
+// maxLanes interleaved increasing sequences (mqtttest.ArrivalLanes): two
+// (live and backlog), or three where batches a broker lost come again
+// after their commit timeout.
 func lanesOrdered(t *testing.T, r received, maxLanes int) {
 	t.Helper()
 	for d, rs := range r.readings {
-		// Patience sorting: the number of piles is the longest strictly
-		// decreasing subsequence.
-		var tops []int64
-		for _, rd := range rs {
-			i := sort.Search(len(tops), func(i int) bool { return tops[i] <= rd.TS })
-			if i == len(tops) {
-				tops = append(tops, rd.TS)
-			} else {
-				tops[i] = rd.TS
-			}
+		ts := make([]int64, len(rs))
+		for i, rd := range rs {
+			ts[i] = rd.TS
 		}
-		if len(tops) > maxLanes {
-			t.Fatalf("device %s: readings arrive as %d interleaved sequences, want at most %d", d, len(tops), maxLanes)
+		if n := mqtttest.ArrivalLanes(ts); n > maxLanes {
+			t.Fatalf("device %s: readings arrive as %d interleaved sequences, want at most %d", d, n, maxLanes)
 		}
 	}
 }
