@@ -57,6 +57,9 @@
     el.innerHTML = "";
     var c = echarts.init(el, null, { renderer: "canvas" });
     c.on("finished", function once() { c.off("finished", once); drawn(el, false); });
+    // No entrance animation: the figures are there at once (it held every
+    // chart back about a second, "finished" waiting for it).
+    option.animation = false;
     c.setOption(option);
     charts.push(c);
     return c;
