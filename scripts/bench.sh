@@ -120,7 +120,10 @@ p50=$(metric "$OUT/dispatch.txt" BenchmarkReadingToWorkOrder p50-ms)
 # hist FILE new|baseline UNIT: a figure of a history benchmark; "failed
 # to start" when that binary did not start.
 hist() {
-    if [ "$(metric "$OUT/$1.txt" "BenchmarkCloudWithHistory/$2" failed)" = 1 ]; then echo "failed to start"; return; fi
+    if awk -v v="$(metric "$OUT/$1.txt" "BenchmarkCloudWithHistory/$2" failed)" 'BEGIN { exit !(v == 1) }'; then
+        echo "failed to start"
+        return
+    fi
     metric "$OUT/$1.txt" "BenchmarkCloudWithHistory/$2" "$3"
 }
 hload=$(awk '{printf "%s%s", sep, $1; sep=" → "}' "$OUT/history-load.txt")
@@ -193,7 +196,7 @@ num() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else if (a >= 1000) print
         [ "$new" = "failed to start" ] || new=$(num "$new")
         [ "$base" = "failed to start" ] || base=$(num "$base")
         r=$(ratio "$new" "$base")
-        case "$new$base" in *failed*) r="-" ;; esac
+        case "$new $base" in *failed* | "- "* | *" -") r="-" ;; esac
         printf '%-44s %16s %-34s %8s  %s\n' "history $size: $label" "$new" "before: $base" "$r" "$target"
     done
     printf '%-44s %16s %-34s %8s  %s\n' "history: load average (1 min) before → after" "$hload" "-" "-" "-"
