@@ -143,8 +143,10 @@ func (l *ClickHouseLog) LoadAlarms(ctx context.Context, since time.Time) ([]Alar
 	if len(recent) > maxHeld {
 		return nil, fmt.Errorf("cannot load alarms: more than %d are active or were raised since %s", maxHeld, since.UTC().Format(time.RFC3339))
 	}
+	// A clear is final for an alarm (a condition that comes back is a new
+	// alarm), so only the rows from its clear on are read.
 	last, err := l.events.Current(ctx, store.Query{
-		Where:   []store.Cond{store.Eq("state", StateCleared)},
+		Fixed:   []store.Cond{store.Eq("state", StateCleared)},
 		OnePer:  []string{"device", "gateway", "rule"},
 		OrderBy: []store.Order{{Col: "cleared_ms", Desc: true}},
 		Limit:   maxHeld,
