@@ -146,23 +146,28 @@ func commandRoundTrip(t *testing.T, p *plantRoom) {
 	waitFor(t, 30*time.Second, "the switched circuit in the device's values", func() bool {
 		return p.latest(t, "garden-lighting-1", "circuit1_on") == want
 	})
-	// The garden garage lights: a Tasmota relay on the edge's plant-room
-	// MQTT broker. The edge publishes cmnd/garden_garage/POWER, the
-	// simulated relay switches and reports stat/garden_garage/POWER: applied,
-	// and the next readings show the relay and its power.
-	wasRelay := p.latest(t, "garden-plug-1", "switch_on")
-	wantRelay := 1 - wasRelay
-	rc := p.command(t, "demo-pm-garden", "garden-plug-1", fmt.Sprintf(`{"point":"switch_on","value":%v,"reason":"车库灯 process test"}`, wantRelay), http.StatusAccepted)
-	waitFor(t, 30*time.Second, "the relay command applied", func() bool {
-		got = p.getCommand(t, rc.ID)
-		return got.State != "sent" && got.State != "accepted"
-	})
-	if got.State != "applied" || got.After == nil || *got.After != wantRelay {
-		t.Fatalf("relay command ended %+v, want applied to %v", got, wantRelay)
+	// The garden garage lights, a Tasmota relay, and the landscape
+	// lights, a Shelly Plus 1PM, both on the edge's plant-room MQTT
+	// broker. The edge publishes the device's own command
+	// (cmnd/garden_garage/POWER; Switch.Set on shellyplus1pm-garden01/rpc),
+	// the simulated relay switches and reports its state (and the Shelly
+	// answers the request): applied, and the next readings show the relay
+	// and its power.
+	for _, relay := range []string{"garden-plug-1", "garden-shelly-1"} {
+		wasRelay := p.latest(t, relay, "switch_on")
+		wantRelay := 1 - wasRelay
+		rc := p.command(t, "demo-pm-garden", relay, fmt.Sprintf(`{"point":"switch_on","value":%v,"reason":"灯 process test"}`, wantRelay), http.StatusAccepted)
+		waitFor(t, 30*time.Second, relay+": the relay command applied", func() bool {
+			got = p.getCommand(t, rc.ID)
+			return got.State != "sent" && got.State != "accepted"
+		})
+		if got.State != "applied" || got.After == nil || *got.After != wantRelay {
+			t.Fatalf("%s: relay command ended %+v, want applied to %v", relay, got, wantRelay)
+		}
+		waitFor(t, 30*time.Second, relay+": the switched relay in the device's values", func() bool {
+			return p.latest(t, relay, "switch_on") == wantRelay && (p.latest(t, relay, "power_w") > 0) == (wantRelay == 1)
+		})
 	}
-	waitFor(t, 30*time.Second, "the switched relay in the device's values", func() bool {
-		return p.latest(t, "garden-plug-1", "switch_on") == wantRelay && (p.latest(t, "garden-plug-1", "power_w") > 0) == (wantRelay == 1)
-	})
 	// An elevator is never writable: refused at the API, nothing sent.
 	p.command(t, "demo-pm-garden", "garden-elevator-1", `{"point":"floor","value":3,"reason":"x"}`, http.StatusUnprocessableEntity)
 	// HQ may not command.
