@@ -214,7 +214,7 @@ type Uplink struct {
 	// beforeSubscribe, set by tests, runs between CONNACK and the
 	// session's SUBSCRIBE.
 	beforeSubscribe func()
-	acks     chan []byte // commit acknowledgements, from paho to the session loop
+	acks            chan []byte // commit acknowledgements, from paho to the session loop
 
 	// Batches PUBACKed and waiting for their commit acknowledgement, by
 	// seq; owned by the run goroutine, kept across reconnects.

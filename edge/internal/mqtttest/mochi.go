@@ -249,4 +249,3 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	default:
 	}
 }
-
