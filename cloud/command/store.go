@@ -237,6 +237,10 @@ func (ev Event) View() EventView {
 	return EventView{N: ev.N, Seq: ev.Seq, At: ev.At, Who: ev.Who, Kind: "command", View: ev.Command.View(nil)}
 }
 
+// Final reports whether the command has reached its last state: a page
+// following it stops polling then.
+func (v View) Final() bool { return Final(v.State) }
+
 // WithHistory adds the states of evs (a command's events, oldest first).
 func (v View) WithHistory(evs []Event, loc *time.Location) View {
 	if loc == nil {

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/plantroom/plantroom/cloud/access"
-	"github.com/plantroom/plantroom/cloud/command"
 )
 
 // Remote control on the device page: for each writable point of the
@@ -105,7 +104,3 @@ func (c *Console) commandProgress(w http.ResponseWriter, r *http.Request, sess *
 	}
 	c.fragment(w, r, sess, "device", "progress", &page{L: c.cats.locale(languageOf(r), c.zone(cmd.Project)), Data: deviceData{Device: deviceView{ID: dev}, Command: &cmd}})
 }
-
-// Final reports whether the command has reached its last state (the
-// desk's rule): the page stops polling then.
-func (c *commandView) Final() bool { return command.Final(c.State) }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/access"
+	"github.com/plantroom/plantroom/cloud/command"
 )
 
 // markAck sets CanAck on the active, unacknowledged alarms the access
@@ -170,29 +171,9 @@ type writablePoint struct {
 	Max     *float64  `json:"max"`
 }
 
-// commandView is a command as GET /commands/{id} shows it.
-type commandView struct {
-	ID        string    `json:"id"`
-	Project   string    `json:"project"`
-	Device    string    `json:"device"`
-	Point     string    `json:"point"`
-	Value     float64   `json:"value"`
-	Reason    string    `json:"reason"`
-	By        string    `json:"by"`
-	IssuedAt  time.Time `json:"issued_at"`
-	State     string    `json:"state"`
-	Cause     string    `json:"cause"`
-	Message   string    `json:"message"`
-	Before    *float64  `json:"before"`
-	After     *float64  `json:"after"`
-	UpdatedAt time.Time `json:"updated_at"`
-	History   []struct {
-		State string    `json:"state"`
-		At    time.Time `json:"at"`
-		Who   string    `json:"who"`
-		Cause string    `json:"cause"`
-	} `json:"history"`
-}
+// commandView is a command as GET /commands/{id} shows it: the API's
+// own type.
+type commandView = command.View
 
 type projectView struct {
 	ID          string  `json:"id"`
