@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +35,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/edge/uplink"
+	"github.com/plantroom/plantroom/internal/procstat"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -321,17 +321,8 @@ func (c *cloudProc) tail() string {
 
 // rss is a process's resident set in bytes (0 if unknown).
 func rss(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	v, _ := procstat.RSS(pid)
+	return v
 }
 
 // stats are the figures of all gateways.

@@ -26,6 +26,7 @@ import (
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/chtest"
 	"github.com/plantroom/plantroom/internal/nettest"
+	"github.com/plantroom/plantroom/internal/procstat"
 )
 
 // size reads a size from the environment or takes the figure.
@@ -308,19 +309,10 @@ clickhouse: {addr: %[6]q, user: %[7]q, password: %[8]q, database: %[9]s}
 	b.ReportMetric(0, "failed")
 }
 
-// vmRSS is a process's resident set in bytes.
+// vmRSS is a process's resident set in bytes (0 if unknown).
 func vmRSS(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	rss, _ := procstat.RSS(pid)
+	return rss
 }
 
 func lastLines(s string, n int) string {

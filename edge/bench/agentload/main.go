@@ -18,7 +18,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -40,6 +39,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/plantroom/plantroom/edge/internal/modbustest"
+	"github.com/plantroom/plantroom/internal/procstat"
 	"github.com/plantroom/plantroom/internal/promtext"
 	"github.com/plantroom/plantroom/protocol"
 )
@@ -121,7 +121,7 @@ func run(agentBin, emulator string, devices, points int, interval, warmup, durat
 	var rssMax, rssSum, samples int64
 	for time.Since(t0) < duration {
 		time.Sleep(time.Second)
-		rss, err := procStatus(pid, "VmRSS")
+		rss, err := procstat.Status(pid, "VmRSS")
 		if err != nil {
 			return err
 		}
@@ -138,7 +138,7 @@ func run(agentBin, emulator string, devices, points int, interval, warmup, durat
 	if err != nil {
 		return err
 	}
-	hwm, _ := procStatus(pid, "VmHWM")
+	hwm, _ := procstat.Status(pid, "VmHWM")
 
 	rate := func(name string) float64 { return (m1.Sum(name) - m0.Sum(name)) / elapsed }
 	cpuPct := float64(cpu1-cpu0) / clockTicks / elapsed * 100
@@ -188,22 +188,6 @@ func cpuTicks(pid int) (int64, error) {
 	u, _ := strconv.ParseInt(f[11], 10, 64) // field 14 of the full line
 	k, _ := strconv.ParseInt(f[12], 10, 64) // field 15
 	return u + k, nil
-}
-
-// procStatus returns a kB value of /proc/<pid>/status.
-func procStatus(pid int, key string) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("cannot read the agent's memory: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", key, pid)
 }
 
 // startBroker runs the cloud's stand-in: a broker whose inline client
