@@ -74,6 +74,19 @@ func (c Cond) sql(expr func(string) string, args *[]any) string {
 	return expr(c.col) + " " + c.op + " ?"
 }
 
+// whereSQL renders conds, all of which must hold, on the table's own
+// columns as " WHERE …" ("" without any), appending their arguments.
+func whereSQL(conds []Cond, args *[]any) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	parts := make([]string, len(conds))
+	for i, c := range conds {
+		parts[i] = c.sql(func(col string) string { return col }, args)
+	}
+	return " WHERE " + strings.Join(parts, " AND ")
+}
+
 func (c Cond) cols(into map[string]bool) {
 	if c.op == "OR" || c.op == "AND" {
 		for _, s := range c.any {
@@ -161,14 +174,7 @@ func (l *EventLog[R]) CurrentKeys(ctx context.Context, q Query) ([]string, error
 	for col := range need {
 		sel = append(sel, "argMax("+col+", n) AS "+cur(col))
 	}
-	where := ""
-	if len(q.Fixed) > 0 {
-		parts := make([]string, len(q.Fixed))
-		for i, c := range q.Fixed {
-			parts[i] = c.sql(func(col string) string { return col }, &args)
-		}
-		where = " WHERE " + strings.Join(parts, " AND ")
-	}
+	where := whereSQL(q.Fixed, &args)
 	having := ""
 	if len(q.Where) > 0 {
 		parts := make([]string, len(q.Where))
@@ -253,14 +259,7 @@ func (l *EventLog[R]) MaxSeq(ctx context.Context) (uint64, error) {
 // match every cond; 0 when none does.
 func (l *EventLog[R]) Newest(ctx context.Context, col string, conds ...Cond) (int64, error) {
 	var args []any
-	where := ""
-	if len(conds) > 0 {
-		parts := make([]string, len(conds))
-		for i, c := range conds {
-			parts[i] = c.sql(func(col string) string { return col }, &args)
-		}
-		where = " WHERE " + strings.Join(parts, " AND ")
-	}
+	where := whereSQL(conds, &args)
 	ctx, cancel := context.WithTimeout(ctx, 4*l.timeout)
 	defer cancel()
 	var out []struct {
