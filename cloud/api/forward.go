@@ -20,6 +20,20 @@ type Owner func() (target string, local, ok bool)
 // unchanged; streams stream. While nobody owns them the answer is 503.
 // Register the routes themselves as usual. Call Forward before Start.
 func (s *Server) Forward(paths []string, owner Owner) {
+	full := make([]string, len(paths))
+	for i, p := range paths {
+		full[i] = Prefix + p
+	}
+	s.forwardTo(owner, full...)
+}
+
+// ForwardMounted does for the handler given to Mount (the console) what
+// Forward does for routes: its pages are served by the owner, whose
+// sign-in sessions they need. Call it before Start.
+func (s *Server) ForwardMounted(owner Owner) { s.forwardTo(owner, "/", "/*") }
+
+// forwardTo records owner for the route templates given.
+func (s *Server) forwardTo(owner Owner, routes ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
@@ -28,24 +42,9 @@ func (s *Server) Forward(paths []string, owner Owner) {
 	if s.forwarded == nil {
 		s.forwarded = map[string]Owner{}
 	}
-	for _, p := range paths {
-		s.forwarded[Prefix+p] = owner
+	for _, r := range routes {
+		s.forwarded[r] = owner
 	}
-}
-
-// ForwardMounted does for the handler given to Mount (the console) what
-// Forward does for routes: its pages are served by the owner, whose
-// sign-in sessions they need. Call it before Start.
-func (s *Server) ForwardMounted(owner Owner) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.started {
-		panic("BUG: api.Server.ForwardMounted after Start")
-	}
-	if s.forwarded == nil {
-		s.forwarded = map[string]Owner{}
-	}
-	s.forwarded["/"], s.forwarded["/*"] = owner, owner
 }
 
 // forward is the middleware that hands forwarded routes to their owner. It
