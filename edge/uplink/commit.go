@@ -3,7 +3,6 @@ package uplink
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -65,9 +64,8 @@ func (s *session) subscribe() error {
 	for name := range u.downlink {
 		filters[prefix+name] = 1
 	}
-	tok := s.c.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) {
-		s.downlink(strings.TrimPrefix(m.Topic(), prefix), m.Payload())
-	})
+	// No handler here: the client's default handler takes them (session).
+	tok := s.c.SubscribeMultiple(filters, nil)
 	if !waitToken(tok, u.cfg.ConnectTimeout, u.stopped) {
 		return fmt.Errorf("cannot subscribe to %s: no SUBACK within %s", prefix+"…", u.cfg.ConnectTimeout)
 	}

@@ -109,12 +109,12 @@ func (u *Uplink) session(ctx context.Context) error {
 		committed:   map[uint64]bool{},
 		lastRefill:  time.Now(),
 	}
-	// The broker hands over what it kept for the session (an
-	// acknowledgement, a command sent during an outage) right after
-	// CONNACK, before the SUBSCRIBE below has installed its handler; paho
-	// leaves a message that no handler matches unacknowledged and
-	// unhandled, so the command would wait at the broker until the next
-	// reconnect and expire. The default handler takes them from the start.
+	// Downlink messages are taken by the default handler, not by routes
+	// the SUBSCRIBE installs: the broker hands over what it kept for the
+	// session (an acknowledgement, a command sent during an outage) right
+	// after CONNACK, before the SUBSCRIBE, and paho leaves a message that
+	// no handler matches unacknowledged and unhandled, so the command
+	// would wait at the broker until the next reconnect and expire.
 	prefix := u.cfg.Gateway.DownlinkTopic("")
 	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 		if name, ok := strings.CutPrefix(m.Topic(), prefix); ok {
