@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/api"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/apitest"
 	"github.com/plantroom/plantroom/internal/storetest"
 )
 
@@ -183,22 +183,15 @@ func newServer(t testing.TB, b *config.Bundle, db api.Database, mod func(*api.De
 // call performs a request against h as staff ("" for no token).
 func call(t testing.TB, h http.Handler, staff, method, target string) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequest(method, target, nil)
+	tok := ""
 	if staff != "" {
-		req.Header.Set("Authorization", "Bearer "+token(staff))
+		tok = token(staff)
 	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
+	return apitest.Call(t, h, method, target, tok, nil)
 }
 
 // decode unmarshals a JSON response, failing on a non-200 status.
 func decode(t testing.TB, rec *httptest.ResponseRecorder, v any) {
 	t.Helper()
-	if rec.Code != http.StatusOK {
-		t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
-		t.Fatalf("decode: %v\n%s", err, rec.Body.String())
-	}
+	apitest.Expect(t, rec, http.StatusOK, v)
 }

@@ -1,9 +1,7 @@
 package commandhttp
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +16,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/command"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/apitest"
 	"github.com/plantroom/plantroom/internal/fakes"
 	"github.com/plantroom/plantroom/internal/storetest"
 	"github.com/plantroom/plantroom/protocol"
@@ -135,30 +134,12 @@ func (r *rig) lastSent() sentMessage {
 
 func (r *rig) call(staff, method, target string, body string) *httptest.ResponseRecorder {
 	r.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = bytes.NewReader([]byte(body))
-	}
-	req := httptest.NewRequest(method, target, rd)
-	req.Header.Set("Content-Type", "application/json")
-	if staff != "" {
-		req.Header.Set("Authorization", "Bearer "+tokens[staff])
-	}
-	rec := httptest.NewRecorder()
-	r.h.ServeHTTP(rec, req)
-	return rec
+	return apitest.Call(r.t, r.h, method, target, tokens[staff], body)
 }
 
 func decode[T any](t *testing.T, rec *httptest.ResponseRecorder, want int) T {
 	t.Helper()
-	var v T
-	if rec.Code != want {
-		t.Fatalf("status %d, want %d: %s", rec.Code, want, rec.Body.String())
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
-		t.Fatalf("decode: %v: %s", err, rec.Body.String())
-	}
-	return v
+	return apitest.Decode[T](t, rec, want)
 }
 
 // waitFor polls cond until it holds or a generous bound passes.

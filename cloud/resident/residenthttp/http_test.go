@@ -1,9 +1,7 @@
 package residenthttp
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,6 +19,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/cloud/workorder/workorderhttp"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/apitest"
 	"github.com/plantroom/plantroom/internal/fakes"
 	"github.com/plantroom/plantroom/internal/storetest"
 )
@@ -103,37 +102,12 @@ func (r *rig) start() {
 // optional JSON body.
 func (r *rig) call(staff, addr, method, target string, body any) *httptest.ResponseRecorder {
 	r.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req := httptest.NewRequest(method, target, rd)
-	req.RemoteAddr = addr + ":40000"
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if staff != "" {
-		req.Header.Set("Authorization", "Bearer "+tokens[staff])
-	}
-	rec := httptest.NewRecorder()
-	r.h.ServeHTTP(rec, req)
-	return rec
+	return apitest.Call(r.t, r.h, method, target, tokens[staff], body, apitest.From(addr))
 }
 
 func (r *rig) decode(rec *httptest.ResponseRecorder, want int, v any) {
 	r.t.Helper()
-	if rec.Code != want {
-		r.t.Fatalf("status %d, want %d: %s", rec.Code, want, rec.Body.String())
-	}
-	if v != nil {
-		if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
-			r.t.Fatalf("decode: %v: %s", err, rec.Body.String())
-		}
-	}
+	apitest.Expect(r.t, rec, want, v)
 }
 
 func (r *rig) link(project string) string {

@@ -1,9 +1,7 @@
 package workorderhttp
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +16,7 @@ import (
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/cloud/workorder"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/apitest"
 	"github.com/plantroom/plantroom/internal/fakes"
 	"github.com/plantroom/plantroom/internal/storetest"
 	"github.com/plantroom/plantroom/protocol"
@@ -127,36 +126,12 @@ func reading(device, metric string, v float64) protocol.Reading {
 // call makes a request as staff ("" for none) with an optional JSON body.
 func (r *apiRig) call(staff, method, target string, body any) *httptest.ResponseRecorder {
 	r.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req := httptest.NewRequest(method, target, rd)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if staff != "" {
-		req.Header.Set("Authorization", "Bearer "+tokens[staff])
-	}
-	rec := httptest.NewRecorder()
-	r.h.ServeHTTP(rec, req)
-	return rec
+	return apitest.Call(r.t, r.h, method, target, tokens[staff], body)
 }
 
 func (r *apiRig) decode(rec *httptest.ResponseRecorder, want int, v any) {
 	r.t.Helper()
-	if rec.Code != want {
-		r.t.Fatalf("status %d, want %d: %s", rec.Code, want, rec.Body.String())
-	}
-	if v != nil {
-		if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
-			r.t.Fatalf("decode: %v: %s", err, rec.Body.String())
-		}
-	}
+	apitest.Expect(r.t, rec, want, v)
 }
 
 // raiseDemoAlarms raises a pump alarm in garden (order to tech-garden-1),
