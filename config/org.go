@@ -395,6 +395,27 @@ func (o *Org) Devices() []DeviceInfo {
 	return out
 }
 
+// FindCompany returns the company with the given id.
+func (o *Org) FindCompany(id string) (*Company, bool) {
+	for ci := range o.Companies {
+		if o.Companies[ci].ID == id {
+			return &o.Companies[ci], true
+		}
+	}
+	return nil, false
+}
+
+// Month returns the bounds [from, to) of month m of year y in the
+// project's time zone (UTC before validation has set it).
+func (p *Project) Month(y int, m time.Month) (from, to time.Time) {
+	loc := p.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	from = time.Date(y, m, 1, 0, 0, 0, 0, loc)
+	return from, from.AddDate(0, 1, 0)
+}
+
 // FindProject returns the project with the given id and its company.
 func (o *Org) FindProject(id string) (*Company, *Project, bool) {
 	for ci := range o.Companies {

@@ -122,21 +122,13 @@ func (s *Service) MonthlyStats(v access.Principal, month string) (Monthly, error
 		reqs = append(reqs, r.Request)
 	}
 	s.mu.Unlock()
-	for _, c := range s.cfg.Org.Companies {
-		if c.ID != v.Company {
-			continue
-		}
+	if c, ok := s.cfg.Org.FindCompany(v.Company); ok {
 		for i := range c.Projects {
 			p := &c.Projects[i]
 			if !v.May(access.Report, access.ProjectOf(c.ID, p.ID)) {
 				continue
 			}
-			loc := p.Location
-			if loc == nil {
-				loc = time.UTC
-			}
-			from := time.Date(y, m, 1, 0, 0, 0, 0, loc)
-			to := from.AddDate(0, 1, 0)
+			from, to := p.Month(y, m)
 			ps := ProjectStats{Project: p.ID, Name: p.Name, Totals: newTotals()}
 			for i := range reqs {
 				r := &reqs[i]

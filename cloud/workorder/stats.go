@@ -106,21 +106,13 @@ func (d *Desk) MonthlyStats(ctx context.Context, v alarm.Viewer, month string, a
 	if len(orders) > MaxMonthOrders {
 		return Monthly{}, fmt.Errorf("cannot compute the statistics of %s: more than %d work orders around the month", month, MaxMonthOrders)
 	}
-	for _, c := range d.cfg.Org.Companies {
-		if c.ID != v.Company {
-			continue
-		}
+	if c, ok := d.cfg.Org.FindCompany(v.Company); ok {
 		for i := range c.Projects {
 			p := &c.Projects[i]
 			if !v.May(access.Report, access.ProjectOf(c.ID, p.ID)) {
 				continue
 			}
-			loc := p.Location
-			if loc == nil {
-				loc = time.UTC
-			}
-			from := time.Date(y, m, 1, 0, 0, 0, 0, loc)
-			to := from.AddDate(0, 1, 0)
+			from, to := p.Month(y, m)
 			in := func(t time.Time) bool { return !t.Before(from) && t.Before(to) }
 			out.Projects = append(out.Projects, projectStats(c.ID, p, alarms, orders, in, now))
 		}
