@@ -7,11 +7,45 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plantroom/plantroom/cloud/energy"
 	"github.com/plantroom/plantroom/config"
 	"github.com/plantroom/plantroom/internal/timerange"
 )
+
+// ReportCacheEntries bounds the computations of finished months the API
+// keeps for its monthly and HQ reports (energy.Cache): a month's report
+// takes two (the month with the month before, and the month a year
+// before); one of a 50-project company holds some hundreds of kB.
+const ReportCacheEntries = 64
+
+// reportCacheCollector exports the report cache's counts.
+type reportCacheCollector struct{ c *energy.Cache }
+
+var (
+	reportCacheLookups = prometheus.NewDesc("plantroom_api_report_cache_lookups_total",
+		"Lookups of finished months' energy computations by result: hit, miss (none kept), changed (readings changed since).", []string{"result"}, nil)
+	reportCacheKept = prometheus.NewDesc("plantroom_api_report_cache_kept_total",
+		"Energy computations of finished months kept.", nil, nil)
+	reportCacheEntries = prometheus.NewDesc("plantroom_api_report_cache_entries",
+		"Energy computations held by the report cache.", nil, nil)
+)
+
+func (r reportCacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- reportCacheLookups
+	ch <- reportCacheKept
+	ch <- reportCacheEntries
+}
+
+func (r reportCacheCollector) Collect(ch chan<- prometheus.Metric) {
+	st := r.c.Stats()
+	ch <- prometheus.MustNewConstMetric(reportCacheLookups, prometheus.CounterValue, float64(st.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(reportCacheLookups, prometheus.CounterValue, float64(st.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(reportCacheLookups, prometheus.CounterValue, float64(st.Changed), "changed")
+	ch <- prometheus.MustNewConstMetric(reportCacheKept, prometheus.CounterValue, float64(st.Kept))
+	ch <- prometheus.MustNewConstMetric(reportCacheEntries, prometheus.GaugeValue, float64(st.Entries))
+}
 
 // energyProjects prepares every project for energy reports once.
 func energyProjects(b *config.Bundle) (map[string]*energy.Project, error) {
@@ -75,7 +109,7 @@ func (s *Server) projectMonthly(c echo.Context) error {
 		}
 		top = n
 	}
-	rep, err := energy.MonthlyReport(c.Request().Context(), s.readings, p, m, s.now(), top)
+	rep, err := s.reports.MonthlyReport(c.Request().Context(), p, m, s.now(), top)
 	if err != nil {
 		return err
 	}
@@ -153,7 +187,7 @@ func (s *Server) companyMonthly(c echo.Context) error {
 			ps = append(ps, s.energy[p.ID])
 		}
 	}
-	rep, err := energy.CompanyMonthlyReport(c.Request().Context(), s.readings, ref, ps, m, s.now())
+	rep, err := s.reports.CompanyMonthlyReport(c.Request().Context(), ref, ps, m, s.now())
 	if err != nil {
 		return err
 	}

@@ -67,6 +67,7 @@ type Server struct {
 	devices  map[string]config.DeviceInfo
 	readings *store.Readings
 	energy   map[string]*energy.Project
+	reports  *energy.Cache // monthly and HQ reports of finished months
 	metrics  *httpMetrics
 	registry *prometheus.Registry
 	now      func() time.Time
@@ -150,6 +151,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("cannot create API server: %w", err)
 	}
 	s.energy = ep
+	s.reports = energy.NewCache(s.readings, ReportCacheEntries)
+	s.registry.MustRegister(reportCacheCollector{s.reports})
 	for _, d := range deps.Bundle.Org.Devices() {
 		s.devices[d.Device.ID] = d
 	}

@@ -72,13 +72,17 @@ type ProjectLine struct {
 // CompanyMonthlyReport computes the HQ report of month m over projects ps
 // of company c (each month in its project's own time zone).
 func CompanyMonthlyReport(ctx context.Context, src Readings, c CompanyRef, ps []*Project, m Month, now time.Time) (*CompanyMonthly, error) {
+	return companyMonthly(ctx, src, nil, c, ps, m, now)
+}
+
+func companyMonthly(ctx context.Context, src Readings, cache *Cache, c CompanyRef, ps []*Project, m Month, now time.Time) (*CompanyMonthly, error) {
 	rep := &CompanyMonthly{Company: c, Month: m.String(), Projects: []ProjectLine{}, ByCategory: []Line{}, ByPeriod: []Line{}}
 	rep.MonthOverMonth.Month = m.Add(-1).String()
 	rep.YearOverYear.Month = m.Add(-12).String()
 	if len(ps) == 0 {
 		return rep, nil
 	}
-	res, err := computeMonths(ctx, src, c.ID, ps, m, now)
+	res, err := computeMonths(ctx, src, cache, c.ID, ps, m, now)
 	if err != nil {
 		return nil, err
 	}

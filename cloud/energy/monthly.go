@@ -42,7 +42,7 @@ const TopDevices = 10
 // the same stretch of the previous month and of the month a year before
 // for comparison.
 func MonthlyReport(ctx context.Context, src Readings, p *Project, m Month, now time.Time, top int) (*Monthly, error) {
-	res, err := computeMonths(ctx, src, p.Company, []*Project{p}, m, now)
+	res, err := computeMonths(ctx, src, nil, p.Company, []*Project{p}, m, now)
 	if err != nil {
 		return nil, err
 	}
@@ -56,10 +56,12 @@ type monthResult struct {
 }
 
 // computeMonths computes month m for every project, and the comparison
-// stretches, with one store round per month.
-func computeMonths(ctx context.Context, src Readings, company string, ps []*Project, m Month, now time.Time) ([]monthResult, error) {
+// stretches, with one store round per month; through cache (when not nil)
+// once the month is over in every project.
+func computeMonths(ctx context.Context, src Readings, cache *Cache, company string, ps []*Project, m Month, now time.Time) ([]monthResult, error) {
 	out := make([]monthResult, len(ps))
 	var cur, prev, yoy []Job
+	over := true
 	for i, p := range ps {
 		from, end := m.Bounds(p.Location)
 		pd, err := p.newPeriod(from, end, now)
@@ -79,6 +81,7 @@ func computeMonths(ctx context.Context, src Readings, company string, ps []*Proj
 			return p.newPeriod(f, to, to)
 		}
 		out[i].curPd = pd
+		over = over && pd.to.Equal(pd.end)
 		if out[i].prevPd, err = cmp(m.Add(-1)); err != nil {
 			return nil, err
 		}
@@ -92,6 +95,12 @@ func computeMonths(ctx context.Context, src Readings, company string, ps []*Proj
 	// The month and the one before are adjacent: one read covers both,
 	// and the readings around their common edge are read once. The month a
 	// year before is read at the same time.
+	compute := func(jobs []Job) ([]Result, error) {
+		if cache != nil && over {
+			return cache.compute(ctx, company, jobs)
+		}
+		return Compute(ctx, src, company, jobs)
+	}
 	var (
 		wg             sync.WaitGroup
 		recent, before []Result
@@ -100,9 +109,9 @@ func computeMonths(ctx context.Context, src Readings, company string, ps []*Proj
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		recent, errRecent = Compute(ctx, src, company, append(cur, prev...))
+		recent, errRecent = compute(append(cur, prev...))
 	}()
-	before, err = Compute(ctx, src, company, yoy)
+	before, err = compute(yoy)
 	wg.Wait()
 	if err = cmp.Or(errRecent, err); err != nil {
 		return nil, err
