@@ -35,11 +35,26 @@ type History interface {
 	FindAlarms(ctx context.Context, scope access.Scope, f Filter) ([]Alarm, error)
 	// FindAlarm returns one stored alarm.
 	FindAlarm(ctx context.Context, id string) (Alarm, bool, error)
+	// LoadHeld returns what Start holds: at least every active alarm,
+	// every alarm raised at or after since and the latest cleared alarm
+	// of each subject and rule, with the feed's sequence and Unheld.
+	LoadHeld(ctx context.Context, since time.Time) (Held, error)
+	// SaveHeld stores a snapshot of the held alarms, which a later
+	// LoadHeld starts from.
+	SaveHeld(ctx context.Context, s store.Snapshot) error
+}
+
+// Held is what Start loads from a History.
+type Held struct {
+	Alarms []Alarm
 	// MaxSeq is the highest feed sequence stored.
-	MaxSeq(ctx context.Context) (uint64, error)
-	// NewestBefore is the latest raise time before t among stored
-	// alarms (zero when there is none).
-	NewestBefore(ctx context.Context, t time.Time) (time.Time, error)
+	MaxSeq uint64
+	// Unheld is the latest raise time of a stored alarm that may not be
+	// in Alarms (zero when there is none).
+	Unheld time.Time
+	// From is the snapshot the load started from; zero when it read the
+	// whole log.
+	From time.Time
 }
 
 // Sink receives every alarm event, in order, once it is stored (or queued
@@ -116,6 +131,10 @@ type Config struct {
 	// when the log has a History (older ones are read from it when a list
 	// reaches back that far). Default 7 days.
 	Window time.Duration
+	// SnapshotInterval is how often the held alarms are written to the
+	// log's snapshot (History.SaveHeld), when no event waits for storage;
+	// also at start and at Stop. Default 5m.
+	SnapshotInterval time.Duration
 	// NoStaleWatch turns off the engine's own stale detection (a device seen
 	// since start that sends nothing for its stale window); "device_stale"
 	// events from ingest still raise.
@@ -133,7 +152,7 @@ func (c *Config) validate() error {
 	if c.Log == nil {
 		p.Addf("Log", "required")
 	}
-	for name, d := range map[string]time.Duration{"TickInterval": c.TickInterval, "QueueQuiet": c.QueueQuiet, "RetryInterval": c.RetryInterval, "ReplayWindow": c.ReplayWindow, "Window": c.Window} {
+	for name, d := range map[string]time.Duration{"TickInterval": c.TickInterval, "QueueQuiet": c.QueueQuiet, "RetryInterval": c.RetryInterval, "ReplayWindow": c.ReplayWindow, "Window": c.Window, "SnapshotInterval": c.SnapshotInterval} {
 		if d < 0 {
 			p.Addf(name, "must be >= 0, got %s", d)
 		}
@@ -164,6 +183,9 @@ func (c *Config) validate() error {
 	}
 	if c.Window == 0 {
 		c.Window = 7 * 24 * time.Hour
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 5 * time.Minute
 	}
 	if c.DefaultMinHold == 0 {
 		c.DefaultMinHold = 30 * time.Second
@@ -198,6 +220,7 @@ type Engine struct {
 	// not hold: every alarm raised after it is held.
 	unheld  time.Time
 	running bool
+	loaded  bool      // Start loaded the held alarms: Snapshot may write them
 	started time.Time // when Start ran (start-up grace)
 
 	warnedIdle atomic.Bool // "not running" logged once
@@ -231,28 +254,26 @@ func (e *Engine) Feed() *Feed { return e.feed }
 // runs wait for it, so nothing ingest commits around the start is lost.
 func (e *Engine) Start(ctx context.Context) error {
 	since := e.cfg.Now().Add(-e.cfg.Window)
-	alarms, err := e.cfg.Log.LoadAlarms(ctx, since)
+	var held Held
+	var err error
+	if e.hist != nil {
+		held, err = e.hist.LoadHeld(ctx, since)
+	} else {
+		held.Alarms, err = e.cfg.Log.LoadAlarms(ctx, since)
+	}
 	if err != nil {
 		return fmt.Errorf("cannot start alarm engine: %w", err)
 	}
-	var maxSeq uint64
-	if e.hist != nil {
-		if maxSeq, err = e.hist.MaxSeq(ctx); err != nil {
-			return fmt.Errorf("cannot start alarm engine: %w", err)
-		}
-		// Alarms raised before the window may not be loaded.
-		unheld, err := e.hist.NewestBefore(ctx, since)
-		if err != nil {
-			return fmt.Errorf("cannot start alarm engine: %w", err)
-		}
-		e.mu.Lock()
-		e.unheld = unheld
-		e.mu.Unlock()
+	if !held.From.IsZero() {
+		e.log.Info("alarms loaded from a snapshot", "snapshot", held.From.UTC().Format(time.RFC3339), "alarms", len(held.Alarms))
 	}
 	e.procMu.Lock()
 	e.started = e.cfg.Now()
-	e.feed.Advance(maxSeq)
-	e.restore(alarms)
+	e.feed.Advance(held.MaxSeq)
+	e.mu.Lock()
+	e.unheld = held.Unheld
+	e.mu.Unlock()
+	e.restore(held.Alarms)
 	e.evict()
 	e.mu.Lock()
 	e.running = true
@@ -264,12 +285,17 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.procMu.Unlock()
 		return fmt.Errorf("cannot start alarm engine: %w", err)
 	}
+	e.mu.Lock()
+	e.loaded = true
+	e.mu.Unlock()
 	e.procMu.Unlock()
 	if bf, ok := e.cfg.Log.(interface {
 		Backfill(ctx context.Context, after uint64, limit int) ([]Item, error)
 	}); ok {
 		e.feed.AddBackfill(bf.Backfill)
 	}
+	// A snapshot at once: the next start reads from here.
+	e.saveSnapshot(ctx)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
 	e.wg.Add(1)
@@ -290,8 +316,11 @@ func (e *Engine) Stop() {
 		e.cancel()
 		e.wg.Wait()
 		e.procMu.Lock()
-		defer e.procMu.Unlock()
 		e.outbox.Close(10 * time.Second)
+		e.procMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		e.saveSnapshot(ctx)
 	})
 }
 
@@ -300,6 +329,7 @@ func (e *Engine) loop(ctx context.Context) {
 	tick := time.NewTicker(e.cfg.TickInterval)
 	defer tick.Stop()
 	var evicted time.Time
+	snapped := e.cfg.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -315,6 +345,11 @@ func (e *Engine) loop(ctx context.Context) {
 			evicted = now
 		}
 		e.procMu.Unlock()
+		if now.Sub(snapped) >= e.cfg.SnapshotInterval || now.Before(snapped) {
+			if e.saveSnapshot(ctx) {
+				snapped = now
+			}
+		}
 	}
 }
 

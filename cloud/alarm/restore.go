@@ -2,9 +2,12 @@ package alarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/plantroom/plantroom/cloud/store"
 )
 
 // restore installs stored alarms; active ones go back to their trackers.
@@ -117,4 +120,52 @@ func (e *Engine) tracker(a *Alarm) *tracker {
 		}
 	}
 	return nil
+}
+
+// ErrPending is Snapshot's answer while events wait for storage.
+var ErrPending = errors.New("events wait for storage")
+
+// Snapshot stores the held alarms in the log's snapshot (History.SaveHeld):
+// their ids, the feed's sequence and the raise time before which alarms
+// may not be held. It refuses (ErrPending) while events wait in the
+// outbox: a snapshot must come after every event recorded before it is
+// stored, so a start from it misses nothing. Without a History it does
+// nothing. The engine writes one at start, every SnapshotInterval and at
+// Stop.
+func (e *Engine) Snapshot(ctx context.Context) error {
+	if e.hist == nil {
+		return nil
+	}
+	e.procMu.Lock()
+	if n := e.outbox.Len(); n > 0 {
+		e.procMu.Unlock()
+		return fmt.Errorf("cannot snapshot the held alarms: %d %w", n, ErrPending)
+	}
+	// The journal's clock (store.Snapshot.Taken), not Config.Now.
+	s := store.Snapshot{Taken: time.Now(), Seq: e.feed.Last()}
+	e.mu.RLock()
+	if !e.loaded {
+		e.mu.RUnlock()
+		e.procMu.Unlock()
+		return fmt.Errorf("cannot snapshot the held alarms: %w", ErrNotStarted)
+	}
+	s.Mark = unixMS(e.unheld)
+	s.Held = make([]store.HeldKey, 0, len(e.alarms))
+	for _, a := range e.alarms {
+		s.Held = append(s.Held, store.HeldKey{Company: a.Company, Project: a.Project, Key: a.ID})
+	}
+	e.mu.RUnlock()
+	e.procMu.Unlock()
+	return e.hist.SaveHeld(ctx, s)
+}
+
+// saveSnapshot writes a snapshot, logging a failure (the next one may
+// succeed; a start reads from the newest complete one). It reports
+// whether one was written.
+func (e *Engine) saveSnapshot(ctx context.Context) bool {
+	err := e.Snapshot(ctx)
+	if err != nil && !errors.Is(err, ErrPending) && !errors.Is(err, ErrNotStarted) {
+		e.log.Warn("cannot snapshot the held alarms; the next start reads more", "err", err)
+	}
+	return err == nil
 }

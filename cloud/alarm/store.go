@@ -17,7 +17,10 @@ const ComponentAlarms = "alarms"
 // current state of an alarm is its row with the highest n; (alarm_id, n)
 // identifies an event (see store.EventLog).
 func Migrations() []store.Migration {
-	return []store.Migration{store.EventLogMigration[alarmRow](ComponentAlarms, 1, tableEvents, "alarm_id")}
+	return []store.Migration{
+		store.EventLogMigration[alarmRow](ComponentAlarms, 1, tableEvents, "alarm_id"),
+		store.EventJournalMigration(ComponentAlarms, 2, tableEvents), // snapshots of the held alarms
+	}
 }
 
 // tableEvents is the alarm event log's table.
@@ -32,7 +35,7 @@ type ClickHouseLog struct {
 // NewClickHouseLog returns a log over conn, whose default database holds
 // the tables of Migrations.
 func NewClickHouseLog(conn store.Querier) *ClickHouseLog {
-	return &ClickHouseLog{conn: conn, events: store.NewEventLog[alarmRow](conn, tableEvents, "alarm_id")}
+	return &ClickHouseLog{conn: conn, events: store.NewEventLog[alarmRow](conn, tableEvents, "alarm_id").WithJournal()}
 }
 
 type alarmRow struct {
@@ -123,6 +126,71 @@ func (l *ClickHouseLog) AppendAlarmEvents(ctx context.Context, evs []Event) erro
 	return nil
 }
 
+// ImportAlarmEvents stores events without journaling them: a history
+// loaded before the engine first starts (store.EventLog.Import).
+func (l *ClickHouseLog) ImportAlarmEvents(ctx context.Context, evs []Event) error {
+	rows := make([]alarmRow, len(evs))
+	for i := range evs {
+		rows[i] = toRow(&evs[i])
+	}
+	if err := l.events.Import(ctx, rows); err != nil {
+		return fmt.Errorf("cannot import alarm events: %w", err)
+	}
+	return nil
+}
+
+// LoadHeld returns what the engine holds at start. From the newest
+// snapshot of the held alarms (SaveHeld) it reads only the alarms that
+// snapshot names and those with events stored since shortly before it,
+// however long the history; without one it reads the whole log.
+func (l *ClickHouseLog) LoadHeld(ctx context.Context, since time.Time) (Held, error) {
+	r, ok, err := l.events.Resume(ctx)
+	if err != nil {
+		return Held{}, fmt.Errorf("cannot load alarms: %w", err)
+	}
+	// A snapshot taken with a shorter window (some alarm raised at or
+	// after since not held then) cannot say what this window holds.
+	if !ok || r.Mark >= since.UnixMilli() {
+		return l.loadAll(ctx, since)
+	}
+	alarms, err := l.loadAlarms(ctx, since, store.In("alarm_id", r.Keys))
+	if err != nil {
+		return Held{}, err
+	}
+	// Every alarm the snapshot did not name was raised at or before its
+	// mark; of those it named, the ones left out were raised before since.
+	newest, err := l.events.Newest(ctx, "raised_ms", store.In("alarm_id", r.Keys), store.Below("raised_ms", since.UnixMilli()))
+	if err != nil {
+		return Held{}, fmt.Errorf("cannot load alarms: %w", err)
+	}
+	return Held{Alarms: alarms, MaxSeq: r.Seq, Unheld: msTime(max(r.Mark, newest)), From: r.Taken}, nil
+}
+
+// loadAll is LoadHeld without a snapshot: every row of the log is read.
+func (l *ClickHouseLog) loadAll(ctx context.Context, since time.Time) (Held, error) {
+	alarms, err := l.LoadAlarms(ctx, since)
+	if err != nil {
+		return Held{}, err
+	}
+	seq, err := l.MaxSeq(ctx)
+	if err != nil {
+		return Held{}, fmt.Errorf("cannot load alarms: %w", err)
+	}
+	unheld, err := l.NewestBefore(ctx, since)
+	if err != nil {
+		return Held{}, err
+	}
+	return Held{Alarms: alarms, MaxSeq: seq, Unheld: unheld}, nil
+}
+
+// SaveHeld stores a snapshot of the held alarms (store.EventLog.WriteSnapshot).
+func (l *ClickHouseLog) SaveHeld(ctx context.Context, s store.Snapshot) error {
+	if err := l.events.WriteSnapshot(ctx, s); err != nil {
+		return fmt.Errorf("cannot save the held alarms: %w", err)
+	}
+	return nil
+}
+
 // maxHeld is the most alarms LoadAlarms gives back: more active or recent
 // alarms than this is a configuration to look at, not one to load.
 const maxHeld = 500_000
@@ -133,7 +201,13 @@ const maxHeld = 500_000
 // rule (a raise after it is a new incident or not by when it cleared).
 // Older cleared alarms stay in ClickHouse (FindAlarms).
 func (l *ClickHouseLog) LoadAlarms(ctx context.Context, since time.Time) ([]Alarm, error) {
+	return l.loadAlarms(ctx, since)
+}
+
+// loadAlarms is LoadAlarms among the alarms that match every one of among.
+func (l *ClickHouseLog) loadAlarms(ctx context.Context, since time.Time, among ...store.Cond) ([]Alarm, error) {
 	recent, err := l.events.Current(ctx, store.Query{
+		Fixed: among,
 		Where: []store.Cond{store.AnyOf(store.Eq("state", StateActive), store.AtLeast("raised_ms", since.UnixMilli()))},
 		Limit: maxHeld + 1,
 	})
@@ -146,7 +220,7 @@ func (l *ClickHouseLog) LoadAlarms(ctx context.Context, since time.Time) ([]Alar
 	// A clear is final for an alarm (a condition that comes back is a new
 	// alarm), so only the rows from its clear on are read.
 	last, err := l.events.Current(ctx, store.Query{
-		Fixed:   []store.Cond{store.Eq("state", StateCleared)},
+		Fixed:   append([]store.Cond{store.Eq("state", StateCleared)}, among...),
 		OnePer:  []string{"device", "gateway", "rule"},
 		OrderBy: []store.Order{{Col: "cleared_ms", Desc: true}},
 		Limit:   maxHeld,

@@ -59,6 +59,8 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 	// Version 2 adds a column on every node, to the Replicated and the
 	// Distributed tables.
 	link := EventLogColumnsMigration[testEventV2]("things", 2, "thing_events", "thing_id")
+	// Version 3: the log's journal, one replica set across the cluster.
+	journal := EventJournalMigration("things", 3, "thing_events")
 	open := func(addr string) *DB {
 		t.Helper()
 		db, err := Open(ctx, Options{Addr: addr, Database: name, Cluster: clusterName})
@@ -69,12 +71,12 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 		return db
 	}
 	db1 := open(nodes[0])
-	if err := db1.Migrate(ctx, events, link); err != nil {
+	if err := db1.Migrate(ctx, events, link, journal); err != nil {
 		t.Fatalf("migrate through %s: %v", nodes[0], err)
 	}
 	db2 := open(nodes[1])
 	// The second process finds the schema (and the migrations table) in place.
-	if err := db2.Migrate(ctx, events, link); err != nil {
+	if err := db2.Migrate(ctx, events, link, journal); err != nil {
 		t.Fatalf("migrate through %s: %v", nodes[1], err)
 	}
 	// The column migration run again (an interrupted start) is harmless on
@@ -212,8 +214,13 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 
 	// An event log (alarms, work orders) appended through one shard is read
 	// back whole through the other.
-	l1 := NewEventLog[testEventV2](db1.Conn(), "thing_events", "thing_id")
-	l2 := NewEventLog[testEventV2](db2.Conn(), "thing_events", "thing_id")
+	l1 := NewEventLog[testEventV2](db1.Conn(), "thing_events", "thing_id").WithJournal()
+	l2 := NewEventLog[testEventV2](db2.Conn(), "thing_events", "thing_id").WithJournal()
+	// A snapshot written through node 1 before the appends.
+	taken := time.Now()
+	if err := l1.WriteSnapshot(ctx, Snapshot{Taken: taken, Seq: 1, Held: []HeldKey{{"acme", "p9", "t-9"}}}); err != nil {
+		t.Fatalf("snapshot through node 1: %v", err)
+	}
 	at := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 	var evs []testEventV2
 	for p := 0; p < 6; p++ {
@@ -261,6 +268,46 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 	}
 	if m, err := l2.MaxSeq(ctx); err != nil || m != 53 {
 		t.Errorf("max seq through shard 2: %d %v, want 53", m, err)
+	}
+
+	// A start on node 2 (a new owner) resumes from node 1's snapshot and
+	// the keys appended since, through either shard.
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		r, ok, err := l2.Resume(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok && len(r.Keys) == 7 && r.Seq == 53 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resume through node 2: %v %+v; want t-9 and t-0…t-5, sequence 53", ok, r)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// A snapshot three days on, through node 2, drops the older days on
+	// every replica.
+	if err := l2.WriteSnapshot(ctx, Snapshot{Taken: taken.AddDate(0, 0, 3), Seq: 60}); err != nil {
+		t.Fatalf("snapshot through node 2: %v", err)
+	}
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		var n uint64
+		if err := db1.Conn().QueryRow(ctx, "SELECT count() FROM thing_events_journal WHERE written < ?", taken.AddDate(0, 0, 1).UTC()).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		r, ok, err := l1.Resume(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 && ok && r.Seq == 60 && len(r.Keys) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 1 after the prune through node 2: %d old journal rows, resume %v %+v", n, ok, r)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

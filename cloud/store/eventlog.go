@@ -47,6 +47,7 @@ type EventLog[R any] struct {
 	cols    []eventColumn
 	list    string // column list for SELECT and INSERT
 	timeout time.Duration
+	journal *journal // nil: none (WithJournal)
 }
 
 type eventColumn struct {
@@ -214,13 +215,36 @@ func EventLogColumnsMigration[R any](component string, version int, table, key s
 		}}
 }
 
-// Append stores rows in one insert.
+// Append stores rows in one insert; a log with a journal first journals
+// their keys (a failure stores nothing: the caller retries the whole
+// append, and a touch written twice changes nothing).
 func (l *EventLog[R]) Append(ctx context.Context, rows []R) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
+	if l.journal != nil {
+		if err := l.touch(ctx, rows); err != nil {
+			return err
+		}
+	}
+	return l.insert(ctx, rows)
+}
+
+// Import stores rows without journaling them: a history loaded into a
+// log before its owner first starts (which then reads it whole, finding
+// no snapshot). Events stored while an owner runs go through Append.
+func (l *EventLog[R]) Import(ctx context.Context, rows []R) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	return l.insert(ctx, rows)
+}
+
+func (l *EventLog[R]) insert(ctx context.Context, rows []R) error {
 	b, err := l.conn.PrepareBatch(ctx, "INSERT INTO "+l.table+" ("+l.list+")")
 	if err != nil {
 		return fmt.Errorf("cannot store events in %s: %w", l.table, err)

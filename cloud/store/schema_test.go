@@ -64,8 +64,8 @@ func TestDDLClickHouse1816(t *testing.T) {
 var updateGolden = flag.Bool("update", false, "rewrite testdata/ddl/*.sql from the current DDL")
 
 // fullDDL is every statement the store and an event log (as alarms and work
-// orders use it, with a column added by version 2) run on a new database,
-// in order.
+// orders use it, with a column added by version 2 and its journal) run on
+// a new database, in order.
 func fullDDL(s Server, o SchemaOptions) string {
 	parts := []string{migrationsDDL(s, "plantroom")}
 	for _, m := range ReadingsMigrations(o) {
@@ -73,6 +73,7 @@ func fullDDL(s Server, o SchemaOptions) string {
 	}
 	parts = append(parts, EventLogMigration[testEvent]("things", 1, "thing_events", "thing_id").Statements(s, "plantroom")...)
 	parts = append(parts, EventLogColumnsMigration[testEventV2]("things", 2, "thing_events", "thing_id").Statements(s, "plantroom")...)
+	parts = append(parts, EventJournalMigration("things", 3, "thing_events").Statements(s, "plantroom")...)
 	return strings.Join(parts, ";\n\n") + ";\n"
 }
 

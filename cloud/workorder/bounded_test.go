@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +26,8 @@ type history struct {
 	maxSeq      uint64
 }
 
-// storeHistory writes, through the event logs, old alarms (cleared,
+// storeHistory imports into the event logs (as a history loaded before
+// the first start: not journaled) old alarms (cleared,
 // raised 30 to 60 days before now) with closed orders, one old active
 // alarm with an open order, and recent cleared alarms (a day ago).
 func storeHistory(t *testing.T, alog *alarm.ClickHouseLog, wlog *ClickHouseLog, now time.Time, old, recent int) history {
@@ -106,12 +108,12 @@ func storeHistory(t *testing.T, alog *alarm.ClickHouseLog, wlog *ClickHouseLog, 
 	h.alarms = ids(alarms, func(x item) string { return x.id })
 	h.closed = ids(closed, func(x item) string { return x.id })
 	for start := 0; start < len(aevs); start += 5000 {
-		if err := alog.AppendAlarmEvents(ctx, aevs[start:min(start+5000, len(aevs))]); err != nil {
+		if err := alog.ImportAlarmEvents(ctx, aevs[start:min(start+5000, len(aevs))]); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for start := 0; start < len(wevs); start += 5000 {
-		if err := wlog.AppendOrderEvents(ctx, wevs[start:min(start+5000, len(wevs))]); err != nil {
+		if err := wlog.ImportOrderEvents(ctx, wevs[start:min(start+5000, len(wevs))]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -257,5 +259,220 @@ func TestStartWithLongHistoryHoldsOnlyWhatItNeeds(t *testing.T) {
 	}
 	if got := engineAlarms(t, p2.engine, hq, alarm.Filter{Limit: 5000}); len(got) != len(h.alarms)+1 {
 		t.Errorf("a week later GET /alarms lists %d, want %d", len(got), len(h.alarms)+1)
+	}
+}
+
+// A start from the snapshot of the held alarms and orders, plus what was
+// stored after it, holds what a start that reads the whole log holds:
+// with an alarm and an order opened after the snapshot, an alarm that
+// cleared after it (its rule's latest cleared alarm is now another), an
+// old order closed after it and an old alarm acknowledged after it. The
+// feed goes on after every stored sequence, those stored after the
+// snapshot included.
+func TestStartFromSnapshotHoldsWhatTheWholeLogHolds(t *testing.T) {
+	conn := migrate(t)
+	b := loadBundle(t)
+	clock := fakes.NewClock(monday10)
+	ctx := context.Background()
+	alog, wlog := alarm.NewClickHouseLog(conn), NewClickHouseLog(conn)
+	h := storeHistory(t, alog, wlog, monday10, 40, 3)
+	since := monday10.Add(-7 * 24 * time.Hour) // the default window
+	if held, err := alog.LoadHeld(ctx, since); err != nil || !held.From.IsZero() {
+		t.Fatalf("before the first start: %v, from snapshot %v; want the whole log", err, held.From)
+	}
+
+	// The first start reads the whole log and writes a snapshot at once.
+	p1 := startParts(t, b, conn, clock.Now)
+	snapA, err := alog.LoadHeld(ctx, since)
+	if err != nil || snapA.From.IsZero() {
+		t.Fatalf("after the first start: %v, alarms from snapshot %v; want one", err, snapA.From)
+	}
+	if held, err := wlog.LoadHeld(ctx, since); err != nil || held.From.IsZero() {
+		t.Fatalf("after the first start: %v, orders from snapshot %v; want one", err, held.From)
+	}
+
+	// After the snapshot: garden-pump-1's pressure falls (a new alarm and
+	// order) and comes back (the alarm clears); the old active alarm is
+	// acknowledged; its old order is worked to closed.
+	gw, _ := b.Org.FindGateway("gw-garden-1")
+	for i, v := range []float64{1.2, 1.1, 3.0, 3.0, 3.0, 3.0} {
+		ts := monday10.Add(time.Duration(i) * 30 * time.Second)
+		clock.Set(ts)
+		p1.engine.ObserveBatch(ctx, gw, &protocol.Batch{Epoch: 1, Gateway: gw.Gateway.ID, Seq: uint64(i + 1), SentAt: ts.UnixMilli(),
+			Readings: []protocol.Reading{{Device: "garden-pump-1", Metric: "outlet_pressure_bar", TS: ts.UnixMilli(), Value: v}}}, ts)
+	}
+	fresh := engineAlarms(t, p1.engine, hqAdmin, alarm.Filter{Device: "garden-pump-1", Since: monday10.Add(-time.Hour)})
+	if len(fresh) != 1 || fresh[0].State != alarm.StateCleared {
+		t.Fatalf("garden-pump-1 after the snapshot: %+v; want one alarm, cleared", fresh)
+	}
+	opened := ordersOf(t, p1.desk, hqAdmin, Filter{Device: "garden-pump-1", Since: monday10.Add(-time.Hour)})
+	if len(opened) != 1 || opened[0].Follows != h.lastOrder {
+		t.Fatalf("garden-pump-1's new order: %+v", opened)
+	}
+	if _, err := p1.engine.Ack(ctx, hqAdmin, h.activeAlarm, "seen"); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{StateAccepted, StateInProgress, StateResolved, StateClosed} {
+		who := techGarden1 // its assignee
+		if to == StateClosed {
+			who = pmGarden
+		}
+		if _, err := p1.desk.Transition(ctx, who, h.openOrder, TransitionRequest{To: to}); err != nil {
+			t.Fatalf("%s → %s: %v", h.openOrder, to, err)
+		}
+	}
+	storedAlarms, err := alog.MaxSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storedOrders, err := wlog.MaxSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// p1 stops without another snapshot (killed): the next start reads
+	// the first snapshot and what was stored after it.
+	snapB, err := alog.LoadHeld(ctx, since)
+	if err != nil || !snapB.From.Equal(snapA.From) {
+		t.Fatalf("the next start's snapshot: %v, %v; want the first start's %v", err, snapB.From, snapA.From)
+	}
+	ordersB, err := wlog.LoadHeld(ctx, since)
+	if err != nil || ordersB.From.IsZero() {
+		t.Fatalf("orders: %v, from %v", err, ordersB.From)
+	}
+	if snapB.MaxSeq != storedAlarms || ordersB.MaxSeq != storedOrders || storedOrders <= snapA.MaxSeq {
+		t.Errorf("sequence from the snapshot: alarms %d, orders %d; want %d and %d (stored after the snapshot, at %d)",
+			snapB.MaxSeq, ordersB.MaxSeq, storedAlarms, storedOrders, snapA.MaxSeq)
+	}
+	p2 := startParts(t, b, conn, clock.Now)
+	heldAlarms, heldOrders := p2.engine.Held(), deskIDs(p2.desk)
+
+	// The same data read whole (the journals emptied: no snapshot).
+	for _, j := range []string{"alarm_events_journal", "workorder_events_journal"} {
+		if err := conn.Exec(ctx, "TRUNCATE TABLE "+j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole, err := alog.LoadHeld(ctx, since)
+	if err != nil || !whole.From.IsZero() {
+		t.Fatalf("without a snapshot: %v, from %v", err, whole.From)
+	}
+	wholeOrders, err := wlog.LoadHeld(ctx, since)
+	if err != nil || !wholeOrders.From.IsZero() {
+		t.Fatalf("without a snapshot: %v, from %v", err, wholeOrders.From)
+	}
+	if got, want := alarmKeys(snapB.Alarms), alarmKeys(whole.Alarms); !slices.Equal(got, want) {
+		t.Errorf("alarms loaded from the snapshot:\n %v\nfrom the whole log:\n %v", got, want)
+	}
+	if !snapB.Unheld.Equal(whole.Unheld) {
+		t.Errorf("unheld from the snapshot %v, from the whole log %v", snapB.Unheld, whole.Unheld)
+	}
+	if got, want := orderKeys(ordersB.Events), orderKeys(wholeOrders.Events); !slices.Equal(got, want) {
+		t.Errorf("orders loaded from the snapshot:\n %v\nfrom the whole log:\n %v", got, want)
+	}
+	if !ordersB.Unheld.Equal(wholeOrders.Unheld) {
+		t.Errorf("orders unheld from the snapshot %v, from the whole log %v", ordersB.Unheld, wholeOrders.Unheld)
+	}
+	p3 := startParts(t, b, conn, clock.Now)
+	if n := p3.engine.Held(); n != heldAlarms {
+		t.Errorf("engine holds %d alarms started from the snapshot, %d from the whole log", heldAlarms, n)
+	}
+	if got := deskIDs(p3.desk); !slices.Equal(heldOrders, got) {
+		t.Errorf("desk holds %v started from the snapshot, %v from the whole log", heldOrders, got)
+	}
+	if !slices.Contains(heldOrders, opened[0].ID) || slices.Contains(alarmKeys(snapB.Alarms), h.lastAlarm+"/2") {
+		t.Errorf("held orders %v, loaded alarms %v: want the new order and not the old latest cleared alarm", heldOrders, alarmKeys(snapB.Alarms))
+	}
+	// The feed of the start from the snapshot went on after every stored
+	// sequence.
+	w, err := p2.desk.Transition(ctx, hqAdmin, opened[0].ID, TransitionRequest{To: StateAssigned, Assignee: "tech-garden-2"})
+	if err != nil || w.Seq <= max(storedAlarms, storedOrders) {
+		t.Errorf("a step after the start from the snapshot: %v, sequence %d; want one after %d", err, w.Seq, max(storedAlarms, storedOrders))
+	}
+}
+
+// alarmKeys are the alarms' ids with their event numbers, sorted.
+func alarmKeys(as []alarm.Alarm) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = fmt.Sprintf("%s/%d", a.ID, a.N)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// orderKeys are the events' orders and numbers, sorted.
+func orderKeys(evs []Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = fmt.Sprintf("%s/%d", ev.OrderID, ev.N)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func deskIDs(d *Desk) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]string, 0, len(d.orders))
+	for id := range d.orders {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// failingLog is the ClickHouse log, failing to store while fail is set.
+type failingLog struct {
+	*ClickHouseLog
+	fail atomic.Bool
+}
+
+func (l *failingLog) AppendOrderEvents(ctx context.Context, evs []Event) error {
+	if l.fail.Load() {
+		return errors.New("ClickHouse is away")
+	}
+	return l.ClickHouseLog.AppendOrderEvents(ctx, evs)
+}
+
+// No snapshot is written while events wait for storage (a start from it
+// would miss them); once they are stored, the next one names their order.
+func TestNoSnapshotWhileEventsWait(t *testing.T) {
+	conn := migrate(t)
+	b := loadBundle(t)
+	ctx := context.Background()
+	log := &failingLog{ClickHouseLog: NewClickHouseLog(conn)}
+	d, err := New(Config{Org: &b.Org, Rules: &b.Rules, Log: log, Feed: alarm.NewFeed(0, nil), CheckInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Stop)
+	first, err := log.LoadHeld(ctx, time.Now().Add(-time.Hour))
+	if err != nil || first.From.IsZero() {
+		t.Fatalf("after the start: %v, snapshot %v; want one", err, first.From)
+	}
+	log.fail.Store(true)
+	w, err := d.Create(ctx, pmGarden, NewOrder{Project: "garden", Device: "garden-pump-1", Title: "漏水 leak"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Snapshot(ctx); !errors.Is(err, ErrPending) {
+		t.Errorf("Snapshot while the order's event waits: %v, want ErrPending", err)
+	}
+	if held, err := log.LoadHeld(ctx, time.Now().Add(-time.Hour)); err != nil || !held.From.Equal(first.From) {
+		t.Errorf("snapshot %v (%v); want still the start's %v", held.From, err, first.From)
+	}
+	log.fail.Store(false)
+	d.mu.Lock()
+	d.outbox.Flush(ctx)
+	d.mu.Unlock()
+	if err := d.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held, err := log.LoadHeld(ctx, time.Now().Add(-time.Hour))
+	if got := orderKeys(held.Events); err != nil || !held.From.After(first.From) || !slices.Equal(got, []string{w.ID + "/1", w.ID + "/2"}) {
+		t.Errorf("after the events are stored: %v, snapshot %v, events %v; want a newer snapshot with %s's", err, held.From, got, w.ID)
 	}
 }

@@ -2,6 +2,7 @@ package workorder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -37,11 +38,27 @@ type History interface {
 	FindOrders(ctx context.Context, scope access.Scope, f Filter) ([]WorkOrder, error)
 	// FindOrder returns one stored order with its history.
 	FindOrder(ctx context.Context, id string) (WorkOrder, bool, error)
+	// LoadHeld returns what Start holds: at least every event of the
+	// orders not closed or cancelled, of those opened at or after since,
+	// and of the latest alarm order of each device and rule, with the
+	// feed's sequence and Unheld.
+	LoadHeld(ctx context.Context, since time.Time) (Held, error)
+	// SaveHeld stores a snapshot of the held orders, which a later
+	// LoadHeld starts from.
+	SaveHeld(ctx context.Context, s store.Snapshot) error
+}
+
+// Held is what Start loads from a History.
+type Held struct {
+	Events []Event
 	// MaxSeq is the highest feed sequence stored.
-	MaxSeq(ctx context.Context) (uint64, error)
-	// NewestBefore is the latest opening time before t among stored
-	// orders (zero when there is none).
-	NewestBefore(ctx context.Context, t time.Time) (time.Time, error)
+	MaxSeq uint64
+	// Unheld is the latest opening time of a stored order that may not
+	// be among Events (zero when there is none).
+	Unheld time.Time
+	// From is the snapshot the load started from; zero when it read the
+	// whole log.
+	From time.Time
 }
 
 // Notifier sends messages to a project's webhooks without blocking.
@@ -70,6 +87,10 @@ type Config struct {
 	// stays in memory when the log has a History (older ones are read
 	// from it when asked for). Default 7 days.
 	Window time.Duration
+	// SnapshotInterval is how often the held orders are written to the
+	// log's snapshot (History.SaveHeld), when no event waits for storage;
+	// also at start and at Stop. Default 5m.
+	SnapshotInterval time.Duration
 	// EscalateHQAfter is how long after escalating to the project manager
 	// an order still not in progress escalates to HQ. Default: the rules
 	// file's work_orders.escalate_hq_after, else 1h.
@@ -89,6 +110,9 @@ func (c *Config) validate() error {
 	if c.Window < 0 {
 		p.Addf("Window", "must be >= 0, got %s", c.Window)
 	}
+	if c.SnapshotInterval < 0 {
+		p.Addf("SnapshotInterval", "must be >= 0, got %s", c.SnapshotInterval)
+	}
 	if c.EscalateHQAfter < 0 {
 		p.Addf("EscalateHQAfter", "must be >= 0, got %s", c.EscalateHQAfter)
 	}
@@ -106,6 +130,9 @@ func (c *Config) validate() error {
 	}
 	if c.Window == 0 {
 		c.Window = 7 * 24 * time.Hour
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 5 * time.Minute
 	}
 	if c.EscalateHQAfter == 0 {
 		c.EscalateHQAfter = c.Rules.WorkOrders.EscalateHQAfter.Duration
@@ -136,6 +163,7 @@ type Desk struct {
 	unheld  time.Time
 	outbox  *store.Outbox[Event] // events whose storage failed, oldest first
 	running bool
+	loaded  bool // Start loaded the held orders: Snapshot may write them
 
 	stopOnce sync.Once
 	cancel   context.CancelFunc
@@ -162,33 +190,33 @@ func New(cfg Config) (*Desk, error) {
 // checks. Start it before the alarm engine, which hands it alarm events.
 func (d *Desk) Start(ctx context.Context) error {
 	since := d.cfg.Now().Add(-d.cfg.Window)
-	evs, err := d.cfg.Log.LoadOrderEvents(ctx, since)
+	var held Held
+	var err error
+	if d.hist != nil {
+		held, err = d.hist.LoadHeld(ctx, since)
+	} else {
+		held.Events, err = d.cfg.Log.LoadOrderEvents(ctx, since)
+	}
 	if err != nil {
 		return fmt.Errorf("cannot start work-order desk: %w", err)
 	}
-	var maxSeq uint64
-	var unheld time.Time
-	if d.hist != nil {
-		if maxSeq, err = d.hist.MaxSeq(ctx); err != nil {
-			return fmt.Errorf("cannot start work-order desk: %w", err)
-		}
-		// Orders opened before the window may not be loaded.
-		if unheld, err = d.hist.NewestBefore(ctx, since); err != nil {
-			return fmt.Errorf("cannot start work-order desk: %w", err)
-		}
+	if !held.From.IsZero() {
+		d.log.Info("work orders loaded from a snapshot", "snapshot", held.From.UTC().Format(time.RFC3339), "events", len(held.Events))
 	}
-	d.cfg.Feed.Advance(maxSeq)
+	d.cfg.Feed.Advance(held.MaxSeq)
 	d.mu.Lock()
-	d.unheld = unheld
-	d.restore(evs)
+	d.unheld = held.Unheld
+	d.restore(held.Events)
 	d.evict()
-	d.running = true
+	d.running, d.loaded = true, true
 	d.mu.Unlock()
 	if bf, ok := d.cfg.Log.(interface {
 		Backfill(ctx context.Context, after uint64, limit int) ([]alarm.Item, error)
 	}); ok {
 		d.cfg.Feed.AddBackfill(bf.Backfill)
 	}
+	// A snapshot at once: the next start reads from here.
+	d.saveSnapshot(ctx)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
 	d.wg.Add(1)
@@ -205,10 +233,62 @@ func (d *Desk) Stop() {
 			d.wg.Wait()
 		}
 		d.mu.Lock()
-		defer d.mu.Unlock()
 		d.running = false
 		d.outbox.Close(10 * time.Second)
+		started := d.cancel != nil
+		d.mu.Unlock()
+		if started {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			d.saveSnapshot(ctx)
+		}
 	})
+}
+
+// ErrPending is Snapshot's answer while events wait for storage.
+var ErrPending = errors.New("events wait for storage")
+
+var errNotLoaded = errors.New("cannot snapshot the held work orders: the desk has not started")
+
+// Snapshot stores the held orders in the log's snapshot (History.SaveHeld):
+// their ids, the feed's sequence and the opening time before which
+// orders may not be held. It refuses (ErrPending) while events wait in
+// the outbox: a snapshot must come after every event recorded before it
+// is stored, so a start from it misses nothing. Without a History it does
+// nothing. The desk writes one at start, every SnapshotInterval and at
+// Stop.
+func (d *Desk) Snapshot(ctx context.Context) error {
+	if d.hist == nil {
+		return nil
+	}
+	d.mu.Lock()
+	if !d.loaded {
+		d.mu.Unlock()
+		return errNotLoaded
+	}
+	if d.outbox.Len() > 0 {
+		n := d.outbox.Len()
+		d.mu.Unlock()
+		return fmt.Errorf("cannot snapshot the held work orders: %d %w", n, ErrPending)
+	}
+	// The journal's clock (store.Snapshot.Taken), not Config.Now.
+	s := store.Snapshot{Taken: time.Now(), Seq: d.cfg.Feed.Last(), Mark: ms(d.unheld), Held: make([]store.HeldKey, 0, len(d.orders))}
+	for _, w := range d.orders {
+		s.Held = append(s.Held, store.HeldKey{Company: w.Company, Project: w.Project, Key: w.ID})
+	}
+	d.mu.Unlock()
+	return d.hist.SaveHeld(ctx, s)
+}
+
+// saveSnapshot writes a snapshot, logging a failure (the next one may
+// succeed; a start reads from the newest complete one). It reports
+// whether one was written.
+func (d *Desk) saveSnapshot(ctx context.Context) bool {
+	err := d.Snapshot(ctx)
+	if err != nil && !errors.Is(err, ErrPending) && !errors.Is(err, errNotLoaded) {
+		d.log.Warn("cannot snapshot the held work orders; the next start reads more", "err", err)
+	}
+	return err == nil
 }
 
 // restore replays stored events; duplicates of an (order, n) count once.
@@ -343,17 +423,24 @@ func (d *Desk) loop(ctx context.Context) {
 	defer d.wg.Done()
 	t := time.NewTicker(d.cfg.CheckInterval)
 	defer t.Stop()
+	snapped := d.cfg.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		d.checkSLA(ctx, d.cfg.Now())
+		now := d.cfg.Now()
+		d.checkSLA(ctx, now)
 		d.mu.Lock()
 		d.outbox.Flush(ctx)
 		d.evict()
 		d.mu.Unlock()
+		if now.Sub(snapped) >= d.cfg.SnapshotInterval || now.Before(snapped) {
+			if d.saveSnapshot(ctx) {
+				snapped = now
+			}
+		}
 	}
 }
 

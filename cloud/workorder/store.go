@@ -21,6 +21,7 @@ func Migrations() []store.Migration {
 	return []store.Migration{
 		store.EventLogMigration[row](ComponentWorkOrders, 1, tableEvents, "wo_id"),
 		store.EventLogColumnsMigration[row](ComponentWorkOrders, 2, tableEvents, "wo_id"), // follows
+		store.EventJournalMigration(ComponentWorkOrders, 3, tableEvents),                  // snapshots of the held orders
 	}
 }
 
@@ -35,7 +36,7 @@ type ClickHouseLog struct {
 // NewClickHouseLog returns a log over conn, whose default database holds
 // the tables of Migrations.
 func NewClickHouseLog(conn store.Querier) *ClickHouseLog {
-	return &ClickHouseLog{events: store.NewEventLog[row](conn, tableEvents, "wo_id")}
+	return &ClickHouseLog{events: store.NewEventLog[row](conn, tableEvents, "wo_id").WithJournal()}
 }
 
 type row struct {
@@ -137,6 +138,71 @@ func (l *ClickHouseLog) AppendOrderEvents(ctx context.Context, evs []Event) erro
 	return nil
 }
 
+// ImportOrderEvents stores events without journaling them: a history
+// loaded before the desk first starts (store.EventLog.Import).
+func (l *ClickHouseLog) ImportOrderEvents(ctx context.Context, evs []Event) error {
+	rows := make([]row, len(evs))
+	for i := range evs {
+		rows[i] = toRow(&evs[i])
+	}
+	if err := l.events.Import(ctx, rows); err != nil {
+		return fmt.Errorf("cannot import work-order events: %w", err)
+	}
+	return nil
+}
+
+// LoadHeld returns what the desk holds at start. From the newest
+// snapshot of the held orders (SaveHeld) it reads only the orders that
+// snapshot names and those with events stored since shortly before it,
+// however long the history; without one it reads the whole log.
+func (l *ClickHouseLog) LoadHeld(ctx context.Context, since time.Time) (Held, error) {
+	r, ok, err := l.events.Resume(ctx)
+	if err != nil {
+		return Held{}, fmt.Errorf("cannot load work orders: %w", err)
+	}
+	// A snapshot taken with a shorter window (some order opened at or
+	// after since not held then) cannot say what this window holds.
+	if !ok || r.Mark >= since.UnixMilli() {
+		return l.loadAll(ctx, since)
+	}
+	evs, err := l.loadOrderEvents(ctx, since, store.In("wo_id", r.Keys))
+	if err != nil {
+		return Held{}, err
+	}
+	// Every order the snapshot did not name was opened at or before its
+	// mark; of those it named, the ones left out were opened before since.
+	newest, err := l.events.Newest(ctx, "opened_ms", store.In("wo_id", r.Keys), store.Below("opened_ms", since.UnixMilli()))
+	if err != nil {
+		return Held{}, fmt.Errorf("cannot load work orders: %w", err)
+	}
+	return Held{Events: evs, MaxSeq: r.Seq, Unheld: fromMS(max(r.Mark, newest)), From: r.Taken}, nil
+}
+
+// loadAll is LoadHeld without a snapshot: every row of the log is read.
+func (l *ClickHouseLog) loadAll(ctx context.Context, since time.Time) (Held, error) {
+	evs, err := l.LoadOrderEvents(ctx, since)
+	if err != nil {
+		return Held{}, err
+	}
+	seq, err := l.MaxSeq(ctx)
+	if err != nil {
+		return Held{}, fmt.Errorf("cannot load work orders: %w", err)
+	}
+	unheld, err := l.NewestBefore(ctx, since)
+	if err != nil {
+		return Held{}, err
+	}
+	return Held{Events: evs, MaxSeq: seq, Unheld: unheld}, nil
+}
+
+// SaveHeld stores a snapshot of the held orders (store.EventLog.WriteSnapshot).
+func (l *ClickHouseLog) SaveHeld(ctx context.Context, s store.Snapshot) error {
+	if err := l.events.WriteSnapshot(ctx, s); err != nil {
+		return fmt.Errorf("cannot save the held work orders: %w", err)
+	}
+	return nil
+}
+
 // maxHeld is the most orders LoadOrderEvents loads: more orders still
 // being worked on or opened in the recent window than this is a
 // configuration to look at, not one to load.
@@ -148,7 +214,14 @@ const maxHeld = 500_000
 // reopens it, joins it or follows it). Older closed and cancelled orders
 // stay in ClickHouse (FindOrders).
 func (l *ClickHouseLog) LoadOrderEvents(ctx context.Context, since time.Time) ([]Event, error) {
+	return l.loadOrderEvents(ctx, since)
+}
+
+// loadOrderEvents is LoadOrderEvents among the orders that match every
+// one of among.
+func (l *ClickHouseLog) loadOrderEvents(ctx context.Context, since time.Time, among ...store.Cond) ([]Event, error) {
 	held, err := l.events.CurrentKeys(ctx, store.Query{
+		Fixed: among,
 		Where: []store.Cond{store.AnyOf(store.NotIn("state", []string{StateClosed, StateCancelled}), store.AtLeast("opened_ms", since.UnixMilli()))},
 		Limit: maxHeld + 1,
 	})
@@ -159,7 +232,7 @@ func (l *ClickHouseLog) LoadOrderEvents(ctx context.Context, since time.Time) ([
 		return nil, fmt.Errorf("cannot load work orders: more than %d are being worked on or were opened since %s", maxHeld, since.UTC().Format(time.RFC3339))
 	}
 	last, err := l.events.CurrentKeys(ctx, store.Query{
-		Fixed:   []store.Cond{store.Eq("source", SourceAlarm)},
+		Fixed:   append([]store.Cond{store.Eq("source", SourceAlarm)}, among...),
 		OnePer:  []string{"device", "rule"},
 		OrderBy: []store.Order{{Col: "opened_ms", Desc: true}},
 		Limit:   maxHeld,

@@ -189,3 +189,17 @@ PARTITION BY toYYYYMM(at)
 ORDER BY (company, project, thing_id, n);
 
 ALTER TABLE `plantroom`.`thing_events` ADD COLUMN link String;
+
+CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events_journal` (
+    kind UInt8,
+    id Int64,
+    written DateTime,
+    company String,
+    project String,
+    item String,
+    seq UInt64,
+    mark Int64,
+    keys UInt32
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMMDD(written)
+ORDER BY (kind, id, item);

@@ -190,3 +190,17 @@ PARTITION BY toYYYYMM(at)
 ORDER BY (company, project, thing_id, n);
 
 ALTER TABLE `plantroom`.`thing_events` ADD COLUMN IF NOT EXISTS link String;
+
+CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events_journal` (
+    kind UInt8,
+    id Int64 CODEC(Delta, ZSTD(1)),
+    written DateTime,
+    company LowCardinality(String),
+    project LowCardinality(String),
+    item String,
+    seq UInt64,
+    mark Int64,
+    keys UInt32
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMMDD(written)
+ORDER BY (kind, id, item);

@@ -228,3 +228,17 @@ ALTER TABLE `plantroom`.`thing_events_local` ON CLUSTER `plant` ADD COLUMN link 
 DROP TABLE IF EXISTS `plantroom`.`thing_events` ON CLUSTER `plant`;
 
 CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events` ON CLUSTER `plant` AS `plantroom`.`thing_events_local` ENGINE = Distributed(`plant`, `plantroom`, `thing_events_local`, cityHash64(company, project));
+
+CREATE TABLE IF NOT EXISTS `plantroom`.`thing_events_journal` ON CLUSTER `plant` (
+    kind UInt8,
+    id Int64,
+    written DateTime,
+    company String,
+    project String,
+    item String,
+    seq UInt64,
+    mark Int64,
+    keys UInt32
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/plantroom/thing_events_journal', '{replica}')
+PARTITION BY toYYYYMMDD(written)
+ORDER BY (kind, id, item);
