@@ -153,13 +153,13 @@ func (l *ClickHouseLog) LoadHeld(ctx context.Context, since time.Time) (Held, er
 	if !ok || r.Mark >= since.UnixMilli() {
 		return l.loadAll(ctx, since)
 	}
-	alarms, err := l.loadAlarms(ctx, since, store.In("alarm_id", r.Keys))
+	alarms, err := l.loadAlarms(ctx, since, r.Keys)
 	if err != nil {
 		return Held{}, err
 	}
 	// Every alarm the snapshot did not name was raised at or before its
 	// mark; of those it named, the ones left out were raised before since.
-	newest, err := l.events.Newest(ctx, "raised_ms", store.In("alarm_id", r.Keys), store.Below("raised_ms", since.UnixMilli()))
+	newest, err := l.events.NewestAmong(ctx, "raised_ms", r.Keys, store.Below("raised_ms", since.UnixMilli()))
 	if err != nil {
 		return Held{}, fmt.Errorf("cannot load alarms: %w", err)
 	}
@@ -201,13 +201,13 @@ const maxHeld = 500_000
 // rule (a raise after it is a new incident or not by when it cleared).
 // Older cleared alarms stay in ClickHouse (FindAlarms).
 func (l *ClickHouseLog) LoadAlarms(ctx context.Context, since time.Time) ([]Alarm, error) {
-	return l.loadAlarms(ctx, since)
+	return l.loadAlarms(ctx, since, nil)
 }
 
-// loadAlarms is LoadAlarms among the alarms that match every one of among.
-func (l *ClickHouseLog) loadAlarms(ctx context.Context, since time.Time, among ...store.Cond) ([]Alarm, error) {
+// loadAlarms is LoadAlarms among the alarms among (nil: all of them).
+func (l *ClickHouseLog) loadAlarms(ctx context.Context, since time.Time, among []string) ([]Alarm, error) {
 	recent, err := l.events.Current(ctx, store.Query{
-		Fixed: among,
+		Among: among,
 		Where: []store.Cond{store.AnyOf(store.Eq("state", StateActive), store.AtLeast("raised_ms", since.UnixMilli()))},
 		Limit: maxHeld + 1,
 	})
@@ -220,7 +220,8 @@ func (l *ClickHouseLog) loadAlarms(ctx context.Context, since time.Time, among .
 	// A clear is final for an alarm (a condition that comes back is a new
 	// alarm), so only the rows from its clear on are read.
 	last, err := l.events.Current(ctx, store.Query{
-		Fixed:   append([]store.Cond{store.Eq("state", StateCleared)}, among...),
+		Fixed:   []store.Cond{store.Eq("state", StateCleared)},
+		Among:   among,
 		OnePer:  []string{"device", "gateway", "rule"},
 		OrderBy: []store.Order{{Col: "cleared_ms", Desc: true}},
 		Limit:   maxHeld,

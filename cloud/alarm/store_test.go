@@ -2,6 +2,8 @@ package alarm
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -311,5 +313,55 @@ func TestOldClearedAlarmsGoFromMemory(t *testing.T) {
 	// The feed went on after the stored sequence.
 	if a.Seq <= 4 {
 		t.Errorf("acknowledgement has sequence %d, want after 4", a.Seq)
+	}
+}
+
+// failingLog is the ClickHouse log, failing to store while fail is set.
+type failingLog struct {
+	*ClickHouseLog
+	fail atomic.Bool
+}
+
+func (l *failingLog) AppendAlarmEvents(ctx context.Context, evs []Event) error {
+	if l.fail.Load() {
+		return errors.New("ClickHouse is away")
+	}
+	return l.ClickHouseLog.AppendAlarmEvents(ctx, evs)
+}
+
+// The engine writes no snapshot of its held alarms while events wait for
+// storage (a start from it would miss them); once they are stored, the
+// next one is written, and a start from it holds the alarm.
+func TestNoSnapshotWhileAlarmEventsWait(t *testing.T) {
+	log := &failingLog{ClickHouseLog: newClickHouseLog(t)}
+	b := loadBundle(t)
+	clock := fakes.NewClock(t0)
+	ctx := context.Background()
+	garden, _ := b.Org.FindGateway(gwGarden)
+	e := startEngine(t, b, log, clock)
+	since := t0.Add(-time.Hour)
+	first, err := log.LoadHeld(ctx, since)
+	if err != nil || first.From.IsZero() || len(first.Alarms) != 0 {
+		t.Fatalf("after the start: %v, snapshot %v, %d alarms; want an empty one", err, first.From, len(first.Alarms))
+	}
+	log.fail.Store(true)
+	e.ObserveBatch(ctx, garden, &protocol.Batch{Epoch: 1, Gateway: gwGarden, Seq: 1, SentAt: t0.UnixMilli(),
+		Readings: []protocol.Reading{{Device: "garden-elevator-1", Metric: "trapped", Value: 1, TS: t0.UnixMilli()}}}, t0)
+	if err := e.Snapshot(ctx); !errors.Is(err, ErrPending) {
+		t.Errorf("Snapshot while the raise waits: %v, want ErrPending", err)
+	}
+	if held, err := log.LoadHeld(ctx, since); err != nil || !held.From.Equal(first.From) {
+		t.Errorf("snapshot %v (%v); want still the start's %v", held.From, err, first.From)
+	}
+	log.fail.Store(false)
+	e.procMu.Lock()
+	e.outbox.Flush(ctx)
+	e.procMu.Unlock()
+	if err := e.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held, err := log.LoadHeld(ctx, since)
+	if err != nil || !held.From.After(first.From) || len(held.Alarms) != 1 || held.Alarms[0].Device != "garden-elevator-1" {
+		t.Errorf("after the raise is stored: %v, snapshot %v, alarms %+v; want a newer snapshot with the trapped alarm", err, held.From, held.Alarms)
 	}
 }

@@ -269,6 +269,14 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 	if m, err := l2.MaxSeq(ctx); err != nil || m != 53 {
 		t.Errorf("max seq through shard 2: %d %v, want 53", m, err)
 	}
+	// Keys sent as an external table reach both shards.
+	among, err := l2.Current(ctx, Query{Among: []string{"t-1", "t-4", "t-8"}, OrderBy: []Order{{Col: "seq"}}, Limit: 10})
+	if err != nil || len(among) != 2 || among[0].ID != "t-1" || among[1].ID != "t-4" || among[1].N != 3 {
+		t.Errorf("current among t-1, t-4, t-8 through shard 2: %+v, %v", among, err)
+	}
+	if v, err := l2.NewestAmong(ctx, "at_ms", []string{"t-1", "t-4"}); err != nil || v != at.Add(43*time.Minute).UnixMilli() {
+		t.Errorf("newest at_ms among t-1, t-4 through shard 2: %d %v, want t-4's last", v, err)
+	}
 
 	// A start on node 2 (a new owner) resumes from node 1's snapshot and
 	// the keys appended since, through either shard.

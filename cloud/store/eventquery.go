@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
 )
 
 // Cond is a condition on one column of an event log, made by Eq, In,
@@ -119,8 +122,40 @@ type Query struct {
 	// the first in OrderBy's order (e.g. the latest cleared alarm of each
 	// device and rule).
 	OnePer []string
+	// Among, when not nil, keeps only these keys (any number of them:
+	// they travel with the query as an external table, not in its text,
+	// which ClickHouse 18.16 caps at 50,000 elements). Not nil and empty:
+	// nothing matches.
+	Among []string
 	// Limit is the most keys returned; required (no unbounded reads).
 	Limit int
+}
+
+// amongTable is the external table a query restricted to keys (Among)
+// reads them from.
+const amongTable = "among_keys"
+
+// among attaches keys to ctx as the external table amongTable and returns
+// the condition on the log's key that reads it.
+func (l *EventLog[R]) among(ctx context.Context, keys []string) (context.Context, string, error) {
+	set, err := ext.NewTable(amongTable, ext.Column("k", "String"))
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot send %d keys with a query of %s: %w", len(keys), l.table, err)
+	}
+	for _, k := range keys {
+		if err := set.Append(k); err != nil {
+			return nil, "", fmt.Errorf("cannot send key %q with a query of %s: %w", k, l.table, err)
+		}
+	}
+	return clickhouse.Context(ctx, clickhouse.WithExternalTable(set)), l.key + " IN (SELECT k FROM " + amongTable + ")", nil
+}
+
+// andWhere adds the condition c to a WHERE clause made by whereSQL.
+func andWhere(where, c string) string {
+	if where == "" {
+		return " WHERE " + c
+	}
+	return where + " AND " + c
 }
 
 // Current returns the latest row of each key that q selects, in q's
@@ -175,6 +210,17 @@ func (l *EventLog[R]) CurrentKeys(ctx context.Context, q Query) ([]string, error
 		sel = append(sel, "argMax("+col+", n) AS "+cur(col))
 	}
 	where := whereSQL(q.Fixed, &args)
+	if q.Among != nil {
+		if len(q.Among) == 0 {
+			return nil, nil
+		}
+		var in string
+		var err error
+		if ctx, in, err = l.among(ctx, q.Among); err != nil {
+			return nil, err
+		}
+		where = andWhere(where, in)
+	}
 	having := ""
 	if len(q.Where) > 0 {
 		parts := make([]string, len(q.Where))
@@ -258,8 +304,31 @@ func (l *EventLog[R]) MaxSeq(ctx context.Context) (uint64, error) {
 // key changes, such as the time an alarm was raised) among the rows that
 // match every cond; 0 when none does.
 func (l *EventLog[R]) Newest(ctx context.Context, col string, conds ...Cond) (int64, error) {
+	return l.newest(ctx, col, nil, conds)
+}
+
+// NewestAmong is Newest among the rows of keys (any number, as Query.Among).
+func (l *EventLog[R]) NewestAmong(ctx context.Context, col string, keys []string, conds ...Cond) (int64, error) {
+	if keys == nil {
+		keys = []string{}
+	}
+	return l.newest(ctx, col, keys, conds)
+}
+
+func (l *EventLog[R]) newest(ctx context.Context, col string, keys []string, conds []Cond) (int64, error) {
 	var args []any
 	where := whereSQL(conds, &args)
+	if keys != nil {
+		if len(keys) == 0 {
+			return 0, nil
+		}
+		var in string
+		var err error
+		if ctx, in, err = l.among(ctx, keys); err != nil {
+			return 0, err
+		}
+		where = andWhere(where, in)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 4*l.timeout)
 	defer cancel()
 	var out []struct {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +77,21 @@ func TestEventLogCurrent(t *testing.T) {
 	}
 	if v, err := l.Newest(ctx, "at_ms", Below("at_ms", t0.Add(4*time.Minute).UnixMilli())); err != nil || v != t0.Add(3*time.Minute).UnixMilli() {
 		t.Errorf("newest at_ms before t0+4m: %d %v", v, err)
+	}
+	// Among: only these keys, however many (more than the 50,000
+	// elements ClickHouse 18.16 takes in a query's text).
+	many := []string{"b", "d"}
+	for i := range 60_000 {
+		many = append(many, fmt.Sprintf("k-%d", i))
+	}
+	check("among many keys", ids(l.Current(ctx, Query{Among: many, OrderBy: newest, Limit: 10})), "d/active b/cleared")
+	check("among b, latest cleared per device", ids(l.Current(ctx, Query{Among: []string{"a", "b", "c"}, Where: []Cond{Eq("state", "cleared")},
+		OnePer: []string{"project", "device"}, OrderBy: []Order{{Col: "value"}}, Limit: 10})), "a/cleared c/cleared")
+	check("among none", ids(l.Current(ctx, Query{Among: []string{}, Limit: 10})), "")
+	if v, err := l.NewestAmong(ctx, "at_ms", many, Below("at_ms", t0.Add(20*time.Minute).UnixMilli())); err != nil || v != t0.Add(6*time.Minute).UnixMilli() {
+		t.Errorf("newest at_ms of b and d: %d %v, want d's %d", v, err, t0.Add(6*time.Minute).UnixMilli())
+	}
+	if v, err := l.NewestAmong(ctx, "at_ms", nil); err != nil || v != 0 {
+		t.Errorf("newest at_ms among no keys: %d %v", v, err)
 	}
 }

@@ -246,7 +246,7 @@ type Resume struct {
 	Seq uint64
 	// Keys are the snapshot's keys and those with events stored since
 	// JournalMargin before it: every key whose current state may differ
-	// from what the owner held then.
+	// from what the owner held then. Never nil (Query.Among).
 	Keys []string
 }
 
@@ -261,7 +261,7 @@ func (l *EventLog[R]) Resume(ctx context.Context) (Resume, bool, error) {
 	if err != nil {
 		return Resume{}, false, err
 	}
-	r := Resume{Taken: s.Taken, Mark: s.Mark, Seq: max(s.Seq, seq), Keys: s.Keys()}
+	r := Resume{Taken: s.Taken, Mark: s.Mark, Seq: max(s.Seq, seq), Keys: s.Keys()} // Keys not nil: Query.Among
 	seen := make(map[string]bool, len(r.Keys)+len(changed))
 	for _, k := range r.Keys {
 		seen[k] = true

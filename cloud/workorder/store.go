@@ -165,13 +165,13 @@ func (l *ClickHouseLog) LoadHeld(ctx context.Context, since time.Time) (Held, er
 	if !ok || r.Mark >= since.UnixMilli() {
 		return l.loadAll(ctx, since)
 	}
-	evs, err := l.loadOrderEvents(ctx, since, store.In("wo_id", r.Keys))
+	evs, err := l.loadOrderEvents(ctx, since, r.Keys)
 	if err != nil {
 		return Held{}, err
 	}
 	// Every order the snapshot did not name was opened at or before its
 	// mark; of those it named, the ones left out were opened before since.
-	newest, err := l.events.Newest(ctx, "opened_ms", store.In("wo_id", r.Keys), store.Below("opened_ms", since.UnixMilli()))
+	newest, err := l.events.NewestAmong(ctx, "opened_ms", r.Keys, store.Below("opened_ms", since.UnixMilli()))
 	if err != nil {
 		return Held{}, fmt.Errorf("cannot load work orders: %w", err)
 	}
@@ -214,14 +214,14 @@ const maxHeld = 500_000
 // reopens it, joins it or follows it). Older closed and cancelled orders
 // stay in ClickHouse (FindOrders).
 func (l *ClickHouseLog) LoadOrderEvents(ctx context.Context, since time.Time) ([]Event, error) {
-	return l.loadOrderEvents(ctx, since)
+	return l.loadOrderEvents(ctx, since, nil)
 }
 
-// loadOrderEvents is LoadOrderEvents among the orders that match every
-// one of among.
-func (l *ClickHouseLog) loadOrderEvents(ctx context.Context, since time.Time, among ...store.Cond) ([]Event, error) {
+// loadOrderEvents is LoadOrderEvents among the orders among (nil: all of
+// them).
+func (l *ClickHouseLog) loadOrderEvents(ctx context.Context, since time.Time, among []string) ([]Event, error) {
 	held, err := l.events.CurrentKeys(ctx, store.Query{
-		Fixed: among,
+		Among: among,
 		Where: []store.Cond{store.AnyOf(store.NotIn("state", []string{StateClosed, StateCancelled}), store.AtLeast("opened_ms", since.UnixMilli()))},
 		Limit: maxHeld + 1,
 	})
@@ -232,7 +232,8 @@ func (l *ClickHouseLog) loadOrderEvents(ctx context.Context, since time.Time, am
 		return nil, fmt.Errorf("cannot load work orders: more than %d are being worked on or were opened since %s", maxHeld, since.UTC().Format(time.RFC3339))
 	}
 	last, err := l.events.CurrentKeys(ctx, store.Query{
-		Fixed:   append([]store.Cond{store.Eq("source", SourceAlarm)}, among...),
+		Fixed:   []store.Cond{store.Eq("source", SourceAlarm)},
+		Among:   among,
 		OnePer:  []string{"device", "rule"},
 		OrderBy: []store.Order{{Col: "opened_ms", Desc: true}},
 		Limit:   maxHeld,
