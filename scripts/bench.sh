@@ -108,8 +108,11 @@ monthlybase=$(metric "$OUT/reports.txt" BenchmarkMonthlyReport baseline-ms/op)
 company=$(metric "$OUT/reports.txt" BenchmarkCompanyReport ms/op)
 monthlycold=$(metric "$OUT/reports.txt" BenchmarkMonthlyReport cold-ms)
 companycold=$(metric "$OUT/reports.txt" BenchmarkCompanyReport cold-ms)
-hqms=$(metric "$OUT/console.txt" BenchmarkHQOverview ms-to-charts)
-hqcold=$(metric "$OUT/console.txt" BenchmarkHQOverview first-ms-to-charts)
+hqms=$(metric "$OUT/console.txt" BenchmarkHQOverview warm-ms-to-charts)
+hqcold=$(metric "$OUT/console.txt" BenchmarkHQOverview cold-ms-to-charts)
+hqload=$(metric "$OUT/console.txt" BenchmarkHQOverview load1)
+monthlykept=$(metric "$OUT/reports.txt" BenchmarkMonthlyReport kept-ms/op)
+companykept=$(metric "$OUT/reports.txt" BenchmarkCompanyReport kept-ms/op)
 hqfirst=$(metric "$OUT/console.txt" BenchmarkHQOverview first-KB)
 hqlater=$(metric "$OUT/console.txt" BenchmarkHQOverview later-KB)
 companybase=$(metric "$OUT/reports.txt" BenchmarkCompanyReport baseline-ms/op)
@@ -176,8 +179,13 @@ num() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else if (a >= 1000) print
     printf '%-44s %16s %-34s %8s  %s\n' "HQ report, new process, vs reading n (ms)" "$(num "$companycold")" "reading n as before: $(num "$companycoldold")" "$(ratio "$companycold" "$companycoldold")" "-"
     printf '%-44s %16s %-34s %8s  %s\n' "monthly report, first in a new process (ms)" "$(num "$monthlycold")" "warm: $(num "$monthly")" "$(ratio "$monthlycold" "$monthly")" "≤ 300 ms"
     printf '%-44s %16s %-34s %8s  %s\n' "HQ report, first in a new process (ms)" "$(num "$companycold")" "warm: $(num "$company")" "$(ratio "$companycold" "$company")" "≤ 1,000 ms"
-    printf '%-44s %16s %-34s %8s  %s\n' "console HQ overview, 50 projects (ms to charts)" "$(num "$hqms")" "HQ report alone: $(num "$company")" "$(ratio "$hqms" "$company")" "≤ 1,500 ms"
-    printf '%-44s %16s %-34s %8s  %s\n' "console HQ overview, first after a start (ms)" "$(num "$hqcold")" "later visits: $(num "$hqms")" "$(ratio "$hqcold" "$hqms")" "≤ 1,500 ms"
+    printf '%-44s %16s %-34s %8s  %s\n' "monthly report, finished month kept (ms)" "$(num "$monthlykept")" "computed: $(num "$monthly")" "$(ratio "$monthlykept" "$monthly")" "-"
+    printf '%-44s %16s %-34s %8s  %s\n' "HQ report, finished month kept (ms)" "$(num "$companykept")" "computed: $(num "$company")" "$(ratio "$companykept" "$company")" "-"
+    # Each console visit in a fresh browser with an empty cache; cold: the
+    # server's first visit of the month (reports computed), warm: the next
+    # (the month kept). load1: the load average at the visits.
+    printf '%-44s %16s %-34s %8s  %s\n' "console HQ overview, warm (ms to charts)" "$(num "$hqms")" "cold: $(num "$hqcold") (load $(num "$hqload"))" "$(ratio "$hqms" "$hqcold")" "≤ 1,500 ms"
+    printf '%-44s %16s %-34s %8s  %s\n' "console HQ overview, cold (ms to charts)" "$(num "$hqcold")" "HQ report computed: $(num "$companycold")" "$(ratio "$hqcold" "$companycold")" "≤ 1,500 ms"
     printf '%-44s %16s %-34s %8s  %s\n' "console first load (KB transferred)" "$(num "$hqfirst")" "-" "-" "≤ 700 KB"
     printf '%-44s %16s %-34s %8s  %s\n' "console next page (KB transferred)" "$(num "$hqlater")" "-" "-" "≤ 60 KB"
     printf '%-44s %16s %-34s %8s  %s\n' "reading → work order p99 (ms)" "$(num "$p99")" "p50: $(num "$p50")" "$(ratio "$p99" "$p50")" "≤ 1,000 ms"

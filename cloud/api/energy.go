@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -14,11 +15,27 @@ import (
 	"github.com/plantroom/plantroom/internal/timerange"
 )
 
-// ReportCacheEntries bounds the computations of finished months the API
-// keeps for its monthly and HQ reports (energy.Cache): a month's report
-// takes two (the month with the month before, and the month a year
+// DefaultReportCacheEntries bounds the computations of finished months the
+// API keeps for its monthly and HQ reports (energy.Cache): a month's
+// report takes two (the month with the month before, and the month a year
 // before); one of a 50-project company holds some hundreds of kB.
-const ReportCacheEntries = 64
+const DefaultReportCacheEntries = 64
+
+// monthlyReport is project p's monthly report, through the report cache.
+func (s *Server) monthlyReport(ctx context.Context, p *energy.Project, m energy.Month, top int) (*energy.Monthly, error) {
+	if s.reports == nil {
+		return energy.MonthlyReport(ctx, s.readings, p, m, s.now(), top)
+	}
+	return s.reports.MonthlyReport(ctx, p, m, s.now(), top)
+}
+
+// companyReport is the HQ report of company ref, through the report cache.
+func (s *Server) companyReport(ctx context.Context, ref energy.CompanyRef, ps []*energy.Project, m energy.Month) (*energy.CompanyMonthly, error) {
+	if s.reports == nil {
+		return energy.CompanyMonthlyReport(ctx, s.readings, ref, ps, m, s.now())
+	}
+	return s.reports.CompanyMonthlyReport(ctx, ref, ps, m, s.now())
+}
 
 // reportCacheCollector exports the report cache's counts.
 type reportCacheCollector struct{ c *energy.Cache }
@@ -109,7 +126,7 @@ func (s *Server) projectMonthly(c echo.Context) error {
 		}
 		top = n
 	}
-	rep, err := s.reports.MonthlyReport(c.Request().Context(), p, m, s.now(), top)
+	rep, err := s.monthlyReport(c.Request().Context(), p, m, top)
 	if err != nil {
 		return err
 	}
@@ -187,7 +204,7 @@ func (s *Server) companyMonthly(c echo.Context) error {
 			ps = append(ps, s.energy[p.ID])
 		}
 	}
-	rep, err := s.reports.CompanyMonthlyReport(c.Request().Context(), ref, ps, m, s.now())
+	rep, err := s.companyReport(c.Request().Context(), ref, ps, m)
 	if err != nil {
 		return err
 	}

@@ -195,14 +195,27 @@ func BenchmarkCompanyReport(b *testing.B) {
 // benchReports times a report in two servers over the same database,
 // alternating call by call: one as the cloud runs (the roll-up's version
 // keys the step summaries), one whose repository also reads the exact
-// reading count n, as before readings migration 7 ("old-"). Besides the
-// warm times, the first report of each new server (cold-ms, old-cold-ms)
-// and the bare roll-up scan (baseline-ms/op).
+// reading count n, as before readings migration 7 ("old-"); both compute
+// every report (api.report_cache_entries -1). Besides the warm times, the
+// first report of each new server (cold-ms, old-cold-ms), the bare roll-up
+// scan (baseline-ms/op), and the report of a server that keeps finished
+// months, as the cloud does, asked again (kept-ms/op: a look at the
+// roll-up's version of what the month was computed from; its answer is
+// checked to be the computed one).
 func benchReports(b *testing.B, staff, target, where string) {
-	s, old, cold := newBenchServer(b)
-	var now, before time.Duration
+	s, old, kept, cold := newBenchServer(b)
+	computed := call(b, s.Handler(), staff, http.MethodGet, target).Body.String()
+	if first := call(b, kept.Handler(), staff, http.MethodGet, target).Body.String(); first != computed {
+		b.Fatalf("a server that keeps finished months answered otherwise:\n%s\n%s", first, computed)
+	}
+	var now, before, again time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		began := time.Now()
+		if rec := call(b, kept.Handler(), staff, http.MethodGet, target); rec.Code != http.StatusOK || rec.Body.String() != computed {
+			b.Fatalf("kept report: status %d, same as computed: %v", rec.Code, rec.Body.String() == computed)
+		}
+		again += time.Since(began)
 		for j, srv := range []*api.Server{s, old} {
 			if i%2 == 1 {
 				j, srv = 1-j, []*api.Server{s, old}[1-j]
@@ -222,6 +235,7 @@ func benchReports(b *testing.B, staff, target, where string) {
 	b.StopTimer()
 	b.ReportMetric(float64(now.Milliseconds())/float64(b.N), "ms/op")
 	b.ReportMetric(float64(before.Milliseconds())/float64(b.N), "old-ms/op")
+	b.ReportMetric(float64(again.Microseconds())/1000/float64(b.N), "kept-ms/op")
 	b.ReportMetric(rollupScan(b, where), "baseline-ms/op")
 	if strings.Contains(target, "/projects/") {
 		b.ReportMetric(cold.monthly, "cold-ms")
@@ -286,15 +300,17 @@ func rollupScan(b *testing.B, where string) float64 {
 // readings.
 type coldReports struct{ monthly, company, oldMonthly, oldCompany float64 }
 
-// newBenchServer returns a server as the cloud runs and one whose
-// repository reads the exact reading counts (exactCountDB), with the
-// times of their first reports.
-func newBenchServer(b *testing.B) (*api.Server, *api.Server, coldReports) {
+// newBenchServer returns a server as the cloud runs but keeping no
+// finished month, one whose repository reads the exact reading counts
+// (exactCountDB), with the times of their first reports, and one that
+// keeps finished months as the cloud does.
+func newBenchServer(b *testing.B) (*api.Server, *api.Server, *api.Server, coldReports) {
 	db := benchStore(b)
 	// The request timeout is raised so that a slow report is measured
 	// rather than cut off (the default is 30 s).
-	server := func(db api.Database) *api.Server {
-		s, err := api.New(api.Config{Listen: "127.0.0.1:0", RequestTimeout: config.D(10 * time.Minute), WriteTimeout: config.D(11 * time.Minute)}, api.Deps{
+	server := func(db api.Database, keep int) *api.Server {
+		s, err := api.New(api.Config{Listen: "127.0.0.1:0", RequestTimeout: config.D(10 * time.Minute), WriteTimeout: config.D(11 * time.Minute),
+			ReportCacheEntries: keep}, api.Deps{
 			Bundle: benchBundle(b), DB: db, Logger: testLogger(b), Now: func() time.Time { return benchNow },
 		})
 		if err != nil {
@@ -302,7 +318,9 @@ func newBenchServer(b *testing.B) (*api.Server, *api.Server, coldReports) {
 		}
 		return s
 	}
-	s, old := server(db), server(exactCountDB{db})
+	// Both compute every report (no finished month kept); kept keeps them
+	// as the cloud does.
+	s, old, kept := server(db, -1), server(exactCountDB{db}, -1), server(db, 0)
 	// A warm-up call of each report, checked: device k draws (3 + k mod 20)
 	// kW, so 200 devices draw 10 × (3 + … + 22) = 2500 kW: 2500 × 744 h =
 	// 1,860,000 kWh in July; the three new meters read 0 at the instant of
@@ -345,5 +363,5 @@ func newBenchServer(b *testing.B) (*api.Server, *api.Server, coldReports) {
 			b.Fatalf("benchmark data: project %v kWh (%d counter events), company %v kWh over %d projects", r.m.KWh, len(r.m.CounterEvents), r.c.KWh, len(r.c.Projects))
 		}
 	}
-	return s, old, cold
+	return s, old, kept, cold
 }

@@ -67,7 +67,7 @@ type Server struct {
 	devices  map[string]config.DeviceInfo
 	readings *store.Readings
 	energy   map[string]*energy.Project
-	reports  *energy.Cache // monthly and HQ reports of finished months
+	reports  *energy.Cache // monthly and HQ reports of finished months; nil: none kept
 	metrics  *httpMetrics
 	registry *prometheus.Registry
 	now      func() time.Time
@@ -151,8 +151,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("cannot create API server: %w", err)
 	}
 	s.energy = ep
-	s.reports = energy.NewCache(s.readings, ReportCacheEntries)
-	s.registry.MustRegister(reportCacheCollector{s.reports})
+	if cfg.ReportCacheEntries > 0 {
+		s.reports = energy.NewCache(s.readings, cfg.ReportCacheEntries)
+		s.registry.MustRegister(reportCacheCollector{s.reports})
+	}
 	for _, d := range deps.Bundle.Org.Devices() {
 		s.devices[d.Device.ID] = d
 	}
@@ -414,6 +416,9 @@ type Config struct {
 	// other peer the header is ignored. Empty: the peer address is the
 	// client.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ReportCacheEntries bounds the computations of finished months kept
+	// for the monthly and HQ reports (docs/api.md); default 64, -1: none.
+	ReportCacheEntries int `yaml:"report_cache_entries"`
 }
 
 // Defaults of Config.
@@ -440,6 +445,9 @@ func (c Config) withDefaults() Config {
 	if c.BodyLimit == 0 {
 		c.BodyLimit = DefaultBody
 	}
+	if c.ReportCacheEntries == 0 {
+		c.ReportCacheEntries = DefaultReportCacheEntries
+	}
 	return c
 }
 
@@ -465,6 +473,9 @@ func (c Config) Validate(p *config.Problems, path string) {
 	}
 	if c.BodyLimit < 0 {
 		p.Addf(config.Join(path, "body_limit"), "must be > 0 bytes, got %d", c.BodyLimit)
+	}
+	if c.ReportCacheEntries < -1 {
+		p.Addf(config.Join(path, "report_cache_entries"), "must be > 0, or -1 for none, got %d", c.ReportCacheEntries)
 	}
 	for i, v := range c.TrustedProxies {
 		if _, err := proxyNet(v); err != nil {
