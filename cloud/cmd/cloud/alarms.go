@@ -55,8 +55,7 @@ func addAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 	a.AddObserver(commands)
 	p.commands = commands // in the devices' maintenance record
 	if srv != nil {
-		srv.Register(p.routes()...)
-		srv.Register(commandhttp.Routes(commands)...)
+		srv.Register(p.allRoutes()...)
 	}
 	return nil
 }
@@ -94,8 +93,8 @@ type alarmParts struct {
 	engine    *alarm.Engine
 	photos    *photo.Photos
 	// commands, when this process runs remote control, join the devices'
-	// maintenance record; with alarms.owner: lease the owner serves their
-	// routes too (leasedRoutes).
+	// maintenance record, and the process serves their routes
+	// (allRoutes).
 	commands *command.Desk
 }
 
@@ -112,9 +111,10 @@ func (p *alarmParts) routes() []api.Route {
 	return slices.Concat(alarmhttp.Routes(p.engine), workorderhttp.Routes(p.desk, p.engine, p.photos, opts...), residenthttp.Routes(p.residents))
 }
 
-// leasedRoutes are the routes the lease's owner serves: routes and the
-// command desk's; p nil: without handlers (a follower forwards them).
-func (p *alarmParts) leasedRoutes() []api.Route {
+// allRoutes are the routes of the process that runs the parts (the one
+// process, or the lease's owner): routes and the command desk's; p nil:
+// without handlers (a follower forwards them).
+func (p *alarmParts) allRoutes() []api.Route {
 	if p == nil {
 		return slices.Concat(p.routes(), commandhttp.Routes(nil))
 	}

@@ -101,7 +101,7 @@ func addLeasedAlarms(a *app.App, srv *api.Server, log *slog.Logger) error {
 	}
 	if srv != nil {
 		// Without parts here, the owner serves them: the handlers never run.
-		routes := parts.leasedRoutes()
+		routes := parts.allRoutes()
 		srv.Register(routes...)
 		paths := make([]string, len(routes))
 		for i, r := range routes {
