@@ -10,7 +10,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/plantroom/plantroom/internal/chtest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -31,13 +30,7 @@ func TestCommandsWithAlarmLease(t *testing.T) {
 		t.Skip("PLANTROOM_SKIP_PROCESS_TESTS=1")
 	}
 	t.Parallel()
-	bin := buildCloud(t)
-	_, dbName := chtest.NewDatabase(t)
-	b := leaseBroker(t)
-	a := &cloudReplica{name: "a", api: freeAddr(t)}
-	a.cfg = writeReplicaConfig(t, "a", b.Addr(), a.api, dbName)
-	bp := &cloudReplica{name: "b", api: freeAddr(t)}
-	bp.cfg = writeReplicaConfig(t, "b", b.Addr(), bp.api, dbName)
+	bin, b, a, bp := replicaPair(t)
 
 	a.start(t, bin)
 	waitFor(t, 60*time.Second, "a to take the alarm lease", func() bool { return a.owns() })

@@ -43,17 +43,9 @@ func TestAlarmOwnerAcrossTwoProcesses(t *testing.T) {
 		t.Skip("PLANTROOM_SKIP_PROCESS_TESTS=1")
 	}
 	t.Parallel()
-	bin := buildCloud(t)
-	_, dbName := chtest.NewDatabase(t)
-	b := leaseBroker(t)
-	procs := map[string]*cloudReplica{}
-	for _, name := range []string{"a", "b"} {
-		procs[name] = &cloudReplica{name: name, api: freeAddr(t)}
-		procs[name].cfg = writeReplicaConfig(t, name, b.Addr(), procs[name].api, dbName)
-	}
+	bin, b, a, bp := replicaPair(t)
 
 	// A starts alone and takes the lease; an order is made through it.
-	a := procs["a"]
 	a.start(t, bin)
 	waitFor(t, 60*time.Second, "a to take the alarm lease", func() bool { return a.owns() })
 	var order workOrderView
@@ -61,7 +53,6 @@ func TestAlarmOwnerAcrossTwoProcesses(t *testing.T) {
 
 	// B starts while the order is open: it follows, and does not escalate
 	// the order a second time.
-	bp := procs["b"]
 	bp.start(t, bin)
 	waitFor(t, 30*time.Second, "b's API to forward to a", func() bool {
 		var got workOrderView
@@ -342,6 +333,21 @@ func gatewayClient(t *testing.T, addr string) paho.Client {
 
 // writeReplicaConfig writes the configuration of replica name: ingest and
 // API, the shared broker and database, alarms.owner lease.
+// replicaPair builds bin/cloud and configures two replicas, a and b, with
+// alarms.owner: lease on one broker (returned) and one new database;
+// neither is started.
+func replicaPair(t *testing.T) (bin string, b *broker.Broker, a, bp *cloudReplica) {
+	t.Helper()
+	bin = buildCloud(t)
+	_, dbName := chtest.NewDatabase(t)
+	b = leaseBroker(t)
+	a = &cloudReplica{name: "a", api: freeAddr(t)}
+	a.cfg = writeReplicaConfig(t, "a", b.Addr(), a.api, dbName)
+	bp = &cloudReplica{name: "b", api: freeAddr(t)}
+	bp.cfg = writeReplicaConfig(t, "b", b.Addr(), bp.api, dbName)
+	return bin, b, a, bp
+}
+
 func writeReplicaConfig(t *testing.T, name, brokerAddr, apiAddr, db string) string {
 	t.Helper()
 	root, err := filepath.Abs("../../../configs")
