@@ -21,6 +21,37 @@ import (
 // before); one of a 50-project company holds some hundreds of kB.
 const DefaultReportCacheEntries = 64
 
+// warmReports computes every company's HQ report of last month, so that
+// the first to ask finds it kept; a month not yet over in every project's
+// time zone is left alone (it would not be kept). It runs once after
+// Start, in the background, and logs once.
+func (s *Server) warmReports(ctx context.Context) {
+	now := s.now()
+	m := energy.Month{Year: now.Year(), Month: now.Month()}.Add(-1)
+	began := time.Now()
+	for _, co := range s.deps.Bundle.Org.Companies {
+		ref := energy.CompanyRef{ID: co.ID, Name: co.Name}
+		var ps []*energy.Project
+		over := true
+		for _, p := range co.Projects {
+			ep := s.energy[p.ID]
+			ps = append(ps, ep)
+			_, end := m.Bounds(ep.Location)
+			over = over && !now.Before(end)
+		}
+		if !over || len(ps) == 0 {
+			continue
+		}
+		if _, err := s.companyReport(ctx, ref, ps, m); err != nil {
+			if ctx.Err() != nil {
+				return // stopped
+			}
+			s.log.Warn("cannot compute last month's HQ report ahead of the first request", "company", co.ID, "month", m.String(), "err", err)
+		}
+	}
+	s.log.Info("last month's HQ reports computed and kept", "month", m.String(), "companies", len(s.deps.Bundle.Org.Companies), "took", time.Since(began).Round(time.Millisecond))
+}
+
 // monthlyReport is project p's monthly report, through the report cache.
 func (s *Server) monthlyReport(ctx context.Context, p *energy.Project, m energy.Month, top int) (*energy.Monthly, error) {
 	if s.reports == nil {

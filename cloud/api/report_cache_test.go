@@ -228,3 +228,46 @@ func TestReportCacheFollowsConfiguration(t *testing.T) {
 		t.Errorf("first configuration again: stats %+v, same answer %v", cache.Stats(), again == first)
 	}
 }
+
+// TestLastMonthWarmedAtStart: a started server computes last month's HQ
+// report of every company in the background and keeps it, so the first
+// request is answered from the cache.
+func TestLastMonthWarmedAtStart(t *testing.T) {
+	db := openStore(t)
+	insertDataset(t, db)
+	s := newServer(t, testBundle(t), db, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	// Two companies, two computations each (the month with the month
+	// before, the month a year before).
+	kept := func() int {
+		rec := call(t, s.Handler(), "", http.MethodGet, "/metrics")
+		for _, line := range strings.Split(rec.Body.String(), "\n") {
+			if v, ok := strings.CutPrefix(line, "plantroom_api_report_cache_kept_total "); ok {
+				n, _ := strconv.ParseFloat(v, 64)
+				return int(n)
+			}
+		}
+		return 0
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for kept() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("last month not kept within 2 minutes of the start: %d computations kept", kept())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	before := cacheLookups(t, s)
+	var r energy.CompanyMonthly
+	decode(t, call(t, s.Handler(), "acme-admin", http.MethodGet, "/api/v1/energy/monthly?month=2026-08"), &r)
+	if after := cacheLookups(t, s); after["hit"] != before["hit"]+2 || after["miss"] != before["miss"] {
+		t.Errorf("first request of August after the start: lookups %v → %v, want two hits", before, after)
+	}
+	if r.Month != "2026-08" || len(r.Projects) != 2 {
+		t.Errorf("August's report = %+v", r)
+	}
+}

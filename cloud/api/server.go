@@ -85,6 +85,9 @@ type Server struct {
 	mountLimits []mountLimit
 	started     bool
 	stopped     bool
+	// warm is the start's computation of last month's reports (warmReports).
+	warm       sync.WaitGroup
+	warmCancel context.CancelFunc
 	srv         *http.Server
 	ln          net.Listener
 	done        chan struct{}
@@ -337,6 +340,15 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	s.log.Info("API listening", "addr", ln.Addr().String())
+	if s.reports != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		s.warmCancel = cancel
+		s.warm.Add(1)
+		go func() {
+			defer s.warm.Done()
+			s.warmReports(wctx)
+		}()
+	}
 	return nil
 }
 
@@ -361,7 +373,11 @@ func (s *Server) Stop() {
 	}
 	s.stopped = true
 	srv := s.srv
+	if s.warmCancel != nil {
+		s.warmCancel()
+	}
 	s.mu.Unlock()
+	s.warm.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout.Duration)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {

@@ -178,7 +178,11 @@
       return;
     }
     var hq = dataBlock("hq-data"), pr = dataBlock("project-data"), dv = dataBlock("device-data");
-    document.querySelectorAll("[data-chart]").forEach(function (el) {
+    // The trend's data comes from the server: ask for it first, so that it
+    // arrives while the other charts are drawn.
+    var els = Array.prototype.slice.call(document.querySelectorAll("[data-chart]"));
+    els.sort(function (a, b) { return (b.getAttribute("data-chart") === "trend") - (a.getAttribute("data-chart") === "trend"); });
+    els.forEach(function (el) {
       switch (el.getAttribute("data-chart")) {
         case "ranking": rankingChart(el, hq); break;
         case "pie": pieChart(el, hq && hq[el.getAttribute("data-key")]); break;
