@@ -88,9 +88,9 @@ type Server struct {
 	// warm is the start's computation of last month's reports (warmReports).
 	warm       sync.WaitGroup
 	warmCancel context.CancelFunc
-	srv         *http.Server
-	ln          net.Listener
-	done        chan struct{}
+	srv        *http.Server
+	ln         net.Listener
+	done       chan struct{}
 }
 
 // Route is one API endpoint. Its Scope is checked before Handler runs.
