@@ -152,7 +152,7 @@ func (e *Engine) Snapshot(ctx context.Context) error {
 	s.Mark = unixMS(e.unheld)
 	s.Held = make([]store.HeldKey, 0, len(e.alarms))
 	for _, a := range e.alarms {
-		s.Held = append(s.Held, store.HeldKey{Company: a.Company, Project: a.Project, Key: a.ID})
+		s.Held = append(s.Held, store.HeldKey{Company: a.Company, Project: a.Project, Key: a.ID, Begin: a.RaisedAt})
 	}
 	e.mu.RUnlock()
 	e.procMu.Unlock()

@@ -35,7 +35,7 @@ type ClickHouseLog struct {
 // NewClickHouseLog returns a log over conn, whose default database holds
 // the tables of Migrations.
 func NewClickHouseLog(conn store.Querier) *ClickHouseLog {
-	return &ClickHouseLog{conn: conn, events: store.NewEventLog[alarmRow](conn, tableEvents, "alarm_id").WithJournal()}
+	return &ClickHouseLog{conn: conn, events: store.NewEventLog[alarmRow](conn, tableEvents, "alarm_id").WithJournal("raised_ms")}
 }
 
 type alarmRow struct {
@@ -153,13 +153,13 @@ func (l *ClickHouseLog) LoadHeld(ctx context.Context, since time.Time) (Held, er
 	if !ok || r.Mark >= since.UnixMilli() {
 		return l.loadAll(ctx, since)
 	}
-	alarms, err := l.loadAlarms(ctx, since, r.Keys)
+	alarms, err := l.loadAlarms(ctx, since, &r)
 	if err != nil {
 		return Held{}, err
 	}
 	// Every alarm the snapshot did not name was raised at or before its
 	// mark; of those it named, the ones left out were raised before since.
-	newest, err := l.events.NewestAmong(ctx, "raised_ms", r.Keys, store.Below("raised_ms", since.UnixMilli()))
+	newest, err := l.events.NewestAmong(ctx, "raised_ms", r.Keys, store.AtLeast("at", r.Since), store.Below("raised_ms", since.UnixMilli()))
 	if err != nil {
 		return Held{}, fmt.Errorf("cannot load alarms: %w", err)
 	}
@@ -204,9 +204,16 @@ func (l *ClickHouseLog) LoadAlarms(ctx context.Context, since time.Time) ([]Alar
 	return l.loadAlarms(ctx, since, nil)
 }
 
-// loadAlarms is LoadAlarms among the alarms among (nil: all of them).
-func (l *ClickHouseLog) loadAlarms(ctx context.Context, since time.Time, among []string) ([]Alarm, error) {
+// loadAlarms is LoadAlarms among the alarms a start from a snapshot
+// needs (r; nil: all of them), reading only their partitions.
+func (l *ClickHouseLog) loadAlarms(ctx context.Context, since time.Time, r *store.Resume) ([]Alarm, error) {
+	var among []string
+	var fixed []store.Cond
+	if r != nil {
+		among, fixed = r.Keys, []store.Cond{store.AtLeast("at", r.Since)}
+	}
 	recent, err := l.events.Current(ctx, store.Query{
+		Fixed: fixed,
 		Among: among,
 		Where: []store.Cond{store.AnyOf(store.Eq("state", StateActive), store.AtLeast("raised_ms", since.UnixMilli()))},
 		Limit: maxHeld + 1,
@@ -220,7 +227,7 @@ func (l *ClickHouseLog) loadAlarms(ctx context.Context, since time.Time, among [
 	// A clear is final for an alarm (a condition that comes back is a new
 	// alarm), so only the rows from its clear on are read.
 	last, err := l.events.Current(ctx, store.Query{
-		Fixed:   []store.Cond{store.Eq("state", StateCleared)},
+		Fixed:   append([]store.Cond{store.Eq("state", StateCleared)}, fixed...),
 		Among:   among,
 		OnePer:  []string{"device", "gateway", "rule"},
 		OrderBy: []store.Order{{Col: "cleared_ms", Desc: true}},

@@ -214,11 +214,11 @@ func TestClusterReadingsThroughDistributedTables(t *testing.T) {
 
 	// An event log (alarms, work orders) appended through one shard is read
 	// back whole through the other.
-	l1 := NewEventLog[testEventV2](db1.Conn(), "thing_events", "thing_id").WithJournal()
-	l2 := NewEventLog[testEventV2](db2.Conn(), "thing_events", "thing_id").WithJournal()
+	l1 := NewEventLog[testEventV2](db1.Conn(), "thing_events", "thing_id").WithJournal("at_ms")
+	l2 := NewEventLog[testEventV2](db2.Conn(), "thing_events", "thing_id").WithJournal("at_ms")
 	// A snapshot written through node 1 before the appends.
 	taken := time.Now()
-	if err := l1.WriteSnapshot(ctx, Snapshot{Taken: taken, Seq: 1, Held: []HeldKey{{"acme", "p9", "t-9"}}}); err != nil {
+	if err := l1.WriteSnapshot(ctx, Snapshot{Taken: taken, Seq: 1, Held: []HeldKey{{"acme", "p9", "t-9", time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}}}); err != nil {
 		t.Fatalf("snapshot through node 1: %v", err)
 	}
 	at := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)

@@ -2,8 +2,11 @@
 // schema migrations, the readings schema, the queries the ingest needs and
 // the readings repository (Readings: energy reports, device series, latest
 // values), and the event logs (EventLog: append, latest per key, one key's
-// events, a subject's history, events since a sequence number; Outbox:
-// retry of what could not be stored) that alarms and work orders keep and
+// events, a subject's history, events since a sequence number; a journal
+// of the keys each append stored and the owner's snapshots of what it
+// holds, so that a start reads what is held and what changed since, not
+// the history; Outbox: retry of what could not be stored) that alarms and
+// work orders keep and
 // commands and resident requests will, and the checks tools make from
 // outside (Audit, DropDatabase: the drills, the load generators). No other
 // package holds SQL; identifiers are quoted one way, with quoteIdent. (The

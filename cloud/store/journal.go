@@ -15,14 +15,19 @@ import (
 //
 //   - a touch per key and append: Append writes one, stamped with the
 //     writer's clock, before it stores the events, so every stored event
-//     has a touch at or before its store time;
+//     has a touch at or before its store time; it carries the key's begin
+//     time (WithJournal);
 //   - snapshots: the owner writes the keys it must hold at start (its held
 //     set) with the feed's sequence and a mark of its own, at a time when
 //     everything it recorded before is stored.
 //
 // At start the owner reads the newest complete snapshot and the keys
 // touched since shortly before it (ChangedSince): those keys' events are
-// all it needs, however long the history. The events' own time (column at)
+// all it needs, however long the history. Their events are found by the
+// key among the partitions from the oldest of them on (Resume.Since): the
+// table is ordered by (company, project, key, n), and a few thousand keys
+// spread over it touch nearly every granule of every partition, so the
+// time bound is what keeps the read from growing with the history. The events' own time (column at)
 // cannot serve: an alarm raised from readings a gateway queued for a day
 // is stored with the readings' time.
 //
@@ -73,15 +78,26 @@ func EventJournalMigration(component string, version int, table string) Migratio
 }
 
 // journal is what an EventLog needs to keep its journal: the table and
-// where the key, company, project and seq sit in a row.
+// where the key, company, project, seq and begin sit in a row.
 type journal struct {
-	table                      string
-	key, company, project, seq int // field indexes in the row type
+	table                             string
+	key, company, project, seq, begin int // field indexes in the row type
 }
+
+// BeginMargin is how far before a key's begin time (WithJournal) its
+// events' time (column at) may lie: readings a little ahead of the
+// cloud's clock (the ingest takes up to max_future_skew, 5 minutes by
+// default), at truncated to the second.
+const BeginMargin = 24 * time.Hour
 
 // WithJournal makes Append keep the log's journal (created by
 // EventJournalMigration) and returns l. Call it before the log is used.
-func (l *EventLog[R]) WithJournal() *EventLog[R] {
+// begin is an Int64 column of milliseconds that no event of a key changes
+// and that no event's time (at) precedes by more than BeginMargin: when
+// the key began (an alarm's raise, an order's opening). A start reads a
+// key's events from there on, so it skips the partitions before the
+// oldest key it needs.
+func (l *EventLog[R]) WithJournal(begin string) *EventLog[R] {
 	var zero R
 	t := reflect.TypeOf(zero)
 	field := func(col string) int {
@@ -93,7 +109,10 @@ func (l *EventLog[R]) WithJournal() *EventLog[R] {
 		panic(fmt.Sprintf("BUG: event row %s has no column %s", t, col))
 	}
 	l.journal = &journal{table: quoteIdent(strings.Trim(l.table, "`") + journalSuffix),
-		key: field(l.key), company: field("company"), project: field("project"), seq: field("seq")}
+		key: field(l.key), company: field("company"), project: field("project"), seq: field("seq"), begin: field(begin)}
+	if t.Field(l.journal.begin).Type.Kind() != reflect.Int64 {
+		panic(fmt.Sprintf("BUG: event row %s: begin column %s is not Int64", t, begin))
+	}
 	return l
 }
 
@@ -103,6 +122,7 @@ func (l *EventLog[R]) touch(ctx context.Context, rows []R) error {
 	type touched struct {
 		company, project string
 		seq              uint64
+		begin            int64
 	}
 	keys := map[string]*touched{}
 	var order []string
@@ -110,11 +130,12 @@ func (l *EventLog[R]) touch(ctx context.Context, rows []R) error {
 		v := reflect.ValueOf(&rows[i]).Elem()
 		k := v.Field(j.key).String()
 		seq := v.Field(j.seq).Uint()
+		begin := v.Field(j.begin).Int()
 		if t := keys[k]; t != nil {
-			t.seq = max(t.seq, seq)
+			t.seq, t.begin = max(t.seq, seq), min(t.begin, begin)
 			continue
 		}
-		keys[k] = &touched{v.Field(j.company).String(), v.Field(j.project).String(), seq}
+		keys[k] = &touched{v.Field(j.company).String(), v.Field(j.project).String(), seq, begin}
 		order = append(order, k)
 	}
 	now := time.Now()
@@ -125,7 +146,7 @@ func (l *EventLog[R]) touch(ctx context.Context, rows []R) error {
 	defer b.Close()
 	for _, k := range order {
 		t := keys[k]
-		if err := b.Append(uint8(journalTouch), now.UnixMilli(), now.UTC().Truncate(time.Second), t.company, t.project, k, t.seq, int64(0), uint32(0)); err != nil {
+		if err := b.Append(uint8(journalTouch), now.UnixMilli(), now.UTC().Truncate(time.Second), t.company, t.project, k, t.seq, t.begin, uint32(0)); err != nil {
 			return fmt.Errorf("cannot journal events of %s: %w", l.table, err)
 		}
 	}
@@ -136,9 +157,10 @@ func (l *EventLog[R]) touch(ctx context.Context, rows []R) error {
 }
 
 // HeldKey is one key of a snapshot, with the company and project its
-// events are stored under.
+// events are stored under and its begin time (WithJournal).
 type HeldKey struct {
 	Company, Project, Key string
+	Begin                 time.Time
 }
 
 // Snapshot is what an event log's owner must hold at start, as it stood
@@ -182,7 +204,7 @@ func (l *EventLog[R]) WriteSnapshot(ctx context.Context, s Snapshot) error {
 		return fmt.Errorf("cannot store a snapshot of %s: %w", l.table, err)
 	}
 	for _, h := range s.Held {
-		if err := b.Append(uint8(journalKey), id, written, h.Company, h.Project, h.Key, uint64(0), int64(0), uint32(0)); err != nil {
+		if err := b.Append(uint8(journalKey), id, written, h.Company, h.Project, h.Key, uint64(0), h.Begin.UnixMilli(), uint32(0)); err != nil {
 			return fmt.Errorf("cannot store a snapshot of %s: key %q: %w", l.table, h.Key, err)
 		}
 	}
@@ -215,8 +237,9 @@ func (l *EventLog[R]) LatestSnapshot(ctx context.Context) (Snapshot, bool, error
 			Company string `ch:"company"`
 			Project string `ch:"project"`
 			Key     string `ch:"item"`
+			Begin   int64  `ch:"begin"`
 		}
-		if err := l.conn.Select(ctx, &held, "SELECT company, project, item FROM "+j.table+
+		if err := l.conn.Select(ctx, &held, "SELECT company, project, item, min(mark) AS begin FROM "+j.table+
 			" WHERE kind = ? AND id = ? GROUP BY company, project, item", uint8(journalKey), h.ID); err != nil {
 			return Snapshot{}, false, fmt.Errorf("cannot read the snapshot %d of %s: %w", h.ID, l.table, err)
 		}
@@ -225,7 +248,7 @@ func (l *EventLog[R]) LatestSnapshot(ctx context.Context) (Snapshot, bool, error
 		}
 		s := Snapshot{Taken: time.UnixMilli(h.ID), Seq: h.Seq, Mark: h.Mark, Held: make([]HeldKey, len(held))}
 		for i, k := range held {
-			s.Held[i] = HeldKey{k.Company, k.Project, k.Key}
+			s.Held[i] = HeldKey{k.Company, k.Project, k.Key, time.UnixMilli(k.Begin)}
 		}
 		return s, true, nil
 	}
@@ -248,6 +271,10 @@ type Resume struct {
 	// JournalMargin before it: every key whose current state may differ
 	// from what the owner held then. Never nil (Query.Among).
 	Keys []string
+	// Since bounds the events of Keys: none has an earlier time (at),
+	// BeginMargin before the oldest key's begin. Reads of them skip the
+	// partitions before it (AtLeast("at", Since)); zero without keys.
+	Since time.Time
 }
 
 // Resume returns the newest complete snapshot with the keys changed since
@@ -257,14 +284,18 @@ func (l *EventLog[R]) Resume(ctx context.Context) (Resume, bool, error) {
 	if err != nil || !ok {
 		return Resume{}, false, err
 	}
-	changed, seq, err := l.ChangedSince(ctx, s.Taken.Add(-JournalMargin))
+	changed, seq, begin, err := l.changedSince(ctx, s.Taken.Add(-JournalMargin))
 	if err != nil {
 		return Resume{}, false, err
 	}
 	r := Resume{Taken: s.Taken, Mark: s.Mark, Seq: max(s.Seq, seq), Keys: s.Keys()} // Keys not nil: Query.Among
 	seen := make(map[string]bool, len(r.Keys)+len(changed))
-	for _, k := range r.Keys {
-		seen[k] = true
+	oldest := begin
+	for _, h := range s.Held {
+		seen[h.Key] = true
+		if oldest == 0 || h.Begin.UnixMilli() < oldest {
+			oldest = h.Begin.UnixMilli()
+		}
 	}
 	for _, k := range changed {
 		if !seen[k] {
@@ -272,29 +303,42 @@ func (l *EventLog[R]) Resume(ctx context.Context) (Resume, bool, error) {
 			r.Keys = append(r.Keys, k)
 		}
 	}
+	if len(r.Keys) > 0 {
+		r.Since = time.UnixMilli(oldest).Add(-BeginMargin)
+	}
 	return r, true, nil
 }
 
 // ChangedSince returns the keys with events appended at or after t (their
 // touches) and the highest seq among those events (0 when none).
 func (l *EventLog[R]) ChangedSince(ctx context.Context, t time.Time) ([]string, uint64, error) {
+	keys, seq, _, err := l.changedSince(ctx, t)
+	return keys, seq, err
+}
+
+// changedSince is ChangedSince with the oldest begin of those keys (0
+// when none).
+func (l *EventLog[R]) changedSince(ctx context.Context, t time.Time) (keys []string, seq uint64, begin int64, err error) {
 	j := l.mustJournal()
 	var rows []struct {
-		Key string `ch:"item"`
-		Seq uint64 `ch:"seq"`
+		Key   string `ch:"item"`
+		Seq   uint64 `ch:"seq"`
+		Begin int64  `ch:"begin"`
 	}
 	// written prunes the days before t; id finds t's rows by the primary key.
-	if err := l.conn.Select(ctx, &rows, "SELECT item, max(seq) AS seq FROM "+j.table+
+	if err := l.conn.Select(ctx, &rows, "SELECT item, max(seq) AS seq, min(mark) AS begin FROM "+j.table+
 		" WHERE written >= ? AND kind = ? AND id >= ? GROUP BY item", t.UTC().Truncate(time.Second), uint8(journalTouch), t.UnixMilli()); err != nil {
-		return nil, 0, fmt.Errorf("cannot read the journal of %s: %w", l.table, err)
+		return nil, 0, 0, fmt.Errorf("cannot read the journal of %s: %w", l.table, err)
 	}
-	keys := make([]string, len(rows))
-	var seq uint64
+	keys = make([]string, len(rows))
 	for i, r := range rows {
 		keys[i] = r.Key
 		seq = max(seq, r.Seq)
+		if i == 0 || r.Begin < begin {
+			begin = r.Begin
+		}
 	}
-	return keys, seq, nil
+	return keys, seq, begin, nil
 }
 
 // PruneJournal drops the journal's day partitions (touches and

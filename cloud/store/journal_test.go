@@ -17,7 +17,7 @@ func TestEventJournal(t *testing.T) {
 		EventJournalMigration("things", 2, "thing_events")); err != nil {
 		t.Fatal(err)
 	}
-	l := NewEventLog[testEvent](db.Conn(), "thing_events", "thing_id").WithJournal()
+	l := NewEventLog[testEvent](db.Conn(), "thing_events", "thing_id").WithJournal("at_ms")
 	ev := func(id string, n uint32, seq uint64) testEvent {
 		at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC) // an old event time: the journal goes by the store time
 		return testEvent{ID: id, N: n, Seq: seq, At: at, AtMS: at.UnixMilli(), Company: "acme", Project: "garden", State: "active"}
@@ -34,7 +34,9 @@ func TestEventJournal(t *testing.T) {
 	}
 
 	taken := time.Now()
-	if err := l.WriteSnapshot(ctx, Snapshot{Taken: taken, Seq: 2, Mark: 7, Held: []HeldKey{{"acme", "garden", "old"}, {"acme", "garden", "a"}}}); err != nil {
+	jan2 := time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)
+	if err := l.WriteSnapshot(ctx, Snapshot{Taken: taken, Seq: 2, Mark: 7,
+		Held: []HeldKey{{"acme", "garden", "old", jan2}, {"acme", "garden", "a", jan2.AddDate(0, 1, 0)}}}); err != nil {
 		t.Fatal(err)
 	}
 	// Stored after the snapshot: b, twice (a retry), with an old event time.
@@ -50,6 +52,11 @@ func TestEventJournal(t *testing.T) {
 	}
 	if r.Taken.UnixMilli() != taken.UnixMilli() || r.Mark != 7 || r.Seq != 4 {
 		t.Errorf("Resume: taken %v mark %d seq %d; want %v 7 4", r.Taken, r.Mark, r.Seq, taken)
+	}
+	// b began (its begin column, at_ms) on Jan 1, before the snapshot's
+	// keys: its events are read from the day before on.
+	if want := time.Date(2023, 12, 31, 0, 0, 0, 0, time.UTC); !r.Since.Equal(want) {
+		t.Errorf("Resume since %v, want %v", r.Since.UTC(), want)
 	}
 	slices.Sort(r.Keys)
 	if !slices.Equal(r.Keys, []string{"a", "b", "old"}) {
@@ -75,11 +82,18 @@ func TestEventJournal(t *testing.T) {
 	if s, ok, err := l.LatestSnapshot(ctx); err != nil || !ok || s.Taken.UnixMilli() != taken.UnixMilli() || len(s.Held) != 2 {
 		t.Errorf("LatestSnapshot with a newer one cut short: %v %v %+v; want the complete one", ok, err, s)
 	}
+	// Rows before Since are skipped: a time bound on the held keys' reads.
+	if evs, err := l.EventsOf(ctx, []string{"b", "old"}, AtLeast("at", r.Since)); err != nil || len(evs) != 4 {
+		t.Errorf("events of b and old from %v: %d %v, want 4", r.Since, len(evs), err)
+	}
+	if evs, err := l.EventsOf(ctx, []string{"b", "old"}, AtLeast("at", jan2)); err != nil || len(evs) != 0 {
+		t.Errorf("events of b and old from Jan 2: %d %v, want none", len(evs), err)
+	}
 
 	// A snapshot three days on drops the days before the day before it:
 	// the first snapshot and the touches go, the new one is read.
 	later := taken.AddDate(0, 0, 3)
-	if err := l.WriteSnapshot(ctx, Snapshot{Taken: later, Seq: 5, Held: []HeldKey{{"acme", "garden", "c"}}}); err != nil {
+	if err := l.WriteSnapshot(ctx, Snapshot{Taken: later, Seq: 5, Held: []HeldKey{{"acme", "garden", "c", jan2}}}); err != nil {
 		t.Fatal(err)
 	}
 	var left []struct {

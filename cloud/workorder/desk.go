@@ -274,7 +274,7 @@ func (d *Desk) Snapshot(ctx context.Context) error {
 	// The journal's clock (store.Snapshot.Taken), not Config.Now.
 	s := store.Snapshot{Taken: time.Now(), Seq: d.cfg.Feed.Last(), Mark: ms(d.unheld), Held: make([]store.HeldKey, 0, len(d.orders))}
 	for _, w := range d.orders {
-		s.Held = append(s.Held, store.HeldKey{Company: w.Company, Project: w.Project, Key: w.ID})
+		s.Held = append(s.Held, store.HeldKey{Company: w.Company, Project: w.Project, Key: w.ID, Begin: w.RaisedAt})
 	}
 	d.mu.Unlock()
 	return d.hist.SaveHeld(ctx, s)

@@ -36,7 +36,7 @@ type ClickHouseLog struct {
 // NewClickHouseLog returns a log over conn, whose default database holds
 // the tables of Migrations.
 func NewClickHouseLog(conn store.Querier) *ClickHouseLog {
-	return &ClickHouseLog{events: store.NewEventLog[row](conn, tableEvents, "wo_id").WithJournal()}
+	return &ClickHouseLog{events: store.NewEventLog[row](conn, tableEvents, "wo_id").WithJournal("raised_ms")}
 }
 
 type row struct {
@@ -165,13 +165,13 @@ func (l *ClickHouseLog) LoadHeld(ctx context.Context, since time.Time) (Held, er
 	if !ok || r.Mark >= since.UnixMilli() {
 		return l.loadAll(ctx, since)
 	}
-	evs, err := l.loadOrderEvents(ctx, since, r.Keys)
+	evs, err := l.loadOrderEvents(ctx, since, &r)
 	if err != nil {
 		return Held{}, err
 	}
 	// Every order the snapshot did not name was opened at or before its
 	// mark; of those it named, the ones left out were opened before since.
-	newest, err := l.events.NewestAmong(ctx, "opened_ms", r.Keys, store.Below("opened_ms", since.UnixMilli()))
+	newest, err := l.events.NewestAmong(ctx, "opened_ms", r.Keys, store.AtLeast("at", r.Since), store.Below("opened_ms", since.UnixMilli()))
 	if err != nil {
 		return Held{}, fmt.Errorf("cannot load work orders: %w", err)
 	}
@@ -217,10 +217,16 @@ func (l *ClickHouseLog) LoadOrderEvents(ctx context.Context, since time.Time) ([
 	return l.loadOrderEvents(ctx, since, nil)
 }
 
-// loadOrderEvents is LoadOrderEvents among the orders among (nil: all of
-// them).
-func (l *ClickHouseLog) loadOrderEvents(ctx context.Context, since time.Time, among []string) ([]Event, error) {
+// loadOrderEvents is LoadOrderEvents among the orders a start from a
+// snapshot needs (r; nil: all of them), reading only their partitions.
+func (l *ClickHouseLog) loadOrderEvents(ctx context.Context, since time.Time, r *store.Resume) ([]Event, error) {
+	var among []string
+	var fixed []store.Cond
+	if r != nil {
+		among, fixed = r.Keys, []store.Cond{store.AtLeast("at", r.Since)}
+	}
 	held, err := l.events.CurrentKeys(ctx, store.Query{
+		Fixed: fixed,
 		Among: among,
 		Where: []store.Cond{store.AnyOf(store.NotIn("state", []string{StateClosed, StateCancelled}), store.AtLeast("opened_ms", since.UnixMilli()))},
 		Limit: maxHeld + 1,
@@ -232,7 +238,7 @@ func (l *ClickHouseLog) loadOrderEvents(ctx context.Context, since time.Time, am
 		return nil, fmt.Errorf("cannot load work orders: more than %d are being worked on or were opened since %s", maxHeld, since.UTC().Format(time.RFC3339))
 	}
 	last, err := l.events.CurrentKeys(ctx, store.Query{
-		Fixed:   []store.Cond{store.Eq("source", SourceAlarm)},
+		Fixed:   append([]store.Cond{store.Eq("source", SourceAlarm)}, fixed...),
 		Among:   among,
 		OnePer:  []string{"device", "rule"},
 		OrderBy: []store.Order{{Col: "opened_ms", Desc: true}},
@@ -249,7 +255,7 @@ func (l *ClickHouseLog) loadOrderEvents(ctx context.Context, since time.Time, am
 			keys = append(keys, k)
 		}
 	}
-	return events(l.events.EventsOf(ctx, keys))
+	return events(l.events.EventsOf(ctx, keys, fixed...))
 }
 
 // FindOrders returns the stored orders within scope that match f, newest
