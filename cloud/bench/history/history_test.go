@@ -44,8 +44,9 @@ func size(b *testing.B, name string, def int) int {
 
 // BenchmarkCloudWithHistory stores ALARM_EVENTS historical alarm events
 // (four per alarm: raise, repeat, acknowledgement, clear) and ORDERS
-// closed work orders (six events each) over the two years before now in
-// the database plantroom_bench_history (plantroom_bench_history_<events>_<orders>
+// closed work orders (six events each) before now, at a fixed rate (two
+// years at the size, see span), in the database
+// plantroom_bench_history (plantroom_bench_history_<events>_<orders>_<days>d
 // for other sizes; kept between runs, generated again when its counts
 // differ), then for each binary starts it on that
 // database (broker, ingest and API on loopback) and reports
@@ -78,7 +79,7 @@ func BenchmarkCloudWithHistory(b *testing.B) {
 	ch := chtest.Addr(b)
 	db := "plantroom_bench_history"
 	if nEvents != 1_000_000 || nOrders != 200_000 {
-		db = fmt.Sprintf("plantroom_bench_history_%d_%d", nEvents, nOrders)
+		db = fmt.Sprintf("plantroom_bench_history_%d_%d_%dd", nEvents, nOrders, int(span(nEvents).Hours()/24))
 	}
 	root, err := filepath.Abs("../../..")
 	if err != nil {
@@ -106,6 +107,15 @@ func BenchmarkCloudWithHistory(b *testing.B) {
 			}
 		})
 	}
+}
+
+// span is how far back a history of n alarm events reaches: two years at
+// 1,000,000, at the same rate for other sizes (500,000 alarm events and,
+// with the default ratio, 100,000 orders a year), so that two sizes are
+// the same plant with a longer or shorter past: the same alarms and
+// orders in the recent window, the same held set.
+func span(n int) time.Duration {
+	return time.Duration(float64(2*365*24*time.Hour) * float64(n) / 1_000_000)
 }
 
 // generate fills the database unless it already holds this history.
@@ -149,7 +159,7 @@ func generate(b *testing.B, ch chtest.Options, db, root string, nEvents, nOrders
 		}
 	}
 	now := time.Now().UTC().Truncate(time.Hour)
-	t0 := now.Add(-2 * 365 * 24 * time.Hour) // two years: 25 monthly partitions
+	t0 := now.Add(-span(nEvents)) // at 1 M: two years, 25 monthly partitions
 	alog, wlog := alarm.NewClickHouseLog(s.Conn()), workorder.NewClickHouseLog(s.Conn())
 	const chunk = 50_000
 	var seq uint64
