@@ -53,7 +53,8 @@ func size(b *testing.B, name string, def int) int {
 //
 //	first-start-ms            the first start on the history (stopped with SIGTERM once it answers): for
 //	                          a binary with snapshots of the held set, the one that reads the whole log
-//	start-ms                  the next start: from exec until GET /alarms and GET /workorders answer 200
+//	start-ms                  the restarts after it (the median of three): from exec until GET /alarms
+//	                          and GET /workorders answer 200
 //	rss-MiB                   VmRSS one second after that
 //	alarms-p99-ms             GET /api/v1/alarms (the default: newest 500), 200 requests
 //	workorders-p99-ms         GET /api/v1/workorders (newest 500), 200 requests
@@ -103,7 +104,20 @@ func BenchmarkCloudWithHistory(b *testing.B) {
 					continue
 				}
 				b.ReportMetric(float64(first.Milliseconds()), "first-start-ms")
-				measure(b, bin, ch, db, root, false)
+				// Restarts: the median of three (one start on a machine
+				// shared with other work varies by seconds).
+				var starts []time.Duration
+				for range 2 {
+					if d, ok := measure(b, bin, ch, db, root, true); ok {
+						starts = append(starts, d)
+					}
+				}
+				if d, ok := measure(b, bin, ch, db, root, false); ok {
+					starts = append(starts, d)
+					slices.Sort(starts)
+					b.Logf("restarts: %v", starts)
+					b.ReportMetric(float64(starts[len(starts)/2].Milliseconds()), "start-ms")
+				}
 			}
 		})
 	}
@@ -244,9 +258,10 @@ func forgetSnapshots(b *testing.B, ch chtest.Options, db string) {
 	}
 }
 
-// measure starts one binary on the history and reports its figures; with
-// first, it only starts it, stops it (SIGTERM) once it answers and
-// returns how long the start took. ok is false when it did not start.
+// measure starts one binary on the history, reports its figures but the
+// start's and returns how long the start took; with first, it only starts
+// it and stops it (SIGTERM) once it answers. ok is false when it did not
+// start.
 func measure(b *testing.B, bin string, ch chtest.Options, db, root string, first bool) (took time.Duration, ok bool) {
 	addrs, err := nettest.PickAddrs(2)
 	if err != nil {
@@ -325,7 +340,7 @@ clickhouse: {addr: %[6]q, user: %[7]q, password: %[8]q, database: %[9]s}
 	}
 	took = time.Since(start)
 	if first {
-		b.Logf("first start: %s", took)
+		b.Logf("start (stopped once it answered): %s", took)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-exited:
@@ -356,7 +371,6 @@ clickhouse: {addr: %[6]q, user: %[7]q, password: %[8]q, database: %[9]s}
 		return float64(ds[(len(ds)*99+99)/100-1].Microseconds()) / 1000
 	}
 	yearAgo := url.QueryEscape(time.Now().UTC().AddDate(-1, 0, 0).Format(time.RFC3339))
-	b.ReportMetric(float64(took.Milliseconds()), "start-ms")
 	b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
 	b.ReportMetric(p99("/api/v1/alarms", 200), "alarms-p99-ms")
 	b.ReportMetric(p99("/api/v1/workorders", 200), "workorders-p99-ms")
