@@ -28,7 +28,7 @@ type asset struct {
 	raw, gz     []byte
 }
 
-// assetSet maps logical names ("console.js", "vendor/echarts/echarts.min.js")
+// assetSet maps logical names ("console.js", "vendor/echarts/echarts.common.min.js")
 // to their hashed URL path, and hashed names to the files.
 type assetSet struct {
 	byLogical map[string]*asset
