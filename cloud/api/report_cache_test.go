@@ -1,11 +1,9 @@
 package api_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,30 +12,31 @@ import (
 	"github.com/plantroom/plantroom/cloud/energy"
 	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/config"
+	"github.com/plantroom/plantroom/internal/promtext"
 	"github.com/plantroom/plantroom/protocol"
 )
+
+// scrape reads the server's /metrics.
+func scrape(t *testing.T, s *api.Server) *promtext.Metrics {
+	t.Helper()
+	rec := call(t, s.Handler(), "", http.MethodGet, "/metrics")
+	m, err := promtext.Parse(rec.Body)
+	if err != nil {
+		t.Fatalf("cannot read /metrics: %v", err)
+	}
+	return m
+}
 
 // cacheLookups reads the report cache's lookup counts from /metrics.
 func cacheLookups(t *testing.T, s *api.Server) map[string]int {
 	t.Helper()
-	rec := call(t, s.Handler(), "", http.MethodGet, "/metrics")
-	out := map[string]int{}
-	sc := bufio.NewScanner(rec.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, `plantroom_api_report_cache_lookups_total{result="`)
-		if !ok {
-			continue
-		}
-		res, n, _ := strings.Cut(rest, `"} `)
-		v, err := strconv.ParseFloat(n, 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		out[res] = int(v)
+	m := scrape(t, s)
+	if !m.Has("plantroom_api_report_cache_lookups_total") {
+		t.Fatal("no plantroom_api_report_cache_lookups_total in /metrics")
 	}
-	if len(out) != 3 {
-		t.Fatalf("report cache lookups in /metrics = %v", out)
+	out := map[string]int{}
+	for _, res := range []string{"hit", "miss", "changed"} {
+		out[res] = int(m.Int("plantroom_api_report_cache_lookups_total", "result", res))
 	}
 	return out
 }
@@ -245,14 +244,7 @@ func TestLastMonthWarmedAtStart(t *testing.T) {
 	// Two companies, two computations each (the month with the month
 	// before, the month a year before).
 	kept := func() int {
-		rec := call(t, s.Handler(), "", http.MethodGet, "/metrics")
-		for _, line := range strings.Split(rec.Body.String(), "\n") {
-			if v, ok := strings.CutPrefix(line, "plantroom_api_report_cache_kept_total "); ok {
-				n, _ := strconv.ParseFloat(v, 64)
-				return int(n)
-			}
-		}
-		return 0
+		return int(scrape(t, s).Int("plantroom_api_report_cache_kept_total"))
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for kept() < 4 {

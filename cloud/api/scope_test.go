@@ -14,6 +14,7 @@ import (
 
 	"github.com/plantroom/plantroom/cloud/access"
 	"github.com/plantroom/plantroom/cloud/api"
+	"github.com/plantroom/plantroom/internal/promtext"
 )
 
 // workOrders is a resource another package would own: who each order
@@ -144,8 +145,13 @@ func TestServerLifecycle(t *testing.T) {
 	if id := res.Header.Get("X-Request-Id"); id == "" || strings.Contains(id, " ") {
 		t.Errorf("a malformed request id was kept: %q", id)
 	}
-	if _, body := get("/metrics", ""); !strings.Contains(body, `plantroom_api_requests_total{code="200",method="GET",route="/api/v1/me"} 2`) {
-		t.Errorf("metrics lack the request counter:\n%.2000s", body)
+	_, body := get("/metrics", "")
+	m, err := promtext.Parse(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("cannot read /metrics: %v", err)
+	}
+	if n := m.Int("plantroom_api_requests_total", "code", "200", "method", "GET", "route", "/api/v1/me"); n != 2 {
+		t.Errorf("request counter for GET /api/v1/me = %d, want 2:\n%.2000s", n, body)
 	}
 	s.Stop()
 	s.Stop() // idempotent
