@@ -78,6 +78,14 @@ type ReadingSource interface {
 // StoredReading is a reading with the gateway that sent it.
 type StoredReading = store.GatewayReading
 
+// Defaults shared by the engine and the work-order desk: how long an
+// ended item stays in memory after it began (alarms.recent_window), and
+// how often the held set is written to the log's journal.
+const (
+	DefaultWindow           = 7 * 24 * time.Hour
+	DefaultSnapshotInterval = 5 * time.Minute
+)
+
 // Config configures an Engine. Org, Rules and Log are required.
 type Config struct {
 	Org   *config.Org
@@ -182,10 +190,10 @@ func (c *Config) validate() error {
 		c.ReplayWindow = 15 * time.Minute
 	}
 	if c.Window == 0 {
-		c.Window = 7 * 24 * time.Hour
+		c.Window = DefaultWindow
 	}
 	if c.SnapshotInterval == 0 {
-		c.SnapshotInterval = 5 * time.Minute
+		c.SnapshotInterval = DefaultSnapshotInterval
 	}
 	if c.DefaultMinHold == 0 {
 		c.DefaultMinHold = 30 * time.Second

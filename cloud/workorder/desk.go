@@ -129,10 +129,10 @@ func (c *Config) validate() error {
 		c.CheckInterval = 30 * time.Second
 	}
 	if c.Window == 0 {
-		c.Window = 7 * 24 * time.Hour
+		c.Window = alarm.DefaultWindow
 	}
 	if c.SnapshotInterval == 0 {
-		c.SnapshotInterval = 5 * time.Minute
+		c.SnapshotInterval = alarm.DefaultSnapshotInterval
 	}
 	if c.EscalateHQAfter == 0 {
 		c.EscalateHQAfter = c.Rules.WorkOrders.EscalateHQAfter.Duration
