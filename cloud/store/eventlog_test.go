@@ -44,33 +44,17 @@ func TestEventLog(t *testing.T) {
 	if err := l.Append(ctx, []testEvent{a2, g1, a1}); err != nil {
 		t.Fatal(err)
 	}
-	ids := func(evs []testEvent, err error) string {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, e := range evs {
-			out = append(out, e.ID+"/"+e.State)
-		}
-		return strings.Join(out, " ")
-	}
-	check := func(what, got, want string) {
-		t.Helper()
-		if got != want {
-			t.Errorf("%s: %q, want %q", what, got, want)
-		}
-	}
+	ids := idsOf(t)
 	latest, err := l.Latest(ctx)
 	slices.SortFunc(latest, func(x, y testEvent) int { return strings.Compare(x.ID, y.ID) })
-	check("latest", ids(latest, err), "a/cleared b/active g/offline")
-	check("all", ids(l.All(ctx)), "a/active a/cleared b/active g/offline")
-	check("since 10", ids(l.Since(ctx, 10, 0)), "b/active a/cleared g/offline")
-	check("since 10, 2", ids(l.Since(ctx, 10, 2)), "b/active a/cleared")
-	check("of a", ids(l.Of(ctx, "a")), "a/active a/cleared")
-	check("pump", ids(l.Subject(ctx, "garden", "pump", t0, t0.Add(time.Hour))), "a/active a/cleared")
-	check("gateway", ids(l.Subject(ctx, "garden", "gw", t0, t0.Add(time.Hour))), "g/offline")
-	check("pump before 12", ids(l.Subject(ctx, "garden", "pump", t0, t0.Add(11*time.Minute))), "a/active")
+	checkEq(t, "latest", ids(latest, err), "a/cleared b/active g/offline")
+	checkEq(t, "all", ids(l.All(ctx)), "a/active a/cleared b/active g/offline")
+	checkEq(t, "since 10", ids(l.Since(ctx, 10, 0)), "b/active a/cleared g/offline")
+	checkEq(t, "since 10, 2", ids(l.Since(ctx, 10, 2)), "b/active a/cleared")
+	checkEq(t, "of a", ids(l.Of(ctx, "a")), "a/active a/cleared")
+	checkEq(t, "pump", ids(l.Subject(ctx, "garden", "pump", t0, t0.Add(time.Hour))), "a/active a/cleared")
+	checkEq(t, "gateway", ids(l.Subject(ctx, "garden", "gw", t0, t0.Add(time.Hour))), "g/offline")
+	checkEq(t, "pump before 12", ids(l.Subject(ctx, "garden", "pump", t0, t0.Add(11*time.Minute))), "a/active")
 	got, _ := l.Of(ctx, "a")
 	for i := range got {
 		got[i].At = got[i].At.UTC()
@@ -107,6 +91,30 @@ func TestEventLogRowTypes(t *testing.T) {
 		if !strings.Contains(ddl, want) {
 			t.Errorf("cluster DDL lacks %q:\n%s", want, ddl)
 		}
+	}
+}
+
+// idsOf returns a function listing events as "id/state", failing t when
+// they came with an error: ids(l.All(ctx)).
+func idsOf(t *testing.T) func([]testEvent, error) string {
+	return func(evs []testEvent, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.ID+"/"+e.State)
+		}
+		return strings.Join(out, " ")
+	}
+}
+
+// checkEq reports what when got is not want.
+func checkEq(t *testing.T, what, got, want string) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s: %q, want %q", what, got, want)
 	}
 }
 

@@ -2,7 +2,6 @@ package store
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 )
@@ -36,37 +35,21 @@ func TestEventLogCurrent(t *testing.T) {
 	if err := l.Append(ctx, append(rows, rows[1], rows[8])); err != nil {
 		t.Fatal(err)
 	}
-	ids := func(evs []testEvent, err error) string {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, e := range evs {
-			out = append(out, e.ID+"/"+e.State)
-		}
-		return strings.Join(out, " ")
-	}
-	check := func(what, got, want string) {
-		t.Helper()
-		if got != want {
-			t.Errorf("%s: %q, want %q", what, got, want)
-		}
-	}
+	ids := idsOf(t)
 	newest := []Order{{Col: "value", Desc: true}}
-	check("active now (e was cleared once)", ids(l.Current(ctx, Query{Where: []Cond{Eq("state", "active")}, OrderBy: newest, Limit: 10})), "e/active d/active")
-	check("cleared, oldest first", ids(l.Current(ctx, Query{Where: []Cond{Eq("state", "cleared")}, OrderBy: []Order{{Col: "value"}}, Limit: 10})),
+	checkEq(t, "active now (e was cleared once)", ids(l.Current(ctx, Query{Where: []Cond{Eq("state", "active")}, OrderBy: newest, Limit: 10})), "e/active d/active")
+	checkEq(t, "cleared, oldest first", ids(l.Current(ctx, Query{Where: []Cond{Eq("state", "cleared")}, OrderBy: []Order{{Col: "value"}}, Limit: 10})),
 		"a/cleared b/cleared c/cleared")
-	check("limit", ids(l.Current(ctx, Query{OrderBy: newest, Limit: 2})), "e/active d/active")
-	check("fixed project", ids(l.Current(ctx, Query{Fixed: []Cond{In("project", []string{"garden"})}, OrderBy: newest, Limit: 10})),
+	checkEq(t, "limit", ids(l.Current(ctx, Query{OrderBy: newest, Limit: 2})), "e/active d/active")
+	checkEq(t, "fixed project", ids(l.Current(ctx, Query{Fixed: []Cond{In("project", []string{"garden"})}, OrderBy: newest, Limit: 10})),
 		"e/active c/cleared b/cleared a/cleared")
-	check("no projects", ids(l.Current(ctx, Query{Fixed: []Cond{In("project", []string{})}, Limit: 10})), "")
-	check("any of", ids(l.Current(ctx, Query{Where: []Cond{AnyOf(Eq("state", "active"), AtLeast("value", 3))}, OrderBy: newest, Limit: 10})),
+	checkEq(t, "no projects", ids(l.Current(ctx, Query{Fixed: []Cond{In("project", []string{})}, Limit: 10})), "")
+	checkEq(t, "any of", ids(l.Current(ctx, Query{Where: []Cond{AnyOf(Eq("state", "active"), AtLeast("value", 3))}, OrderBy: newest, Limit: 10})),
 		"e/active d/active c/cleared")
-	check("all of", ids(l.Current(ctx, Query{Where: []Cond{AllOf(Eq("device", "pump"), Below("value", 2))}, Limit: 10})), "a/cleared")
-	check("not in", ids(l.Current(ctx, Query{Where: []Cond{NotIn("state", []string{"active"})}, OrderBy: newest, Limit: 10})),
+	checkEq(t, "all of", ids(l.Current(ctx, Query{Where: []Cond{AllOf(Eq("device", "pump"), Below("value", 2))}, Limit: 10})), "a/cleared")
+	checkEq(t, "not in", ids(l.Current(ctx, Query{Where: []Cond{NotIn("state", []string{"active"})}, OrderBy: newest, Limit: 10})),
 		"c/cleared b/cleared a/cleared")
-	check("latest cleared per device", ids(l.Current(ctx, Query{Where: []Cond{Eq("state", "cleared")}, OnePer: []string{"project", "device"},
+	checkEq(t, "latest cleared per device", ids(l.Current(ctx, Query{Where: []Cond{Eq("state", "cleared")}, OnePer: []string{"project", "device"},
 		OrderBy: newest, Limit: 10})), "c/cleared b/cleared")
 	evs, err := l.EventsOf(ctx, []string{"e", "a"})
 	if got := ids(evs, err); got != "a/active a/cleared e/active e/cleared e/active" {
@@ -84,10 +67,10 @@ func TestEventLogCurrent(t *testing.T) {
 	for i := range 60_000 {
 		many = append(many, fmt.Sprintf("k-%d", i))
 	}
-	check("among many keys", ids(l.Current(ctx, Query{Among: many, OrderBy: newest, Limit: 10})), "d/active b/cleared")
-	check("among b, latest cleared per device", ids(l.Current(ctx, Query{Among: []string{"a", "b", "c"}, Where: []Cond{Eq("state", "cleared")},
+	checkEq(t, "among many keys", ids(l.Current(ctx, Query{Among: many, OrderBy: newest, Limit: 10})), "d/active b/cleared")
+	checkEq(t, "among b, latest cleared per device", ids(l.Current(ctx, Query{Among: []string{"a", "b", "c"}, Where: []Cond{Eq("state", "cleared")},
 		OnePer: []string{"project", "device"}, OrderBy: []Order{{Col: "value"}}, Limit: 10})), "a/cleared c/cleared")
-	check("among none", ids(l.Current(ctx, Query{Among: []string{}, Limit: 10})), "")
+	checkEq(t, "among none", ids(l.Current(ctx, Query{Among: []string{}, Limit: 10})), "")
 	if v, err := l.NewestAmong(ctx, "at_ms", many, Below("at_ms", t0.Add(20*time.Minute).UnixMilli())); err != nil || v != t0.Add(6*time.Minute).UnixMilli() {
 		t.Errorf("newest at_ms of b and d: %d %v, want d's %d", v, err, t0.Add(6*time.Minute).UnixMilli())
 	}
