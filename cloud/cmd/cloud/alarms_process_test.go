@@ -28,10 +28,7 @@ import (
 //
 // About three minutes; PLANTROOM_SKIP_PROCESS_TESTS=1 skips it.
 func TestAlarmsThroughRealProcesses(t *testing.T) {
-	if os.Getenv("PLANTROOM_SKIP_PROCESS_TESTS") == "1" {
-		t.Skip("PLANTROOM_SKIP_PROCESS_TESTS=1")
-	}
-	t.Parallel() // each plant room has its own ports and database
+	processTest(t) // each plant room has its own ports and database
 	p := newPlantRoom(t)
 	p.startCloud(t)
 	p.startEdge(t)

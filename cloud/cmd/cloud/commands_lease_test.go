@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,10 +25,7 @@ import (
 //
 // About 20 s; PLANTROOM_SKIP_PROCESS_TESTS=1 skips it.
 func TestCommandsWithAlarmLease(t *testing.T) {
-	if os.Getenv("PLANTROOM_SKIP_PROCESS_TESTS") == "1" {
-		t.Skip("PLANTROOM_SKIP_PROCESS_TESTS=1")
-	}
-	t.Parallel()
+	processTest(t)
 	bin, b, a, bp := replicaPair(t)
 
 	a.start(t, bin)

@@ -42,10 +42,7 @@ import (
 //
 // About a minute each, one after the other; PLANTROOM_SKIP_PROCESS_TESTS=1 skips them.
 func TestCommandsThroughRealProcesses(t *testing.T) {
-	if os.Getenv("PLANTROOM_SKIP_PROCESS_TESTS") == "1" {
-		t.Skip("PLANTROOM_SKIP_PROCESS_TESTS=1")
-	}
-	t.Parallel() // beside the other plant-room tests; its own two one after the other
+	processTest(t) // beside the other plant-room tests; its own two one after the other
 	for _, broker := range []string{"embedded", "mosquitto"} {
 		t.Run(broker, func(t *testing.T) {
 			p := newPlantRoom(t)

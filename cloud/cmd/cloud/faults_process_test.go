@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -23,10 +22,7 @@ import (
 //
 // About five minutes (276 s here); PLANTROOM_SKIP_PROCESS_TESTS=1 skips it.
 func TestAlarmsPerInjectedFault(t *testing.T) {
-	if os.Getenv("PLANTROOM_SKIP_PROCESS_TESTS") == "1" {
-		t.Skip("PLANTROOM_SKIP_PROCESS_TESTS=1")
-	}
-	t.Parallel() // each plant room has its own ports and database
+	processTest(t) // each plant room has its own ports and database
 	p := newPlantRoom(t)
 	p.startCloud(t)
 	p.startEdge(t)

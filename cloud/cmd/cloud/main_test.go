@@ -21,6 +21,17 @@ import (
 	"github.com/plantroom/plantroom/internal/chtest"
 )
 
+// processTest starts a test of real bin/cloud processes: skipped when
+// PLANTROOM_SKIP_PROCESS_TESTS=1 (they take minutes), else run in
+// parallel with the others (each has its own ports and database).
+func processTest(t *testing.T) {
+	t.Helper()
+	if os.Getenv("PLANTROOM_SKIP_PROCESS_TESTS") == "1" {
+		t.Skip("PLANTROOM_SKIP_PROCESS_TESTS=1")
+	}
+	t.Parallel()
+}
+
 // buildCloud builds bin/cloud into a temporary directory.
 func buildCloud(t *testing.T) string {
 	t.Helper()

@@ -39,10 +39,7 @@ import (
 //
 // About 30 s; PLANTROOM_SKIP_PROCESS_TESTS=1 skips it.
 func TestAlarmOwnerAcrossTwoProcesses(t *testing.T) {
-	if os.Getenv("PLANTROOM_SKIP_PROCESS_TESTS") == "1" {
-		t.Skip("PLANTROOM_SKIP_PROCESS_TESTS=1")
-	}
-	t.Parallel()
+	processTest(t)
 	bin, b, a, bp := replicaPair(t)
 
 	// A starts alone and takes the lease; an order is made through it.
