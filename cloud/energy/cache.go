@@ -1,14 +1,14 @@
 package energy
 
 import (
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // VersionedReadings is a reading store that also tells the roll-up's
@@ -38,18 +38,13 @@ type VersionedReadings interface {
 // A running month is never kept (its end is now). Entries are bounded in
 // number; the least recently used goes first.
 type Cache struct {
-	src VersionedReadings
-	max int
-
-	mu      sync.Mutex
-	entries map[string]*list.Element
-	lru     *list.List // of *cacheEntry, most recently used first
+	src     VersionedReadings
+	entries *lru.Cache[string, *cacheEntry] // by jobsKey
 
 	hits, misses, changed, kept atomic.Uint64
 }
 
 type cacheEntry struct {
-	key     string
 	w       Where
 	deps    []Span
 	version Version
@@ -68,15 +63,16 @@ type CacheStats struct {
 
 // NewCache keeps up to entries computations of src (at least 1).
 func NewCache(src VersionedReadings, entries int) *Cache {
-	return &Cache{src: src, max: max(entries, 1), entries: map[string]*list.Element{}, lru: list.New()}
+	l, err := lru.New[string, *cacheEntry](max(entries, 1))
+	if err != nil {
+		panic("BUG: " + err.Error()) // only for a size below 1
+	}
+	return &Cache{src: src, entries: l}
 }
 
 // Stats returns the lookup counts so far.
 func (c *Cache) Stats() CacheStats {
-	c.mu.Lock()
-	n := c.lru.Len()
-	c.mu.Unlock()
-	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Changed: c.changed.Load(), Kept: c.kept.Load(), Entries: n}
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Changed: c.changed.Load(), Kept: c.kept.Load(), Entries: c.entries.Len()}
 }
 
 // MonthlyReport is MonthlyReport over the cache's store.
@@ -117,7 +113,7 @@ func (c *Cache) compute(ctx context.Context, company string, jobs []Job) ([]Resu
 		return nil, fmt.Errorf("cannot compute energy of company %q: %w", company, err)
 	}
 	w, pre := guess(company, jobs)
-	if e := c.get(key); e != nil {
+	if e, ok := c.entries.Get(key); ok {
 		v, err := c.src.Version(ctx, e.w, e.deps)
 		if err != nil {
 			return fail(err)
@@ -163,10 +159,10 @@ func (c *Cache) compute(ctx context.Context, company string, jobs []Job) ([]Resu
 	}
 	switch {
 	case empty && after == before:
-		c.put(&cacheEntry{key: key, w: w, deps: deps, version: v, results: res})
+		c.entries.Add(key, &cacheEntry{w: w, deps: deps, version: v, results: res})
 		c.kept.Add(1)
 	case !empty:
-		c.put(&cacheEntry{key: key, w: w, deps: union(pre, deps)})
+		c.entries.Add(key, &cacheEntry{w: w, deps: union(pre, deps)})
 	}
 	return res, nil
 }
@@ -216,31 +212,4 @@ func jobsKey(company string, jobs []Job) string {
 		}{j.Project, j.Devices, j.Schedule, j.Schedule.Location.String()})
 	}
 	return string(h.Sum(nil))
-}
-
-func (c *Cache) get(key string) *cacheEntry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el := c.entries[key]
-	if el == nil {
-		return nil
-	}
-	c.lru.MoveToFront(el)
-	return el.Value.(*cacheEntry)
-}
-
-func (c *Cache) put(e *cacheEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el := c.entries[e.key]; el != nil {
-		el.Value = e
-		c.lru.MoveToFront(el)
-		return
-	}
-	c.entries[e.key] = c.lru.PushFront(e)
-	for c.lru.Len() > c.max {
-		old := c.lru.Back()
-		c.lru.Remove(old)
-		delete(c.entries, old.Value.(*cacheEntry).key)
-	}
 }
