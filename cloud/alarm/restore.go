@@ -122,13 +122,10 @@ func (e *Engine) tracker(a *Alarm) *tracker {
 	return nil
 }
 
-// ErrPending is Snapshot's answer while events wait for storage.
-var ErrPending = errors.New("events wait for storage")
-
 // Snapshot stores the held alarms in the log's snapshot (History.SaveHeld):
-// their ids, the feed's sequence and the raise time before which alarms
-// may not be held. It refuses (ErrPending) while events wait in the
-// outbox: a snapshot must come after every event recorded before it is
+// their ids, the feed's sequence and the raise time before which alarms may
+// not be held. It refuses (store.ErrSnapshotPending) while events wait in
+// the outbox: a snapshot must come after every event recorded before it is
 // stored, so a start from it misses nothing. Without a History it does
 // nothing. The engine writes one at start, every SnapshotInterval and at
 // Stop.
@@ -139,7 +136,7 @@ func (e *Engine) Snapshot(ctx context.Context) error {
 	e.procMu.Lock()
 	if n := e.outbox.Len(); n > 0 {
 		e.procMu.Unlock()
-		return fmt.Errorf("cannot snapshot the held alarms: %d %w", n, ErrPending)
+		return fmt.Errorf("cannot snapshot the held alarms: %d %w", n, store.ErrSnapshotPending)
 	}
 	// The journal's clock (store.Snapshot.Taken), not Config.Now.
 	s := store.Snapshot{Taken: time.Now(), Seq: e.feed.Last()}
@@ -164,7 +161,7 @@ func (e *Engine) Snapshot(ctx context.Context) error {
 // whether one was written.
 func (e *Engine) saveSnapshot(ctx context.Context) bool {
 	err := e.Snapshot(ctx)
-	if err != nil && !errors.Is(err, ErrPending) && !errors.Is(err, ErrNotStarted) {
+	if err != nil && !errors.Is(err, store.ErrSnapshotPending) && !errors.Is(err, ErrNotStarted) {
 		e.log.Warn("cannot snapshot the held alarms; the next start reads more", "err", err)
 	}
 	return err == nil

@@ -347,8 +347,8 @@ func TestNoSnapshotWhileAlarmEventsWait(t *testing.T) {
 	log.fail.Store(true)
 	e.ObserveBatch(ctx, garden, &protocol.Batch{Epoch: 1, Gateway: gwGarden, Seq: 1, SentAt: t0.UnixMilli(),
 		Readings: []protocol.Reading{{Device: "garden-elevator-1", Metric: "trapped", Value: 1, TS: t0.UnixMilli()}}}, t0)
-	if err := e.Snapshot(ctx); !errors.Is(err, ErrPending) {
-		t.Errorf("Snapshot while the raise waits: %v, want ErrPending", err)
+	if err := e.Snapshot(ctx); !errors.Is(err, store.ErrSnapshotPending) {
+		t.Errorf("Snapshot while the raise waits: %v, want store.ErrSnapshotPending", err)
 	}
 	if held, err := log.LoadHeld(ctx, since); err != nil || !held.From.Equal(first.From) {
 		t.Errorf("snapshot %v (%v); want still the start's %v", held.From, err, first.From)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -178,6 +179,11 @@ type Snapshot struct {
 	Mark int64
 	Held []HeldKey
 }
+
+// ErrSnapshotPending is an owner's answer when asked for a snapshot while
+// its events wait for storage: a snapshot must come after every event
+// recorded before it is stored, so that a start from it misses nothing.
+var ErrSnapshotPending = errors.New("events wait for storage")
 
 // Keys are the snapshot's keys.
 func (s *Snapshot) Keys() []string {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/plantroom/plantroom/cloud/alarm"
+	"github.com/plantroom/plantroom/cloud/store"
 	"github.com/plantroom/plantroom/internal/fakes"
 	"github.com/plantroom/plantroom/protocol"
 )
@@ -459,8 +460,8 @@ func TestNoSnapshotWhileEventsWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Snapshot(ctx); !errors.Is(err, ErrPending) {
-		t.Errorf("Snapshot while the order's event waits: %v, want ErrPending", err)
+	if err := d.Snapshot(ctx); !errors.Is(err, store.ErrSnapshotPending) {
+		t.Errorf("Snapshot while the order's event waits: %v, want store.ErrSnapshotPending", err)
 	}
 	if held, err := log.LoadHeld(ctx, time.Now().Add(-time.Hour)); err != nil || !held.From.Equal(first.From) {
 		t.Errorf("snapshot %v (%v); want still the start's %v", held.From, err, first.From)

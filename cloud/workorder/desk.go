@@ -245,15 +245,12 @@ func (d *Desk) Stop() {
 	})
 }
 
-// ErrPending is Snapshot's answer while events wait for storage.
-var ErrPending = errors.New("events wait for storage")
-
 var errNotLoaded = errors.New("cannot snapshot the held work orders: the desk has not started")
 
 // Snapshot stores the held orders in the log's snapshot (History.SaveHeld):
-// their ids, the feed's sequence and the opening time before which
-// orders may not be held. It refuses (ErrPending) while events wait in
-// the outbox: a snapshot must come after every event recorded before it
+// their ids, the feed's sequence and the opening time before which orders
+// may not be held. It refuses (store.ErrSnapshotPending) while events wait
+// in the outbox: a snapshot must come after every event recorded before it
 // is stored, so a start from it misses nothing. Without a History it does
 // nothing. The desk writes one at start, every SnapshotInterval and at
 // Stop.
@@ -269,7 +266,7 @@ func (d *Desk) Snapshot(ctx context.Context) error {
 	if d.outbox.Len() > 0 {
 		n := d.outbox.Len()
 		d.mu.Unlock()
-		return fmt.Errorf("cannot snapshot the held work orders: %d %w", n, ErrPending)
+		return fmt.Errorf("cannot snapshot the held work orders: %d %w", n, store.ErrSnapshotPending)
 	}
 	// The journal's clock (store.Snapshot.Taken), not Config.Now.
 	s := store.Snapshot{Taken: time.Now(), Seq: d.cfg.Feed.Last(), Mark: ms(d.unheld), Held: make([]store.HeldKey, 0, len(d.orders))}
@@ -285,7 +282,7 @@ func (d *Desk) Snapshot(ctx context.Context) error {
 // whether one was written.
 func (d *Desk) saveSnapshot(ctx context.Context) bool {
 	err := d.Snapshot(ctx)
-	if err != nil && !errors.Is(err, ErrPending) && !errors.Is(err, errNotLoaded) {
+	if err != nil && !errors.Is(err, store.ErrSnapshotPending) && !errors.Is(err, errNotLoaded) {
 		d.log.Warn("cannot snapshot the held work orders; the next start reads more", "err", err)
 	}
 	return err == nil
