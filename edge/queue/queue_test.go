@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/plantroom/plantroom/internal/logtest"
 	"github.com/plantroom/plantroom/protocol"
 )
 
@@ -40,7 +42,15 @@ func openQueue(t *testing.T, cfg Config) *Queue {
 	if cfg.CommitInterval == 0 {
 		cfg.CommitInterval = time.Millisecond
 	}
-	q, err := New(cfg, nil)
+	// What the queue logs (a failed commit says why) is shown with a
+	// failure.
+	var logged logtest.Buffer
+	t.Cleanup(func() {
+		if t.Failed() && logged.String() != "" {
+			t.Logf("the queue logged:\n%s", logged.String())
+		}
+	})
+	q, err := New(cfg, slog.New(slog.NewTextHandler(&logged, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
